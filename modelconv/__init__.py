@@ -1,0 +1,53 @@
+"""modelconv: convert trained models between frameworks and prove each conversion correct.
+
+Public API (imported lazily, so ``import modelconv`` loads no ML framework)::
+
+    result = modelconv.convert("model.h5", "model.onnx")
+    report = modelconv.verify("model.h5", "model.onnx")
+    info = modelconv.inspect("model.onnx")
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConversionResult",
+    "ConvertOptions",
+    "ModelInfo",
+    "__version__",
+    "convert",
+    "errors",
+    "inspect",
+    "load",
+    "save",
+    "verify",
+]
+
+if TYPE_CHECKING:
+    from modelconv import errors
+    from modelconv.api import ConversionResult, ModelInfo, convert, inspect, load, save, verify
+    from modelconv.options import ConvertOptions
+
+_LAZY = {
+    "convert": "modelconv.api",
+    "verify": "modelconv.api",
+    "inspect": "modelconv.api",
+    "load": "modelconv.api",
+    "save": "modelconv.api",
+    "ConversionResult": "modelconv.api",
+    "ModelInfo": "modelconv.api",
+    "ConvertOptions": "modelconv.options",
+}
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name == "errors":
+        return importlib.import_module("modelconv.errors")
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'modelconv' has no attribute {name!r}")

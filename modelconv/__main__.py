@@ -1,0 +1,7 @@
+"""``python -m modelconv`` runs the CLI."""
+
+import sys
+
+from modelconv.cli import main
+
+sys.exit(main())

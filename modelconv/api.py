@@ -1,0 +1,287 @@
+"""The public API: convert, verify, inspect, load, save.
+
+convert(src, dst) = detect → import → passes → export → verify, each stage timed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx_ir as ir
+
+from modelconv.errors import (
+    ConversionTimeoutError,
+    ExportError,
+    MissingDependencyError,
+    ModelconvError,
+    ModelLoadError,
+)
+from modelconv.fileio import check_output_path
+from modelconv.formats import FORMATS, SourceModel, resolve_source_format, resolve_target_format
+from modelconv.ir.info import TensorSpec, graph_input_specs, graph_output_specs
+from modelconv.options import ConvertOptions
+from modelconv.verify.report import VerificationReport
+
+Source = str | os.PathLike[str] | Any  # a path, or an in-memory model (torch nn.Module)
+
+
+@dataclass
+class ConversionResult:
+    """What :func:`convert` produced."""
+
+    outputs: list[Path]
+    source_format: str
+    target_format: str
+    report: VerificationReport | None
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def output(self) -> Path:
+        """The main output file."""
+        return self.outputs[0]
+
+    @property
+    def verified(self) -> bool:
+        """True when verification ran and passed."""
+        return self.report is not None and not self.report.skipped and self.report.passed
+
+
+@dataclass
+class ModelInfo:
+    """What :func:`inspect` tells about a model file."""
+
+    path: str
+    format: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    op_counts: dict[str, int]
+    num_parameters: int
+    parameter_bytes: int
+    opset: int | None = None
+    producer: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "path": self.path, "format": self.format, "opset": self.opset,
+            "producer": self.producer,
+            "inputs": [s.to_dict() for s in self.inputs],
+            "outputs": [s.to_dict() for s in self.outputs],
+            "op_counts": self.op_counts, "num_parameters": self.num_parameters,
+            "parameter_bytes": self.parameter_bytes,
+        }
+
+
+def load(src: Source, options: ConvertOptions | None = None, **kwargs: Any) -> SourceModel:
+    """Import ``src`` (a file, folder or in-memory model) into the IR."""
+    opts = ConvertOptions.from_kwargs(options, **kwargs)
+    if _is_torch_module(src):
+        fmt = "torch-module"
+    else:
+        fmt = resolve_source_format(src, opts.source_format)
+    importer = _component(fmt, "importer")
+    try:
+        source: SourceModel = importer(src if fmt == "torch-module" else Path(src), opts)
+    except ModelconvError:
+        raise
+    except (MemoryError, RecursionError, ValueError, KeyError, IndexError, TypeError,
+            OSError, EOFError, AttributeError, RuntimeError) as exc:
+        where = None if fmt == "torch-module" else str(src)
+        raise ModelLoadError(
+            f"cannot read the {fmt} model: {type(exc).__name__}: {_first_line(exc)}",
+            path=where, hint="The file may be corrupt; run with --debug for details",
+        ) from exc
+    return source
+
+
+def save(model: ir.Model | SourceModel, dst: str | os.PathLike[str],
+         options: ConvertOptions | None = None, **kwargs: Any) -> list[Path]:
+    """Write an IR model (or an imported SourceModel) to ``dst``; returns written files."""
+    opts = ConvertOptions.from_kwargs(options, **kwargs)
+    ir_model = model.model if isinstance(model, SourceModel) else model
+    dst_path = check_output_path(dst, overwrite=opts.overwrite)
+    fmt = resolve_target_format(dst_path, opts.target_format)
+    exporter = _component(fmt, "exporter")
+    try:
+        written: list[Path] = exporter(ir_model, dst_path, opts)
+    except ModelconvError:
+        raise
+    except Exception as exc:
+        raise ExportError(f"{fmt} export failed: {type(exc).__name__}: {_first_line(exc)}",
+                          path=str(dst_path), hint="Run with --debug for details") from exc
+    return written
+
+
+def convert(
+    src: Source, dst: str | os.PathLike[str], options: ConvertOptions | None = None,
+    **kwargs: Any,
+) -> ConversionResult:
+    """Convert ``src`` to ``dst`` (format from the extension or ``target_format``) and verify.
+
+    Verification runs by default (``verify=False`` skips it). When the converted model
+    differs from the source beyond tolerance, :class:`~modelconv.errors.VerificationError`
+    is raised with the report; the written file stays for inspection.
+    """
+    opts = ConvertOptions.from_kwargs(options, **kwargs)
+    dst_path = check_output_path(dst, overwrite=opts.overwrite)
+    target = resolve_target_format(dst_path, opts.target_format)
+    timings: dict[str, float] = {}
+    with _time_limit(opts.timeout):
+        with _stage(timings, "import", opts):
+            source = load(src, opts)
+        from modelconv.passes import cleanup
+
+        with _stage(timings, "passes", opts):
+            warnings = list(source.warnings) + cleanup(source.model)
+        with _stage(timings, "export", opts):
+            outputs = save(source.model, dst_path, opts, target_format=target)
+        report = None
+        if opts.verify:
+            try:
+                with _stage(timings, "verify", opts):
+                    report = _verify_written(source, outputs[0], target, opts)
+            except BaseException as exc:
+                from modelconv.errors import VerificationError
+
+                if not isinstance(exc, VerificationError):
+                    _remove(outputs)  # an unverifiable conversion leaves nothing behind
+                raise
+    timings["total"] = sum(timings.values())
+    result = ConversionResult(outputs, source.format, target, report, warnings, timings)
+    if report is not None and not report.skipped and not report.passed:
+        from modelconv.errors import VerificationError
+
+        raise VerificationError(
+            f"the converted model differs from the source: {report.summary()}",
+            report=report, path=str(outputs[0]),
+            hint="The file was written for inspection; run `modelconv verify --localize`",
+        )
+    return result
+
+
+def verify(
+    src: Source, dst: str | os.PathLike[str], inputs: Any = None,
+    options: ConvertOptions | None = None, **kwargs: Any,
+) -> VerificationReport:
+    """Run ``src`` and the converted ``dst`` on the same inputs and compare their outputs."""
+    opts = ConvertOptions.from_kwargs(options, **kwargs)
+    if inputs is not None:
+        opts.inputs = inputs
+    target = resolve_source_format(dst, None) if Path(dst).suffix != ".tflite" else "tflite"
+    source = load(src, opts)
+    report = _verify_written(source, Path(dst), target, opts)
+    return report
+
+
+def _verify_written(source: SourceModel, out: Path, target: str,
+                    opts: ConvertOptions) -> VerificationReport:
+    from modelconv.verify.verifier import verify_runners
+
+    if source.make_runner is None:
+        return VerificationReport.skip(source.runner_unavailable or
+                                       f"no runner for {source.format} sources")
+    try:
+        source_runner = source.make_runner()
+    except MissingDependencyError as exc:
+        return VerificationReport.skip(str(exc))
+    try:
+        target_runner = _component(target, "runner")(out, opts)
+    except MissingDependencyError as exc:
+        return VerificationReport.skip(str(exc))
+    report = verify_runners(source_runner, target_runner, opts, int_ranges=source.int_ranges)
+    if (opts.localize or not report.passed) and not report.skipped:
+        from modelconv.verify.localize import localize
+
+        localize(report, source, source_runner, target_runner, out, opts)
+    return report
+
+
+def inspect(path: str | os.PathLike[str], options: ConvertOptions | None = None,
+            **kwargs: Any) -> ModelInfo:
+    """Describe a model file: format, signature, op counts, parameters."""
+    p = Path(path)
+    opts = ConvertOptions.from_kwargs(options, **kwargs)
+    fmt = resolve_source_format(p, opts.source_format) if p.suffix != ".tflite" else "tflite"
+    if fmt == "tflite":
+        from modelconv.exporters.tflite.inspect import inspect_tflite
+
+        return inspect_tflite(p)
+    source = load(p, opts, verify=False)
+    graph = source.model.graph
+    ops = Counter(n.op_type if not n.domain else f"{n.domain}::{n.op_type}"
+                  for n in ir.traversal.RecursiveGraphIterator(graph))
+    params = [v.const_value for v in graph.initializers.values() if v.const_value is not None]
+    return ModelInfo(
+        path=str(p), format=fmt, inputs=graph_input_specs(graph),
+        outputs=graph_output_specs(graph), op_counts=dict(sorted(ops.items())),
+        num_parameters=sum(t.size for t in params), parameter_bytes=sum(t.nbytes for t in params),
+        opset=source.model.opset_imports.get(""), producer=source.model.producer_name,
+    )
+
+
+def _component(fmt: str, which: str) -> Any:
+    info = FORMATS[fmt]
+    try:
+        return info.load(which)
+    except ImportError as exc:
+        missing = (exc.name or "a dependency").split(".")[0]
+        raise MissingDependencyError(missing, info.extra or "all",
+                                     f"the {fmt} {which}") from exc
+
+
+def _is_torch_module(obj: Any) -> bool:
+    return type(obj).__module__.split(".")[0] != "pathlib" and hasattr(obj, "state_dict") \
+        and hasattr(obj, "forward") and not isinstance(obj, (str, os.PathLike))
+
+
+@contextlib.contextmanager
+def _stage(timings: dict[str, float], name: str, opts: ConvertOptions) -> Iterator[None]:
+    opts.report_progress(name, 0.0)
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = time.perf_counter() - start
+        opts.report_progress(name, 1.0)
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise ConversionTimeoutError after ``seconds`` (main thread, POSIX only)."""
+    if not seconds or threading.current_thread() is not threading.main_thread() \
+            or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise ConversionTimeoutError(f"conversion exceeded the time limit of {seconds:g} s",
+                                     hint="Raise --timeout or convert on a bigger machine")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _remove(paths: list[Path]) -> None:
+    for p in paths:
+        with contextlib.suppress(OSError):
+            p.unlink()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else ""

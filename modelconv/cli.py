@@ -1,0 +1,273 @@
+"""The ``modelconv`` command: convert, verify, inspect, formats, ops.
+
+Exit codes: 0 success/equivalent, 1 not equivalent, 2 any other error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_NOT_EQUIVALENT, EXIT_ERROR = 0, 1, 2
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(d) for d in text.replace("x", ",").split(",") if d.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"bad shape '{text}' (use e.g. 1,3,224,224)") from exc
+
+
+def _parse_dim(text: str) -> tuple[str, int]:
+    name, sep, value = text.partition("=")
+    if not sep or not value.isdigit():
+        raise argparse.ArgumentTypeError(f"bad --dim '{text}' (use NAME=VALUE, e.g. batch=4)")
+    return name, int(value)
+
+
+def _add_source_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("source")
+    g.add_argument("--from", dest="source_format", metavar="FMT", help="source format")
+    g.add_argument("--trust-code", action="store_true",
+                   help="allow TorchScript / pickled code (runs code from the file!)")
+    g.add_argument("--model", metavar="PKG.MODULE:FACTORY",
+                   help="architecture for state_dict/.safetensors weights")
+    g.add_argument("--input-shape", action="append", type=_parse_shape, metavar="SHAPE",
+                   help="shape of each torch input, e.g. 1,3,224,224 (repeat per input)")
+    g.add_argument("--input-dtype", action="append", metavar="DTYPE",
+                   help="dtype of each torch input (default float32)")
+    g.add_argument("--dynamic-batch", action="store_true", help="make dim 0 symbolic")
+    g.add_argument("--signature", default="serving_default", help="SavedModel signature")
+
+
+def _add_verify_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("verification")
+    g.add_argument("--inputs", metavar="FILE", help=".npz/.npy file or folder of samples")
+    g.add_argument("--rtol", type=float, help="relative tolerance (default by dtype)")
+    g.add_argument("--atol", type=float, help="absolute tolerance (default by dtype)")
+    g.add_argument("--seed", type=int, default=0, help="seed for generated inputs")
+    g.add_argument("--batch-size", type=int, default=1, help="batch size for generated inputs")
+    g.add_argument("--dim", action="append", type=_parse_dim, default=[], metavar="NAME=VALUE",
+                   help="value for a symbolic dimension in generated inputs")
+    g.add_argument("--localize", action="store_true",
+                   help="compare intermediate layers and name the first that drifts")
+    g.add_argument("--report", metavar="FILE", help="write the report (.json or .html)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (importing no ML framework)."""
+    parser = argparse.ArgumentParser(
+        prog="modelconv",
+        description="Convert trained models between frameworks and verify the result.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="store_true", help="print the version")
+    sub = parser.add_subparsers(dest="command")
+
+    c = sub.add_parser("convert", help="convert SRC to DST and verify it")
+    c.add_argument("src")
+    c.add_argument("dst")
+    c.add_argument("--to", dest="target_format", metavar="FMT", help="target format")
+    c.add_argument("--opset", type=int, help="ONNX opset of the output")
+    c.add_argument("--external-data", action="store_true", default=None,
+                   help="store ONNX weights in DST.data (automatic above 2 GiB)")
+    c.add_argument("--no-verify", dest="verify", action="store_false", help="skip verification")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing DST")
+    c.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long")
+    c.add_argument("--fp16", action="store_true", help="TFLite: fp16 weights")
+    c.add_argument("--quantize", choices=["dynamic", "int8"], help="TFLite quantization")
+    c.add_argument("--calibration", metavar="DATA", help="samples for --quantize int8")
+    c.add_argument("--int8-io", action="store_true", help="TFLite int8: integer inputs/outputs")
+    c.add_argument("--nhwc-io", action="store_true", help="TFLite: NHWC inputs/outputs")
+    c.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_source_options(c)
+    _add_verify_options(c)
+
+    v = sub.add_parser("verify", help="compare SRC with its conversion DST")
+    v.add_argument("src")
+    v.add_argument("dst")
+    _add_source_options(v)
+    _add_verify_options(v)
+
+    i = sub.add_parser("inspect", help="describe a model file")
+    i.add_argument("path")
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_source_options(i)
+
+    sub.add_parser("formats", help="list the formats modelconv reads and writes")
+    o = sub.add_parser("ops", help="list supported ops/layers per importer and exporter")
+    o.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ["source_format", "target_format", "opset", "external_data", "verify", "overwrite",
+            "timeout", "fp16", "quantize", "calibration", "int8_io", "nhwc_io", "trust_code",
+            "model", "dynamic_batch", "signature", "inputs", "rtol", "atol", "seed",
+            "batch_size", "localize"]
+    opts = {k: getattr(args, k) for k in keys if hasattr(args, k)}
+    if getattr(args, "input_shape", None):
+        opts["input_shapes"] = args.input_shape
+    if getattr(args, "input_dtype", None):
+        opts["input_dtypes"] = args.input_dtype
+    if getattr(args, "dim", None):
+        opts["dim_values"] = dict(args.dim)
+    return {k: v for k, v in opts.items() if v is not None}
+
+
+class _Progress:
+    """Prints one line per finished stage to stderr."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, float] = {}
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        now = time.perf_counter()
+        if fraction <= 0.0:
+            self.started[stage] = now
+            print(f"  {stage} ...", file=sys.stderr, flush=True)
+        elif fraction >= 1.0 and stage in self.started:
+            took = now - self.started.pop(stage)
+            print(f"  {stage} done in {took:.2f}s", file=sys.stderr, flush=True)
+
+
+def _write_report(report: Any, path: str | None) -> None:
+    if not path or report is None:
+        return
+    from modelconv.fileio import atomic_write_bytes
+
+    if path.endswith(".html"):
+        from modelconv.verify.html import render_html
+
+        atomic_write_bytes(path, render_html(report).encode("utf-8"))
+    else:
+        atomic_write_bytes(path, report.to_json().encode("utf-8"))
+    print(f"report written to {path}")
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from modelconv.api import convert
+    from modelconv.errors import VerificationError
+
+    opts = _options(args)
+    if not args.quiet:
+        opts["progress"] = _Progress()
+    try:
+        result = convert(args.src, args.dst, **opts)
+    except VerificationError as exc:
+        if exc.report is not None:
+            print(exc.report.to_table())
+            _write_report(exc.report, args.report)
+        raise
+    for out in result.outputs:
+        print(f"wrote {out} ({out.stat().st_size:,} bytes)")
+    timing = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
+    print(f"{result.source_format} -> {result.target_format} ({timing})")
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    if result.report is not None:
+        print(result.report.to_table())
+        _write_report(result.report, args.report)
+    return EXIT_OK
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from modelconv.api import verify
+
+    report = verify(args.src, args.dst, **_options(args))
+    print(report.to_table())
+    _write_report(report, args.report)
+    if report.skipped:
+        return EXIT_ERROR
+    return EXIT_OK if report.passed else EXIT_NOT_EQUIVALENT
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from modelconv.api import inspect
+
+    info = inspect(args.path, **_options(args))
+    if args.json:
+        print(json.dumps(info.to_dict(), indent=2))
+        return EXIT_OK
+    print(f"{info.path}: {info.format}" + (f", opset {info.opset}" if info.opset else ""))
+    for title, specs in (("inputs", info.inputs), ("outputs", info.outputs)):
+        print(f"{title}:")
+        for s in specs:
+            print(f"  {s.name}: {s.dtype} {list(s.shape)}")
+    print(f"parameters: {info.num_parameters:,} ({info.parameter_bytes / 1e6:.2f} MB)")
+    print("ops: " + ", ".join(f"{k} x{v}" for k, v in info.op_counts.items()))
+    return EXIT_OK
+
+
+def _cmd_formats(args: argparse.Namespace) -> int:
+    from modelconv.formats import FORMATS
+
+    print(f"{'format':<14} {'read':<5} {'write':<6} {'extra':<8} description")
+    for f in FORMATS.values():
+        print(f"{f.name:<14} {'yes' if f.importer else '-':<5} {'yes' if f.exporter else '-':<6} "
+              f"{f.extra or 'core':<8} {f.description}")
+    return EXIT_OK
+
+
+def _cmd_ops(args: argparse.Namespace) -> int:
+    from modelconv.support import support_matrix
+
+    matrix = support_matrix()
+    if args.json:
+        print(json.dumps(matrix, indent=2))
+        return EXIT_OK
+    for name, entry in matrix.items():
+        keys = entry["supported"]
+        print(f"{name} ({len(keys)}):" + (f"  [unavailable: {entry['error']}]"
+                                          if entry.get("error") else ""))
+        print(textwrap.fill(", ".join(keys), width=100, initial_indent="  ",
+                            subsequent_indent="  "))
+    return EXIT_OK
+
+
+_COMMANDS = {"convert": _cmd_convert, "verify": _cmd_verify, "inspect": _cmd_inspect,
+             "formats": _cmd_formats, "ops": _cmd_ops}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``modelconv`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from modelconv import __version__
+
+        print(f"modelconv {__version__}")
+        return EXIT_OK
+    if args.command is None:
+        parser.print_help()
+        return EXIT_ERROR
+    from modelconv.errors import ModelconvError
+
+    try:
+        return _COMMANDS[args.command](args)
+    except ModelconvError as exc:
+        if args.debug:
+            raise
+        kind = type(exc).__name__
+        print(textwrap.fill(f"error ({kind}): {exc}", width=100), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(textwrap.fill(
+            f"internal error ({type(exc).__name__}): {exc}. This is a bug in modelconv; "
+            "rerun with --debug and report the traceback.", width=100), file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

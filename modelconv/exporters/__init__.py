@@ -1,0 +1,1 @@
+"""Exporters: each writes the IR in one target format (see modelconv.formats)."""

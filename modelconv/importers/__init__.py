@@ -1,0 +1,1 @@
+"""Importers: each reads one source format into the IR (see modelconv.formats)."""

@@ -1,0 +1,70 @@
+"""ConvertOptions: every knob of a conversion in one dataclass."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ProgressCallback = Callable[[str, float], None]
+"""Called as ``progress(stage, fraction_done)`` with fraction in [0, 1]."""
+
+
+@dataclass
+class ConvertOptions:
+    """Options for :func:`modelconv.convert`. Unset fields mean "sensible default"."""
+
+    # formats
+    source_format: str | None = None
+    target_format: str | None = None
+    # ONNX output
+    opset: int | None = None
+    external_data: bool | None = None  # None: automatic above 2 GiB
+    # verification
+    verify: bool = True
+    inputs: str | Path | Mapping[str, Any] | Sequence[Any] | None = None
+    rtol: float | None = None
+    atol: float | None = None
+    seed: int = 0
+    batch_size: int = 1
+    dim_values: dict[str, int] = field(default_factory=dict)
+    localize: bool = False
+    # safety / IO
+    trust_code: bool = False
+    overwrite: bool = False
+    timeout: float | None = None
+    # torch sources
+    model: Any = None  # nn.Module (architecture for state_dict / safetensors)
+    example_inputs: Any = None  # tuple of tensors for nn.Module sources
+    input_shapes: list[tuple[int, ...]] | None = None
+    input_dtypes: list[str] | None = None
+    dynamic_batch: bool = False
+    dynamic_dims: dict[str, dict[int, str]] = field(default_factory=dict)
+    # TF SavedModel
+    signature: str = "serving_default"
+    # TFLite output
+    fp16: bool = False
+    quantize: str | None = None  # None | "dynamic" | "int8"
+    calibration: str | Path | None = None
+    int8_io: bool = False
+    nhwc_io: bool = False
+    # progress
+    progress: ProgressCallback | None = None
+
+    @classmethod
+    def from_kwargs(cls, options: ConvertOptions | None = None, **kwargs: Any) -> ConvertOptions:
+        """Merge keyword arguments over ``options`` (or the defaults); unknown names raise."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise TypeError(f"unknown conversion option(s): {', '.join(unknown)}")
+        base = options or cls()
+        values = {f.name: getattr(base, f.name) for f in fields(cls)}
+        values.update(kwargs)
+        return cls(**values)
+
+    def report_progress(self, stage: str, fraction: float) -> None:
+        """Forward progress to the callback, if any."""
+        if self.progress is not None:
+            self.progress(stage, max(0.0, min(1.0, fraction)))

@@ -1,0 +1,1 @@
+"""Verification: run source and converted models on the same inputs and compare."""

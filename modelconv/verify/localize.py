@@ -1,0 +1,127 @@
+"""Find the first source layer whose output drifts in the converted model.
+
+Every IR node records the source layer it came from (``source_name``). For each source
+layer, in graph order, the converted model's tensor that holds the layer's output is
+the output of the *last* node carrying that layer's name. The source runner gives the
+layer's own output (torch hooks, Keras sub-models, ORT extra outputs); the target runner
+gives the converted tensor; both are compared with the report's tolerance. Layout
+differences (NHWC vs NCHW) are undone by trying the matching transpose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from modelconv.formats import SourceModel
+from modelconv.options import ConvertOptions
+from modelconv.verify.compare import Tolerance, compare_arrays
+from modelconv.verify.report import LayerError, VerificationReport
+from modelconv.verify.runners import Runner
+from modelconv.verify.verifier import sample_inputs
+
+SOURCE_KEY = "source_name"
+_PERMS = [(0, 2, 3, 1), (0, 3, 1, 2), (0, 2, 1), (0, 2, 3, 4, 1), (0, 4, 1, 2, 3)]
+
+
+def layer_map_from_nodes(nodes: Sequence[Any]) -> dict[str, tuple[str, list[str]]]:
+    """source_name -> (name of the last output tensor, op types) for ONNX-like nodes.
+
+    Works on onnx NodeProto and onnx_ir Node objects alike.
+    """
+    layers: dict[str, tuple[str, list[str]]] = {}
+    for node in nodes:
+        meta = _metadata(node)
+        name = meta.get(SOURCE_KEY)
+        if not name:
+            continue
+        out = _first_output(node)
+        if out is None:
+            continue
+        ops = layers.get(name, ("", []))[1]
+        layers[name] = (out, [*ops, node.op_type])
+    return layers
+
+
+def _metadata(node: Any) -> dict[str, str]:
+    props = node.metadata_props
+    if isinstance(props, dict):
+        return props
+    return {p.key: p.value for p in props}
+
+
+def _first_output(node: Any) -> str | None:
+    outs = list(node.output) if hasattr(node, "output") else [o.name for o in node.outputs]
+    return outs[0] if outs and outs[0] else None
+
+
+def converted_layer_map(source: SourceModel, out: Path) -> dict[str, tuple[str, list[str]]]:
+    """The mapping for the written file (ONNX: read it; else the IR the exporter got)."""
+    if out.suffix == ".onnx":
+        proto = onnx.load(str(out), load_external_data=False)
+        return layer_map_from_nodes(proto.graph.node)
+    return layer_map_from_nodes(list(source.model.graph))
+
+
+def localize(
+    report: VerificationReport,
+    source: SourceModel,
+    source_runner: Runner,
+    target_runner: Runner,
+    out: Path,
+    options: ConvertOptions,
+) -> None:
+    """Fill ``report.layers`` and ``report.first_divergence`` (in place)."""
+    if not hasattr(source_runner, "intermediates") or not hasattr(target_runner, "intermediates"):
+        report.notes.append(
+            f"layer localisation unavailable: {source_runner.name} or {target_runner.name} "
+            "runner cannot expose intermediate tensors"
+        )
+        return
+    layers = converted_layer_map(source, out)
+    if not layers:
+        report.notes.append("layer localisation unavailable: no source names in the model")
+        return
+    feeds = sample_inputs(source_runner, options, source.int_ranges)[0]
+    names = list(layers)
+    try:
+        src_vals = source_runner.intermediates(feeds, names)
+        tgt_vals = target_runner.intermediates(feeds, [layers[n][0] for n in names])
+    except Exception as exc:
+        report.notes.append(f"layer localisation failed: {str(exc).splitlines()[0][:200]}")
+        return
+    tol = report.tolerance or Tolerance(1e-4, 1e-5)
+    for index, name in enumerate(names):
+        tensor, ops = layers[name]
+        if name not in src_vals or tensor not in tgt_vals:
+            continue
+        ref = np.asarray(src_vals[name])
+        act = _align(ref, np.asarray(tgt_vals[tensor]))
+        if act is None:
+            continue
+        m = compare_arrays(name, ref, act, tol)
+        entry = LayerError(index, name, ops, tensor, m.max_abs, m.max_rel, m.passed)
+        report.layers.append(entry)
+        if not m.passed and report.first_divergence is None:
+            report.first_divergence = entry
+    if not report.layers:
+        report.notes.append("layer localisation found no comparable intermediate tensors")
+
+
+def _align(ref: np.ndarray, act: np.ndarray) -> np.ndarray | None:
+    """``act`` brought to ``ref``'s shape (same shape, reshape, or a layout transpose)."""
+    if act.shape == ref.shape:
+        return act
+    if act.size != ref.size:
+        return None
+    for perm in _PERMS:
+        if len(perm) == act.ndim and tuple(act.shape[p] for p in perm) == ref.shape:
+            return np.transpose(act, perm)
+    squeezed = np.squeeze(act)
+    if squeezed.shape == np.squeeze(ref).shape:
+        return squeezed.reshape(ref.shape)
+    return None

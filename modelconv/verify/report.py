@@ -1,0 +1,123 @@
+"""VerificationReport: the result of comparing a source model with its conversion."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from modelconv.verify.compare import OutputMetrics, Tolerance
+
+
+@dataclass
+class LayerError:
+    """Error of one source layer's output, compared at the converted model's matching tensor."""
+
+    index: int  # depth order in the source graph
+    source_name: str
+    converted_ops: list[str]
+    tensor: str
+    max_abs: float
+    max_rel: float
+    passed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+@dataclass
+class VerificationReport:
+    """Per-output comparison of source vs converted model on the same inputs."""
+
+    passed: bool
+    source_runtime: str = ""
+    target_runtime: str = ""
+    tolerance: Tolerance | None = None
+    mode: str = "float32"
+    samples: int = 0
+    outputs: list[OutputMetrics] = field(default_factory=list)
+    skipped: bool = False
+    skip_reason: str = ""
+    input_shapes: list[list[int]] = field(default_factory=list)
+    layers: list[LayerError] = field(default_factory=list)
+    first_divergence: LayerError | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def skip(cls, reason: str) -> VerificationReport:
+        """A report for a verification that could not run."""
+        return cls(passed=True, skipped=True, skip_reason=reason)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "passed": self.passed,
+            "skipped": self.skipped,
+            "skip_reason": self.skip_reason,
+            "source_runtime": self.source_runtime,
+            "target_runtime": self.target_runtime,
+            "mode": self.mode,
+            "tolerance": self.tolerance.to_dict() if self.tolerance else None,
+            "samples": self.samples,
+            "input_shapes": self.input_shapes,
+            "outputs": [o.to_dict() for o in self.outputs],
+            "first_divergence": self.first_divergence.to_dict() if self.first_divergence else None,
+            "layers": [layer.to_dict() for layer in self.layers],
+            "notes": self.notes,
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The report as JSON text."""
+        return json.dumps(_clean(self.to_dict()), indent=indent, allow_nan=False)
+
+    def failing(self) -> list[OutputMetrics]:
+        """Outputs that did not pass."""
+        return [o for o in self.outputs if not o.passed]
+
+    def summary(self) -> str:
+        """One line: verdict and the worst output."""
+        if self.skipped:
+            return f"verification skipped: {self.skip_reason}"
+        worst = max(self.outputs, key=lambda o: o.max_rel, default=None)
+        verdict = "PASSED" if self.passed else "FAILED"
+        text = f"verification {verdict} ({self.source_runtime} vs {self.target_runtime}"
+        text += f", {self.samples} sample(s))"
+        if worst is not None:
+            text += f"; worst output '{worst.name}': max abs {worst.max_abs:.3g}, "
+            text += f"max rel {worst.max_rel:.3g}, cosine {worst.cosine:.6f}"
+        if self.first_divergence is not None:
+            d = self.first_divergence
+            text += (f"; first diverging layer: '{d.source_name}' (max rel {d.max_rel:.3g}, "
+                     f"converted ops: {', '.join(d.converted_ops[:6])})")
+        return text
+
+    def to_table(self) -> str:
+        """A readable fixed-width table for the terminal."""
+        if self.skipped:
+            return self.summary()
+        header = f"{'output':<24} {'shape':<18} {'max abs':>10} {'max rel':>10} " \
+                 f"{'mean abs':>10} {'cosine':>10} {'top1':>6}  ok"
+        lines = [self.summary(), header, "-" * len(header)]
+        for o in self.outputs:
+            top1 = "-" if o.top1_agreement is None else f"{o.top1_agreement:.2f}"
+            lines.append(
+                f"{o.name[:24]:<24} {str(o.shape)[:18]:<18} {o.max_abs:>10.3g} {o.max_rel:>10.3g} "
+                f"{o.mean_abs:>10.3g} {o.cosine:>10.6f} {top1:>6}  {'yes' if o.passed else 'NO'}"
+            )
+            if o.reason:
+                lines.append(f"    {o.reason}")
+        lines.extend(f"note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+
+def _clean(value: Any) -> Any:
+    """Replace NaN/Inf by None (JSON has no such numbers)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
