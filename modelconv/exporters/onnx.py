@@ -25,6 +25,9 @@ def export_onnx(model: ir.Model, dst: Path, options: ConvertOptions) -> list[Pat
     if use_external is None:
         use_external = initializer_bytes(model) >= EXTERNAL_DATA_THRESHOLD
     data_name = f"{dst.name}.data" if use_external else None
+    if not use_external:
+        # weights read lazily from the source's data file get embedded, not referenced
+        model = ir.external_data.load_to_model(model)
     with atomic_output_dir(dst) as tmp:
         try:
             ir.save(model, tmp / dst.name, external_data=data_name, size_threshold_bytes=1024)
@@ -57,7 +60,7 @@ def convert_opset(model: ir.Model, target: int) -> ir.Model:
             f"opset {target} is out of range",
             hint=f"Use an opset between 7 and {onnx.defs.onnx_opset_version()}",
         )
-    proto = ir.to_proto(model)
+    proto = ir.to_proto(ir.external_data.load_to_model(model))
     try:
         converted = onnx.version_converter.convert_version(proto, target)
     except Exception as exc:

@@ -18,7 +18,7 @@ from modelconv.options import ConvertOptions
 
 #: domains onnxruntime implements besides the standard one
 KNOWN_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft"}
-_MAX_IR_VERSION = 13
+_MAX_IR_VERSION = onnx.IR_VERSION
 
 
 def import_onnx(src: str | os.PathLike[str], options: ConvertOptions) -> SourceModel:
