@@ -65,7 +65,7 @@ class FormatInfo:
         obj: Any = importlib.import_module(module_name)
         for attr in attr_path.split("."):
             obj = getattr(obj, attr)
-        return obj  # type: ignore[no-any-return]
+        return obj
 
 
 FORMATS: dict[str, FormatInfo] = {

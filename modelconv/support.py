@@ -28,7 +28,7 @@ def support_matrix() -> dict[str, dict[str, Any]]:
     import onnx
 
     matrix: dict[str, dict[str, Any]] = {
-        "ONNX importer/exporter: standard ops (opset <= %d)" % onnx.defs.onnx_opset_version(): {
+        f"ONNX importer/exporter: standard ops (opset <= {onnx.defs.onnx_opset_version()})": {
             "supported": sorted({s.name for s in onnx.defs.get_all_schemas() if s.domain == ""}),
             "error": None,
         }

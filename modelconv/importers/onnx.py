@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from modelconv.errors import ModelLoadError, UnsafeModelError, UnsupportedOpsError
+from modelconv.errors import ModelLoadError, ShapeError, UnsafeModelError, UnsupportedOpsError
 from modelconv.formats import SourceModel
 from modelconv.ir.builder import SOURCE_KEY
 from modelconv.ir.info import infer_int_ranges
@@ -27,6 +27,7 @@ def import_onnx(src: str | os.PathLike[str], options: ConvertOptions) -> SourceM
     proto = _parse(path)
     _check_external_data(proto, path)
     _check_ops(proto, path)
+    _check_allocation_bombs(proto, path)
     try:
         onnx.checker.check_model(str(path), full_check=False)
     except (onnx.checker.ValidationError, onnx.onnx_cpp2py_export.checker.ValidationError) as exc:
@@ -175,3 +176,32 @@ def tag_source_names(model: ir.Model) -> dict[str, str]:
         if name and node.outputs and node.outputs[0].name:
             aliases[name] = node.outputs[0].name
     return aliases
+
+
+#: refuse graphs whose constant-shaped allocations exceed this many elements
+MAX_ALLOC_ELEMENTS = 1 << 31
+_SHAPE_INPUT = {"ConstantOfShape": 0, "Expand": 1, "Reshape": 1}
+
+
+def _check_allocation_bombs(proto: onnx.ModelProto, path: Path) -> None:
+    """Refuse nodes that would allocate absurd tensors from constant shapes."""
+    consts = {t.name: t for t in proto.graph.initializer}
+    for node in proto.graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value" and node.output:
+                    consts[node.output[0]] = attr.t
+        index = _SHAPE_INPUT.get(node.op_type)
+        if index is None or len(node.input) <= index or node.input[index] not in consts:
+            continue
+        tensor = consts[node.input[index]]
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            continue
+        dims = onnx.numpy_helper.to_array(tensor).astype(np.float64).ravel()
+        count = float(np.prod(np.abs(dims))) if dims.size else 1.0
+        if count > MAX_ALLOC_ELEMENTS:
+            raise ShapeError(
+                f"node '{node.name or node.op_type}' ({node.op_type}) would allocate "
+                f"{count:.3g} elements", path=str(path),
+                hint="The model declares an absurd tensor size; it is refused",
+            )

@@ -53,7 +53,7 @@ def generate_inputs(
     feeds = []
     for spec in specs:
         shape = resolve_shape(spec, dim_values, batch_size)
-        dtype = np.dtype(spec.dtype) if spec.dtype not in ("unknown", "str") else np.float32
+        dtype = np.dtype(spec.dtype if spec.dtype not in ("unknown", "str") else np.float32)
         if dtype.kind == "f":
             feeds.append(rng.standard_normal(shape).astype(dtype))
         elif dtype.kind in "iu":
@@ -96,8 +96,10 @@ def _load_file(path: Path, specs: Sequence[TensorSpec]) -> list[np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot read inputs: {exc}", path=str(path),
-                             hint="Inputs must be .npz or .npy files without pickled objects") from exc
+        raise ModelLoadError(
+            f"cannot read inputs: {exc}", path=str(path),
+            hint="Inputs must be .npz or .npy files without pickled objects",
+        ) from exc
     return _order(arrays, specs, str(path))
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from modelconv.errors import ShapeError, VerificationError
+from modelconv.errors import ModelconvError, ModelLoadError, ShapeError, VerificationError
 from modelconv.options import ConvertOptions
 from modelconv.verify.compare import compare_arrays, tolerance_for
 from modelconv.verify.inputs import cast_like, generate_inputs, load_inputs
@@ -55,13 +55,22 @@ def verify_runners(
     refs: list[list[np.ndarray]] = []
     acts: list[list[np.ndarray]] = []
     for feeds in samples:
-        ref = source.run(cast_like(feeds, source_specs))
+        try:
+            ref = source.run(cast_like(feeds, source_specs))
+        except ModelconvError:
+            raise
+        except Exception as exc:
+            raise ModelLoadError(
+                f"the source model fails to run in {source.name}: {_first_line(exc)}",
+                hint="Check the inputs (--inputs) and dynamic dims (--dim)",
+            ) from exc
         try:
             act = target.run(cast_like(feeds, target_specs))
+        except ModelconvError:
+            raise
         except Exception as exc:
             raise VerificationError(
-                f"the converted model fails to run in {target.name}: "
-                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+                f"the converted model fails to run in {target.name}: {_first_line(exc)}"
             ) from exc
         if len(ref) != len(act):
             raise VerificationError(
@@ -95,3 +104,8 @@ def _stack(arrays: list[Any]) -> np.ndarray:
         return np.stack(arrays)
     except ValueError:  # dynamic output shapes: compare flattened
         return np.concatenate([a.ravel() for a in arrays])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__

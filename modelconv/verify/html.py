@@ -1,0 +1,101 @@
+"""A self-contained HTML verification report: metrics table and per-layer error chart."""
+
+from __future__ import annotations
+
+import html
+import math
+
+from modelconv.verify.report import VerificationReport
+
+_W, _H, _PAD = 760, 260, 48
+
+
+def _chart(report: VerificationReport) -> str:
+    """Inline SVG: max relative error (log10) per source layer in graph order."""
+    layers = report.layers
+    if not layers:
+        return "<p>No per-layer data (run verify with --localize).</p>"
+    vals = [max(layer.max_rel, 1e-12) if math.isfinite(layer.max_rel) else 1e3
+            for layer in layers]
+    logs = [math.log10(v) for v in vals]
+    lo, hi = min(min(logs), -8.0), max(max(logs), 0.0)
+    n = len(layers)
+
+    def x(i: int) -> float:
+        return _PAD + (i * (_W - 2 * _PAD) / max(n - 1, 1))
+
+    def y(v: float) -> float:
+        return _H - _PAD + (v - lo) * (2 * _PAD - _H) / (hi - lo)
+
+    pts = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(logs))
+    parts = [f'<svg id="layer-chart" width="{_W}" height="{_H}" role="img" '
+             'xmlns="http://www.w3.org/2000/svg" aria-label="per-layer error">',
+             f'<rect width="{_W}" height="{_H}" fill="#fff"/>',
+             f'<polyline points="{pts}" fill="none" stroke="#2563eb" stroke-width="2"/>']
+    if report.tolerance:
+        tol = math.log10(max(report.tolerance.rtol, 1e-12))
+        parts.append(f'<line x1="{_PAD}" x2="{_W - _PAD}" y1="{y(tol):.1f}" y2="{y(tol):.1f}" '
+                     'stroke="#999" stroke-dasharray="4"/>')
+        parts.append(f'<text x="{_W - _PAD}" y="{y(tol) - 4:.1f}" font-size="11" '
+                     'text-anchor="end" fill="#666">tolerance</text>')
+    for i, (layer, v) in enumerate(zip(layers, logs, strict=True)):
+        color = "#16a34a" if layer.passed else "#dc2626"
+        title = html.escape(f"{layer.source_name}: max rel {layer.max_rel:.3g}")
+        parts.append(f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3.5" fill="{color}">'
+                     f"<title>{title}</title></circle>")
+    first = report.first_divergence
+    if first is not None and first in layers:
+        i = layers.index(first)
+        parts.append(f'<line x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{_PAD / 2}" y2="{_H - _PAD}" '
+                     'stroke="#dc2626" stroke-width="1.5"/>')
+        parts.append(f'<text x="{x(i) + 4:.1f}" y="{_PAD / 2 + 10}" font-size="12" '
+                     f'fill="#dc2626">first divergence: {html.escape(first.source_name)}</text>')
+    for v in range(math.floor(lo), math.ceil(hi) + 1, 2):
+        parts.append(f'<text x="{_PAD - 6}" y="{y(v) + 4:.1f}" font-size="11" '
+                     f'text-anchor="end">1e{v}</text>')
+    parts.append(f'<text x="{_W / 2}" y="{_H - 10}" font-size="12" text-anchor="middle">'
+                 "layer (graph order)</text>")
+    parts.append(f'<text x="14" y="{_H / 2}" font-size="12" transform="rotate(-90 14 {_H / 2})"'
+                 ' text-anchor="middle">max rel error</text></svg>')
+    return "\n".join(parts)
+
+
+def render_html(report: VerificationReport) -> str:
+    """The whole page as a string (no external resources)."""
+    esc = html.escape
+    verdict = "SKIPPED" if report.skipped else ("PASSED" if report.passed else "FAILED")
+    color = {"PASSED": "#16a34a", "FAILED": "#dc2626", "SKIPPED": "#a16207"}[verdict]
+    rows = "\n".join(
+        f"<tr><td>{esc(o.name)}</td><td>{esc(str(o.shape))}</td><td>{o.max_abs:.3g}</td>"
+        f"<td>{o.max_rel:.3g}</td><td>{o.mean_abs:.3g}</td><td>{o.cosine:.6f}</td>"
+        f"<td>{'-' if o.top1_agreement is None else f'{o.top1_agreement:.2f}'}</td>"
+        f"<td>{o.nan_mismatch}/{o.inf_mismatch}</td><td>{'yes' if o.passed else 'NO'}</td>"
+        f"<td>{esc(o.reason)}</td></tr>"
+        for o in report.outputs
+    )
+    layer_rows = "\n".join(
+        f"<tr{' class=bad' if not layer.passed else ''}><td>{layer.index}</td>"
+        f"<td>{esc(layer.source_name)}</td><td>{esc(', '.join(layer.converted_ops))}</td>"
+        f"<td>{layer.max_abs:.3g}</td><td>{layer.max_rel:.3g}</td></tr>"
+        for layer in report.layers
+    )
+    notes = "".join(f"<li>{esc(n)}</li>" for n in report.notes)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>modelconv verification report</title>
+<style>body{{font:14px system-ui,sans-serif;margin:24px;color:#111}}
+table{{border-collapse:collapse;margin:12px 0}}td,th{{border:1px solid #ddd;padding:4px 8px;
+text-align:right}}td:first-child,th:first-child{{text-align:left}}tr.bad td{{background:#fee2e2}}
+.verdict{{color:{color};font-weight:bold}}</style></head><body>
+<h1>modelconv verification: <span class="verdict">{verdict}</span></h1>
+<p>{esc(report.summary())}</p>
+<h2>Outputs</h2>
+<table><tr><th>output</th><th>shape</th><th>max abs</th><th>max rel</th><th>mean abs</th>
+<th>cosine</th><th>top-1</th><th>NaN/Inf diff</th><th>ok</th><th>reason</th></tr>
+{rows}</table>
+<h2>Error by layer</h2>
+{_chart(report)}
+<table><tr><th>#</th><th>source layer</th><th>converted ops</th><th>max abs</th><th>max rel</th>
+</tr>{layer_rows}</table>
+<ul>{notes}</ul>
+</body></html>
+"""
