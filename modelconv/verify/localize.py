@@ -35,8 +35,8 @@ def layer_map_from_nodes(nodes: Sequence[Any]) -> dict[str, tuple[str, list[str]
     """
     layers: dict[str, tuple[str, list[str]]] = {}
     for node in nodes:
-        meta = _metadata(node)
-        name = meta.get(SOURCE_KEY)
+        # files written by other tools carry no source_name: fall back to the node name
+        name = _metadata(node).get(SOURCE_KEY) or node.name
         if not name:
             continue
         out = _first_output(node)
@@ -99,14 +99,17 @@ def localize(
         tensor, ops = layers[name]
         if name not in src_vals or tensor not in tgt_vals:
             continue
-        ref = np.asarray(src_vals[name])
-        act = _align(ref, np.asarray(tgt_vals[tensor]))
-        if act is None:
-            continue
-        m = compare_arrays(name, ref, act, tol)
-        entry = LayerError(index, name, ops, tensor, m.max_abs, m.max_rel, m.passed)
+        ref, raw = np.asarray(src_vals[name]), np.asarray(tgt_vals[tensor])
+        act = _align(ref, raw)
+        if act is None and raw.size == ref.size:
+            continue  # same data in a layout we cannot map back: not evidence either way
+        if act is None:  # a different number of elements: this layer certainly diverged
+            entry = LayerError(index, name, ops, tensor, float("inf"), float("inf"), False)
+        else:
+            m = compare_arrays(name, ref, act, tol)
+            entry = LayerError(index, name, ops, tensor, m.max_abs, m.max_rel, m.passed)
         report.layers.append(entry)
-        if not m.passed and report.first_divergence is None:
+        if not entry.passed and report.first_divergence is None:
             report.first_divergence = entry
     if not report.layers:
         report.notes.append("layer localisation found no comparable intermediate tensors")
