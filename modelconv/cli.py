@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 import time
@@ -111,6 +112,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
             "model", "dynamic_batch", "signature", "inputs", "rtol", "atol", "seed",
             "batch_size", "localize"]
     opts = {k: getattr(args, k) for k in keys if hasattr(args, k)}
+    if getattr(args, "model", None) and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # --model names a module of the user's project
     if getattr(args, "input_shape", None):
         opts["input_shapes"] = args.input_shape
     if getattr(args, "input_dtype", None):

@@ -100,7 +100,8 @@ def _zip_random(d: Path) -> list[str]:
 
 @case("safetensors-bad-header", "ModelLoadError", needs=("torch", "safetensors"))
 def _st_bad(d: Path) -> list[str]:
-    return convert_args(_write(d / "w.safetensors", struct.pack("<Q", 20) + b"{not json at all!!}"),
+    header = b"{not json at all!!}"
+    return convert_args(_write(d / "w.safetensors", struct.pack("<Q", len(header)) + header),
                         d, "out.onnx", "--model", "tests.hostile.archs:tiny_mlp")
 
 

@@ -1,0 +1,248 @@
+"""Lower an ExportedProgram's FX graph to the IR, one registered handler per ATen op.
+
+Steps: (1) decompose only the ATen ops that have no handler, (2) walk the graph and
+collect every op still without one (one UnsupportedOpsError), (3) emit IR nodes, tagging
+each with the module path it came from (``nn_module_stack``) or the FX node name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+import torch
+from torch.export import ExportedProgram
+from torch.export.graph_signature import InputKind, OutputKind
+
+from modelconv.errors import ModelconvError, UnsupportedOpsError
+from modelconv.importers.torch.aten import ATEN_OPS, AtenBuilder, ir_dtype
+
+#: FX targets the lowering handles itself (no registry entry)
+_BUILTIN = {"operator.getitem"}
+
+
+def target_key(target: Any) -> str:
+    """Registry key of an FX call_function target: ``aten.add.Tensor``, ``operator.mul``."""
+    if isinstance(target, torch._ops.OpOverload):
+        return str(target)
+    module = getattr(target, "__module__", None) or ""
+    name = getattr(target, "__name__", None) or str(target)
+    if module in {"_operator", "operator"}:
+        module = "operator"
+    return f"{module}.{name}" if module else name
+
+
+def source_name(node: torch.fx.Node) -> str:
+    """The module path the node came from, or its FX name at the top level."""
+    stack = node.meta.get("nn_module_stack")
+    if stack:
+        path = list(stack.values())[-1][0]
+        if path:
+            return _clean_path(path)
+    return node.name
+
+
+def _clean_path(path: str) -> str:
+    # strict-mode paths look like "L['self'].layer1._modules['0']"; normalise them
+    for old, new in (("L['self'].", ""), ("L['self']", ""), ("._modules['", "."), ("']", "")):
+        path = path.replace(old, new)
+    return path
+
+
+def decomposition_table() -> dict[Any, Any]:
+    """torch.export's default decompositions minus every op we have a handler for."""
+    table = torch.export.default_decompositions()
+    for op in list(table.keys()):
+        if str(op) in ATEN_OPS:
+            del table[op]
+    return table
+
+
+def prepare(ep: ExportedProgram) -> ExportedProgram:
+    """Decompose to ops we handle (functional, inference IR)."""
+    return ep.run_decompositions(decomposition_table())
+
+
+def check_supported(ep: ExportedProgram) -> None:
+    """Raise ONE UnsupportedOpsError listing every op without a handler."""
+    missing: dict[str, list[str]] = {}
+    for node in ep.graph.nodes:
+        if node.op == "get_attr":
+            missing.setdefault("get_attr (submodule / higher-order op)", []).append(node.name)
+        if node.op != "call_function":
+            continue
+        key = target_key(node.target)
+        if key not in ATEN_OPS and key not in _BUILTIN:
+            missing.setdefault(key, []).append(source_name(node))
+    if missing:
+        raise UnsupportedOpsError("aten op", missing)
+
+
+class _Lowering:
+    def __init__(self, ep: ExportedProgram, dim_names: Mapping[str, str]):
+        self.ep = ep
+        self.b = AtenBuilder(name="main_graph")
+        self.env: dict[str, Any] = {}
+        self.dim_names = dict(dim_names)
+        self.specs = {s.arg.name: s for s in ep.graph_signature.input_specs
+                      if hasattr(s.arg, "name")}
+
+    # -- shapes -------------------------------------------------------------------------
+    def _dim(self, d: Any) -> int | str:
+        if isinstance(d, int):
+            return d
+        as_int = d.node.maybe_as_int() if hasattr(d.node, "maybe_as_int") else None
+        if as_int is not None:
+            return int(as_int)
+        expr = d.node.expr
+        subs = {s: _sym(self.dim_names[str(s)]) for s in expr.free_symbols
+                if str(s) in self.dim_names}
+        return str(expr.subs(subs) if subs else expr)
+
+    def _annotate(self, value: ir.Value, val: Any) -> None:
+        if value.type is not None or val is None:
+            return
+        if isinstance(val, torch.Tensor):
+            value.dtype = ir_dtype(val.dtype)
+            value.shape = ir.Shape([self._dim(d) for d in val.shape])
+        elif isinstance(val, (torch.SymInt, int)):
+            value.dtype = ir.DataType.INT64
+            value.shape = ir.Shape([])
+        elif isinstance(val, (torch.SymFloat, float)):
+            value.dtype = ir.DataType.FLOAT
+            value.shape = ir.Shape([])
+        elif isinstance(val, (torch.SymBool, bool)):
+            value.dtype = ir.DataType.BOOL
+            value.shape = ir.Shape([])
+
+    # -- nodes --------------------------------------------------------------------------
+    def _arg(self, a: Any) -> Any:
+        if isinstance(a, torch.fx.Node):
+            return self.env[a.name]
+        if isinstance(a, (list, tuple)):
+            return type(a)(self._arg(x) for x in a)
+        return a
+
+    def placeholder(self, node: torch.fx.Node) -> None:
+        spec = self.specs[node.name]
+        val = node.meta.get("val")
+        if spec.kind == InputKind.USER_INPUT:
+            if not isinstance(val, torch.Tensor):
+                raise ModelconvError(f"input '{node.name}' is not a tensor ({type(val).__name__})",
+                                     hint="Only tensor inputs are supported")
+            shape = [self._dim(d) for d in val.shape]
+            self.env[node.name] = self.b.add_input(node.name, ir_dtype(val.dtype), shape)
+            return
+        if spec.kind in (InputKind.PARAMETER, InputKind.BUFFER):
+            tensor = self.ep.state_dict.get(spec.target)
+            if tensor is None:  # non-persistent buffers live in constants
+                tensor = self.ep.constants[spec.target]
+        elif spec.kind == InputKind.CONSTANT_TENSOR:
+            tensor = self.ep.constants[spec.target]
+        else:
+            raise UnsupportedOpsError("aten op", {f"input kind {spec.kind.name}": [node.name]})
+        self.env[node.name] = self.b.initializer(_ir_tensor(tensor), spec.target or node.name)
+
+    def call_function(self, node: torch.fx.Node) -> None:
+        key = target_key(node.target)
+        if key == "operator.getitem":
+            seq, index = node.args
+            self.env[node.name] = self.env[seq.name][index]  # type: ignore[index,union-attr]
+            return
+        handler = ATEN_OPS.get(key)
+        assert handler is not None, key
+        args = self._arg(node.args)
+        kwargs = {k: self._arg(v) for k, v in node.kwargs.items()}
+        self.b.meta = node.meta.get("val")
+        with self.b.source(source_name(node)):
+            try:
+                out = handler(self.b, *args, **kwargs)
+            except ModelconvError:
+                raise
+            except Exception as exc:
+                raise ModelconvError(
+                    f"lowering {key} at '{source_name(node)}' failed: {exc}"
+                ) from exc
+        self.env[node.name] = out
+        val = node.meta.get("val")
+        if isinstance(out, ir.Value):
+            self._annotate(out, val)
+        elif isinstance(out, (tuple, list)) and isinstance(val, (tuple, list)):
+            for o, v in zip(out, val, strict=False):
+                if isinstance(o, ir.Value):
+                    self._annotate(o, v)
+
+    def output(self, node: torch.fx.Node) -> None:
+        specs = self.ep.graph_signature.output_specs
+        results = node.args[0]
+        values: list[ir.Value] = []
+        for spec, res in zip(specs, results, strict=True):  # type: ignore[arg-type]
+            if spec.kind != OutputKind.USER_OUTPUT or res is None:
+                continue
+            value = self.env[res.name] if isinstance(res, torch.fx.Node) else self.b.const(res)
+            values.append(value)
+        self.b.set_outputs(values, [f"output_{i}" for i in range(len(values))])
+
+    def run(self) -> ir.Model:
+        for node in self.ep.graph.nodes:
+            getattr(self, node.op)(node)
+        return self.b.build()
+
+
+def _sym(name: str) -> Any:
+    import sympy
+
+    return sympy.Symbol(name)
+
+
+def _ir_tensor(tensor: torch.Tensor) -> Any:
+    """An IR tensor sharing memory with ``tensor`` where possible."""
+    from onnx_ir.tensor_adapters import TorchTensor
+
+    t = tensor.detach()
+    if not t.is_contiguous():
+        t = t.contiguous()
+    if t.dtype in (torch.float32, torch.int64, torch.int32, torch.uint8, torch.int8, torch.bool,
+                   torch.float64, torch.int16):
+        return np.asarray(t.numpy())
+    return TorchTensor(t)
+
+
+def lower_program(ep: ExportedProgram, dim_names: Mapping[str, str] | None = None) -> ir.Model:
+    """The IR model of a prepared (decomposed) ExportedProgram."""
+    check_supported(ep)
+    return _Lowering(ep, dim_names or {}).run()
+
+
+def placeholder_symbols(
+    ep: ExportedProgram, wanted: Mapping[str, Mapping[int, str]]
+) -> dict[str, str]:
+    """Map the program's shape symbols (``s0``) to the dim names the user asked for."""
+    names: dict[str, str] = {}
+    for node in ep.graph.nodes:
+        if node.op != "placeholder" or node.name not in wanted:
+            continue
+        val = node.meta.get("val")
+        for axis, dim_name in wanted[node.name].items():
+            d = val.shape[axis]
+            if isinstance(d, torch.SymInt):
+                names[str(d.node.expr)] = dim_name
+    return names
+
+
+def embedding_ranges(ep: ExportedProgram) -> dict[str, tuple[int, int]]:
+    """Valid id ranges of integer inputs that index an embedding table directly."""
+    ranges: dict[str, tuple[int, int]] = {}
+    for node in ep.graph.nodes:
+        if node.op == "call_function" and target_key(node.target) == "aten.embedding.default":
+            weight, ids = node.args[0], node.args[1]
+            if isinstance(ids, torch.fx.Node) and ids.op == "placeholder":
+                rows = int(weight.meta["val"].shape[0])
+                lo, hi = ranges.get(ids.name, (0, rows))
+                ranges[ids.name] = (lo, min(hi, rows))
+    return ranges
+
+
+__all__ = ["check_supported", "lower_program", "prepare", "source_name", "target_key"]

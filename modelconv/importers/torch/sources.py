@@ -1,0 +1,244 @@
+"""Reading torch files safely: state_dict pickles, safetensors, the architecture, .pt2 checks.
+
+Models are untrusted input: ``torch.load`` always runs with ``weights_only=True`` and is
+never retried without it; safetensors headers are checked before any tensor is read;
+.pt2 archives are scanned for pickled payloads and compiled code before torch opens them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import pickle
+import struct
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from modelconv.errors import ModelLoadError, UnsafeModelError
+
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "weights")
+_MAX_HEADER = 100 * 1024 * 1024
+_ST_DTYPES = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+    "BOOL": 1, "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1,
+}
+
+
+def load_torch_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A flat {name: tensor} from a torch.save'd state_dict, loaded with weights_only=True."""
+    try:
+        obj = torch.load(str(path), weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as exc:
+        raise UnsafeModelError(
+            "the file contains pickled objects other than tensors and plain containers; "
+            "loading it would execute code, so it was refused "
+            f"({str(exc).strip().splitlines()[0][:300] if str(exc).strip() else 'unpickling'})",
+            path=str(path),
+            hint="Save only the weights: torch.save(model.state_dict(), path), or use safetensors",
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise ModelLoadError(f"cannot read the torch checkpoint: {_first(exc)}",
+                             path=str(path)) from exc
+    return flatten_state(obj, path)
+
+
+def flatten_state(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    """Unwrap {"state_dict": {...}}-style checkpoints; refuse non-tensor content."""
+    if isinstance(obj, Mapping) and not _all_tensors(obj):
+        for key in _WRAPPER_KEYS:
+            inner = obj.get(key)
+            if isinstance(inner, Mapping) and inner and _all_tensors(inner):
+                obj = inner
+                break
+    if not isinstance(obj, Mapping):
+        raise ModelLoadError(
+            f"expected a state_dict (a mapping of names to tensors), found {type(obj).__name__}",
+            path=str(path),
+            hint="Whole pickled modules are not loaded; save model.state_dict() instead",
+        )
+    bad = sorted(str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor))
+    if bad:
+        raise ModelLoadError(
+            f"the state_dict has non-tensor entries: {', '.join(bad[:10])}"
+            + (f" (+{len(bad) - 10} more)" if len(bad) > 10 else ""),
+            path=str(path),
+        )
+    return {str(k): v for k, v in obj.items()}
+
+
+def _all_tensors(obj: Mapping[Any, Any]) -> bool:
+    return all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def check_safetensors_header(path: Path) -> dict[str, Any]:
+    """Validate the safetensors header (size, JSON, dtypes, offsets) before loading."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise ModelLoadError("file is too short to be safetensors", path=str(path))
+        (n,) = struct.unpack("<Q", head)
+        if n == 0 or n > _MAX_HEADER or n > size - 8:
+            raise ModelLoadError(f"safetensors header length {n} is invalid for a file of "
+                                 f"{size} bytes (truncated or corrupt)", path=str(path))
+        raw = fh.read(n)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"safetensors header is not valid JSON ({exc})",
+                             path=str(path)) from exc
+    if not isinstance(header, dict):
+        raise ModelLoadError("safetensors header is not a JSON object", path=str(path))
+    data_len = size - 8 - n
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        _check_entry(name, info, data_len, path)
+    return header
+
+
+def _check_entry(name: str, info: Any, data_len: int, path: Path) -> None:
+    try:
+        itemsize = _ST_DTYPES[info["dtype"]]
+        begin, end = (int(x) for x in info["data_offsets"])
+        count = 1
+        for d in info["shape"]:
+            if int(d) < 0:
+                raise ValueError("negative dim")
+            count *= int(d)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelLoadError(f"safetensors entry '{name}' is malformed ({exc})",
+                             path=str(path)) from exc
+    if not 0 <= begin <= end <= data_len or end - begin != count * itemsize:
+        raise ModelLoadError(
+            f"safetensors entry '{name}' points outside the data or has the wrong size "
+            f"(offsets {begin}..{end}, data is {data_len} bytes)", path=str(path),
+        )
+
+
+def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file, after checking its header."""
+    check_safetensors_header(path)
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as exc:  # safetensors raises its own error types
+        raise ModelLoadError(f"cannot read safetensors: {_first(exc)}", path=str(path)) from exc
+
+
+def build_architecture(spec: Any, path: Path | None = None) -> torch.nn.Module:
+    """The nn.Module to load weights into: an instance, or "pkg.module:factory"."""
+    if isinstance(spec, torch.nn.Module):
+        return spec
+    if isinstance(spec, str) and ":" in spec:
+        module_name, _, attr = spec.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ModelLoadError(f"cannot import the architecture '{spec}': {exc}") from exc
+        spec = factory
+    if callable(spec):
+        built = spec()
+        if isinstance(built, torch.nn.Module):
+            return built
+    raise ModelLoadError(
+        "a weights file needs the model architecture",
+        path=str(path) if path else None,
+        hint="Pass model=<nn.Module> or model='package.module:factory' (--model on the CLI)",
+    )
+
+
+def apply_state_dict(module: torch.nn.Module, state: dict[str, torch.Tensor],
+                     path: Path) -> None:
+    """Load ``state`` into ``module``; every key/shape problem is reported in one error."""
+    expected = module.state_dict()
+    if state and all(k.startswith("module.") for k in state) and not any(
+        k.startswith("module.") for k in expected
+    ):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+              for k, v in state.items() if k in expected and v.shape != expected[k].shape]
+    problems = []
+    for title, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                         ("shape mismatches", shapes)):
+        if items:
+            shown = ", ".join(items[:20]) + (f" (+{len(items) - 20} more)" if len(items) > 20
+                                             else "")
+            problems.append(f"{len(items)} {title}: {shown}")
+    if problems:
+        raise ModelLoadError("the weights do not fit the architecture; " + "; ".join(problems),
+                             path=str(path),
+                             hint="Check that the architecture matches the checkpoint")
+    module.load_state_dict(state, strict=False)
+
+
+def check_pt2_archive(path: Path, trust_code: bool) -> None:
+    """Refuse .pt2 archives whose loading would unpickle objects or load compiled code."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ModelLoadError(f"not a valid .pt2 archive ({exc})", path=str(path)) from exc
+    with zf:
+        names = zf.namelist()
+        if any(n.startswith("/") or ".." in n.split("/") for n in names):
+            raise UnsafeModelError("archive member paths escape the archive", path=str(path))
+        reasons = []
+        for n in names:
+            parts = n.split("/")
+            if "aotinductor" in parts:
+                reasons.append("it contains AOTInductor compiled code")
+            elif len(parts) >= 3 and parts[-2] in ("weights", "constants") and n.endswith(".pt"):
+                reasons.append(f"it stores pickled {parts[-2]} ({parts[-1]})")
+            elif n.endswith("_config.json") and parts[-2:-1] in (["weights"], ["constants"]):
+                reasons += _pickled_payloads(json.loads(zf.read(n)), n)
+            elif "sample_inputs" in parts:
+                _check_pickle_is_weights_only(zf.read(n), n, path)
+        if reasons and not trust_code:
+            raise UnsafeModelError(
+                "loading this .pt2 would unpickle arbitrary objects: " + "; ".join(
+                    sorted(set(reasons))), path=str(path),
+                hint="Pass trust_code=True (--trust-code) only if you trust the file")
+
+
+def _pickled_payloads(config: Any, name: str) -> list[str]:
+    entries = config.get("config", {}) if isinstance(config, dict) else {}
+    out = []
+    for fqn, meta in entries.items():
+        file = str(meta.get("path_name", ""))
+        if meta.get("use_pickle") or file.startswith(("custom_obj", "opaque_obj")):
+            out.append(f"'{fqn}' is a pickled object")
+    return out
+
+
+def _check_pickle_is_weights_only(data: bytes, member: str, path: Path) -> None:
+    import io
+
+    try:
+        torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as exc:
+        raise UnsafeModelError(f"archive member {member} holds pickled objects beyond "
+                               "tensors; refusing to load it", path=str(path)) from exc
+    except Exception as exc:
+        raise ModelLoadError(f"archive member {member} is corrupt: {_first(exc)}",
+                             path=str(path)) from exc
+
+
+def _first(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else type(exc).__name__
+
+
+def as_path(src: Any) -> Path:
+    """``src`` as an existing file path."""
+    path = Path(os.fspath(src))
+    if not path.is_file():
+        raise ModelLoadError("file not found", path=str(path))
+    return path

@@ -1,0 +1,131 @@
+"""TorchRunner: runs the original torch model (eager module, TorchScript or ExportedProgram).
+
+Outputs are flattened with torch's pytree (the order torch.export uses), so they line up
+with the IR outputs ``output_0, output_1, ...``. ``intermediates`` exposes module outputs
+(forward hooks, keyed by module path) and FX node values (keyed by node name): the two
+kinds of ``source_name`` the torch importer records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils._pytree import tree_flatten
+
+from modelconv.ir.info import TensorSpec, graph_input_specs, graph_output_specs
+
+
+def _to_numpy(t: torch.Tensor) -> np.ndarray:
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        t = t.float()
+    return t.numpy().copy()
+
+
+def _tensors(out: Any) -> list[np.ndarray]:
+    leaves, _ = tree_flatten(out)
+    return [_to_numpy(x) if isinstance(x, torch.Tensor) else np.asarray(x) for x in leaves
+            if x is not None]
+
+
+class TorchRunner:
+    """Runs a torch callable on numpy feeds (CPU, no grad, eval mode)."""
+
+    name = "torch"
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        inputs: Sequence[TensorSpec],
+        outputs: Sequence[str],
+        *,
+        program: Any = None,
+    ):
+        self.fn = fn
+        self._inputs = list(inputs)
+        self._outputs = list(outputs)
+        self.program = program
+
+    @classmethod
+    def for_model(cls, model: Any, fn: Any, *, program: Any = None) -> TorchRunner:
+        """Runner whose signature is taken from the imported IR ``model``."""
+        if isinstance(fn, torch.export.ExportedProgram):
+            fn = fn.module()
+        return cls(fn, graph_input_specs(model.graph),
+                   [s.name for s in graph_output_specs(model.graph)], program=program)
+
+    def input_specs(self) -> list[TensorSpec]:
+        """The model's inputs in order."""
+        return list(self._inputs)
+
+    def output_names(self) -> list[str]:
+        """The model's outputs in order."""
+        return list(self._outputs)
+
+    def _call(self, feeds: Sequence[np.ndarray]) -> Any:
+        args = [torch.from_numpy(np.ascontiguousarray(f)) for f in feeds]
+        module = self.fn if isinstance(self.fn, torch.nn.Module) else None
+        was_training = bool(module is not None and module.training)
+        if module is not None and was_training:
+            # an ExportedProgram's module() refuses eval(); it is traced in eval already
+            with contextlib.suppress(NotImplementedError):
+                module.eval()
+        try:
+            with torch.no_grad():
+                return self.fn(*args)
+        finally:
+            if module is not None and was_training:
+                with contextlib.suppress(NotImplementedError):
+                    module.train()
+
+    def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Outputs for positional ``feeds``, flattened in IR output order."""
+        return _tensors(self._call(feeds))
+
+    def intermediates(self, feeds: Sequence[np.ndarray], names: Sequence[str]) -> dict[str, Any]:
+        """Values of module outputs (by module path) and FX nodes (by node name)."""
+        found: dict[str, Any] = {}
+        wanted = set(names)
+        if isinstance(self.fn, torch.nn.Module) and not isinstance(self.fn, torch.jit.ScriptModule):
+            found.update(self._module_outputs(feeds, wanted))
+        rest = wanted - set(found)
+        if rest and self.program is not None:
+            found.update(self._fx_values(feeds, rest))
+        return found
+
+    def _module_outputs(self, feeds: Sequence[np.ndarray], wanted: set[str]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        handles = []
+        for path, sub in self.fn.named_modules():  # type: ignore[attr-defined]
+            if path in wanted:
+                def hook(_m: Any, _i: Any, out: Any, path: str = path) -> None:
+                    arrays = _tensors(out)
+                    if arrays:
+                        found[path] = arrays[0] if len(arrays) == 1 else arrays
+                handles.append(sub.register_forward_hook(hook))
+        try:
+            self._call(feeds)
+        finally:
+            for h in handles:
+                h.remove()
+        return found
+
+    def _fx_values(self, feeds: Sequence[np.ndarray], wanted: set[str]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        gm = self.program.module()
+
+        class _Recorder(torch.fx.Interpreter):
+            def run_node(self, n: torch.fx.Node) -> Any:
+                result = super().run_node(n)
+                if n.name in wanted and isinstance(result, torch.Tensor):
+                    found[n.name] = _to_numpy(result)
+                return result
+
+        args = [torch.from_numpy(np.ascontiguousarray(f)) for f in feeds]
+        with torch.no_grad():
+            _Recorder(gm).run(*args)
+        return found

@@ -1,0 +1,238 @@
+"""Per-op table: each case is exported through the torch importer and run with onnxruntime,
+then compared with torch eager."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+F = torch.nn.functional
+
+import onnx_ir as ir  # noqa: E402
+
+from modelconv.importers.torch import import_torch_module  # noqa: E402
+from modelconv.options import ConvertOptions  # noqa: E402
+from modelconv.verify.runners import OnnxRuntimeRunner  # noqa: E402
+
+
+class Fn(nn.Module):
+    """Wraps a function (plus optional submodules) as a module."""
+
+    def __init__(self, fn: Callable[..., Any], **mods: nn.Module):
+        super().__init__()
+        self.fn = fn
+        self.mods = nn.ModuleDict(mods)
+
+    def forward(self, *xs: Any) -> Any:
+        return self.fn(*xs, **dict(self.mods.items())) if len(self.mods) else self.fn(*xs)
+
+
+@dataclass
+class Case:
+    """One row of the table: a module, its inputs (shape, dtype), tolerance."""
+
+    id: str
+    module: Callable[[], nn.Module]
+    inputs: list[tuple[tuple[int, ...], str]] = field(default_factory=lambda: [((2, 3, 8, 8), "f")])
+    tol: float = 1e-5
+    low: int = 0
+    high: int = 10
+
+
+def _mod(m: nn.Module) -> Callable[[], nn.Module]:
+    return lambda: m
+
+
+def _fn(f: Callable[..., Any]) -> Callable[[], nn.Module]:
+    return lambda: Fn(f)
+
+
+V = [((2, 5), "f")]
+T3 = [((2, 4, 6), "f")]
+TWO = [((2, 4, 6), "f"), ((2, 4, 6), "f")]
+SEQ = [((2, 5, 4), "f")]
+
+CASES = [
+    # conv / pool
+    Case("conv2d", _mod(nn.Conv2d(3, 4, 3, padding=1))),
+    Case("conv2d_stride_dil_groups", _mod(nn.Conv2d(3, 6, 3, stride=2, dilation=2, groups=3))),
+    Case("conv2d_same", _mod(nn.Conv2d(3, 4, 3, padding="same", bias=False))),
+    Case("conv1d", _mod(nn.Conv1d(4, 5, 3, padding=2)), T3),
+    Case("conv3d", _mod(nn.Conv3d(2, 3, 3)), [((1, 2, 5, 6, 6), "f")]),
+    Case("conv_transpose2d", _mod(nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1,
+                                                     output_padding=1))),
+    Case("depthwise", _mod(nn.Conv2d(3, 3, 3, groups=3))),
+    Case("max_pool2d", _mod(nn.MaxPool2d(3, 2, 1))),
+    Case("max_pool2d_ceil", _mod(nn.MaxPool2d(2, ceil_mode=True)), [((1, 2, 7, 7), "f")]),
+    Case("max_pool1d", _mod(nn.MaxPool1d(2)), T3),
+    Case("avg_pool2d", _mod(nn.AvgPool2d(2))),
+    Case("avg_pool2d_pad", _mod(nn.AvgPool2d(3, 1, 1, count_include_pad=False))),
+    Case("adaptive_avg_1", _mod(nn.AdaptiveAvgPool2d(1))),
+    Case("adaptive_avg_2", _mod(nn.AdaptiveAvgPool2d((2, 4)))),
+    Case("adaptive_max_1", _mod(nn.AdaptiveMaxPool2d(1))),
+    Case("pad_const", _fn(lambda x: F.pad(x, (1, 2, 0, 1), value=0.5))),
+    Case("pad_reflect", _fn(lambda x: F.pad(x, (1, 2, 2, 1), mode="reflect"))),
+    Case("pad_replicate", _fn(lambda x: F.pad(x, (1, 2, 2, 1), mode="replicate"))),
+    Case("upsample_nearest", _mod(nn.Upsample(scale_factor=2))),
+    Case("upsample_bilinear", _mod(nn.Upsample(scale_factor=2, mode="bilinear"))),
+    Case("upsample_bilinear_ac", _mod(nn.Upsample(size=(5, 7), mode="bilinear",
+                                                  align_corners=True))),
+    Case("pixel_shuffle", _mod(nn.PixelShuffle(2)), [((1, 8, 3, 3), "f")]),
+    # linear / matmul
+    Case("linear2d", _mod(nn.Linear(5, 3)), V),
+    Case("linear3d", _mod(nn.Linear(6, 3)), T3),
+    Case("linear_nobias", _mod(nn.Linear(6, 3, bias=False)), T3),
+    Case("matmul", _fn(lambda a, b: a @ b.transpose(1, 2)), TWO),
+    Case("bmm", _fn(torch.bmm), [((2, 3, 4), "f"), ((2, 4, 5), "f")]),
+    Case("einsum", _fn(lambda a, b: torch.einsum("bij,bkj->bik", a, b)), TWO),
+    Case("baddbmm", _fn(lambda a, b: torch.baddbmm(a, a, b, beta=0.5, alpha=2.0)),
+         [((2, 3, 3), "f"), ((2, 3, 3), "f")]),
+    # norm
+    Case("batch_norm", lambda: _bn()),
+    Case("batch_norm1d", lambda: _bn1d(), [((4, 6), "f")]),
+    Case("layer_norm", _mod(nn.LayerNorm(6)), T3, 1e-4),
+    Case("layer_norm_noaffine", _mod(nn.LayerNorm([4, 6], elementwise_affine=False)), T3, 1e-4),
+    Case("group_norm", _mod(nn.GroupNorm(2, 4)), [((2, 4, 5, 5), "f")], 1e-4),
+    Case("instance_norm", _mod(nn.InstanceNorm2d(3, affine=True)), tol=1e-4),
+    Case("rms_norm", _mod(nn.RMSNorm(6)), T3, 1e-4),
+    # activations
+    *[Case(name, _mod(m)) for name, m in [
+        ("relu", nn.ReLU()), ("relu6", nn.ReLU6()), ("sigmoid", nn.Sigmoid()),
+        ("tanh", nn.Tanh()), ("silu", nn.SiLU()), ("gelu", nn.GELU()),
+        ("gelu_tanh", nn.GELU("tanh")), ("hardswish", nn.Hardswish()),
+        ("hardsigmoid", nn.Hardsigmoid()), ("leaky_relu", nn.LeakyReLU(0.2)),
+        ("elu", nn.ELU(0.7)), ("selu", nn.SELU()), ("celu", nn.CELU(0.5)),
+        ("softplus", nn.Softplus(beta=2.0)), ("mish", nn.Mish()), ("prelu", nn.PReLU(3)),
+        ("hardtanh", nn.Hardtanh(-0.5, 0.5)), ("logsigmoid", nn.LogSigmoid()),
+    ]],
+    Case("softmax", _mod(nn.Softmax(dim=1))),
+    Case("log_softmax", _mod(nn.LogSoftmax(dim=-1))),
+    Case("glu", _mod(nn.GLU(-1)), T3),
+    # elementwise
+    Case("add_alpha", _fn(lambda a, b: torch.add(a, b, alpha=2)), TWO),
+    Case("sub_scalar", _fn(lambda a: a - 1.5), V),
+    Case("rsub", _fn(lambda a: 2 - a), V),
+    Case("mul_div", _fn(lambda a, b: a * b / (b.abs() + 1)), TWO),
+    Case("pow", _fn(lambda a: a.abs() ** 1.5 + a**2), V),
+    Case("int_div_floor", _fn(lambda a: torch.div(a, 3, rounding_mode="floor")),
+         [((2, 5), "i")], 0, -20, 20),
+    Case("int_true_div", _fn(lambda a: a / 4), [((2, 5), "i")], 1e-6, -20, 20),
+    Case("remainder", _fn(lambda a: a % 3), [((2, 5), "i")], 0, -20, 20),
+    Case("unary_math", _fn(lambda a: torch.exp(a) + torch.sin(a) + torch.cos(a) + torch.erf(a)
+                           + torch.floor(a) + torch.ceil(a) + torch.sign(a)), V),
+    Case("sqrt_rsqrt_log", _fn(lambda a: torch.sqrt(a.abs() + 1) + torch.rsqrt(a.abs() + 1)
+                               + torch.log(a.abs() + 1) + torch.log1p(a.abs())), V),
+    Case("compare_where", _fn(lambda a, b: torch.where(a > b, a, b * 2)), TWO),
+    Case("compare_mixed", _fn(lambda a: ((a >= 0.5) | (a < -0.5)).float()), V),
+    Case("masked_fill", _fn(lambda a: a.masked_fill(a < 0, -1.0)), V),
+    Case("clamp", _fn(lambda a: a.clamp(-0.5, 0.5) + a.clamp(min=0.1)), V),
+    Case("max_min", _fn(lambda a, b: torch.maximum(a, b) - torch.minimum(a, b)), TWO),
+    Case("logical", _fn(lambda a: (~(a > 0)).float()), V),
+    Case("int_float_add", _fn(lambda a: a + 0.5), [((2, 5), "i")]),
+    # shape
+    Case("view_flatten", _fn(lambda a: a.flatten(1).view(2, -1, 2)), T3),
+    Case("permute_transpose", _fn(lambda a: a.permute(2, 0, 1).transpose(0, 1)), T3),
+    Case("unsqueeze_squeeze", _fn(lambda a: a.unsqueeze(1).squeeze(1).unsqueeze(-1)), T3),
+    Case("expand", _fn(lambda a: a[:, :1].expand(-1, 3, -1)), T3),
+    Case("cat_stack", _fn(lambda a, b: torch.cat([torch.stack([a, b], 1).flatten(1, 2), a], 1)),
+         TWO),
+    Case("split_chunk", _fn(lambda a: [t * i for i, t in enumerate(a.split([1, 2, 3], -1))]
+                           + list(a.chunk(2, 1))), T3),
+    Case("unbind", _fn(lambda a: a.unbind(1)), T3),
+    Case("slice_step", _fn(lambda a: a[:, 1:4:2, ::3] + 0), T3),
+    Case("select_neg", _fn(lambda a: a[:, -1]), T3),
+    Case("index_tensor", _fn(lambda a: a[:, torch.tensor([2, 0, 1])]), T3),
+    Case("index_select", _fn(lambda a: a.index_select(2, torch.tensor([5, 1]))), T3),
+    Case("gather", _fn(lambda a: a.gather(2, a.argsort(dim=2)[..., :3])), T3),
+    Case("embedding", _mod(nn.Embedding(11, 4)), [((2, 5), "i")], 1e-6, 0, 11),
+    Case("flip", _fn(lambda a: a.flip(1, 2)), T3),
+    Case("repeat", _fn(lambda a: a.repeat(1, 2, 1)), T3),
+    Case("roll", _fn(lambda a: a.roll(2, 2)), T3),
+    Case("tril_triu", _fn(lambda a: a.tril() + a.triu(1)), T3),
+    Case("to_dtype", _fn(lambda a: a.to(torch.int32).to(torch.float32)), V),
+    Case("arange_full", _fn(lambda a: a + torch.arange(5) + torch.full((2, 5), 3.0)
+                            + torch.ones(5) + torch.zeros_like(a)), V),
+    # reductions
+    Case("sum_mean", _fn(lambda a: a.sum(1) + a.mean((1, 2), keepdim=True).squeeze(-1)), T3),
+    Case("amax_amin", _fn(lambda a: a.amax(-1) - a.amin(1, keepdim=True).squeeze(1)[:, :4]),
+         [((2, 4, 4), "f")]),
+    Case("max_dim", _fn(lambda a: a.max(1)), T3),
+    Case("argmax", _fn(lambda a: a.argmax(-1)), T3),
+    Case("var_std", _fn(lambda a: a.var(-1) + a.std(1, keepdim=True).mean(-1)), T3, 1e-4),
+    Case("norm", _fn(lambda a: F.normalize(a, dim=-1)), T3),
+    Case("any_all", _fn(lambda a: (a > 0).any(-1).float() + (a > -1).all(1).float().sum()), T3),
+    Case("cumsum", _fn(lambda a: a.cumsum(1)), T3),
+    Case("topk", _fn(lambda a: a.topk(2, -1)), T3),
+    Case("logsumexp", _fn(lambda a: torch.logsumexp(a, -1)), T3),
+    # attention
+    Case("sdpa", _fn(F.scaled_dot_product_attention), [((2, 2, 5, 4), "f")] * 3),
+    Case("sdpa_causal", _fn(lambda q, k, v: F.scaled_dot_product_attention(q, k, v,
+                                                                           is_causal=True)),
+         [((2, 2, 5, 4), "f")] * 3),
+    Case("sdpa_mask", _fn(lambda q, k, v, m: F.scaled_dot_product_attention(
+        q, k, v, attn_mask=m)), [((2, 2, 5, 4), "f")] * 3 + [((5, 5), "f")]),
+    Case("mha", _mod(nn.MultiheadAttention(8, 2, batch_first=True)), [((2, 5, 8), "f")] * 3,
+         1e-4),
+    # rnn
+    Case("lstm", _mod(nn.LSTM(4, 6, batch_first=True)), SEQ, 1e-4),
+    Case("lstm_bi_2layer", _mod(nn.LSTM(4, 3, num_layers=2, bidirectional=True)), SEQ, 1e-4),
+    Case("gru", _mod(nn.GRU(4, 6, batch_first=True)), SEQ, 1e-4),
+    Case("gru_bi", _mod(nn.GRU(4, 3, num_layers=2, bidirectional=True, batch_first=True)),
+         SEQ, 1e-4),
+]
+
+
+def _bn() -> nn.Module:
+    m = nn.BatchNorm2d(3)
+    m.running_mean.uniform_(-1, 1)
+    m.running_var.uniform_(0.5, 2)
+    return m
+
+
+def _bn1d() -> nn.Module:
+    m = nn.BatchNorm1d(6)
+    m.running_mean.uniform_(-1, 1)
+    return m
+
+
+def make_inputs(case: Case, seed: int = 0) -> list[torch.Tensor]:
+    """Random inputs for a case."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for shape, kind in case.inputs:
+        if kind == "i":
+            out.append(torch.randint(case.low, case.high, shape, generator=gen))
+        else:
+            out.append(torch.randn(shape, generator=gen))
+    return out
+
+
+def run_both(module: nn.Module, inputs: list[torch.Tensor], **opts: Any) -> tuple[list, list]:
+    """(onnxruntime outputs, torch eager outputs) for ``module``."""
+    torch.manual_seed(0)
+    module.eval()
+    sm = import_torch_module(module, ConvertOptions(example_inputs=tuple(inputs), **opts))
+    ort = OnnxRuntimeRunner(ir.to_proto(sm.model).SerializeToString())
+    feeds = [x.numpy() for x in inputs]
+    return ort.run(feeds), sm.make_runner().run(feeds)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_op(case: Case) -> None:
+    torch.manual_seed(0)
+    module = case.module()
+    got, ref = run_both(module, make_inputs(case))
+    assert len(got) == len(ref)
+    for g, r in zip(got, ref, strict=True):
+        assert g.shape == r.shape, (g.shape, r.shape)
+        if r.dtype == np.bool_ or np.issubdtype(r.dtype, np.integer):
+            np.testing.assert_array_equal(g, r)
+        else:
+            scale = max(1.0, float(np.abs(r).max()) if r.size else 1.0)
+            np.testing.assert_allclose(g, r, rtol=0, atol=case.tol * scale)
