@@ -4,8 +4,9 @@
     becomes
     const [3] ─────────────────────────► Reshape(y, .)
 
-Only deterministic ops with small outputs are folded, evaluated with ONNX's reference
-implementation so the semantics are exactly the op's.
+Only deterministic ops are folded, evaluated with ONNX's reference implementation so the
+semantics are exactly the op's. Outputs may not outgrow the inputs (a weight Transpose or
+Cast folds; ops that can blow a small input up into a huge tensor never fold).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import onnx_ir as ir
 from onnx.reference import ReferenceEvaluator
 from onnx_ir.passes import InPlacePass, PassResult
 
-#: upper bound on elements produced by one folded node
+#: outputs up to this many elements always fold; larger ones only if no bigger than inputs
 MAX_FOLD_ELEMENTS = 1 << 16
+#: never evaluate nodes whose constant inputs exceed this many elements in total
+MAX_INPUT_ELEMENTS = 1 << 24
 _NEVER_FOLD = {
     "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
     "Bernoulli", "If", "Loop", "Scan", "SequenceConstruct", "ConstantOfShape", "Expand", "Tile",
-    "Range",
+    "Range", "OneHot", "Resize", "Upsample", "Pad", "DequantizeLinear", "QuantizeLinear",
 }
 
 
@@ -64,9 +67,12 @@ def _fold(node: ir.Node, opset: int) -> list[np.ndarray] | None:
             inputs.append(None)
             continue
         tensor = value.const_value
-        if tensor is None or tensor.size > MAX_FOLD_ELEMENTS:
+        if tensor is None:
             return None
         inputs.append(tensor.numpy())
+    total = sum(a.size for a in inputs if a is not None)
+    if total > MAX_INPUT_ELEMENTS:
+        return None
     if not inputs and node.op_type != "Constant":
         return None
     if any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
@@ -88,7 +94,8 @@ def _fold(node: ir.Node, opset: int) -> list[np.ndarray] | None:
     except Exception:
         return None
     out = [np.asarray(r) for r in results]
-    if any(r.size > MAX_FOLD_ELEMENTS or r.dtype == object for r in out):
+    limit = max(MAX_FOLD_ELEMENTS, total)
+    if any(r.size > limit or r.dtype == object for r in out):
         return None
     return out
 
