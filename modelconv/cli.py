@@ -124,19 +124,33 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 class _Progress:
-    """Prints one line per finished stage to stderr."""
+    """Stage progress on stderr: a bar redrawn in place on a terminal, lines otherwise."""
 
     def __init__(self) -> None:
         self.started: dict[str, float] = {}
+        self.tty = sys.stderr.isatty()
 
     def __call__(self, stage: str, fraction: float) -> None:
         now = time.perf_counter()
         if fraction <= 0.0:
-            self.started[stage] = now
-            print(f"  {stage} ...", file=sys.stderr, flush=True)
-        elif fraction >= 1.0 and stage in self.started:
-            took = now - self.started.pop(stage)
-            print(f"  {stage} done in {took:.2f}s", file=sys.stderr, flush=True)
+            if stage not in self.started:
+                self.started[stage] = now
+                self._show(f"  {stage} ...", final=not self.tty)
+        elif fraction >= 1.0:
+            if stage in self.started:
+                took = now - self.started.pop(stage)
+                self._show(f"  {stage} done in {took:.2f}s", final=True)
+        elif self.tty:
+            filled = int(fraction * 20)
+            self._show(f"  {stage} [{'#' * filled}{' ' * (20 - filled)}] {fraction:4.0%}",
+                       final=False)
+
+    def _show(self, text: str, *, final: bool) -> None:
+        if self.tty:
+            sys.stderr.write("\r\033[K" + text + ("\n" if final else ""))
+        else:
+            sys.stderr.write(text + "\n")
+        sys.stderr.flush()
 
 
 def _write_report(report: Any, path: str | None) -> None:

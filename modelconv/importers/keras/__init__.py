@@ -1,0 +1,58 @@
+"""Keras importer: .h5 (Keras 2 and 3) and .keras files, read with h5py/zipfile/json only.
+
+Converting a Keras file never imports keras or tensorflow; only verification (the
+source runner) does, and only when asked for.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+from modelconv.formats import SourceModel
+from modelconv.importers.keras.convert import convert_keras_file
+from modelconv.importers.keras.reader import open_keras_file
+from modelconv.ir.info import infer_int_ranges
+from modelconv.options import ConvertOptions
+
+__all__ = ["import_keras"]
+
+
+def import_keras(src: str | os.PathLike[str], options: ConvertOptions) -> SourceModel:
+    """Import a Keras .h5/.keras model into the IR."""
+    path = str(src)
+    options.report_progress("import", 0.0)
+    with open_keras_file(path) as kf:
+        model = convert_keras_file(kf)
+        fmt = "keras" if kf.kind == "keras" else "keras-h5"
+        major = kf.major
+    options.report_progress("import", 1.0)
+    reason = runner_unavailable_reason(major)
+    make_runner = None
+    if reason is None:
+        def make_runner() -> object:
+            from modelconv.verify.runners_keras import KerasRunner
+
+            return KerasRunner(path)
+
+    return SourceModel(
+        model=model, format=fmt, path=path, make_runner=make_runner,  # type: ignore[arg-type]
+        runner_unavailable=reason, int_ranges=infer_int_ranges(model.graph),
+    )
+
+
+def runner_unavailable_reason(major: int) -> str | None:
+    """Why the Keras source model cannot be run here, or None when it can."""
+    if major == 2:
+        if importlib.util.find_spec("tf_keras") is None or \
+                importlib.util.find_spec("tensorflow") is None:
+            return ("this Keras 2 (tf.keras) file needs tf_keras and TensorFlow to run "
+                    "(pip install 'modelconv[tf]' tf-keras); Keras 3 cannot load every "
+                    "Keras 2 file")
+        return None
+    if importlib.util.find_spec("keras") is None:
+        return "running Keras models needs keras (pip install 'modelconv[keras]')"
+    if importlib.util.find_spec("torch") is None and \
+            importlib.util.find_spec("tensorflow") is None:
+        return "Keras 3 needs a backend: install torch or tensorflow"
+    return None

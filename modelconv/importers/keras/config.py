@@ -1,0 +1,271 @@
+"""Parse a Keras model config (Sequential, Functional, nested) into a uniform layer graph.
+
+Keras 2 (tf.keras) and Keras 3 write different ``inbound_nodes``:
+
+- Keras 2: ``[[["layer", node_index, tensor_index, {kwargs}], ...], ...]`` (one list per call);
+  tensor kwargs appear as ``["layer", node, tensor]`` lists inside the kwargs dict.
+- Keras 3: ``[{"args": [...], "kwargs": {...}}, ...]`` where tensors are
+  ``{"class_name": "__keras_tensor__", "config": {"keras_history": [layer, node, tensor]}}``.
+
+Node indices of nested models are offset by one (a model owns a node of its own) in
+Keras 2 everywhere and in Keras 3's ``input_layers``/``output_layers``. All references are
+normalised here to *call positions*: ``TensorRef(layer, call, index)`` means output
+``index`` of the ``call``-th call of ``layer`` in this graph.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelconv.errors import ModelLoadError
+
+MODEL_CLASSES = {"Functional", "Model", "Sequential"}
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """Output ``index`` of call number ``call`` of layer ``layer``."""
+
+    layer: str
+    call: int
+    index: int
+
+
+@dataclass
+class Call:
+    """One application of a layer to tensors."""
+
+    inputs: list[TensorRef]
+    kw_tensors: dict[str, TensorRef] = field(default_factory=dict)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LayerNode:
+    """A layer of a model graph, with every call made of it."""
+
+    name: str
+    class_name: str
+    config: dict[str, Any]
+    module: str | None = None
+    registered_name: str | None = None
+    calls: list[Call] = field(default_factory=list)
+    inner: ModelGraph | None = None
+    #: raw node indices this layer's calls had in the file (for reference normalisation)
+    raw_indices: list[int] = field(default_factory=list)
+
+
+@dataclass
+class ModelGraph:
+    """A (possibly nested) model: layers in config order, graph inputs and outputs."""
+
+    name: str
+    class_name: str
+    layers: list[LayerNode]
+    inputs: list[TensorRef]
+    outputs: list[TensorRef]
+
+    def layer(self, name: str) -> LayerNode:
+        """The layer called ``name``."""
+        for node in self.layers:
+            if node.name == name:
+                return node
+        raise ModelLoadError(f"model config references unknown layer '{name}'")
+
+    def walk(self, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], LayerNode]]:
+        """Every layer of this graph and of nested graphs, with its path of names."""
+        out: list[tuple[tuple[str, ...], LayerNode]] = []
+        for node in self.layers:
+            out.append(((*prefix, node.name), node))
+            if node.inner is not None:
+                out.extend(node.inner.walk((*prefix, node.name)))
+        return out
+
+
+def parse_model(spec: dict[str, Any]) -> ModelGraph:
+    """Parse a top-level ``{"class_name": ..., "config": ...}`` model config."""
+    class_name = spec.get("class_name")
+    cfg = spec.get("config")
+    if not isinstance(cfg, dict):
+        raise ModelLoadError("model config has no 'config' dict")
+    if class_name == "Sequential":
+        return _parse_sequential(cfg)
+    if class_name in MODEL_CLASSES or "layers" in cfg:
+        return _parse_functional(cfg, str(class_name))
+    raise ModelLoadError(f"top-level object is a '{class_name}', not a Keras model")
+
+
+def snake_case(name: str) -> str:
+    """Keras' class-name to attribute-name conversion (``PReLU`` -> ``p_re_lu``)."""
+    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
+
+
+def _layer_node(spec: dict[str, Any]) -> LayerNode:
+    if not isinstance(spec, dict) or "class_name" not in spec:
+        raise ModelLoadError("layer entry without 'class_name' in the model config")
+    cfg = spec.get("config") or {}
+    if not isinstance(cfg, dict):
+        cfg = {"value": cfg}
+    name = spec.get("name") or cfg.get("name")
+    if not name:
+        raise ModelLoadError(f"{spec['class_name']} layer without a name in the model config")
+    node = LayerNode(
+        name=str(name),
+        class_name=str(spec["class_name"]),
+        config=cfg,
+        module=spec.get("module"),
+        registered_name=spec.get("registered_name"),
+    )
+    if node.class_name in MODEL_CLASSES and isinstance(cfg.get("layers"), list):
+        node.inner = parse_model({"class_name": node.class_name, "config": cfg})
+    return node
+
+
+def _is_tensor3(x: Any) -> bool:
+    return isinstance(x, dict) and x.get("class_name") == "__keras_tensor__"
+
+
+def _ref3(x: dict[str, Any]) -> tuple[str, int, int]:
+    hist = x.get("config", {}).get("keras_history")
+    if not isinstance(hist, list) or len(hist) < 3:
+        raise ModelLoadError("keras tensor without keras_history in the model config")
+    return str(hist[0]), int(hist[1]), int(hist[2])
+
+
+def _flatten3(x: Any, out: list[tuple[str, int, int]]) -> None:
+    if _is_tensor3(x):
+        out.append(_ref3(x))
+    elif isinstance(x, list | tuple):
+        for item in x:
+            _flatten3(item, out)
+    elif isinstance(x, dict) and x.get("class_name") == "__tuple__":
+        _flatten3(x.get("config", {}).get("value", []), out)
+
+
+def _is_ref2(x: Any) -> bool:
+    return (isinstance(x, list) and len(x) in (3, 4) and isinstance(x[0], str)
+            and isinstance(x[1], int) and isinstance(x[2], int))
+
+
+RawCall = tuple[list[tuple[str, int, int]], dict[str, tuple[str, int, int]], dict[str, Any]]
+
+
+def _parse_inbound(node_spec: Any) -> tuple[RawCall, bool]:
+    """One inbound node -> (positional refs, kw refs, other kwargs), new-format flag."""
+    if isinstance(node_spec, dict):
+        args: list[tuple[str, int, int]] = []
+        _flatten3(node_spec.get("args", []), args)
+        kw_t: dict[str, tuple[str, int, int]] = {}
+        kw: dict[str, Any] = {}
+        for key, val in (node_spec.get("kwargs") or {}).items():
+            refs: list[tuple[str, int, int]] = []
+            _flatten3(val, refs)
+            if len(refs) == 1:
+                kw_t[key] = refs[0]
+            elif not refs:
+                kw[key] = val
+            else:
+                raise ModelLoadError(f"keyword argument '{key}' holds several tensors")
+        return (args, kw_t, kw), True
+    if isinstance(node_spec, list):
+        pos: list[tuple[str, int, int]] = []
+        kw_t, kw = {}, {}
+        for entry in node_spec:
+            if not _is_ref2(entry):
+                raise ModelLoadError(f"unreadable inbound node entry {str(entry)[:80]}")
+            pos.append((entry[0], entry[1], entry[2]))
+            extra = entry[3] if len(entry) == 4 and isinstance(entry[3], dict) else {}
+            for key, val in extra.items():
+                if _is_ref2(val):
+                    kw_t[key] = (val[0], val[1], val[2])
+                else:
+                    kw[key] = val
+        return (pos, kw_t, kw), False
+    raise ModelLoadError(f"unreadable inbound node {str(node_spec)[:80]}")
+
+
+def _io_refs(value: Any) -> list[tuple[str, int, int]]:
+    if isinstance(value, dict):  # Keras 3 may name inputs/outputs with a dict
+        value = list(value.values())
+    if _is_ref2(value):
+        return [(value[0], value[1], value[2])]
+    if isinstance(value, list):
+        out: list[tuple[str, int, int]] = []
+        for item in value:
+            out.extend(_io_refs(item))
+        return out
+    raise ModelLoadError(f"unreadable input/output layer list {str(value)[:80]}")
+
+
+def _parse_functional(cfg: dict[str, Any], class_name: str) -> ModelGraph:
+    specs = cfg.get("layers")
+    if not isinstance(specs, list):
+        raise ModelLoadError("functional model config has no 'layers' list")
+    layers = [_layer_node(s) for s in specs]
+    by_name = {n.name: n for n in layers}
+    if len(by_name) != len(layers):
+        raise ModelLoadError("model config has duplicate layer names")
+    new_format = False
+    raw_calls: dict[str, list[RawCall]] = {}
+    for spec, node in zip(specs, layers, strict=True):
+        calls = []
+        for inbound in spec.get("inbound_nodes") or []:
+            call, is_new = _parse_inbound(inbound)
+            new_format |= is_new
+            calls.append(call)
+        raw_calls[node.name] = calls
+
+    def ref(r: tuple[str, int, int], io: bool) -> TensorRef:
+        name, index, tensor = r
+        if name not in by_name:
+            raise ModelLoadError(f"model config references unknown layer '{name}'")
+        target = by_name[name]
+        offset = 0
+        if target.inner is not None and (not new_format or io):
+            offset = 1 if (not new_format or target.class_name != "Sequential") else 0
+        ncalls = max(1, len(raw_calls[name]))
+        pos = index - offset
+        if not 0 <= pos < ncalls:  # be lenient with off-by-one conventions
+            pos = index if 0 <= index < ncalls else min(max(pos, 0), ncalls - 1)
+        return TensorRef(name, pos, tensor)
+
+    for node in layers:
+        for args, kw_t, kw in raw_calls[node.name]:
+            node.calls.append(Call(
+                inputs=[ref(a, False) for a in args],
+                kw_tensors={k: ref(v, False) for k, v in kw_t.items()},
+                kwargs=kw,
+            ))
+    inputs = [ref(r, True) for r in _io_refs(cfg.get("input_layers", []))]
+    outputs = [ref(r, True) for r in _io_refs(cfg.get("output_layers", []))]
+    if not outputs:
+        raise ModelLoadError("functional model config has no outputs")
+    return ModelGraph(str(cfg.get("name", "model")), class_name, layers, inputs, outputs)
+
+
+def _parse_sequential(cfg: dict[str, Any]) -> ModelGraph:
+    specs = cfg.get("layers")
+    if not isinstance(specs, list) or not specs:
+        raise ModelLoadError("Sequential model config has no layers")
+    layers = [_layer_node(s) for s in specs]
+    name = str(cfg.get("name", "sequential"))
+    if layers[0].class_name != "InputLayer":
+        first = layers[0].config
+        shape = (first.get("batch_input_shape") or first.get("batch_shape")
+                 or cfg.get("build_input_shape"))
+        if shape is None:
+            raise ModelLoadError(
+                "Sequential model without an input shape (was it never built?)",
+                hint="Build the model (call it once or give an Input) before saving",
+            )
+        dtype = first.get("dtype") if isinstance(first.get("dtype"), str) else "float32"
+        layers.insert(0, LayerNode(f"{name}_input", "InputLayer",
+                                   {"batch_shape": list(shape), "dtype": dtype}))
+    for prev, node in itertools.pairwise(layers):
+        node.calls.append(Call(inputs=[TensorRef(prev.name, 0, 0)]))
+    return ModelGraph(name, "Sequential", layers, [TensorRef(layers[0].name, 0, 0)],
+                      [TensorRef(layers[-1].name, 0, 0)])

@@ -1,0 +1,192 @@
+"""Walk a parsed Keras model graph and emit IR through the layer handlers.
+
+Before anything is emitted the whole graph (nested models included) is checked: code
+layers (Lambda, TFOpLambda) and custom objects are refused with one UnsafeModelError,
+unsupported layers with one UnsupportedOpsError listing all of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+
+from modelconv.errors import ModelLoadError, UnsafeModelError, UnsupportedOpsError
+from modelconv.importers.keras.common import (
+    ACTIVATIONS,
+    LAYERS,
+    activation_is_custom,
+    activation_name,
+)
+from modelconv.importers.keras.config import ModelGraph, TensorRef, parse_model
+from modelconv.importers.keras.reader import KerasFile
+from modelconv.importers.keras.tensors import LAST, KTensor, last
+from modelconv.importers.keras.weights import WeightSource
+from modelconv.ir.builder import GraphBuilder
+
+HANDLER_MODULES = ("conv", "core", "norm", "activations", "pooling", "merge", "reshape",
+                   "rnn", "attention", "preprocessing")
+CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda", "TFLambda"}
+STRUCTURAL = {"InputLayer", "Functional", "Model", "Sequential"}
+_KW_INPUT_ORDER = ("query", "value", "key")
+_IGNORED_KWARGS = {"mask", "training"}
+
+
+def load_handlers() -> None:
+    """Import every layers_*.py module so their handlers are registered."""
+    for name in HANDLER_MODULES:
+        importlib.import_module(f"modelconv.importers.keras.layers_{name}")
+
+
+def _dtype_name(spec: Any) -> str:
+    if isinstance(spec, dict):
+        spec = (spec.get("config") or {}).get("name", "float32")
+    name = str(spec or "float32")
+    return "float32" if name.startswith("mixed") or name == "float64" else name
+
+
+def _is_custom(module: str | None, registered: str | None) -> bool:
+    if registered and ">" in registered:
+        return True
+    return bool(module) and not str(module).startswith(("keras", "tf_keras", "tensorflow"))
+
+
+def check_layers(graph: ModelGraph, path: str) -> None:
+    """Refuse code/custom layers, then report every unsupported layer at once."""
+    load_handlers()
+    unsafe: dict[str, list[str]] = defaultdict(list)
+    missing: dict[str, list[str]] = defaultdict(list)
+    for names, node in graph.walk():
+        where = "/".join(names)
+        cls, cfg = node.class_name, node.config
+        if cls in CODE_LAYERS:
+            unsafe[cls].append(where)
+            continue
+        if cls in STRUCTURAL:
+            continue
+        if cls not in LAYERS:
+            (unsafe if _is_custom(node.module, node.registered_name) else missing)[cls].append(
+                where)
+            continue
+        if cfg.get("data_format") == "channels_first":
+            missing[f"{cls}(data_format=channels_first)"].append(where)
+        if cls == "Embedding" and cfg.get("mask_zero"):
+            missing["Embedding(mask_zero=True)"].append(where)
+        for key in ("activation", "recurrent_activation"):
+            spec = cfg.get(key)
+            if activation_is_custom(spec):
+                unsafe[f"custom activation {activation_name(spec)}"].append(where)
+            elif activation_name(spec) not in (None, *ACTIVATIONS):
+                missing[f"activation {activation_name(spec)}"].append(where)
+    if unsafe:
+        listed = "; ".join(f"{cls} ({', '.join(w)})" for cls, w in sorted(unsafe.items()))
+        raise UnsafeModelError(
+            f"model contains Python code or custom objects that modelconv will not run: "
+            f"{listed}", path=path,
+            hint="Replace Lambda/custom layers with built-in Keras layers and re-save",
+        )
+    if missing:
+        raise UnsupportedOpsError("keras layer", missing, path=path)
+
+
+class _Converter:
+    def __init__(self, kf: KerasFile, graph: ModelGraph):
+        self.kf = kf
+        self.graph = graph
+        self.b = GraphBuilder(name=graph.name)
+        class_paths = {p: n.class_name for p, n in graph.walk()}
+        self.weights = WeightSource(kf, class_paths)
+        self.major = kf.major
+
+    def input_tensors(self) -> list[KTensor]:
+        out = []
+        for ref in self.graph.inputs:
+            node = self.graph.layer(ref.layer)
+            cfg = node.config
+            shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
+            if shape is None:
+                raise ModelLoadError(f"input '{node.name}' has no shape", path=self.kf.path)
+            dims: list[int | str | None] = [
+                int(d) if d is not None else ("batch" if i == 0 else f"{node.name}_d{i}")
+                for i, d in enumerate(shape)]
+            dtype = _dtype_name(cfg.get("dtype"))
+            value = self.b.add_input(node.name, np.dtype(dtype), dims)
+            out.append(KTensor(value, len(dims), LAST, dtype))
+        return out
+
+    def run_graph(self, graph: ModelGraph, inputs: list[KTensor],
+                  prefix: tuple[str, ...]) -> list[KTensor]:
+        if len(inputs) != len(graph.inputs):
+            raise ModelLoadError(f"model '{graph.name}' takes {len(graph.inputs)} input(s), "
+                                 f"is called with {len(inputs)}", path=self.kf.path)
+        env: dict[TensorRef, KTensor] = dict(zip(graph.inputs, inputs, strict=True))
+        pending = [(n, i) for n in graph.layers for i in range(len(n.calls))]
+        while pending:
+            remaining = []
+            for node, i in pending:
+                call = node.calls[i]
+                refs = [*call.inputs, *call.kw_tensors.values()]
+                if not all(r in env for r in refs):
+                    remaining.append((node, i))
+                    continue
+                xs = [env[r] for r in call.inputs]
+                for key in _KW_INPUT_ORDER:
+                    if key in call.kw_tensors:
+                        xs.append(env[call.kw_tensors[key]])
+                for key in call.kw_tensors:
+                    if key not in _KW_INPUT_ORDER and key not in _IGNORED_KWARGS:
+                        raise UnsupportedOpsError(
+                            "keras layer", {f"{node.class_name}({key}=tensor)": [node.name]},
+                            path=self.kf.path)
+                for j, out in enumerate(self.apply(node, call.kwargs, xs, prefix)):
+                    env[TensorRef(node.name, i, j)] = out
+            if len(remaining) == len(pending):
+                names = sorted({n.name for n, _ in remaining})
+                raise ModelLoadError(f"layers {names[:5]} wait for tensors no layer produces "
+                                     "(broken model config)", path=self.kf.path)
+            pending = remaining
+        missing = [r for r in graph.outputs if r not in env]
+        if missing:
+            raise ModelLoadError(f"model outputs {missing[:3]} are never computed",
+                                 path=self.kf.path)
+        return [env[r] for r in graph.outputs]
+
+    def apply(self, node: Any, kwargs: dict[str, Any], xs: list[KTensor],
+              prefix: tuple[str, ...]) -> list[KTensor]:
+        path = (*prefix, node.name)
+        if node.inner is not None:
+            return self.run_graph(node.inner, xs, path)
+        handler = LAYERS.get(node.class_name)
+        assert handler is not None  # check_layers ran first
+        cfg = {**node.config, "_keras_major": self.major, "_call_kwargs": kwargs}
+        with self.b.source("/".join(path)):
+            try:
+                result = handler(self.b, cfg, self.weights.layer(path), xs)
+            except (ValueError, KeyError, IndexError) as exc:
+                raise UnsupportedOpsError(
+                    "keras layer", {f"{node.class_name}({exc})": ["/".join(path)]},
+                    path=self.kf.path) from exc
+        return list(result) if isinstance(result, list | tuple) else [result]
+
+    def build(self) -> ir.Model:
+        outs = self.run_graph(self.graph, self.input_tensors(), ())
+        values, names = [], []
+        for ref, t in zip(self.graph.outputs, outs, strict=True):
+            value = last(self.b, t)
+            values.append(value)
+            names.append(ref.layer)
+        self.b.set_outputs(values, names)
+        for value, t in zip(self.b.outputs, outs, strict=True):
+            if value.dtype is None:
+                value.dtype = ir.DataType.from_numpy(np.dtype(t.dtype))
+        return self.b.build()
+
+
+def convert_keras_file(kf: KerasFile) -> ir.Model:
+    """Convert an opened Keras file to an IR model (channels-first inside)."""
+    graph = parse_model(kf.config)
+    check_layers(graph, kf.path)
+    return _Converter(kf, graph).build()

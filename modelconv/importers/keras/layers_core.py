@@ -1,0 +1,65 @@
+"""Core layers: Dense, Embedding, Activation, inference no-ops, LayerScale."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from modelconv.importers.keras.common import (
+    KTensor,
+    apply_activation,
+    keras_layer,
+    major_of,
+    per_channel,
+)
+from modelconv.importers.keras.tensors import LAST, last, weight
+from modelconv.importers.keras.weights import LayerWeights
+from modelconv.ir.builder import GraphBuilder
+
+
+@keras_layer("Dense")
+def dense(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights, xs: list[KTensor]) -> KTensor:
+    """Dense -> MatMul (+ Add) on the last (channels) axis."""
+    x = xs[0]
+    kernel = w.get(0, [None, cfg["units"]])
+    y = b.MatMul(last(b, x), weight(b, kernel, "kernel"))
+    if cfg.get("use_bias", True):
+        y = b.Add(y, weight(b, w.get(1, [cfg["units"]]), "bias"))
+    return apply_activation(b, KTensor(y, x.rank, LAST), cfg.get("activation"), major_of(cfg))
+
+
+@keras_layer("Embedding")
+def embedding(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+              xs: list[KTensor]) -> KTensor:
+    """Embedding -> Gather (float ids are cast to int64)."""
+    x = xs[0]
+    table = w.get(0, [cfg["input_dim"], cfg["output_dim"]])
+    ids = x.value if x.dtype.startswith("int") else b.Cast(x.value, to=7)
+    return KTensor(b.Gather(weight(b, table, "embeddings"), ids), x.rank + 1, LAST)
+
+
+@keras_layer("Activation")
+def activation(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+               xs: list[KTensor]) -> KTensor:
+    """Activation layer."""
+    return apply_activation(b, xs[0], cfg.get("activation"), major_of(cfg))
+
+
+@keras_layer("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
+             "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization",
+             "StochasticDepth", "Identity", "RandomFlip", "RandomRotation", "RandomZoom",
+             "RandomTranslation", "RandomContrast", "RandomBrightness")
+def inference_noop(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+                   xs: list[KTensor]) -> KTensor:
+    """Training-only layers are the identity at inference."""
+    return xs[0]
+
+
+@keras_layer("LayerScale")
+def layer_scale(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+                xs: list[KTensor]) -> KTensor:
+    """ConvNeXt LayerScale: multiply by a learned per-channel gamma."""
+    x = xs[0]
+    gamma = w.get(0, [cfg.get("projection_dim")])
+    return x.like(b.Mul(x.value, per_channel(b, x, np.asarray(gamma), "gamma")))

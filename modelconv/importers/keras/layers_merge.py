@@ -1,0 +1,90 @@
+"""Merge layers (and Keras 3 functional ops of the same name): Add, Subtract, Multiply,
+Average, Maximum, Minimum, Concatenate, Dot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from modelconv.importers.keras.common import KTensor, keras_layer
+from modelconv.importers.keras.tensors import LAST, common_layout, in_layout, ir_axis, last
+from modelconv.importers.keras.weights import LayerWeights
+from modelconv.ir.builder import GraphBuilder
+
+
+def _fold(b: GraphBuilder, xs: list[KTensor], op: str) -> KTensor:
+    layout = common_layout(xs)
+    values = [in_layout(b, x, layout) for x in xs]
+    y = values[0]
+    for v in values[1:]:
+        y = b.op(op, [y, v])
+    rank = max(x.rank for x in xs)
+    return KTensor(y, rank, layout if rank >= 3 else LAST, xs[0].dtype)
+
+
+@keras_layer("Add", "add")
+def add(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights, xs: list[KTensor]) -> KTensor:
+    """Add -> chained Add."""
+    return _fold(b, xs, "Add")
+
+
+@keras_layer("Subtract", "subtract")
+def subtract(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+             xs: list[KTensor]) -> KTensor:
+    """Subtract (exactly two inputs)."""
+    return _fold(b, xs[:2], "Sub")
+
+
+@keras_layer("Multiply", "multiply")
+def multiply(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+             xs: list[KTensor]) -> KTensor:
+    """Multiply -> chained Mul (SE blocks broadcast (N,1,1,C))."""
+    return _fold(b, xs, "Mul")
+
+
+@keras_layer("Maximum")
+def maximum(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+            xs: list[KTensor]) -> KTensor:
+    """Maximum -> Max."""
+    return _fold(b, xs, "Max")
+
+
+@keras_layer("Minimum")
+def minimum(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+            xs: list[KTensor]) -> KTensor:
+    """Minimum -> Min."""
+    return _fold(b, xs, "Min")
+
+
+@keras_layer("Average")
+def average(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+            xs: list[KTensor]) -> KTensor:
+    """Average -> Add chain times 1/n."""
+    total = _fold(b, xs, "Add")
+    return total.like(b.Mul(total.value, b.const(np.float32(1.0 / len(xs)))))
+
+
+@keras_layer("Concatenate")
+def concatenate(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+                xs: list[KTensor]) -> KTensor:
+    """Concatenate along a Keras axis (mapped into the shared layout)."""
+    layout = common_layout(xs)
+    rank = xs[0].rank
+    axis = ir_axis(int(cfg.get("axis", -1)), rank, layout)
+    y = b.Concat(*[in_layout(b, x, layout) for x in xs], axis=axis)
+    return KTensor(y, rank, layout if rank >= 3 else LAST, xs[0].dtype)
+
+
+@keras_layer("Dot")
+def dot(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights, xs: list[KTensor]) -> KTensor:
+    """Dot of two rank-2 tensors along axis 1 (optionally L2-normalised)."""
+    a, c = (last(b, x) for x in xs[:2])
+    if xs[0].rank != 2 or xs[1].rank != 2:
+        raise ValueError("Dot is supported for rank-2 inputs only")
+    if cfg.get("normalize"):
+        axes = b.const(np.asarray([1], np.int64))
+        a, c = (b.Div(v, b.Max(b.Sqrt(b.ReduceSumSquare(v, axes, keepdims=1)),
+                               b.const(np.float32(1e-12)))) for v in (a, c))
+    axes = b.const(np.asarray([1], np.int64))
+    return KTensor(b.ReduceSum(b.Mul(a, c), axes, keepdims=1), 2, LAST)

@@ -1,0 +1,81 @@
+"""Normalization layers: BatchNormalization, LayerNormalization."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from modelconv.importers.keras.common import KTensor, keras_layer, per_channel
+from modelconv.importers.keras.tensors import FIRST, LAST, first, last, weight
+from modelconv.importers.keras.weights import LayerWeights
+from modelconv.ir.builder import GraphBuilder
+
+
+def _axes(cfg: dict[str, Any], rank: int) -> list[int]:
+    axis = cfg.get("axis", -1)
+    axes = axis if isinstance(axis, list | tuple) else [axis]
+    return sorted(int(a) % rank for a in axes)
+
+
+@keras_layer("BatchNormalization")
+def batch_norm(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+               xs: list[KTensor]) -> KTensor:
+    """BatchNormalization (inference) over the channel axis -> BatchNormalization."""
+    x = xs[0]
+    if _axes(cfg, x.rank) != [x.rank - 1]:
+        raise ValueError("BatchNormalization over a non-channel axis")
+    i = 0
+    n = w.shape(0)[0]
+    gamma = beta = None
+    if cfg.get("scale", True):
+        gamma, i = w.get(i, [n]), i + 1
+    if cfg.get("center", True):
+        beta, i = w.get(i, [n]), i + 1
+    mean, var = w.get(i, [n]), w.get(i + 1, [n])
+    gamma = np.ones(n, np.float32) if gamma is None else gamma
+    beta = np.zeros(n, np.float32) if beta is None else beta
+    y = b.BatchNormalization(first(b, x), weight(b, gamma, "gamma"), weight(b, beta, "beta"),
+                             weight(b, mean, "moving_mean"), weight(b, var, "moving_variance"),
+                             epsilon=float(cfg.get("epsilon", 1e-3)))
+    return KTensor(y, x.rank, FIRST if x.rank >= 3 else LAST)
+
+
+@keras_layer("LayerNormalization")
+def layer_norm(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+               xs: list[KTensor]) -> KTensor:
+    """LayerNormalization over trailing axes -> LayerNormalization (channels-last)."""
+    x = xs[0]
+    axes = _axes(cfg, x.rank)
+    if axes != list(range(axes[0], x.rank)) or cfg.get("rms_scaling"):
+        raise ValueError("LayerNormalization over non-trailing axes / rms_scaling")
+    i = 0
+    shape = w.shape(0) if len(w) else None
+    gamma = beta = None
+    if cfg.get("scale", True):
+        gamma, i = w.get(i), i + 1
+    if cfg.get("center", True):
+        beta = w.get(i)
+    if gamma is None:
+        gamma = np.ones(shape or (1,), np.float32) if shape else None
+    scale = weight(b, gamma, "gamma") if gamma is not None else None
+    if scale is None:  # neither scale nor center: gamma 1 broadcast over the last axis
+        scale = b.const(np.ones((1,), np.float32))
+    y = b.LayerNormalization(last(b, x), scale, None if beta is None else weight(b, beta, "beta"),
+                             axis=axes[0] - x.rank, epsilon=float(cfg.get("epsilon", 1e-3)))
+    return KTensor(y, x.rank, LAST)
+
+
+@keras_layer("UnitNormalization")
+def unit_norm(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+              xs: list[KTensor]) -> KTensor:
+    """UnitNormalization: x / max(||x||_2, eps) over the given axes."""
+    x = xs[0]
+    axes = _axes(cfg, x.rank)
+    v = last(b, x)
+    norm = b.Sqrt(b.Max(b.ReduceSumSquare(v, b.const(np.asarray(axes, np.int64)), keepdims=1),
+                        b.const(np.float32(1e-12))))
+    return KTensor(b.Div(v, norm), x.rank, LAST)
+
+
+__all__ = ["per_channel"]

@@ -1,0 +1,66 @@
+"""Pooling layers: Max/Average pooling 1D/2D/3D and their global variants."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from modelconv.importers.keras.common import KTensor, as_tuple, keras_layer
+from modelconv.importers.keras.tensors import FIRST, LAST, first, ir_axis
+from modelconv.importers.keras.weights import LayerWeights
+from modelconv.ir.builder import GraphBuilder
+
+
+def _pool(b: GraphBuilder, cfg: dict[str, Any], xs: list[KTensor], op: str, n: int) -> KTensor:
+    x = xs[0]
+    size = as_tuple(cfg.get("pool_size", 2), n)
+    strides = as_tuple(cfg.get("strides") or size, n)
+    attrs: dict[str, Any] = {"kernel_shape": list(size), "strides": list(strides)}
+    if cfg.get("padding", "valid") == "same":
+        attrs["auto_pad"] = "SAME_UPPER"
+    # Keras' average pooling never counts padding (ONNX count_include_pad=0, the default)
+    return KTensor(b.op(op, [first(b, x)], attrs), x.rank, FIRST)
+
+
+def _register_pool(op: str, n: int, *names: str) -> None:
+    def handler(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+                xs: list[KTensor]) -> KTensor:
+        return _pool(b, cfg, xs, op, n)
+
+    handler.__doc__ = f"{names[0]} -> {op}."
+    handler.__name__ = names[0].lower()
+    keras_layer(*names)(handler)
+
+
+_register_pool("MaxPool", 1, "MaxPooling1D", "MaxPool1D")
+_register_pool("MaxPool", 2, "MaxPooling2D", "MaxPool2D")
+_register_pool("MaxPool", 3, "MaxPooling3D", "MaxPool3D")
+_register_pool("AveragePool", 1, "AveragePooling1D", "AvgPool1D")
+_register_pool("AveragePool", 2, "AveragePooling2D", "AvgPool2D")
+_register_pool("AveragePool", 3, "AveragePooling3D", "AvgPool3D")
+
+
+def _global(b: GraphBuilder, cfg: dict[str, Any], xs: list[KTensor], op: str) -> KTensor:
+    x = xs[0]
+    axes = [ir_axis(a, x.rank, x.layout) for a in range(1, x.rank - 1)]
+    keep = bool(cfg.get("keepdims", False))
+    y = b.op(op, [x.value, b.const(np.asarray(axes, np.int64))], keepdims=int(keep))
+    return KTensor(y, x.rank, x.layout) if keep else KTensor(y, 2, LAST)
+
+
+def _register_global(op: str, *names: str) -> None:
+    def handler(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+                xs: list[KTensor]) -> KTensor:
+        return _global(b, cfg, xs, op)
+
+    handler.__doc__ = f"{names[0]} -> {op} over the spatial axes."
+    handler.__name__ = names[0].lower()
+    keras_layer(*names)(handler)
+
+
+_register_global("ReduceMean", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+                 "GlobalAveragePooling3D", "GlobalAvgPool1D", "GlobalAvgPool2D",
+                 "GlobalAvgPool3D")
+_register_global("ReduceMax", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
+                 "GlobalMaxPooling3D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D")

@@ -1,0 +1,176 @@
+"""Recurrent layers: LSTM, GRU (reset_after both ways), SimpleRNN, Bidirectional.
+
+Keras gate order is LSTM i,f,c,o (ONNX i,o,f,c) and GRU z,r,h (same as ONNX). Inputs are
+batch-major (N, T, C); ONNX RNN ops run time-major, so one Transpose goes in and one out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from modelconv.importers.keras.common import KTensor, activation_name, keras_layer, major_of
+from modelconv.importers.keras.tensors import LAST, last, weight
+from modelconv.importers.keras.weights import LayerWeights
+from modelconv.ir.builder import GraphBuilder
+
+_ACT = {"tanh": "Tanh", "sigmoid": "Sigmoid", "relu": "Relu", "hard_sigmoid": "HardSigmoid",
+        None: "Identity"}
+_OP = {"LSTM": "LSTM", "GRU": "GRU", "SimpleRNN": "RNN"}
+_GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}
+_I64 = np.int64
+
+
+def _reorder(a: np.ndarray, kind: str, units: int) -> np.ndarray:
+    """Gate blocks along the last axis from Keras order to ONNX order."""
+    if kind != "LSTM":
+        return a
+    i, f, c, o = (a[..., k * units:(k + 1) * units] for k in range(4))
+    return np.concatenate([i, o, f, c], axis=-1)
+
+
+def _direction_weights(kind: str, cfg: dict[str, Any], w: LayerWeights,
+                       start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(W, R, B) for one direction in ONNX layout, and the next weight index."""
+    units, gates = int(cfg["units"]), _GATES[kind]
+    kernel = w.get(start, [None, gates * units])
+    rec = w.get(start + 1, [units, gates * units])
+    zeros = np.zeros(gates * units, np.float32)
+    nxt = start + 2
+    wb, rb = zeros, zeros
+    if cfg.get("use_bias", True):
+        bias = w.get(start + 2)
+        nxt += 1
+        if bias.ndim == 2:  # GRU reset_after: [input bias, recurrent bias]
+            wb, rb = bias[0], bias[1]
+        else:
+            wb = bias
+    wmat = _reorder(kernel, kind, units).T
+    rmat = _reorder(rec, kind, units).T
+    bvec = np.concatenate([_reorder(wb, kind, units), _reorder(rb, kind, units)])
+    return wmat, rmat, bvec, nxt
+
+
+def _act_attrs(kind: str, cfg: dict[str, Any], ndir: int) -> dict[str, Any]:
+    acts, alphas, betas = [], [], []
+    names = [cfg.get("activation", "tanh")]
+    if kind != "SimpleRNN":
+        names = [cfg.get("recurrent_activation", "sigmoid"), cfg.get("activation", "tanh")]
+        if kind == "LSTM":
+            names.append(cfg.get("activation", "tanh"))
+    for spec in names:
+        name = activation_name(spec)
+        acts.append(_ACT[name])
+        if name == "hard_sigmoid":
+            alphas.append(0.2 if major_of(cfg) == 2 else 1.0 / 6.0)
+            betas.append(0.5)
+    attrs: dict[str, Any] = {"activations": acts * ndir}
+    if alphas:  # only valid when every activation takes alpha/beta; keep it simple
+        raise ValueError("hard_sigmoid recurrent activation")
+    return attrs
+
+
+def _run(b: GraphBuilder, kind: str, cfgs: list[dict[str, Any]], w: LayerWeights,
+         x: KTensor, direction: str) -> tuple[Any, Any, Any]:
+    """Emit the ONNX RNN op; returns (Y, Y_h, Y_c or None)."""
+    ws, rs, bs, idx = [], [], [], 0
+    for cfg in cfgs:
+        wm, rm, bv, idx = _direction_weights(kind, cfg, w, idx)
+        ws.append(wm)
+        rs.append(rm)
+        bs.append(bv)
+    cfg = cfgs[0]
+    attrs = {"hidden_size": int(cfg["units"]), "direction": direction,
+             **_act_attrs(kind, cfg, len(cfgs))}
+    if kind == "GRU":
+        attrs["linear_before_reset"] = int(bool(cfg.get("reset_after", major_of(cfg) == 3)))
+    xt = b.Transpose(last(b, x), perm=[1, 0, 2])
+    inputs = [xt, weight(b, np.stack(ws), "W"), weight(b, np.stack(rs), "R"),
+              weight(b, np.stack(bs), "B")]
+    nout = 3 if kind == "LSTM" else 2
+    outs = b.op(_OP[kind], inputs, attrs, num_outputs=nout)
+    return outs[0], outs[1], outs[2] if kind == "LSTM" else None
+
+
+def _seq_out(b: GraphBuilder, y: Any, ndir: int, units: int, flip: bool) -> Any:
+    """(T, D, N, U) -> (N, T, D*U), forward then backward (Keras concat order)."""
+    if flip:
+        y = b.Slice(y, b.const(np.asarray([-1], _I64)),
+                    b.const(np.asarray([np.iinfo(_I64).min], _I64)),
+                    b.const(np.asarray([0], _I64)), b.const(np.asarray([-1], _I64)))
+    y = b.Transpose(y, perm=[2, 0, 1, 3])  # (N, T, D, U)
+    return b.Reshape(y, b.const(np.asarray([0, 0, ndir * units], _I64)))
+
+
+def _state(b: GraphBuilder, h: Any) -> Any:
+    return b.Squeeze(h, b.const(np.asarray([0], _I64)))
+
+
+def _recurrent(b: GraphBuilder, kind: str, cfg: dict[str, Any], w: LayerWeights,
+               xs: list[KTensor]) -> list[KTensor]:
+    if cfg.get("stateful") or cfg.get("time_major"):
+        raise ValueError("stateful / time_major RNN")
+    back = bool(cfg.get("go_backwards"))
+    y, h, c = _run(b, kind, [cfg], w, xs[0], "reverse" if back else "forward")
+    units = int(cfg["units"])
+    main = (KTensor(_seq_out(b, y, 1, units, back), 3, LAST) if cfg.get("return_sequences")
+            else KTensor(_state(b, h), 2, LAST))
+    if not cfg.get("return_state"):
+        return [main]
+    states = [KTensor(_state(b, s), 2, LAST) for s in (h, c) if s is not None]
+    return [main, *states]
+
+
+@keras_layer("LSTM")
+def lstm(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+         xs: list[KTensor]) -> list[KTensor]:
+    """LSTM -> ONNX LSTM."""
+    return _recurrent(b, "LSTM", cfg, w, xs)
+
+
+@keras_layer("GRU")
+def gru(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+        xs: list[KTensor]) -> list[KTensor]:
+    """GRU -> ONNX GRU (reset_after -> linear_before_reset)."""
+    return _recurrent(b, "GRU", cfg, w, xs)
+
+
+@keras_layer("SimpleRNN")
+def simple_rnn(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+               xs: list[KTensor]) -> list[KTensor]:
+    """SimpleRNN -> ONNX RNN."""
+    return _recurrent(b, "SimpleRNN", cfg, w, xs)
+
+
+@keras_layer("Bidirectional")
+def bidirectional(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+                  xs: list[KTensor]) -> list[KTensor]:
+    """Bidirectional(LSTM/GRU/SimpleRNN) -> one bidirectional ONNX op, merged as Keras."""
+    fwd = {**cfg["layer"]["config"], "_keras_major": cfg.get("_keras_major", 3)}
+    kind = cfg["layer"]["class_name"]
+    bwd_spec = cfg.get("backward_layer") or cfg["layer"]
+    bwd = {**bwd_spec["config"], "_keras_major": fwd["_keras_major"]}
+    if kind not in _OP or bwd_spec["class_name"] != kind or fwd.get("return_state"):
+        raise ValueError(f"Bidirectional({kind})")
+    y, h, _ = _run(b, kind, [fwd, bwd], w, xs[0], "bidirectional")
+    units, mode = int(fwd["units"]), cfg.get("merge_mode", "concat")
+    if fwd.get("return_sequences"):
+        both = b.Transpose(y, perm=[2, 0, 1, 3])  # (N, T, 2, U)
+        split_axis, rank = 2, 3
+    else:
+        both = b.Transpose(h, perm=[1, 0, 2])  # (N, 2, U)
+        split_axis, rank = 1, 2
+    axes = b.const(np.asarray([split_axis], _I64))
+    if mode == "concat":
+        shape = [0, 0, 2 * units] if rank == 3 else [0, 2 * units]
+        out = b.Reshape(both, b.const(np.asarray(shape, _I64)))
+    elif mode in ("sum", "ave"):
+        out = b.ReduceSum(both, axes, keepdims=0)
+        if mode == "ave":
+            out = b.Mul(out, b.const(np.float32(0.5)))
+    elif mode == "mul":
+        out = b.ReduceProd(both, axes, keepdims=0)
+    else:
+        raise ValueError(f"Bidirectional merge_mode {mode}")
+    return [KTensor(out, rank, LAST)]

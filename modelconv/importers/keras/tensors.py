@@ -1,0 +1,125 @@
+"""Tensors flowing through the Keras converter, with their layout.
+
+Keras tensors are channels-last ``(N, d1..dk, C)``. The IR prefers channels-first
+``(N, C, d1..dk)``. A :class:`KTensor` remembers which of the two its IR value holds
+(``layout`` "last" or "first") and caches the Transpose to the other layout, so a tensor
+read in both layouts is transposed once. Tensors of rank <= 2 are the same in both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+
+from modelconv.ir.builder import GraphBuilder
+
+FIRST = "first"
+LAST = "last"
+
+
+@dataclass(eq=False)
+class KTensor:
+    """An IR value plus its Keras rank, layout and dtype."""
+
+    value: ir.Value
+    rank: int
+    layout: str = LAST
+    dtype: str = "float32"
+    views: dict[str, ir.Value] = field(default_factory=dict)
+
+    def like(self, value: ir.Value, rank: int | None = None, layout: str | None = None,
+             dtype: str | None = None) -> KTensor:
+        """A new tensor with this one's attributes unless overridden."""
+        return KTensor(value, self.rank if rank is None else rank,
+                       layout or self.layout, dtype or self.dtype)
+
+
+def perm_to_first(rank: int) -> list[int]:
+    """Permutation taking a channels-last tensor to channels-first."""
+    return [0, rank - 1, *range(1, rank - 1)]
+
+
+def perm_to_last(rank: int) -> list[int]:
+    """Permutation taking a channels-first tensor to channels-last."""
+    return [0, *range(2, rank), 1]
+
+
+def _view(b: GraphBuilder, x: KTensor, layout: str) -> ir.Value:
+    if x.rank <= 2 or x.layout == layout:
+        return x.value
+    if layout not in x.views:
+        perm = perm_to_first(x.rank) if layout == FIRST else perm_to_last(x.rank)
+        x.views[layout] = b.Transpose(x.value, perm=perm)
+    return x.views[layout]
+
+
+def first(b: GraphBuilder, x: KTensor) -> ir.Value:
+    """``x`` as a channels-first IR value (transposed once, then cached)."""
+    return _view(b, x, FIRST)
+
+
+def last(b: GraphBuilder, x: KTensor) -> ir.Value:
+    """``x`` in the Keras (channels-last) order."""
+    return _view(b, x, LAST)
+
+
+def ir_axis(axis: int, rank: int, layout: str) -> int:
+    """The IR axis holding Keras axis ``axis`` of a tensor in ``layout``."""
+    a = axis + rank if axis < 0 else axis
+    if not 0 <= a < rank:
+        raise ValueError(f"axis {axis} out of range for rank {rank}")
+    if layout == LAST or rank <= 2:
+        return a
+    if a == 0:
+        return 0
+    return 1 if a == rank - 1 else a + 1
+
+
+def common_layout(xs: list[KTensor]) -> str:
+    """Layout to combine ``xs`` in: channels-first if any operand of rank >= 3 is."""
+    ranks = {x.rank for x in xs}
+    if len(ranks) > 1:
+        return LAST
+    return FIRST if any(x.layout == FIRST and x.rank >= 3 for x in xs) else LAST
+
+
+def in_layout(b: GraphBuilder, x: KTensor, layout: str) -> ir.Value:
+    """``x`` in ``layout``."""
+    return first(b, x) if layout == FIRST else last(b, x)
+
+
+def const_f(b: GraphBuilder, value: Any, name: str = "c") -> ir.Value:
+    """A float32 constant."""
+    return b.const(np.asarray(value, dtype=np.float32), name=name)
+
+
+def const_i(b: GraphBuilder, value: Any, name: str = "c") -> ir.Value:
+    """An int64 constant (shapes, axes, pads)."""
+    return b.const(np.asarray(value, dtype=np.int64), name=name)
+
+
+def weight(b: GraphBuilder, array: np.ndarray, suffix: str) -> ir.Value:
+    """An initializer named after the current layer."""
+    base = b.current_source or "w"
+    # a shared layer is converted once per call: reuse its initializers
+    cache: dict[str, tuple[np.ndarray, ir.Value]] | None = getattr(b, "_keras_weights", None)
+    if cache is None:
+        cache = {}
+        b._keras_weights = cache  # type: ignore[attr-defined]
+    key = f"{base}.{suffix}"
+    hit = cache.get(key)
+    if hit is not None and hit[0].shape == array.shape and np.array_equal(hit[0], array):
+        return hit[1]
+    value = b.initializer(np.ascontiguousarray(array), key)
+    cache[key] = (array, value)
+    return value
+
+
+def channel_shape(rank: int, layout: str, n: int) -> list[int]:
+    """Broadcast shape of a per-channel vector of length ``n`` for a tensor in ``layout``."""
+    if layout == FIRST and rank >= 3:
+        return [1, n] + [1] * (rank - 2)
+    return [1] * (rank - 1) + [n]

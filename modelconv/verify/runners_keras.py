@@ -1,0 +1,126 @@
+"""KerasRunner: runs the *source* Keras model for verification.
+
+- Keras 3 files (.keras and Keras 3 .h5) run in-process with Keras 3 on the torch backend
+  (``KERAS_BACKEND=torch`` is set before keras is first imported; ``safe_mode=True``).
+- Keras 2 (tf.keras) .h5 files run with tf_keras in a worker subprocess whose
+  KERAS_BACKEND is tensorflow (TensorFlow must not be imported next to Keras-on-torch).
+
+Input/output specs come from the model config (h5py/json), so asking for them never
+imports a framework.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelconv.errors import MissingDependencyError, ModelLoadError
+from modelconv.ir.info import TensorSpec
+
+
+def _specs_from_file(path: str) -> tuple[list[TensorSpec], list[str], int]:
+    from modelconv.importers.keras.config import parse_model
+    from modelconv.importers.keras.convert import _dtype_name, check_layers
+    from modelconv.importers.keras.reader import open_keras_file
+
+    with open_keras_file(path) as kf:
+        graph = parse_model(kf.config)
+        check_layers(graph, path)  # never hand a Lambda/custom layer to Keras
+        major = kf.major
+    specs = []
+    for ref in graph.inputs:
+        cfg = graph.layer(ref.layer).config
+        shape = cfg.get("batch_shape") or cfg.get("batch_input_shape") or []
+        dims = tuple(int(d) if d is not None else ("batch" if i == 0 else None)
+                     for i, d in enumerate(shape))
+        specs.append(TensorSpec(ref.layer, _dtype_name(cfg.get("dtype")), dims))
+    return specs, [r.layer for r in graph.outputs], major
+
+
+def load_keras3(path: str) -> Any:
+    """Load a Keras 3 model in this process (torch backend unless keras is already loaded)."""
+    import sys
+
+    if "keras" not in sys.modules:
+        os.environ.setdefault("KERAS_BACKEND", "torch")
+    try:
+        import keras
+    except ImportError as exc:
+        raise MissingDependencyError("keras", "keras", "Running Keras models") from exc
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # keras raises many exception types on load
+        raise ModelLoadError(f"Keras cannot load the model: {str(exc)[:300]}", path=path) from exc
+
+
+class KerasRunner:
+    """Runs a Keras model file (see module docstring for which runtime)."""
+
+    name = "keras"
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = str(Path(path))
+        self._specs, self._outputs, self.major = _specs_from_file(self.path)
+        self._model: Any = None
+
+    def input_specs(self) -> list[TensorSpec]:
+        """Inputs from the model config."""
+        return list(self._specs)
+
+    def output_names(self) -> list[str]:
+        """Output layer names from the model config."""
+        return list(self._outputs)
+
+    def _keras3(self) -> Any:
+        if self._model is None:
+            self._model = load_keras3(self.path)
+        return self._model
+
+    def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Outputs for positional ``feeds``."""
+        if self.major == 2:
+            from modelconv.verify.runners_tf import run_worker
+
+            result = run_worker("keras2", self.path, list(feeds))
+            return [result[f"out{i}"] for i in range(len(self._outputs))]
+        return self._call(self._keras3(), feeds)
+
+    @staticmethod
+    def _call(model: Any, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
+        import keras
+
+        inputs: Any = list(feeds) if len(feeds) > 1 else feeds[0]
+        outs = model(inputs, training=False)
+        if isinstance(outs, dict):
+            outs = list(outs.values())
+        if not isinstance(outs, list | tuple):
+            outs = [outs]
+        return [np.asarray(keras.ops.convert_to_numpy(o)) for o in outs]
+
+    def intermediates(self, feeds: Sequence[np.ndarray], names: Sequence[str]) -> dict[str, Any]:
+        """Outputs of the named top-level layers (Keras 3 files; single-call layers)."""
+        if self.major == 2:
+            return {}
+        import keras
+
+        model = self._keras3()
+        wanted, tensors = [], []
+        for name in names:
+            try:
+                layer = model.get_layer(name.split("/")[0] if "/" not in name else name)
+                out = layer.output
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(out, list | tuple):
+                out = out[0]
+            wanted.append(name)
+            tensors.append(out)
+        if not tensors:
+            return {}
+        probe = keras.Model(model.inputs, tensors)
+        values = self._call(probe, feeds)
+        return dict(zip(wanted, values, strict=True))

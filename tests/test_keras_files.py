@@ -1,0 +1,228 @@
+"""End-to-end Keras file tests on the shipped fixtures (no TensorFlow needed unless marked),
+plus the importer's safety refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+import pytest
+
+from modelconv.errors import (
+    ModelLoadError,
+    UnsafeModelError,
+    UnsupportedOpsError,
+)
+from modelconv.importers.keras import import_keras
+from modelconv.options import ConvertOptions
+from modelconv.verify.runners import OnnxRuntimeRunner
+
+h5py = pytest.importorskip("h5py")
+FIX = Path(__file__).resolve().parent.parent / "fixtures" / "keras"
+FILES = ["k3_cnn.keras", "k3_cnn.h5", "k3_multi.keras", "k3_multi.h5", "k3_text.keras",
+         "k2_cnn.h5", "k2_text.h5"]
+
+
+def _ref(name: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    stem = name.rsplit(".", 1)[0]
+    with np.load(FIX / f"{stem}.npz") as data:
+        ins = [data[f"in{i}"] for i in range(sum(k.startswith("in") for k in data.files))]
+        outs = [data[f"out{i}"] for i in range(sum(k.startswith("out") for k in data.files))]
+    return ins, outs
+
+
+def _convert(path: Path) -> Any:
+    return import_keras(path, ConvertOptions())
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_fixture_matches_framework_outputs(name: str) -> None:
+    sm = _convert(FIX / name)
+    ins, outs = _ref(name)
+    got = OnnxRuntimeRunner(ir.to_proto(sm.model).SerializeToString()).run(ins)
+    assert len(got) == len(outs)
+    for g, w in zip(got, outs, strict=True):
+        np.testing.assert_allclose(g, w, atol=1e-4 * max(1.0, float(np.abs(w).max())), rtol=0)
+    assert sm.format == ("keras" if name.endswith(".keras") else "keras-h5")
+    assert all(n.metadata_props.get("source_name") for n in sm.model.graph
+               if n.op_type not in ("Transpose",))
+
+
+def test_cnn_layout_single_boundary_transpose() -> None:
+    sm = _convert(FIX / "k3_cnn.keras")
+    ops = [n.op_type for n in sm.model.graph]
+    # one NHWC->NCHW after the input, one NCHW->NHWC before Flatten
+    assert ops.count("Transpose") == 2
+    assert sm.model.graph.inputs[0].shape[3] == 3  # input stays NHWC
+
+
+def test_multi_io_shared_nested_names() -> None:
+    sm = _convert(FIX / "k3_multi.keras")
+    g = sm.model.graph
+    assert [v.name for v in g.inputs] == ["a", "b"]
+    assert [v.name for v in g.outputs] == ["head1", "head2"]
+    sources = {n.metadata_props.get("source_name") for n in g}
+    assert "block/dense" in sources or any(s and s.startswith("block/") for s in sources)
+    # the shared Dense is applied twice but its kernel is stored once
+    shared = [name for name in g.initializers if name.startswith("shared.kernel")]
+    assert len(shared) == 1
+
+
+def test_text_model_int_ranges() -> None:
+    sm = _convert(FIX / "k3_text.keras")
+    assert sm.int_ranges.get("tokens") == (0, 50)
+
+
+def _edit_h5_config(src: Path, dst: Path, edit: Any) -> Path:
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as f:
+        cfg = json.loads(f.attrs["model_config"])
+        edit(cfg)
+        f.attrs["model_config"] = json.dumps(cfg)
+    return dst
+
+
+def _layers(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    return cfg["config"]["layers"]
+
+
+def test_lambda_refused(tmp_path: Path) -> None:
+    def edit(cfg: dict[str, Any]) -> None:
+        layer = _layers(cfg)[3]
+        layer["class_name"] = "Lambda"
+        layer["config"]["function"] = {"class_name": "__lambda__", "config": {"code": "x"}}
+
+    path = _edit_h5_config(FIX / "k3_cnn.h5", tmp_path / "lam.h5", edit)
+    with pytest.raises(UnsafeModelError, match="Lambda"):
+        _convert(path)
+
+
+def test_custom_object_refused(tmp_path: Path) -> None:
+    def edit(cfg: dict[str, Any]) -> None:
+        layer = _layers(cfg)[2]
+        layer.update(class_name="MyLayer", module="my_package.layers",
+                     registered_name="my_package>MyLayer")
+
+    path = _edit_h5_config(FIX / "k3_cnn.h5", tmp_path / "custom.h5", edit)
+    with pytest.raises(UnsafeModelError, match="MyLayer"):
+        _convert(path)
+
+
+def test_unsupported_layers_listed_at_once(tmp_path: Path) -> None:
+    def edit(cfg: dict[str, Any]) -> None:
+        _layers(cfg)[2]["class_name"] = "FancyNorm"
+        _layers(cfg)[4]["class_name"] = "FancyConv"
+        _layers(cfg)[5]["class_name"] = "FancyConv"
+
+    path = _edit_h5_config(FIX / "k3_cnn.h5", tmp_path / "unsup.h5", edit)
+    with pytest.raises(UnsupportedOpsError) as info:
+        _convert(path)
+    assert set(info.value.unsupported) == {"FancyNorm", "FancyConv"}
+    assert len(info.value.unsupported["FancyConv"]) == 2
+
+
+def test_weight_shape_checked_against_config(tmp_path: Path) -> None:
+    def edit(cfg: dict[str, Any]) -> None:
+        _layers(cfg)[-1]["config"]["units"] = 5
+
+    path = _edit_h5_config(FIX / "k3_cnn.h5", tmp_path / "shape.h5", edit)
+    with pytest.raises(ModelLoadError, match="shape"):
+        _convert(path)
+
+
+def test_external_link_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ext.h5"
+    shutil.copy(FIX / "k3_cnn.h5", path)
+    with h5py.File(path, "r+") as f:
+        f["model_weights/evil"] = h5py.ExternalLink("/etc/passwd", "/x")
+    with pytest.raises(UnsafeModelError, match="external link"):
+        _convert(path)
+
+
+def test_external_storage_refused(tmp_path: Path) -> None:
+    path = tmp_path / "extstore.h5"
+    shutil.copy(FIX / "k3_cnn.h5", path)
+    (tmp_path / "raw.bin").write_bytes(b"\0" * 16)
+    with h5py.File(path, "r+") as f:
+        f.create_dataset("model_weights/raw", shape=(4,), dtype="f4",
+                         external=[(str(tmp_path / "raw.bin"), 0, 16)])
+    with pytest.raises(UnsafeModelError, match="external"):
+        _convert(path)
+
+
+def test_zip_path_traversal_refused(tmp_path: Path) -> None:
+    path = tmp_path / "evil.keras"
+    with zipfile.ZipFile(FIX / "k3_cnn.keras") as src, zipfile.ZipFile(path, "w") as dst:
+        for item in src.infolist():
+            dst.writestr(item, src.read(item))
+        dst.writestr("../../escape.txt", "boom")
+    with pytest.raises(UnsafeModelError, match="escapes"):
+        _convert(path)
+
+
+def test_zip_bomb_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(FIX / "k3_cnn.keras") as src, \
+            zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            dst.writestr(item.filename, src.read(item))
+        dst.writestr("padding.bin", b"\0" * (64 * 2**20))
+    with pytest.raises(UnsafeModelError, match="zip bomb"):
+        _convert(path)
+
+
+@pytest.mark.parametrize("name", ["k3_cnn.h5", "k3_cnn.keras"])
+def test_truncated_file_is_load_error(name: str, tmp_path: Path) -> None:
+    data = (FIX / name).read_bytes()
+    path = tmp_path / name
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelLoadError) as info:
+        _convert(path)
+    assert str(path) in str(info.value)
+
+
+def test_conversion_imports_no_framework() -> None:
+    code = (
+        "import sys\n"
+        "from modelconv.importers.keras import import_keras\n"
+        "from modelconv.options import ConvertOptions\n"
+        f"for f in {[str(FIX / n) for n in FILES]!r}:\n"
+        "    import_keras(f, ConvertOptions())\n"
+        "bad = [m for m in ('tensorflow', 'keras', 'tf_keras', 'torch') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ok" in proc.stdout
+
+
+def test_keras_runner_keras3() -> None:
+    pytest.importorskip("keras")
+    from modelconv.verify.runners_keras import KerasRunner
+
+    runner = KerasRunner(FIX / "k3_multi.keras")
+    assert [s.name for s in runner.input_specs()] == ["a", "b"]
+    ins, outs = _ref("k3_multi.keras")
+    for got, want in zip(runner.run(ins), outs, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    inter = runner.intermediates(ins, ["skip"])
+    assert inter["skip"].shape == (2, 8)
+
+
+@pytest.mark.tf
+def test_keras_runner_keras2_subprocess() -> None:
+    pytest.importorskip("tf_keras")
+    sm = _convert(FIX / "k2_text.h5")
+    assert sm.runner_unavailable is None
+    runner = sm.make_runner()
+    ins, outs = _ref("k2_text.h5")
+    np.testing.assert_allclose(runner.run(ins)[0], outs[0], atol=1e-5)
