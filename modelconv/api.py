@@ -263,14 +263,27 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
         yield
         return
 
+    fired = False
+
+    def timeout_error() -> ConversionTimeoutError:
+        return ConversionTimeoutError(f"conversion exceeded the time limit of {seconds:g} s",
+                                      hint="Raise --timeout or convert on a bigger machine")
+
     def on_alarm(signum: int, frame: Any) -> None:
-        raise ConversionTimeoutError(f"conversion exceeded the time limit of {seconds:g} s",
-                                     hint="Raise --timeout or convert on a bigger machine")
+        nonlocal fired
+        fired = True
+        raise timeout_error()
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
+    except ConversionTimeoutError:
+        raise
+    except Exception as exc:
+        if fired:  # the alarm hit inside code that re-wrapped it
+            raise timeout_error() from exc
+        raise
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)

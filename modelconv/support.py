@@ -7,20 +7,15 @@ from typing import Any
 
 from modelconv.registry import Registry
 
-#: (title, module that defines/imports the registry's handlers)
+#: (title, package whose import registers the handlers, "module:registry")
 _SOURCES = [
-    ("PyTorch importer: ATen ops", "modelconv.importers.torch"),
-    ("Keras importer: layers", "modelconv.importers.keras"),
-    ("TFLite exporter: ONNX ops lowered", "modelconv.exporters.tflite"),
+    ("PyTorch importer: ATen ops", "modelconv.importers.torch",
+     "modelconv.importers.torch.aten._base:ATEN_OPS"),
+    ("Keras importer: layers", "modelconv.importers.keras",
+     "modelconv.importers.keras.common:LAYERS"),
+    ("TFLite exporter: ONNX ops lowered", "modelconv.exporters.tflite",
+     "modelconv.exporters.tflite.registry:LOWERINGS"),
 ]
-
-
-def _registries(module: Any) -> list[Registry[Any]]:
-    found = []
-    for value in vars(module).values():
-        if isinstance(value, Registry):
-            found.append(value)
-    return found
 
 
 def support_matrix() -> dict[str, dict[str, Any]]:
@@ -33,16 +28,16 @@ def support_matrix() -> dict[str, dict[str, Any]]:
             "error": None,
         }
     }
-    for title, module_name in _SOURCES:
+    for title, package, target in _SOURCES:
+        module_name, attr = target.split(":")
         try:
-            module = importlib.import_module(module_name)
+            importlib.import_module(package)
+            registry = getattr(importlib.import_module(module_name), attr)
         except ImportError as exc:
             matrix[title] = {"supported": [], "error": f"needs {exc.name}"}
             continue
-        keys: set[str] = set()
-        for reg in _registries(module):
-            keys.update(reg.keys())
-        matrix[title] = {"supported": sorted(keys), "error": None}
+        assert isinstance(registry, Registry)
+        matrix[title] = {"supported": registry.keys(), "error": None}
     return matrix
 
 

@@ -227,3 +227,11 @@ def test_copy_of_fixture_folder_with_external_data_converts(tmp_path: Path) -> N
     shutil.copytree(folder, moved)
     result = modelconv.convert(moved / "m.onnx", tmp_path / "o.onnx", opset=20)
     assert result.verified
+
+
+def test_time_limit_stops_the_conversion_and_leaves_nothing(tmp_path: Path) -> None:
+    from modelconv.errors import ConversionTimeoutError
+
+    with pytest.raises(ConversionTimeoutError, match="time limit"):
+        modelconv.convert(CNN, tmp_path / "out.onnx", timeout=1e-6)
+    assert list(tmp_path.iterdir()) == []
