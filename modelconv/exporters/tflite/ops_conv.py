@@ -1,0 +1,174 @@
+"""Convolutions: Conv -> CONV_2D / DEPTHWISE_CONV_2D (grouped via SPLIT), ConvTranspose."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+from ai_edge_litert import schema_py_generated as s
+
+from modelconv.errors import ExportError
+from modelconv.exporters.tflite._geometry import (
+    Window,
+    choose_padding,
+    explicit_end_pads,
+    window,
+)
+from modelconv.exporters.tflite.graph import LoweringContext
+from modelconv.exporters.tflite.registry import tflite_lowering
+from modelconv.passes.nhwc import NHWC_DOMAIN
+
+
+def as_nhwc4(ctx: LoweringContext, x: int) -> int:
+    """View a channels-last rank-3 tensor [N, W, C] as [N, 1, W, C]."""
+    shape = ctx.t(x).shape
+    if len(shape) == 4:
+        return x
+    return ctx.reshape(x, [shape[0], 1, shape[1], shape[2]], "as4d")
+
+
+def finish_rank(ctx: LoweringContext, y4: int, dst: int) -> None:
+    """Reshape a [N, 1, W, C] result into the rank-3 output ``dst``."""
+    ctx.reshape(y4, ctx.t(dst).shape, dst=dst)
+
+
+def pad_input(ctx: LoweringContext, x: int, w: Window, in_hw: list[int],
+              value: float = 0.0) -> int:
+    """Explicit PAD/PADV2 on H, W so a VALID window reproduces ONNX pads."""
+    ends = explicit_end_pads(w, in_hw)
+    pads = [[0, 0], [w.pads[0], ends[0]], [w.pads[1], ends[1]], [0, 0]]
+    shape = ctx.t(x).shape
+    out_shape = [shape[0], shape[1] + pads[1][0] + pads[1][1],
+                 shape[2] + pads[2][0] + pads[2][1], shape[3]]
+    y = ctx.like(x, "padded", out_shape)
+    paddings = ctx.i32(pads, "paddings")
+    if value == 0.0:
+        ctx.emit("PAD", [x, paddings], [y])
+    else:
+        ctx.emit("PADV2", [x, paddings, ctx.const(np.asarray([value], np.float32), "pad_value")],
+                 [y])
+    return y
+
+
+def prepare_window(ctx: LoweringContext, node: ir.Node, x4: int, kernel: list[int],
+                   value: float = 0.0) -> tuple[int, Window, int]:
+    """Input (maybe padded), window and TFLite Padding code for a conv/pool node."""
+    in_hw = ctx.t(x4).shape[1:3]
+    out_shape = ctx.shape(node.outputs[0])
+    out_hw = out_shape[1:3] if len(out_shape) == 4 else out_shape[1:2]
+    w = window(node, in_hw if len(kernel) == 2 else in_hw[1:], kernel, out_hw)
+    mode = choose_padding(w, in_hw)
+    if mode == "EXPLICIT":
+        x4 = pad_input(ctx, x4, w, in_hw, value)
+        return x4, w, s.Padding.VALID
+    return x4, w, s.Padding.SAME if mode == "SAME" else s.Padding.VALID
+
+
+@tflite_lowering("Conv")
+def lower_conv(ctx: LoweringContext, node: ir.Node) -> None:
+    """Conv (channels-last) -> CONV_2D, DEPTHWISE_CONV_2D or SPLIT + CONV_2D + CONCAT."""
+    if node.domain != NHWC_DOMAIN:
+        raise ExportError(f"Conv '{node.name}' was not moved to NHWC (rank-3/4 only)")
+    x = as_nhwc4(ctx, ctx.inp(node, 0))
+    weight = ctx.need_array(node.inputs[1], "convolution weight")
+    if weight.ndim == 3:
+        weight = weight[:, :, None, :]
+    out_ch, in_per_group = weight.shape[:2]
+    bias = ctx.array(node.inputs[2]) if len(node.inputs) > 2 else None
+    bias = np.zeros(out_ch, np.float32) if bias is None else bias.astype(np.float32)
+    group = int(node.attributes["group"].value) if "group" in node.attributes else 1
+    kernel_size = [int(k) for k in weight.shape[2:]]
+    if len(ctx.t(ctx.inp(node, 0)).shape) == 3:
+        kernel_size = kernel_size[1:]
+    x, w, padding = prepare_window(ctx, node, x, kernel_size)
+    dst = ctx.out(node)
+    y = dst if len(ctx.t(dst).shape) == 4 else ctx.tmp("conv4d", np.float32,
+                                                        [*ctx.t(x).shape[:1], *w.out, out_ch])
+    act, in_ch = ctx.activation(node), ctx.t(x).shape[3]
+    if group == 1:
+        conv2d(ctx, x, weight, bias, w, padding, act, y)
+    elif group == in_ch and in_per_group == 1:
+        opts = s.DepthwiseConv2DOptionsT()
+        opts.padding, opts.strideH, opts.strideW = padding, w.strides[0], w.strides[1]
+        opts.dilationHFactor, opts.dilationWFactor = w.dilations[0], w.dilations[1]
+        opts.depthMultiplier, opts.fusedActivationFunction = out_ch // in_ch, act
+        kernel = ctx.const(np.transpose(weight, (1, 2, 3, 0)), "depthwise_weight")
+        ctx.emit("DEPTHWISE_CONV_2D", [x, kernel, ctx.const(bias, "bias")], [y], opts)
+    else:
+        grouped_conv(ctx, x, weight, bias, group, w, padding, act, y)
+    if y != dst:
+        finish_rank(ctx, y, dst)
+
+
+def conv2d(ctx: LoweringContext, x: int, weight: np.ndarray, bias: np.ndarray, w: Window,
+           padding: int, act: int, y: int) -> None:
+    """Emit one CONV_2D (weights OIHW -> OHWI)."""
+    opts = s.Conv2DOptionsT()
+    opts.padding, opts.strideH, opts.strideW = padding, w.strides[0], w.strides[1]
+    opts.dilationHFactor, opts.dilationWFactor = w.dilations[0], w.dilations[1]
+    opts.fusedActivationFunction = act
+    kernel = ctx.const(np.transpose(weight, (0, 2, 3, 1)), "weight")
+    ctx.emit("CONV_2D", [x, kernel, ctx.const(bias, "bias")], [y], opts)
+
+
+def grouped_conv(ctx: LoweringContext, x: int, weight: np.ndarray, bias: np.ndarray, group: int,
+                 w: Window, padding: int, act: int, y: int) -> None:
+    """Grouped convolution as SPLIT on channels, one CONV_2D per group, CONCATENATION."""
+    shape = ctx.t(x).shape
+    per_in, per_out = shape[3] // group, weight.shape[0] // group
+    parts = [ctx.like(x, f"group{g}_in", [*shape[:3], per_in]) for g in range(group)]
+    split = s.SplitOptionsT()
+    split.numSplits = group
+    ctx.emit("SPLIT", [ctx.i32(3, "axis"), x], parts, split)
+    outs = []
+    for g in range(group):
+        out = ctx.like(y, f"group{g}_out", [*ctx.t(y).shape[:3], per_out])
+        sl = slice(g * per_out, (g + 1) * per_out)
+        conv2d(ctx, parts[g], weight[sl], bias[sl], w, padding, 0, out)
+        outs.append(out)
+    opts = s.ConcatenationOptionsT()
+    opts.axis, opts.fusedActivationFunction = 3, act
+    ctx.emit("CONCATENATION", outs, [y], opts)
+
+
+@tflite_lowering("ConvTranspose")
+def lower_conv_transpose(ctx: LoweringContext, node: ir.Node) -> None:
+    """ConvTranspose (channels-last, 2-D, group 1) -> TRANSPOSE_CONV (+ STRIDED_SLICE crop)."""
+    x = ctx.inp(node, 0)
+    weight = ctx.need_array(node.inputs[1], "transposed-convolution weight")
+    attrs = {k: a.value for k, a in node.attributes.items()}
+    if node.domain != NHWC_DOMAIN or weight.ndim != 4 or attrs.get("group", 1) != 1:
+        raise ExportError("TFLite export supports 2-D ConvTranspose with group=1 only")
+    if any(d != 1 for d in attrs.get("dilations", [1, 1])):
+        raise ExportError("TFLite TRANSPOSE_CONV has no dilation")
+    n, in_h, in_w, _ = ctx.t(x).shape
+    kh, kw = weight.shape[2:]
+    sh, sw = attrs.get("strides", [1, 1])
+    pads = attrs.get("pads", [0, 0, 0, 0])
+    dst = ctx.out(node)
+    out_shape = ctx.t(dst).shape
+    full = [(in_h - 1) * sh + kh, (in_w - 1) * sw + kw]
+    bias = ctx.array(node.inputs[2]) if len(node.inputs) > 2 else None
+    bias = np.zeros(weight.shape[1], np.float32) if bias is None else bias.astype(np.float32)
+    opts = s.TransposeConvOptionsT()
+    opts.strideH, opts.strideW = sh, sw
+    opts.fusedActivationFunction = ctx.activation(node)
+    same_pads = [(full[i] - out_shape[1 + i]) // 2 for i in range(2)]
+    same = out_shape[1:3] == [in_h * sh, in_w * sw] and same_pads == [pads[0], pads[1]]
+    opts.padding = s.Padding.SAME if same else s.Padding.VALID
+    y = dst if same else ctx.tmp("full", np.float32, [n, *full, out_shape[3]])
+    shape_t = ctx.i32(ctx.t(y).shape, "output_shape")
+    kernel = ctx.const(np.transpose(weight, (1, 2, 3, 0)), "weight")
+    ctx.emit("TRANSPOSE_CONV", [shape_t, kernel, x, ctx.const(bias, "bias")], [y], opts)
+    if not same:
+        _crop(ctx, y, [pads[0], pads[1]], dst)
+
+
+def _crop(ctx: LoweringContext, y: int, start: list[int], dst: int) -> None:
+    """STRIDED_SLICE the H/W window of ``dst``'s size starting at ``start`` out of ``y``."""
+    full, out = ctx.t(y).shape, ctx.t(dst).shape
+    if start[0] + out[1] > full[1] or start[1] + out[2] > full[2]:
+        raise ExportError("ConvTranspose output_padding beyond the kernel extent")
+    begin = [0, start[0], start[1], 0]
+    end = [out[0], start[0] + out[1], start[1] + out[2], out[3]]
+    ctx.emit("STRIDED_SLICE", [y, ctx.i32(begin, "begin"), ctx.i32(end, "end"),
+                               ctx.i32([1, 1, 1, 1], "strides")], [dst], s.StridedSliceOptionsT())

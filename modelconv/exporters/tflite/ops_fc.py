@@ -1,0 +1,78 @@
+"""Matrix products: Gemm / MatMul -> FULLY_CONNECTED (constant weights) or BATCH_MATMUL."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+from ai_edge_litert import schema_py_generated as s
+
+from modelconv.exporters.tflite.graph import LoweringContext
+from modelconv.exporters.tflite.registry import tflite_lowering
+
+
+def fully_connected(ctx: LoweringContext, x: int, weight: np.ndarray, bias: np.ndarray | None,
+                    y: int, act: int = 0, keep_dims: bool = False) -> None:
+    """FULLY_CONNECTED with ``weight`` [out, in]."""
+    opts = s.FullyConnectedOptionsT()
+    opts.fusedActivationFunction = act
+    opts.keepNumDims = keep_dims
+    w = ctx.const(np.ascontiguousarray(weight, np.float32), "weight")
+    b = ctx.const(bias.astype(np.float32), "bias") if bias is not None else -1
+    ctx.emit("FULLY_CONNECTED", [x, w, b], [y], opts)
+
+
+@tflite_lowering("Gemm")
+def lower_gemm(ctx: LoweringContext, node: ir.Node) -> None:
+    """Gemm: alpha * A' B' + beta * C."""
+    a = {k: v.value for k, v in node.attributes.items()}
+    alpha, beta = a.get("alpha", 1.0), a.get("beta", 1.0)
+    x = ctx.inp(node, 0)
+    if a.get("transA", 0):
+        x = ctx.transpose(x, [1, 0], "a_t")
+    w = ctx.array(node.inputs[1])
+    c = ctx.array(node.inputs[2]) if len(node.inputs) > 2 else None
+    dst = ctx.out(node)
+    n_out = ctx.t(dst).shape[1]
+    if w is not None and (c is None or c.size in (1, n_out)):
+        weight = (w if a.get("transB", 0) else w.T) * alpha
+        bias = None if c is None else np.broadcast_to(c.reshape(-1) * beta, (n_out,))
+        fully_connected(ctx, x, weight, bias, dst, ctx.activation(node))
+        return
+    _general_gemm(ctx, node, x, bool(a.get("transB", 0)), alpha, beta, dst)
+
+
+def _scaled(ctx: LoweringContext, t: int, factor: float, name: str) -> int:
+    """``t * factor`` (no op for 1)."""
+    if factor == 1.0:
+        return t
+    out = ctx.like(t, name)
+    ctx.emit("MUL", [t, ctx.const(np.float32(factor), name)], [out], s.MulOptionsT())
+    return out
+
+
+def _general_gemm(ctx: LoweringContext, node: ir.Node, x: int, trans_b: bool, alpha: float,
+                  beta: float, dst: int) -> None:
+    """Gemm with a run-time B or a full C: BATCH_MATMUL, MUL, ADD, then the activation."""
+    y = ctx.like(dst, "matmul")
+    opts = s.BatchMatMulOptionsT()
+    opts.adjY = trans_b
+    ctx.emit("BATCH_MATMUL", [x, ctx.inp(node, 1)], [y], opts)
+    y = _scaled(ctx, y, alpha, "alpha")
+    if len(node.inputs) > 2 and node.inputs[2] is not None:
+        biased = ctx.like(dst, "biased")
+        ctx.emit("ADD", [y, _scaled(ctx, ctx.inp(node, 2), beta, "beta")], [biased],
+                 s.AddOptionsT())
+        y = biased
+    ctx.apply_activation(node, y, dst)
+
+
+@tflite_lowering("MatMul")
+def lower_matmul(ctx: LoweringContext, node: ir.Node) -> None:
+    """MatMul: constant 2-D right operand -> FULLY_CONNECTED(keep_num_dims), else BATCH_MATMUL."""
+    x = ctx.inp(node, 0)
+    w = ctx.array(node.inputs[1])
+    dst = ctx.out(node)
+    if w is not None and w.ndim == 2 and len(ctx.t(x).shape) >= 2 and w.dtype == np.float32:
+        fully_connected(ctx, x, w.T, None, dst, keep_dims=True)
+        return
+    ctx.emit("BATCH_MATMUL", [x, ctx.inp(node, 1)], [dst], s.BatchMatMulOptionsT())

@@ -1,0 +1,155 @@
+"""Pooling and reductions: MaxPool/AveragePool/Global*Pool, Reduce*, ArgMax/ArgMin."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+from ai_edge_litert import schema_py_generated as s
+
+from modelconv.errors import ExportError
+from modelconv.exporters.tflite._geometry import Window, explicit_end_pads
+from modelconv.exporters.tflite.graph import LoweringContext
+from modelconv.exporters.tflite.ops_conv import as_nhwc4, finish_rank, prepare_window
+from modelconv.exporters.tflite.registry import tflite_lowering
+
+_LOWEST = float(np.finfo(np.float32).min)
+
+
+def _pool_options(w: Window, padding: int) -> s.Pool2DOptionsT:
+    opts = s.Pool2DOptionsT()
+    opts.padding, opts.strideW, opts.strideH = padding, w.strides[1], w.strides[0]
+    opts.filterHeight, opts.filterWidth = w.kernel
+    return opts
+
+
+def _pool(ctx: LoweringContext, node: ir.Node, code: str) -> None:
+    x_in = ctx.inp(node, 0)
+    x = as_nhwc4(ctx, x_in)
+    kernel = list(node.attributes["kernel_shape"].value)
+    if any(d != 1 for d in (node.attributes["dilations"].value
+                            if "dilations" in node.attributes else [])):
+        raise ExportError("TFLite pooling has no dilation")
+    include = "count_include_pad" in node.attributes and node.attributes["count_include_pad"].value
+    value = _LOWEST if code == "MAX_POOL_2D" else 0.0
+    in_hw = ctx.t(x).shape[1:3]
+    xp, w, padding = prepare_window(ctx, node, x, kernel, value)
+    if code == "AVERAGE_POOL_2D" and include and padding == s.Padding.SAME and any(w.pads):
+        xp = _explicit(ctx, x, w, in_hw)
+        padding = s.Padding.VALID
+    dst = ctx.out(node)
+    y = dst if len(ctx.t(dst).shape) == 4 else ctx.tmp("pool4d", np.float32,
+                                                        [ctx.t(x).shape[0], *w.out,
+                                                         ctx.t(x).shape[3]])
+    padded = xp != x
+    if code == "AVERAGE_POOL_2D" and padded:
+        raw = ctx.like(y, "sum_window")
+        ctx.emit(code, [xp], [raw], _pool_options(w, padding))
+        factor = _avg_correction(w, in_hw, bool(include))
+        ctx.emit("MUL", [raw, ctx.const(factor, "count_correction")], [y], s.MulOptionsT())
+    else:
+        ctx.emit(code, [xp], [y], _pool_options(w, padding))
+    if y != dst:
+        finish_rank(ctx, y, dst)
+
+
+def _explicit(ctx: LoweringContext, x: int, w: Window, in_hw: list[int]) -> int:
+    from modelconv.exporters.tflite.ops_conv import pad_input
+
+    return pad_input(ctx, x, w, in_hw)
+
+
+def _avg_correction(w: Window, in_hw: list[int], include_pad: bool) -> np.ndarray:
+    """kernel_area / elements counted by ONNX, per output position ([1, H, W, 1])."""
+    ends = explicit_end_pads(w, in_hw)
+    factors = []
+    for i in range(2):
+        lo, hi = (-w.pads[i], in_hw[i] + w.pads[i + 2]) if include_pad else (0, in_hw[i])
+        starts = np.arange(w.out[i]) * w.strides[i] - w.pads[i]
+        count = np.minimum(starts + w.kernel[i], hi) - np.maximum(starts, lo)
+        factors.append(w.kernel[i] / np.maximum(count, 1))
+    del ends
+    return np.asarray(np.outer(factors[0], factors[1])[None, :, :, None], np.float32)
+
+
+@tflite_lowering("MaxPool")
+def lower_maxpool(ctx: LoweringContext, node: ir.Node) -> None:
+    """MaxPool (channels-last) -> MAX_POOL_2D (PADV2 with -inf for irregular pads)."""
+    if len(node.outputs) > 1 and node.outputs[1] is not None and node.outputs[1].uses():
+        raise ExportError("MaxPool indices output is not supported by TFLite")
+    _pool(ctx, node, "MAX_POOL_2D")
+
+
+@tflite_lowering("AveragePool")
+def lower_avgpool(ctx: LoweringContext, node: ir.Node) -> None:
+    """AveragePool (channels-last) -> AVERAGE_POOL_2D (+ count correction for explicit pads)."""
+    _pool(ctx, node, "AVERAGE_POOL_2D")
+
+
+def _reduce(ctx: LoweringContext, x: int, axes: list[int], keep: bool, code: str,
+            dst: int) -> None:
+    opts = s.ReducerOptionsT()
+    opts.keepDims = keep
+    ctx.emit(code, [x, ctx.i32(axes, "axes")], [dst], opts)
+
+
+@tflite_lowering("GlobalAveragePool", "GlobalMaxPool")
+def lower_global_pool(ctx: LoweringContext, node: ir.Node) -> None:
+    """Global pooling (channels-last) -> MEAN / REDUCE_MAX over the spatial axes."""
+    x = ctx.inp(node, 0)
+    rank = len(ctx.t(x).shape)
+    code = "MEAN" if node.op_type == "GlobalAveragePool" else "REDUCE_MAX"
+    _reduce(ctx, x, list(range(1, rank - 1)), True, code, ctx.out(node))
+
+
+_REDUCERS = {"ReduceMean": "MEAN", "ReduceSum": "SUM", "ReduceMax": "REDUCE_MAX",
+             "ReduceMin": "REDUCE_MIN", "ReduceProd": "REDUCE_PROD"}
+
+
+@tflite_lowering(*_REDUCERS, "ReduceL2", "ReduceSumSquare")
+def lower_reduce(ctx: LoweringContext, node: ir.Node) -> None:
+    """Reduce* -> MEAN/SUM/REDUCE_MAX/REDUCE_MIN/REDUCE_PROD (L2 and SumSquare composed)."""
+    x = ctx.inp(node, 0)
+    rank = len(ctx.t(x).shape)
+    if len(node.inputs) > 1 and node.inputs[1] is not None:
+        axes = [int(a) for a in ctx.need_array(node.inputs[1], "axes")]
+    else:
+        axes = list(node.attributes["axes"].value) if "axes" in node.attributes else []
+    noop = "noop_with_empty_axes" in node.attributes and node.attributes[
+        "noop_with_empty_axes"].value
+    if not axes:
+        axes = [] if noop else list(range(rank))
+    keep = node.attributes["keepdims"].value if "keepdims" in node.attributes else 1
+    dst = ctx.out(node)
+    if not axes:
+        ctx.reshape(x, ctx.t(dst).shape, dst=dst)
+        return
+    axes = sorted(a % rank for a in axes)
+    if node.op_type in ("ReduceL2", "ReduceSumSquare"):
+        sq = ctx.like(x, "squared")
+        ctx.emit("MUL", [x, x], [sq], s.MulOptionsT())
+        total = dst if node.op_type == "ReduceSumSquare" else ctx.like(dst, "sum_sq")
+        _reduce(ctx, sq, axes, bool(keep), "SUM", total)
+        if total != dst:
+            ctx.emit("SQRT", [total], [dst])
+        return
+    _reduce(ctx, x, axes, bool(keep), _REDUCERS[node.op_type], dst)
+
+
+@tflite_lowering("ArgMax", "ArgMin")
+def lower_argmax(ctx: LoweringContext, node: ir.Node) -> None:
+    """ArgMax/ArgMin -> ARG_MAX/ARG_MIN (int64) + RESHAPE for keepdims."""
+    x = ctx.inp(node, 0)
+    rank = len(ctx.t(x).shape)
+    a = {k: v.value for k, v in node.attributes.items()}
+    if a.get("select_last_index", 0):
+        raise ExportError("ArgMax/ArgMin select_last_index=1 is not supported by TFLite")
+    axis = a.get("axis", 0) % rank
+    dst = ctx.out(node)
+    shape = [d for i, d in enumerate(ctx.t(x).shape) if i != axis]
+    y = dst if not a.get("keepdims", 1) else ctx.tmp("arg", np.int64, shape)
+    code = "ARG_MAX" if node.op_type == "ArgMax" else "ARG_MIN"
+    opts = s.ArgMaxOptionsT() if code == "ARG_MAX" else s.ArgMinOptionsT()
+    opts.outputType = s.TensorType.INT64
+    ctx.emit(code, [x, ctx.i32([axis], "axis")], [y], opts)
+    if y != dst:
+        ctx.reshape(y, ctx.t(dst).shape, dst=dst)

@@ -1,0 +1,202 @@
+"""Data movement: Reshape family, Transpose, Concat, Split, Slice, Gather, Pad, Tile, Expand,
+Cumsum, Resize, DepthToSpace/SpaceToDepth."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+from ai_edge_litert import schema_py_generated as s
+
+from modelconv.errors import ExportError
+from modelconv.exporters.tflite.graph import LoweringContext
+from modelconv.exporters.tflite.registry import tflite_lowering
+from modelconv.passes.nhwc import NHWC_DOMAIN
+
+
+def _a(node: ir.Node, name: str, default: object = None) -> object:
+    a = node.attributes.get(name)
+    return default if a is None else a.value
+
+
+@tflite_lowering("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+def lower_reshape(ctx: LoweringContext, node: ir.Node) -> None:
+    """Reshape-like ops -> RESHAPE to the (static) output shape."""
+    dst = ctx.out(node)
+    ctx.reshape(ctx.inp(node, 0), ctx.t(dst).shape, dst=dst)
+
+
+@tflite_lowering("Transpose")
+def lower_transpose(ctx: LoweringContext, node: ir.Node) -> None:
+    """Transpose -> TRANSPOSE."""
+    x = ctx.inp(node, 0)
+    perm = _a(node, "perm") or list(reversed(range(len(ctx.t(x).shape))))
+    ctx.transpose(x, list(perm), dst=ctx.out(node))  # type: ignore[call-overload]
+
+
+@tflite_lowering("Concat")
+def lower_concat(ctx: LoweringContext, node: ir.Node) -> None:
+    """Concat -> CONCATENATION."""
+    dst = ctx.out(node)
+    opts = s.ConcatenationOptionsT()
+    opts.axis = int(_a(node, "axis")) % len(ctx.t(dst).shape)  # type: ignore[call-overload]
+    ins = [ctx.inp(node, i) for i in range(len(node.inputs))
+           if 0 not in ctx.shape(node.inputs[i])]  # type: ignore[arg-type]
+    ctx.emit("CONCATENATION", ins, [dst], opts)
+
+
+@tflite_lowering("Split")
+def lower_split(ctx: LoweringContext, node: ir.Node) -> None:
+    """Split -> SPLIT (equal parts) or SPLIT_V."""
+    x = ctx.inp(node, 0)
+    rank = len(ctx.t(x).shape)
+    axis = int(_a(node, "axis", 0)) % rank  # type: ignore[call-overload]
+    outs = [ctx.out(node, i) for i in range(len(node.outputs))]
+    sizes = [ctx.t(o).shape[axis] for o in outs]
+    if len(set(sizes)) == 1:
+        opts = s.SplitOptionsT()
+        opts.numSplits = len(outs)
+        ctx.emit("SPLIT", [ctx.i32(axis, "axis"), x], outs, opts)
+        return
+    opts_v = s.SplitVOptionsT()
+    opts_v.numSplits = len(outs)
+    ctx.emit("SPLIT_V", [x, ctx.i32(sizes, "sizes"), ctx.i32(axis, "axis")], outs, opts_v)
+
+
+@tflite_lowering("Slice")
+def lower_slice(ctx: LoweringContext, node: ir.Node) -> None:
+    """Slice -> STRIDED_SLICE with clamped, fully specified begin/end/strides."""
+    x = ctx.inp(node, 0)
+    shape = ctx.t(x).shape
+    rank = len(shape)
+    starts, ends = (ctx.need_array(node.inputs[i], "slice bound") for i in (1, 2))
+    axes, steps = (ctx.need_array(node.inputs[i], "slice parameter")
+                   if len(node.inputs) > i and node.inputs[i] is not None else None
+                   for i in (3, 4))
+    axes = np.arange(len(starts)) if axes is None else axes
+    steps = np.ones(len(starts), np.int64) if steps is None else steps
+    begin, end, stride = [0] * rank, list(shape), [1] * rank
+    end_mask = 0
+    for st, en, ax, sp in zip(starts, ends, axes, steps, strict=True):
+        ax, dim, sp = int(ax) % rank, shape[int(ax) % rank], int(sp)
+        st, en = int(st), int(en)
+        st, en = (st + dim if st < 0 else st), (en + dim if en < 0 else en)
+        if sp > 0:
+            begin[ax], end[ax] = min(max(st, 0), dim), min(max(en, 0), dim)
+        else:
+            begin[ax], end[ax] = min(max(st, 0), dim - 1), min(max(en, -1), dim - 1)
+            if end[ax] < 0:
+                end_mask |= 1 << ax
+        stride[ax] = sp
+    opts = s.StridedSliceOptionsT()
+    opts.endMask = end_mask
+    ctx.emit("STRIDED_SLICE", [x, ctx.i32(begin, "begin"), ctx.i32(end, "end"),
+                               ctx.i32(stride, "strides")], [ctx.out(node)], opts)
+
+
+@tflite_lowering("Gather")
+def lower_gather(ctx: LoweringContext, node: ir.Node) -> None:
+    """Gather -> GATHER (constant negative indices are wrapped; embedding lookups)."""
+    x = ctx.inp(node, 0)
+    rank = len(ctx.t(x).shape)
+    axis = int(_a(node, "axis", 0)) % rank  # type: ignore[call-overload]
+    idx_arr = ctx.array(node.inputs[1])
+    if idx_arr is not None:
+        dim = ctx.t(x).shape[axis]
+        idx = ctx.const(np.where(idx_arr < 0, idx_arr + dim, idx_arr).astype(np.int32), "indices")
+    else:
+        idx = ctx.inp(node, 1)
+    opts = s.GatherOptionsT()
+    opts.axis = axis
+    ctx.emit("GATHER", [x, idx], [ctx.out(node)], opts)
+
+
+@tflite_lowering("Expand")
+def lower_expand(ctx: LoweringContext, node: ir.Node) -> None:
+    """Expand -> BROADCAST_TO the static output shape."""
+    dst = ctx.out(node)
+    ctx.emit("BROADCAST_TO", [ctx.inp(node, 0), ctx.i32(ctx.t(dst).shape)], [dst])
+
+
+@tflite_lowering("Tile")
+def lower_tile(ctx: LoweringContext, node: ir.Node) -> None:
+    """Tile -> TILE."""
+    reps = ctx.need_array(node.inputs[1], "repeats")
+    ctx.emit("TILE", [ctx.inp(node, 0), ctx.i32(reps, "multiples")], [ctx.out(node)])
+
+
+@tflite_lowering("Pad")
+def lower_pad(ctx: LoweringContext, node: ir.Node) -> None:
+    """Pad -> PAD / PADV2 (constant value) / MIRROR_PAD (reflect)."""
+    x = ctx.inp(node, 0)
+    rank = len(ctx.t(x).shape)
+    pads = ctx.need_array(node.inputs[1], "pads").astype(np.int64)
+    axes = ctx.array(node.inputs[3]) if len(node.inputs) > 3 else None
+    full = np.zeros((rank, 2), np.int64)
+    for k, ax in enumerate(range(rank) if axes is None else [int(a) % rank for a in axes]):
+        full[ax] = pads[k], pads[k + len(pads) // 2]
+    if (full < 0).any():
+        raise ExportError("negative Pad (cropping) is not supported for TFLite")
+    mode, dst = _a(node, "mode", "constant"), ctx.out(node)
+    paddings = ctx.i32(full, "paddings")
+    if mode == "reflect":
+        opts = s.MirrorPadOptionsT()
+        opts.mode = s.MirrorPadMode.REFLECT
+        ctx.emit("MIRROR_PAD", [x, paddings], [dst], opts)
+        return
+    if mode != "constant":
+        raise ExportError(f"Pad mode '{mode}' is not supported for TFLite")
+    value = ctx.array(node.inputs[2]) if len(node.inputs) > 2 else None
+    if value is None or not np.any(value):
+        ctx.emit("PAD", [x, paddings], [dst])
+    else:
+        v = ctx.const(np.asarray(value, ctx.t(x).dtype).reshape(1), "pad_value")
+        ctx.emit("PADV2", [x, paddings, v], [dst])
+
+
+@tflite_lowering("CumSum")
+def lower_cumsum(ctx: LoweringContext, node: ir.Node) -> None:
+    """CumSum -> CUMSUM."""
+    axis = int(ctx.need_array(node.inputs[1], "axis").reshape(-1)[0])
+    axis %= len(ctx.t(ctx.inp(node, 0)).shape)
+    opts = s.CumsumOptionsT()
+    opts.exclusive, opts.reverse = bool(_a(node, "exclusive", 0)), bool(_a(node, "reverse", 0))
+    ctx.emit("CUMSUM", [ctx.inp(node, 0), ctx.i32(axis, "axis")], [ctx.out(node)], opts)
+
+
+@tflite_lowering("Resize")
+def lower_resize(ctx: LoweringContext, node: ir.Node) -> None:
+    """Resize (channels-last, 2-D) -> RESIZE_NEAREST_NEIGHBOR / RESIZE_BILINEAR."""
+    if node.domain != NHWC_DOMAIN:
+        raise ExportError("Resize must act on the spatial dims of a rank-4 tensor for TFLite")
+    mode = str(_a(node, "mode", "nearest"))
+    ct = str(_a(node, "coordinate_transformation_mode", "half_pixel"))
+    nearest = str(_a(node, "nearest_mode", "round_prefer_floor"))
+    dst = ctx.out(node)
+    size = ctx.i32(ctx.t(dst).shape[1:3], "size")
+    if mode == "linear" and ct in ("half_pixel", "pytorch_half_pixel", "align_corners",
+                                   "asymmetric"):
+        opts = s.ResizeBilinearOptionsT()
+        opts.alignCorners, opts.halfPixelCenters = ct == "align_corners", "half_pixel" in ct
+        ctx.emit("RESIZE_BILINEAR", [ctx.inp(node, 0), size], [dst], opts)
+        return
+    flags = {("asymmetric", "floor"): (False, False),
+             ("half_pixel", "round_prefer_ceil"): (False, True),
+             ("tf_half_pixel_for_nn", "floor"): (False, True),
+             ("align_corners", "round_prefer_ceil"): (True, False)}
+    if mode != "nearest" or (ct, nearest) not in flags:
+        raise ExportError(f"Resize mode={mode} coordinate_transformation_mode={ct} "
+                          f"nearest_mode={nearest} has no TFLite equivalent")
+    opts_n = s.ResizeNearestNeighborOptionsT()
+    opts_n.alignCorners, opts_n.halfPixelCenters = flags[(ct, nearest)]
+    ctx.emit("RESIZE_NEAREST_NEIGHBOR", [ctx.inp(node, 0), size], [dst], opts_n)
+
+
+@tflite_lowering("DepthToSpace", "SpaceToDepth")
+def lower_depth_space(ctx: LoweringContext, node: ir.Node) -> None:
+    """DepthToSpace (DCR) / SpaceToDepth (channels-last) -> DEPTH_TO_SPACE / SPACE_TO_DEPTH."""
+    if node.domain != NHWC_DOMAIN or _a(node, "mode", "DCR") != "DCR":
+        raise ExportError(f"{node.op_type} needs a rank-4 input and DCR mode for TFLite")
+    code = "DEPTH_TO_SPACE" if node.op_type == "DepthToSpace" else "SPACE_TO_DEPTH"
+    opts = s.DepthToSpaceOptionsT() if code == "DEPTH_TO_SPACE" else s.SpaceToDepthOptionsT()
+    opts.blockSize = int(_a(node, "blocksize"))  # type: ignore[call-overload]
+    ctx.emit(code, [ctx.inp(node, 0)], [ctx.out(node)], opts)

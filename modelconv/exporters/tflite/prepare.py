@@ -1,0 +1,107 @@
+"""IR preparation for TFLite: static shapes, constant folding, the support check, passes."""
+
+from __future__ import annotations
+
+import warnings
+from collections import defaultdict
+
+import onnx_ir as ir
+from onnx_ir.passes.common import RemoveUnusedNodesPass, ShapeInferencePass, TopologicalSortPass
+
+from modelconv.errors import ExportError, UnsupportedOpsError
+from modelconv.exporters.tflite.registry import LOWERINGS
+from modelconv.ir.builder import source_name_of
+from modelconv.ir.info import graph_input_specs
+from modelconv.options import ConvertOptions
+from modelconv.passes.fold_static import FoldStaticPass
+from modelconv.passes.fuse_activation import FuseActivationPass
+from modelconv.passes.fuse_batchnorm import FuseBatchNormPass
+from modelconv.passes.fuse_bias import FuseBiasPass
+from modelconv.passes.fuse_gelu import FuseGeluPass
+from modelconv.passes.fuse_pad import FusePadPass
+from modelconv.passes.nhwc import NhwcLayoutPass
+from modelconv.verify.inputs import resolve_shape
+
+
+def clone(model: ir.Model) -> ir.Model:
+    """A deep copy of ``model`` (the exporter never edits the caller's IR)."""
+    return ir.serde.deserialize_model(ir.serde.serialize_model(model))
+
+
+def fix_input_shapes(model: ir.Model, options: ConvertOptions) -> dict[str, list[int]]:
+    """Make every graph input static; returns shape signatures (-1 = was dynamic) by name.
+
+    Dynamic dims get the values the verifier uses (``resolve_shape``): ``dim_values`` by
+    name, else ``batch_size`` for axis 0 and 8 elsewhere (with a warning for the latter).
+    """
+    signatures: dict[str, list[int]] = {}
+    specs = {s.name: s for s in graph_input_specs(model.graph)}
+    for value in model.graph.inputs:
+        spec = specs.get(value.name or "")
+        if value.shape is None or spec is None:
+            raise ExportError(f"input '{value.name}' has no shape; TFLite needs one")
+        dims = [int(d) for d in resolve_shape(spec, options.dim_values, options.batch_size or 1)]
+        sig = [d if isinstance(d, int) and d >= 0 else -1 for d in spec.shape]
+        guessed = [str(d) for a, d in enumerate(spec.shape) if a > 0 and not isinstance(d, int)
+                   and d not in options.dim_values]
+        if guessed:
+            warnings.warn(f"TFLite export: dynamic dims {guessed} of input '{value.name}' fixed "
+                          "to 8; pass dim_values={name: N} to choose", UserWarning, stacklevel=3)
+        value.shape = ir.Shape(dims)
+        signatures[value.name or ""] = sig
+    for node in model.graph:
+        for out in node.outputs:
+            out.shape = None
+    return signatures
+
+
+def infer_and_fold(model: ir.Model) -> None:
+    """Shape inference and constant folding until nothing changes (at most 3 rounds)."""
+    TopologicalSortPass()(model)
+    try:
+        for _ in range(3):
+            ShapeInferencePass()(model)
+            if not FoldStaticPass()(model).modified:
+                break
+        ShapeInferencePass()(model)
+    except Exception as exc:  # onnx raises several types; report unsupported ops first
+        check_supported(model)
+        raise ExportError(f"shape inference failed: {str(exc).splitlines()[0][:300]}",
+                          hint="Check the model with onnx.checker") from exc
+    RemoveUnusedNodesPass()(model)
+
+
+def check_supported(model: ir.Model) -> None:
+    """Raise one UnsupportedOpsError listing every op without a TFLite lowering."""
+    missing: dict[str, list[str]] = defaultdict(list)
+    for node in model.graph:
+        key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
+        if node.domain not in ("", "ai.onnx") or node.op_type not in LOWERINGS:
+            missing[key].append(source_name_of(node) or node.name or "?")
+    if missing:
+        raise UnsupportedOpsError("ONNX op for TFLite", missing)
+
+
+def check_static(model: ir.Model) -> None:
+    """Every value must have a static shape after inference."""
+    for node in model.graph:
+        for out in node.outputs:
+            if not out.uses() and not out.is_graph_output():
+                continue
+            if out.shape is None or not all(isinstance(d, int) for d in out.shape):
+                raise ExportError(
+                    f"cannot infer a static shape for '{out.name}' ({node.op_type} node "
+                    f"{source_name_of(node) or node.name})",
+                    hint="Fix the input shapes (dim_values) or simplify the model",
+                )
+
+
+def optimize(model: ir.Model, options: ConvertOptions) -> None:
+    """Fusion and layout passes, in order."""
+    FuseGeluPass()(model)
+    FusePadPass()(model)
+    FuseBatchNormPass()(model)
+    FuseBiasPass()(model)
+    NhwcLayoutPass(nhwc_io=options.nhwc_io)(model)
+    FuseActivationPass()(model)
+    RemoveUnusedNodesPass()(model)

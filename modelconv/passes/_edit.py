@@ -1,0 +1,122 @@
+"""Small graph-editing helpers shared by the passes in this folder (onnx_ir + numpy only)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+
+SOURCE_KEY = "source_name"
+
+
+def const_array(value: ir.Value | None) -> np.ndarray | None:
+    """The numpy value of ``value`` if it is a constant (initializer), else None."""
+    if value is None or value.const_value is None:
+        return None
+    return np.asarray(value.const_value.numpy())
+
+
+def new_const(graph: ir.Graph, array: np.ndarray, name: str) -> ir.Value:
+    """Register ``array`` as a new initializer with a graph-unique name derived from ``name``."""
+    name = unique_name(graph, name)
+    arr = np.asarray(array, order="C")
+    value = ir.Value(
+        name=name,
+        shape=ir.Shape(list(arr.shape)),
+        type=ir.TensorType(ir.DataType.from_numpy(arr.dtype)),
+        const_value=ir.tensor(arr, name=name),
+    )
+    graph.register_initializer(value)
+    return value
+
+
+def unique_name(graph: ir.Graph, hint: str) -> str:
+    """A name not yet used by any value of ``graph``."""
+    used: set[str] | None = graph.meta.get("_modelconv_names")
+    if used is None:
+        used = {v.name for v in _all_values(graph) if v.name}
+        graph.meta["_modelconv_names"] = used
+    name, i = hint, 1
+    while name in used:
+        name = f"{hint}_{i}"
+        i += 1
+    used.add(name)
+    return name
+
+
+def _all_values(graph: ir.Graph) -> list[ir.Value]:
+    values = list(graph.inputs) + list(graph.initializers.values())
+    for node in graph:
+        values.extend(node.outputs)
+    return values
+
+
+def make_node(
+    graph: ir.Graph,
+    op_type: str,
+    inputs: Sequence[ir.Value | None],
+    attrs: dict[str, Any] | None,
+    *,
+    like: ir.Node | None,
+    out_name: str,
+    shape: Sequence[int] | None,
+    dtype: ir.DataType | None,
+    domain: str = "",
+) -> ir.Node:
+    """A node (not yet inserted) whose one output has a fresh name, ``shape`` and ``dtype``."""
+    meta = None
+    if like is not None and SOURCE_KEY in like.metadata_props:
+        meta = {SOURCE_KEY: like.metadata_props[SOURCE_KEY]}
+    node = ir.node(op_type, list(inputs), attributes=attrs or {}, domain=domain,
+                   name=unique_name(graph, out_name), metadata_props=meta)
+    out = node.outputs[0]
+    out.name = unique_name(graph, out_name)
+    if shape is not None:
+        out.shape = ir.Shape(list(shape))
+    if dtype is not None:
+        out.type = ir.TensorType(dtype)
+    return node
+
+
+def static_shape(value: ir.Value | None) -> list[int] | None:
+    """The shape of ``value`` as ints, or None if unknown or symbolic."""
+    if value is None or value.shape is None:
+        return None
+    dims: list[int] = []
+    for d in value.shape:
+        if not isinstance(d, int):
+            return None
+        dims.append(int(d))
+    return dims
+
+
+def replace_value(graph: ir.Graph, old: ir.Value, new: ir.Value) -> None:
+    """Route every use of ``old`` (including graph outputs) to ``new``, which takes its name.
+
+    Used when ``new`` now computes what ``old`` held (a fused op's output replacing the
+    activation's), so the tensor keeps the name the verifier knows it by.
+    """
+    old_name = old.name
+    old.replace_all_uses_with(new, replace_graph_outputs=True)
+    if old_name:
+        old.name = unique_name(graph, f"{old_name}__replaced")
+        new.name = old_name
+
+
+def single_consumer(value: ir.Value) -> ir.Node | None:
+    """The only node reading ``value`` (None if 0 or >1 readers, or if it is a graph output)."""
+    if value.is_graph_output():
+        return None
+    users = list(value.uses())
+    if len(users) != 1:
+        return None
+    node: ir.Node = users[0].node
+    return node
+
+
+def attr(node: ir.Node, name: str, default: Any = None) -> Any:
+    """Attribute ``name`` of ``node`` as a Python value, or ``default``."""
+    a = node.attributes.get(name)
+    return default if a is None else a.value

@@ -1,0 +1,65 @@
+"""Fold BatchNormalization into the preceding Conv / ConvTranspose weights.
+
+Before::  x -> Conv(W, b) -> BatchNormalization(gamma, beta, mean, var) -> y
+After::   x -> Conv(W * s, (b - mean) * s + beta) -> y        with s = gamma / sqrt(var + eps)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from modelconv.passes._edit import attr, const_array, new_const, replace_value, single_consumer
+
+
+class FuseBatchNormPass(ir.passes.InPlacePass):
+    """Fold inference-mode BatchNormalization into conv weights and bias."""
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        """Fold every Conv/ConvTranspose -> BatchNormalization pair with constant params."""
+        graph = model.graph
+        changed = False
+        for bn in list(graph):
+            if bn.op_type != "BatchNormalization" or bn.domain != "" or len(bn.outputs) != 1:
+                continue
+            x = bn.inputs[0]
+            conv = x.producer() if x is not None else None
+            if conv is None or conv.op_type not in ("Conv", "ConvTranspose") or conv.domain != "":
+                continue
+            if x is None or single_consumer(x) is not bn:
+                continue
+            if _fold(graph, conv, bn):
+                replace_value(graph, bn.outputs[0], x)
+                graph.remove(bn, safe=True)
+                changed = True
+        return ir.passes.PassResult(model, modified=changed)
+
+
+def _fold(graph: ir.Graph, conv: ir.Node, bn: ir.Node) -> bool:
+    params = [const_array(v) for v in bn.inputs[1:5]]
+    weight = const_array(conv.inputs[1])
+    if weight is None or any(p is None for p in params) or len(params) != 4:
+        return False
+    gamma, beta, mean, var = (np.asarray(p, np.float64) for p in params if p is not None)
+    scale = gamma / np.sqrt(var + attr(bn, "epsilon", 1e-5))
+    bias_in = const_array(conv.inputs[2]) if len(conv.inputs) > 2 else None
+    if len(conv.inputs) > 2 and conv.inputs[2] is not None and bias_in is None:
+        return False
+    out_ch = scale.shape[0]
+    bias = np.zeros(out_ch) if bias_in is None else bias_in.astype(np.float64)
+    if conv.op_type == "Conv":
+        w = weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1))
+    else:
+        group = attr(conv, "group", 1)
+        w_g = weight.reshape((group, -1, weight.shape[1], *weight.shape[2:]))
+        s_g = scale.reshape((group, 1, weight.shape[1]) + (1,) * (weight.ndim - 2))
+        w = (w_g * s_g).reshape(weight.shape)
+    b = (bias - mean) * scale + beta
+    dtype = weight.dtype
+    w_v = new_const(graph, w.astype(dtype), f"{conv.name}_w_bn")
+    b_v = new_const(graph, b.astype(dtype), f"{conv.name}_b_bn")
+    conv.replace_input_with(1, w_v)
+    if len(conv.inputs) < 3:
+        conv.resize_inputs(3)
+    conv.replace_input_with(2, b_v)
+    return True

@@ -1,0 +1,565 @@
+"""Move a channels-first (NCHW) graph to channels-last (NHWC) in one forward pass.
+
+Every value gets a *layout*: a permutation ``P`` such that the tensor stored at run time
+is ``logical.transpose(P)`` (identity = the ONNX layout). Walking the nodes in topological
+order, layout-sensitive ops (Conv, ConvTranspose, pools, Resize, BatchNormalization, ...)
+ask for their data input in channels-last order and produce channels-last outputs; they
+are moved to the ``modelconv.nhwc`` domain, which means "same op, data tensors are
+channels-last, weights keep the ONNX layout". Layout-agnostic ops (element-wise chains,
+Concat/Softmax/Reduce*/Slice/Pad/Split/Gather/Cumsum/Tile along an axis) keep whatever
+layout their inputs have: their axis attributes and constant operands are permuted
+instead. Existing Transpose nodes are absorbed into the layout (pairwise cancellation)
+and become Identity. A conversion is only materialised where an op needs the logical
+layout (MatMul, Gemm, a Reshape that really reorders data, graph outputs); when it only
+moves size-1 dims (``N,C,1,1 -> N,1,1,C``) it is a Reshape, not a Transpose.
+
+Before (ONNX, NCHW)::
+
+    x[N,3,H,W] -> Conv -> Relu -> GlobalAveragePool -> Conv -> Sigmoid -> Mul(., relu) -> Add
+               -> Flatten -> Gemm -> y
+
+After (values stored NHWC, one boundary transpose)::
+
+    x -> Transpose(0,2,3,1) -> nhwc.Conv -> Relu -> nhwc.GlobalAveragePool -> nhwc.Conv
+      -> Sigmoid -> Mul -> Add -> Reshape[N,C] -> Gemm -> y
+
+With ``nhwc_io=True`` rank-4 image inputs (those reaching a Conv/pool through element-wise
+ops only) and rank-4 outputs are channels-last too (no boundary transposes); their shapes
+change accordingly. Inputs a source already declares NHWC (Keras) are left alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import onnx_ir as ir
+
+from modelconv.passes._edit import attr, const_array, make_node, new_const, static_shape
+
+NHWC_DOMAIN = "modelconv.nhwc"
+Perm = tuple[int, ...]
+
+SENSITIVE = {
+    "Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+    "BatchNormalization", "InstanceNormalization", "Resize", "DepthToSpace", "SpaceToDepth",
+    "LRN", "LpPool",
+}
+ELEMENTWISE = {
+    "Abs", "Acos", "Add", "And", "Asin", "Atan", "Ceil", "Celu", "Clip", "Cos", "Cosh", "Div",
+    "Elu", "Equal", "Erf", "Exp", "Floor", "Gelu", "Greater", "GreaterOrEqual", "HardSigmoid",
+    "HardSwish", "Identity", "IsInf", "IsNaN", "LeakyRelu", "Less", "LessOrEqual", "Log", "Max",
+    "Mean", "Min", "Mish", "Mod", "Mul", "Neg", "Not", "Or", "Pow", "PRelu", "Reciprocal",
+    "Relu", "Round", "Selu", "Sigmoid", "Sign", "Sin", "Sinh", "Softplus", "Softsign", "Sqrt",
+    "Sub", "Sum", "Tan", "Tanh", "ThresholdedRelu", "Where", "Xor", "Cast", "BitwiseNot",
+    "Dropout",
+}
+REDUCE = {
+    "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+    "ReduceLogSumExp", "ReduceSumSquare", "ReduceLogSum",
+}
+RESHAPES = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
+
+
+def channels_last(rank: int) -> Perm:
+    """The channels-last permutation for ``rank`` (4 -> (0, 2, 3, 1))."""
+    return (0, *range(2, rank), 1)
+
+
+def _identity(rank: int) -> Perm:
+    return tuple(range(rank))
+
+
+def _inverse(perm: Sequence[int]) -> Perm:
+    inv = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inv[p] = i
+    return tuple(inv)
+
+
+class NhwcLayoutPass(ir.passes.InPlacePass):
+    """Assign channels-last layouts and cancel transposes (see the module docstring)."""
+
+    def __init__(self, nhwc_io: bool = False) -> None:
+        super().__init__()
+        self.nhwc_io = nhwc_io
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        """Run the pass on ``model.graph``."""
+        _LayoutRewriter(model.graph, self.nhwc_io).run()
+        model.graph.opset_imports.setdefault(NHWC_DOMAIN, 1)
+        return ir.passes.PassResult(model, modified=True)
+
+
+class _LayoutRewriter:
+    def __init__(self, graph: ir.Graph, nhwc_io: bool) -> None:
+        self.graph = graph
+        self.nhwc_io = nhwc_io
+        self.layout: dict[ir.Value, Perm] = {}
+        self.logical: dict[ir.Value, list[int]] = {}
+        self.cache: dict[tuple[ir.Value, Perm], ir.Value] = {}
+        self.handlers: dict[str, Callable[[ir.Node], None]] = {
+            "Concat": self._concat, "Softmax": self._single_axis, "LogSoftmax": self._single_axis,
+            "Hardmax": self._single_axis, "Split": self._single_axis, "ArgMax": self._argmax,
+            "ArgMin": self._argmax, "Slice": self._slice, "Pad": self._pad, "CumSum": self._cumsum,
+            "Gather": self._gather, "Tile": self._tile, "Expand": self._expand,
+            "Transpose": self._transpose, "LayerNormalization": self._layernorm,
+        }
+
+    # -- bookkeeping --------------------------------------------------------------
+    def shape(self, v: ir.Value) -> list[int] | None:
+        """Logical (ONNX-layout) static shape of ``v``."""
+        return self.logical.get(v) or static_shape(v)
+
+    def perm(self, v: ir.Value) -> Perm | None:
+        """Current layout of ``v`` (identity when canonical)."""
+        shape = self.shape(v)
+        if shape is None:
+            return None
+        return self.layout.get(v, _identity(len(shape)))
+
+    def set_layout(self, v: ir.Value, perm: Perm) -> None:
+        """Record ``perm`` for ``v`` and store its physical shape."""
+        shape = self.shape(v)
+        if shape is None:
+            return
+        self.logical[v] = shape
+        if perm == _identity(len(shape)):
+            self.layout.pop(v, None)
+        else:
+            self.layout[v] = perm
+        v.shape = ir.Shape([shape[p] for p in perm])
+
+    def convert(self, v: ir.Value, target: Perm, insert: Callable[[ir.Node], None]) -> ir.Value:
+        """``v`` stored in layout ``target`` (inserting a Transpose/Reshape if needed)."""
+        cur = self.perm(v)
+        if cur is None or cur == target:
+            return v
+        key = (v, target)
+        if key in self.cache:
+            return self.cache[key]
+        shape = self.shape(v)
+        assert shape is not None
+        phys = [shape[p] for p in target]
+        arr = const_array(v)
+        if arr is not None:
+            out = new_const(self.graph, np.transpose(arr, target), f"{v.name}_perm")
+        else:
+            inv = _inverse(cur)
+            t = [inv[x] for x in target]
+            if _moves_only_unit_dims(t, [shape[p] for p in cur]):
+                shp = new_const(self.graph, np.asarray(phys, np.int64), f"{v.name}_shape")
+                node = make_node(self.graph, "Reshape", [v, shp], None, like=v.producer(),
+                                 out_name=f"{v.name}_relayout", shape=phys, dtype=v.dtype)
+            else:
+                node = make_node(self.graph, "Transpose", [v], {"perm": t}, like=v.producer(),
+                                 out_name=f"{v.name}_transposed", shape=phys, dtype=v.dtype)
+            insert(node)
+            out = node.outputs[0]
+        self.logical[out] = list(shape)
+        if target != _identity(len(shape)):
+            self.layout[out] = target
+        self.cache[key] = out
+        return out
+
+    def _before(self, node: ir.Node) -> Callable[[ir.Node], None]:
+        return lambda new: self.graph.insert_before(node, new)
+
+    def set_input(self, node: ir.Node, i: int, v: ir.Value | None) -> None:
+        """Set input ``i`` of ``node`` (growing the input list)."""
+        if i >= len(node.inputs):
+            node.resize_inputs(i + 1)
+        node.replace_input_with(i, v)
+
+    def const_input(self, node: ir.Node, i: int, array: np.ndarray, hint: str) -> None:
+        """Replace input ``i`` by a new constant."""
+        self.set_input(node, i, new_const(self.graph, array, f"{node.name}_{hint}"))
+
+    # -- driver -------------------------------------------------------------------
+    def run(self) -> None:
+        """Visit all nodes in order, then restore output layouts."""
+        if self.nhwc_io:
+            for v in self.graph.inputs:
+                shape = static_shape(v)
+                if shape is not None and len(shape) == 4 and _feeds_spatial_op(v):
+                    self.set_layout(v, channels_last(4))
+        for node in list(self.graph):
+            self.visit(node)
+        outputs = self.graph.outputs
+        for i, v in enumerate(list(outputs)):
+            perm = self.perm(v)
+            if perm is None or perm == _identity(len(perm)):
+                continue
+            if self.nhwc_io and perm == channels_last(len(perm)):
+                continue
+            name = v.name
+            out = self.convert(v, _identity(len(perm)), self.graph.append)
+            v.name = f"{name}_nhwc"
+            out.name = name
+            outputs[i] = out
+
+    def visit(self, node: ir.Node) -> None:
+        """Dispatch ``node`` to its layout rule."""
+        op = node.op_type
+        if node.domain not in ("", "ai.onnx"):
+            self._default(node)
+        elif op in SENSITIVE:
+            self._sensitive(node)
+        elif op in ELEMENTWISE:
+            self._elementwise(node)
+        elif op in REDUCE:
+            self._reduce(node)
+        elif op in RESHAPES:
+            self._reshape(node)
+        elif op in self.handlers:
+            self.handlers[op](node)
+        else:
+            self._default(node)
+
+    def _default(self, node: ir.Node) -> None:
+        for i, v in enumerate(node.inputs):
+            if v is None or const_array(v) is not None:
+                continue
+            p = self.perm(v)
+            if p is not None and p != _identity(len(p)):
+                self.set_input(node, i, self.convert(v, _identity(len(p)), self._before(node)))
+
+    def _data_perm(self, node: ir.Node) -> Perm | None:
+        """Layout of the first permuted non-constant input (None: all canonical)."""
+        for v in node.inputs:
+            if v is None or const_array(v) is not None:
+                continue
+            p = self.perm(v)
+            if p is not None and p != _identity(len(p)):
+                return p
+        return None
+
+    def _same_layout_inputs(self, node: ir.Node, target: Perm) -> bool:
+        """Bring every data input to ``target``; False if that is impossible."""
+        rank = len(target)
+        for i, v in enumerate(node.inputs):
+            if v is None:
+                continue
+            arr = const_array(v)
+            shape = self.shape(v)
+            if arr is not None:
+                if arr.size == 1 or (arr.ndim == rank and target == _identity(rank)):
+                    continue
+                if arr.ndim > rank:
+                    return False
+                padded = arr.reshape((1,) * (rank - arr.ndim) + arr.shape)
+                self.const_input(node, i, np.transpose(padded, target), "perm")
+            elif shape is None:
+                return False
+            elif len(shape) == rank:
+                self.set_input(node, i, self.convert(v, target, self._before(node)))
+            elif len(shape) == 0 or int(np.prod(shape)) == 1:
+                continue
+            else:
+                return False
+        return True
+
+    # -- categories ---------------------------------------------------------------
+    def _elementwise(self, node: ir.Node) -> None:
+        target = self._data_perm(node)
+        out_shape = self.shape(node.outputs[0])
+        if target is None or out_shape is None or len(target) != len(out_shape):
+            self._default(node)
+            return
+        if not self._same_layout_inputs(node, target):
+            self._default(node)
+            return
+        for out in node.outputs:
+            self.set_layout(out, target)
+
+    def _sensitive(self, node: ir.Node) -> None:
+        x = node.inputs[0]
+        shape = self.shape(x) if x is not None else None
+        if x is None or shape is None or len(shape) not in (3, 4):
+            self._default(node)
+            return
+        if node.op_type == "BatchNormalization" and len(node.outputs) > 1:
+            self._default(node)
+            return
+        cl = channels_last(len(shape))
+        if node.op_type == "Resize" and not self._resize_params(node, cl):
+            self._default(node)
+            return
+        self.set_input(node, 0, self.convert(x, cl, self._before(node)))
+        node.domain = NHWC_DOMAIN
+        self.set_layout(node.outputs[0], cl)
+
+    def _resize_params(self, node: ir.Node, cl: Perm) -> bool:
+        """Permute Resize's constant scales/sizes; False when they are not static."""
+        if attr(node, "axes") is not None or len(cl) != 4:
+            return False
+        for i in (2, 3):
+            if i < len(node.inputs) and node.inputs[i] is not None:
+                arr = const_array(node.inputs[i])
+                if arr is None:
+                    return False
+                if arr.size:
+                    self.const_input(node, i, arr[list(cl)], "nhwc")
+        return True
+
+    def _concat(self, node: ir.Node) -> None:
+        target = self._data_perm(node)
+        if target is None or not self._same_layout_inputs(node, target):
+            self._default(node)
+            return
+        axis = attr(node, "axis") % len(target)
+        node.attributes["axis"] = ir.AttrInt64("axis", target.index(axis))
+        self.set_layout(node.outputs[0], target)
+
+    def _single_axis(self, node: ir.Node) -> None:
+        x = node.inputs[0]
+        p = self.perm(x) if x is not None else None
+        if p is None or p == _identity(len(p)):
+            return
+        default = -1 if node.op_type in ("Softmax", "LogSoftmax", "Hardmax") else 0
+        axis = attr(node, "axis", default) % len(p)
+        node.attributes["axis"] = ir.AttrInt64("axis", p.index(axis))
+        for out in node.outputs:
+            self.set_layout(out, p)
+
+    def _kept_perm(self, p: Perm, removed: set[int]) -> Perm:
+        kept = [a for a in p if a not in removed]
+        order = sorted(kept)
+        return tuple(order.index(a) for a in kept)
+
+    def _reduce(self, node: ir.Node) -> None:
+        x = node.inputs[0]
+        p = self.perm(x) if x is not None else None
+        if p is None or p == _identity(len(p)):
+            return
+        from_input = len(node.inputs) > 1 and node.inputs[1] is not None
+        axes_arr = const_array(node.inputs[1]) if from_input else None
+        axes = [int(a) for a in axes_arr] if axes_arr is not None else attr(node, "axes")
+        if from_input and axes_arr is None:
+            self._default(node)
+            return
+        if not axes:
+            axes = [] if attr(node, "noop_with_empty_axes", 0) else list(range(len(p)))
+        axes = [a % len(p) for a in axes]
+        new_axes = sorted(p.index(a) for a in axes)
+        if from_input:
+            self.const_input(node, 1, np.asarray(new_axes, np.int64), "axes")
+        else:
+            node.attributes["axes"] = ir.AttrInt64s("axes", new_axes)
+        keep = attr(node, "keepdims", 1)
+        self.set_layout(node.outputs[0], p if keep else self._kept_perm(p, set(axes)))
+
+    def _argmax(self, node: ir.Node) -> None:
+        x = node.inputs[0]
+        p = self.perm(x) if x is not None else None
+        if p is None or p == _identity(len(p)):
+            return
+        axis = attr(node, "axis", 0) % len(p)
+        node.attributes["axis"] = ir.AttrInt64("axis", p.index(axis))
+        keep = attr(node, "keepdims", 1)
+        self.set_layout(node.outputs[0], p if keep else self._kept_perm(p, {axis}))
+
+    def _slice(self, node: ir.Node) -> None:
+        x = node.inputs[0]
+        p = self.perm(x) if x is not None else None
+        if p is None or p == _identity(len(p)):
+            return
+        params = [const_array(v) for v in node.inputs[1:]]
+        if any(a is None for a in params[:2]) or (
+            len(params) > 2 and node.inputs[3] is not None and params[2] is None
+        ):
+            self._default(node)
+            return
+        starts = params[0]
+        assert starts is not None
+        axes_arr = params[2] if len(params) > 2 and params[2] is not None else None
+        axes = [int(a) % len(p) for a in (axes_arr if axes_arr is not None
+                                          else range(len(starts)))]
+        self.const_input(node, 3, np.asarray([p.index(a) for a in axes], np.int64), "axes")
+        self.set_layout(node.outputs[0], p)
+
+    def _pad(self, node: ir.Node) -> None:
+        x = node.inputs[0]
+        p = self.perm(x) if x is not None else None
+        if p is None or p == _identity(len(p)):
+            return
+        pads = const_array(node.inputs[1]) if len(node.inputs) > 1 else None
+        if pads is None or (len(node.inputs) > 3 and node.inputs[3] is not None):
+            self._default(node)
+            return
+        r = len(p)
+        begin, end = pads[:r], pads[r:]
+        new = np.concatenate([begin[list(p)], end[list(p)]]).astype(np.int64)
+        self.const_input(node, 1, new, "pads")
+        self.set_layout(node.outputs[0], p)
+
+    def _cumsum(self, node: ir.Node) -> None:
+        x = node.inputs[0]
+        p = self.perm(x) if x is not None else None
+        if p is None or p == _identity(len(p)):
+            return
+        axis = const_array(node.inputs[1])
+        if axis is None:
+            self._default(node)
+            return
+        new_axis = p.index(int(axis.reshape(-1)[0]) % len(p))
+        self.const_input(node, 1, np.asarray(new_axis, axis.dtype), "axis")
+        self.set_layout(node.outputs[0], p)
+
+    def _gather(self, node: ir.Node) -> None:
+        x, idx = node.inputs[0], node.inputs[1]
+        p = self.perm(x) if x is not None else None
+        if p is None or p == _identity(len(p)) or idx is None:
+            self._default(node)
+            return
+        idx_shape = self.shape(idx)
+        if idx_shape is None or len(idx_shape) > 1 or self.perm(idx) != _identity(len(idx_shape)):
+            self._default(node)
+            return
+        axis = attr(node, "axis", 0) % len(p)
+        node.attributes["axis"] = ir.AttrInt64("axis", p.index(axis))
+        self.set_layout(node.outputs[0], p if idx_shape else self._kept_perm(p, {axis}))
+
+    def _tile(self, node: ir.Node) -> None:
+        x = node.inputs[0]
+        p = self.perm(x) if x is not None else None
+        if p is None or p == _identity(len(p)):
+            return
+        reps = const_array(node.inputs[1])
+        if reps is None:
+            self._default(node)
+            return
+        self.const_input(node, 1, reps[list(p)].astype(np.int64), "repeats")
+        self.set_layout(node.outputs[0], p)
+
+    def _expand(self, node: ir.Node) -> None:
+        x = node.inputs[0]
+        p = self.perm(x) if x is not None else None
+        if p is None or p == _identity(len(p)):
+            return
+        shape = const_array(node.inputs[1])
+        if shape is None or len(shape) != len(p):
+            self._default(node)
+            return
+        self.const_input(node, 1, shape[list(p)].astype(np.int64), "shape")
+        self.set_layout(node.outputs[0], p)
+
+    def _transpose(self, node: ir.Node) -> None:
+        x = node.inputs[0]
+        p = self.perm(x) if x is not None else None
+        if p is None:
+            self._default(node)
+            return
+        q = attr(node, "perm") or list(reversed(range(len(p))))
+        q_inv = _inverse(q)
+        r = tuple(q_inv[a] for a in p)
+        node.op_type = "Identity"
+        node.attributes.pop("perm", None)
+        out = node.outputs[0]
+        out_shape = self.shape(out)
+        if out_shape is not None:
+            self.logical[out] = out_shape
+        self.set_layout(out, r)
+
+    def _layernorm(self, node: ir.Node) -> None:
+        x = node.inputs[0]
+        p = self.perm(x) if x is not None else None
+        if p is None or p == _identity(len(p)):
+            return
+        axis = attr(node, "axis", -1) % len(p)
+        if tuple(p[axis:]) != tuple(range(axis, len(p))):
+            self._default(node)
+            return
+        if any(out.uses() or out.is_graph_output() for out in node.outputs[1:]):
+            self._default(node)  # mean / inv-std outputs have reduced logical shapes
+            return
+        self.set_layout(node.outputs[0], p)
+
+    def _flatten_into_fc(self, node: ir.Node, p: Perm, in_shape: list[int],
+                         out_shape: list[int]) -> bool:
+        """Flatten [N, ...] -> [N, K] read only by FC layers: permute their weight rows instead.
+
+        The physical (channels-last) tensor is flattened as is, and each Gemm/MatMul's
+        constant weight gets its K rows reordered to match, so no Transpose is needed.
+        """
+        out = node.outputs[0]
+        if p[0] != 0 or len(out_shape) != 2 or out_shape[0] != in_shape[0] or out.is_graph_output():
+            return False
+        users = [u.node for u in out.uses()]
+        weights = [_fc_weight(u, out) for u in users]
+        if not users or any(w is None for w in weights):
+            return False
+        rows = _flatten_rows(in_shape, p)
+        for user, found in zip(users, weights, strict=True):
+            assert found is not None
+            w, k_axis = found
+            self.const_input(user, 1, np.take(w, rows, axis=k_axis), "nhwc_rows")
+        return True
+
+    def _reshape(self, node: ir.Node) -> None:
+        x = node.inputs[0]
+        p = self.perm(x) if x is not None else None
+        out_shape = self.shape(node.outputs[0])
+        if x is None or p is None or p == _identity(len(p)) or out_shape is None:
+            return
+        in_shape = self.shape(x)
+        assert in_shape is not None
+        pure = _moves_only_unit_dims(list(_inverse(p)), [in_shape[a] for a in p])
+        if not pure and not self._flatten_into_fc(node, p, in_shape, out_shape):
+            self._default(node)
+            return
+        node.op_type = "Reshape"
+        for name in list(node.attributes):
+            node.attributes.pop(name)
+        shape_v = new_const(self.graph, np.asarray(out_shape, np.int64), f"{node.name}_shape")
+        node.resize_inputs(2)
+        node.replace_input_with(1, shape_v)
+
+
+def _feeds_spatial_op(value: ir.Value, depth: int = 4) -> bool:
+    """True when ``value`` reaches a layout-sensitive op through element-wise ops only.
+
+    Decides which rank-4 inputs ``nhwc_io`` turns channels-last: an image input feeding a
+    Conv (maybe after normalisation) does; a mask, or an input that is already NHWC and
+    transposed by the graph itself (Keras sources), does not.
+    """
+    if value.dtype not in (ir.DataType.FLOAT, ir.DataType.FLOAT16) or depth < 0:
+        return False
+    for use in value.uses():
+        node = use.node
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        if node.op_type in SENSITIVE and use.idx == 0:
+            return True
+        if node.op_type in ELEMENTWISE and any(
+            _feeds_spatial_op(out, depth - 1) for out in node.outputs
+        ):
+            return True
+    return False
+
+
+def _fc_weight(node: ir.Node, x: ir.Value) -> tuple[np.ndarray, int] | None:
+    """Constant weight of a Gemm/MatMul reading ``x`` as its left operand, and its K axis."""
+    if node.domain not in ("", "ai.onnx") or len(node.inputs) < 2 or node.inputs[0] is not x:
+        return None
+    w = const_array(node.inputs[1])
+    if w is None or w.ndim != 2 or x in node.inputs[1:]:
+        return None
+    if node.op_type == "MatMul":
+        return w, 0
+    if node.op_type == "Gemm" and not attr(node, "transA", 0):
+        return w, 1 if attr(node, "transB", 0) else 0
+    return None
+
+
+def _flatten_rows(in_shape: Sequence[int], p: Perm) -> np.ndarray:
+    """Logical flat index of each element of a flattened channels-last tensor."""
+    logical = list(in_shape[1:])
+    order = np.arange(int(np.prod(logical))).reshape(logical)
+    return np.transpose(order, [a - 1 for a in p[1:]]).reshape(-1)
+
+
+def _moves_only_unit_dims(perm: Sequence[int], shape: Sequence[int]) -> bool:
+    """True when ``transpose(shape, perm)`` keeps the order of the non-1 dims (a reshape)."""
+    order = [p for p in perm if shape[p] != 1]
+    return order == sorted(order)

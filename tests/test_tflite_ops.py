@@ -1,0 +1,356 @@
+"""Per-op table: tiny ONNX models -> TFLite (modelconv exporter) -> LiteRT vs onnxruntime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+from onnx import TensorProto, helper
+
+pytest.importorskip("ai_edge_litert")
+
+from modelconv.errors import UnsupportedOpsError
+from modelconv.exporters.tflite import convert_to_tflite
+from modelconv.options import ConvertOptions
+from modelconv.verify.runners_litert import LiteRTRunner
+
+_NP = {TensorProto.FLOAT: np.float32, TensorProto.INT64: np.int64, TensorProto.BOOL: np.bool_,
+       TensorProto.INT32: np.int32}
+
+
+@dataclass
+class Case:
+    """One row: an op with its runtime inputs, constant inputs and attributes."""
+
+    name: str
+    op: str
+    inputs: list[tuple[str, list[int]]]  # runtime float inputs (name, shape)
+    consts: dict[str, np.ndarray] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    order: list[str] | None = None  # node input order (names; "" = omitted)
+    outputs: int = 1
+    tol: float = 1e-4
+    int_inputs: dict[str, tuple[list[int], int]] = field(default_factory=dict)
+
+
+def make_model(nodes: list[onnx.NodeProto], inputs: list[onnx.ValueInfoProto],
+               outputs: list[str], consts: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """A single-graph opset-21 model."""
+    graph = helper.make_graph(
+        nodes, "g", inputs, [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None)
+                             for o in outputs],
+        [onnx.numpy_helper.from_array(v, k) for k, v in consts.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    known = {v.name: v for v in inferred.graph.value_info}
+    for out in model.graph.output:
+        if out.name in known:
+            out.CopyFrom(known[out.name])
+        else:
+            for o in inferred.graph.output:
+                if o.name == out.name:
+                    out.CopyFrom(o)
+    return model
+
+
+def run_both(model: onnx.ModelProto, feeds: dict[str, np.ndarray],
+             options: ConvertOptions | None = None) -> tuple[list[np.ndarray], list[np.ndarray],
+                                                             bytes]:
+    """(onnxruntime outputs, LiteRT outputs, tflite bytes) for ``model`` on ``feeds``."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    ref = sess.run(None, feeds)
+    data = convert_to_tflite(ir.serde.deserialize_model(model), options or ConvertOptions())
+    runner = LiteRTRunner(data)
+    got = runner.run([feeds[s.name] for s in runner.input_specs()])
+    return ref, got, data
+
+
+def close(ref: np.ndarray, got: np.ndarray, tol: float) -> None:
+    """max|ref - got| <= tol * max|ref| (exact for integer/bool outputs)."""
+    assert ref.shape == got.shape, (ref.shape, got.shape)
+    if ref.dtype.kind in "biu":
+        np.testing.assert_array_equal(ref, got)
+        return
+    scale = max(float(np.abs(ref).max()), 1e-6)
+    err = float(np.abs(ref.astype(np.float64) - got).max())
+    assert err <= tol * scale, f"max abs err {err} > {tol} * {scale}"
+
+
+R = np.random.default_rng(0)
+
+
+def w(*shape: int, scale: float = 0.5) -> np.ndarray:
+    """Seeded float32 weights."""
+    return (R.standard_normal(shape) * scale).astype(np.float32)
+
+
+def i64(*values: int) -> np.ndarray:
+    """int64 constant."""
+    return np.asarray(values, np.int64)
+
+
+def f32(*values: float) -> np.ndarray:
+    """float32 constant (scalar for one value)."""
+    return np.asarray(values[0] if len(values) == 1 else values, np.float32)
+
+
+X4 = [("x", [1, 4, 6, 6])]
+X2 = [("x", [2, 5])]
+X3 = [("x", [2, 3, 5])]
+
+CASES = [
+    Case("conv", "Conv", X4, {"W": w(6, 4, 3, 3), "B": w(6)}, {"pads": [1, 1, 1, 1]}),
+    Case("conv_stride_valid", "Conv", X4, {"W": w(6, 4, 3, 3)}, {"strides": [2, 2]}),
+    Case("conv_asym_pads", "Conv", X4, {"W": w(6, 4, 3, 3)}, {"pads": [0, 1, 2, 0]}),
+    Case("conv_same_upper", "Conv", X4, {"W": w(6, 4, 3, 3)},
+         {"auto_pad": "SAME_UPPER", "strides": [2, 2]}),
+    Case("conv_dilated", "Conv", X4, {"W": w(5, 4, 3, 3)}, {"dilations": [2, 2], "pads": [2] * 4}),
+    Case("conv_depthwise", "Conv", X4, {"W": w(4, 1, 3, 3), "B": w(4)},
+         {"group": 4, "pads": [1] * 4}),
+    Case("conv_depthwise_mult2", "Conv", X4, {"W": w(8, 1, 3, 3)}, {"group": 4}),
+    Case("conv_grouped", "Conv", X4, {"W": w(6, 2, 3, 3)}, {"group": 2, "pads": [1] * 4}),
+    Case("conv1d", "Conv", X3, {"W": w(4, 3, 3)}, {"pads": [1, 1]}),
+    Case("conv_transpose", "ConvTranspose", X4, {"W": w(4, 3, 3, 3)},
+         {"strides": [2, 2], "pads": [1, 1, 1, 1], "output_padding": [1, 1]}),
+    Case("conv_transpose_valid", "ConvTranspose", X4, {"W": w(4, 3, 2, 2), "B": w(3)},
+         {"strides": [2, 2]}),
+    Case("gemm", "Gemm", X2, {"W": w(5, 3), "C": w(3)}),
+    Case("gemm_transb_alpha", "Gemm", X2, {"W": w(3, 5), "C": w(3)},
+         {"transB": 1, "alpha": 0.5, "beta": 2.0}),
+    Case("matmul_const", "MatMul", X3, {"W": w(5, 4)}),
+    Case("gemm_dynamic_b_full_c", "Gemm", [("a", [2, 5]), ("b", [3, 5])], {"C": w(2, 3)},
+         {"transB": 1, "alpha": 0.5, "beta": 3.0}),
+    Case("matmul_dynamic", "MatMul", [("a", [2, 3, 4]), ("b", [2, 4, 5])]),
+    Case("maxpool", "MaxPool", X4, attrs={"kernel_shape": [2, 2], "strides": [2, 2]}),
+    Case("maxpool_pads", "MaxPool", X4,
+         attrs={"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    Case("maxpool_ceil", "MaxPool", [("x", [1, 3, 7, 7])],
+         attrs={"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}),
+    Case("avgpool", "AveragePool", X4, attrs={"kernel_shape": [2, 2], "strides": [2, 2]}),
+    Case("avgpool_pads_exclude", "AveragePool", X4,
+         attrs={"kernel_shape": [3, 3], "strides": [1, 1], "pads": [1, 1, 1, 1]}),
+    Case("avgpool_pads_include", "AveragePool", X4,
+         attrs={"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
+                "count_include_pad": 1}),
+    Case("avgpool_ceil", "AveragePool", [("x", [1, 3, 7, 7])],
+         attrs={"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1}),
+    Case("global_avg", "GlobalAveragePool", X4),
+    Case("global_max", "GlobalMaxPool", X4),
+    Case("reduce_mean", "ReduceMean", X3, {"axes": i64(1)}, {"keepdims": 0}),
+    Case("reduce_sum_keep", "ReduceSum", X3, {"axes": i64(-1)}),
+    Case("reduce_max", "ReduceMax", X3, {"axes": i64(0, 2)}, {"keepdims": 0}),
+    Case("reduce_min", "ReduceMin", X3, {"axes": i64(1)}),
+    Case("reduce_l2", "ReduceL2", X3, {"axes": i64(2)}),
+    Case("pad_const", "Pad", X3, {"pads": i64(0, 1, 2, 0, 2, 1), "v": f32(0.5)},
+         order=["x", "pads", "v"]),
+    Case("pad_reflect", "Pad", X4, {"pads": i64(0, 0, 1, 2, 0, 0, 2, 1)}, {"mode": "reflect"}),
+    Case("concat", "Concat", [("a", [2, 3]), ("b", [2, 4])], attrs={"axis": 1}),
+    Case("reshape", "Reshape", X3, {"s": i64(3, -1)}),
+    Case("flatten", "Flatten", X4, attrs={"axis": 2}),
+    Case("squeeze", "Squeeze", [("x", [2, 1, 3])], {"axes": i64(1)}),
+    Case("unsqueeze", "Unsqueeze", X3, {"axes": i64(0, 3)}),
+    Case("transpose", "Transpose", X3, attrs={"perm": [2, 0, 1]}),
+    Case("slice", "Slice", X3, {"s": i64(0, 1), "e": i64(2, 5), "a": i64(0, 2)}),
+    Case("slice_neg_step", "Slice", X3, {"s": i64(-1), "e": i64(-100), "a": i64(2),
+                                         "st": i64(-2)}),
+    Case("gather_axis1", "Gather", X3, {"idx": i64(2, 0, -1)}, {"axis": 2}),
+    Case("gather_scalar", "Gather", X3, {"idx": np.asarray(1, np.int64)}, {"axis": 1}),
+    Case("embedding", "Gather", [], {"table": w(10, 4)}, order=["table", "ids"],
+         int_inputs={"ids": ([2, 3], 10)}),
+    Case("split_equal", "Split", [("x", [2, 6])], attrs={"axis": 1, "num_outputs": 3},
+         outputs=3),
+    Case("split_sizes", "Split", [("x", [2, 6])], {"sp": i64(2, 4)}, {"axis": 1}, outputs=2),
+    Case("expand", "Expand", [("x", [3, 1])], {"s": i64(2, 3, 4)}),
+    Case("tile", "Tile", X2, {"r": i64(2, 3)}),
+    Case("cumsum", "CumSum", X3, {"ax": np.asarray(2, np.int64)}, {"reverse": 1}),
+    Case("argmax", "ArgMax", X3, attrs={"axis": 2, "keepdims": 0}),
+    Case("argmin_keep", "ArgMin", X3, attrs={"axis": 1}),
+    *[Case(op.lower(), op, [("a", [2, 3, 4]), ("b", [3, 1])]) for op in
+      ("Add", "Sub", "Mul", "Max", "Min")],
+    Case("div", "Div", [("a", [2, 3])], {"b": f32(2.0, -4.0, 0.5)}),
+    Case("pow", "Pow", [("a", [2, 3])], {"b": f32(2.0)}),
+    *[Case(op.lower(), op, [("a", [2, 3]), ("b", [2, 3])], outputs=1) for op in
+      ("Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual")],
+    *[Case(op.lower(), op, X3) for op in
+      ("Relu", "Sigmoid", "Tanh", "Exp", "Abs", "Neg", "Erf", "HardSwish", "Softplus",
+       "Sin", "Floor")],
+    Case("sqrt", "Sqrt", [("x", [2, 3])], tol=1e-4),
+    Case("log", "Log", [("x", [2, 3])], tol=1e-4),
+    Case("clip6", "Clip", X3, {"lo": f32(0.0), "hi": f32(6.0)}),
+    Case("clip_any", "Clip", X3, {"lo": f32(-0.3), "hi": f32(0.4)}),
+    Case("leaky_relu", "LeakyRelu", X3, attrs={"alpha": 0.2}),
+    Case("prelu", "PRelu", X4, {"slope": w(4, 1, 1)}),
+    Case("hard_sigmoid", "HardSigmoid", X3, attrs={"alpha": 0.25, "beta": 0.4}),
+    Case("softmax_last", "Softmax", X3),
+    Case("softmax_axis1", "Softmax", X3, attrs={"axis": 1}),
+    Case("log_softmax", "LogSoftmax", X3),
+    Case("gelu", "Gelu", X3),
+    Case("gelu_tanh", "Gelu", X3, attrs={"approximate": "tanh"}),
+    Case("elu", "Elu", X3),
+    Case("elu_alpha", "Elu", X3, attrs={"alpha": 0.5}),
+    Case("layernorm", "LayerNormalization", X3, {"g": w(5), "b": w(5)}, {"epsilon": 1e-5}),
+    Case("batchnorm", "BatchNormalization", X4,
+         {"g": w(4), "b": w(4), "m": w(4), "v": np.abs(w(4)) + 0.5}),
+    Case("instancenorm", "InstanceNormalization", X4, {"g": w(4), "b": w(4)}),
+    Case("resize_nearest", "Resize", X4, {"roi": np.zeros(0, np.float32),
+                                          "sc": f32(1, 1, 2, 2)},
+         {"mode": "nearest", "coordinate_transformation_mode": "asymmetric",
+          "nearest_mode": "floor"}),
+    Case("resize_bilinear_half", "Resize", X4, {"roi": np.zeros(0, np.float32),
+                                                "sc": f32(1, 1, 2, 2)},
+         {"mode": "linear", "coordinate_transformation_mode": "half_pixel"}),
+    Case("resize_bilinear_align", "Resize", X4, {"roi": np.zeros(0, np.float32),
+                                                 "sc": f32(1, 1, 2, 2)},
+         {"mode": "linear", "coordinate_transformation_mode": "align_corners"}),
+    Case("resize_nearest_half", "Resize", X4, {"roi": np.zeros(0, np.float32),
+                                               "sc": f32(1, 1, 2, 2)},
+         {"mode": "nearest", "coordinate_transformation_mode": "half_pixel",
+          "nearest_mode": "round_prefer_ceil"}),
+    Case("depth_to_space", "DepthToSpace", [("x", [1, 8, 3, 3])], attrs={"blocksize": 2}),
+    Case("identity", "Identity", X3),
+    Case("dropout", "Dropout", X3),
+    Case("mean3", "Mean", [("a", [2, 3]), ("b", [2, 3]), ("c", [1, 3])]),
+    Case("sum3", "Sum", [("a", [2, 3]), ("b", [2, 3]), ("c", [3])]),
+    Case("softsign", "Softsign", X3),
+    Case("mish", "Mish", X3),
+    Case("where", "Where", [("a", [2, 3]), ("b", [2, 3])], order=["cond", "a", "b"],
+         consts={"cond": np.asarray([[True, False, True], [False, False, True]])}),
+    Case("not_and", "Not", [], {"c": np.asarray([True, False])}, order=["c"]),
+    Case("cast_int", "Cast", X3, attrs={"to": TensorProto.INT32}),
+    Case("mod", "Mod", [], {"a": np.asarray([5, -7, 9], np.int64)}, order=["a", "b"],
+         int_inputs={"b": ([3], 4)}),
+    Case("reduce_prod", "ReduceProd", X3, {"axes": i64(2)}),
+    Case("reduce_sum_square", "ReduceSumSquare", X3, {"axes": i64(1)}, {"keepdims": 0}),
+    Case("space_to_depth", "SpaceToDepth", X4, attrs={"blocksize": 2}),
+    Case("conv_transpose_same", "ConvTranspose", X4, {"W": w(4, 5, 4, 4)},
+         {"strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    Case("maxpool1d", "MaxPool", X3, attrs={"kernel_shape": [2], "strides": [2]}),
+    Case("reciprocal", "Reciprocal", [("x", [2, 3])]),
+]
+
+
+def build_case(case: Case) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """The ONNX model and seeded feeds for one table row."""
+    rng = np.random.default_rng(1)
+    feeds = {n: rng.standard_normal(s).astype(np.float32) for n, s in case.inputs}
+    if case.op in ("Sqrt", "Log"):
+        feeds = {k: np.abs(v) + 0.1 for k, v in feeds.items()}
+    if case.op == "Pow":
+        feeds = {k: np.abs(v) + 0.1 for k, v in feeds.items()}
+    infos = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in case.inputs]
+    for n, (shape, hi) in case.int_inputs.items():
+        feeds[n] = rng.integers(0, hi, shape).astype(np.int64)
+        infos.append(helper.make_tensor_value_info(n, TensorProto.INT64, shape))
+    order = case.order or [n for n, _ in case.inputs] + list(case.consts)
+    outs = [f"y{i}" for i in range(case.outputs)]
+    node = helper.make_node(case.op, order, outs, **case.attrs)
+    return make_model([node], infos, outs, case.consts), feeds
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_op(case: Case) -> None:
+    model, feeds = build_case(case)
+    ref, got, _ = run_both(model, feeds)
+    assert len(ref) == len(got)
+    for r, g in zip(ref, got, strict=True):
+        close(np.asarray(r), g, case.tol)
+
+
+def test_lowerings_registered_for_every_table_op() -> None:
+    from modelconv.exporters.tflite import LOWERINGS
+    from modelconv.exporters.tflite.export import _load_lowerings
+
+    _load_lowerings()
+    assert {c.op for c in CASES} <= set(LOWERINGS.keys())
+
+
+def test_unsupported_ops_listed_at_once() -> None:
+    nodes = [helper.make_node("Det", ["x"], ["d"]), helper.make_node("Einsum", ["x", "x"], ["e"],
+                                                                      equation="ij,jk->ik"),
+             helper.make_node("Det", ["x"], ["d2"])]
+    for n, src in zip(nodes, ["layer.a", "layer.b", "layer.c"], strict=True):
+        n.metadata_props.add(key="source_name", value=src)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 3])
+    model = make_model(nodes, [x], ["d", "e", "d2"], {})
+    with pytest.raises(UnsupportedOpsError) as info:
+        convert_to_tflite(ir.serde.deserialize_model(model))
+    assert info.value.unsupported == {"Det": ["layer.a", "layer.c"], "Einsum": ["layer.b"]}
+
+
+def test_dynamic_batch_fixed_to_one_with_signature() -> None:
+    node = helper.make_node("Relu", ["x"], ["y"])
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])
+    data = convert_to_tflite(ir.serde.deserialize_model(make_model([node], [x], ["y"], {})))
+    spec = LiteRTRunner(data).input_specs()[0]
+    assert spec.shape == (None, 3)
+
+
+def test_export_writes_file(tmp_path: Any) -> None:
+    from modelconv.exporters.tflite import export_tflite
+
+    node = helper.make_node("Relu", ["x"], ["y"])
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    model = ir.serde.deserialize_model(make_model([node], [x], ["y"], {}))
+    paths = export_tflite(model, tmp_path / "m.tflite", ConvertOptions())
+    assert paths == [tmp_path / "m.tflite"]
+    assert paths[0].read_bytes()[4:8] == b"TFL3"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]
+
+
+def test_inspect_and_support_matrix(tmp_path: Any) -> None:
+    from modelconv.exporters.tflite.inspect import inspect_tflite
+    from modelconv.support import support_matrix
+
+    case = next(c for c in CASES if c.name == "conv")
+    model, _ = build_case(case)
+    path = tmp_path / "conv.tflite"
+    path.write_bytes(convert_to_tflite(ir.serde.deserialize_model(model)))
+    info = inspect_tflite(path)
+    assert info.format == "tflite" and info.op_counts["CONV_2D"] == 1
+    assert info.inputs[0].name == "x" and info.outputs[0].name == "y0"
+    assert info.num_parameters == 6 * 4 * 3 * 3 + 6 + 2 * 4  # weights, bias, 2 perms
+    rows = support_matrix()["TFLite exporter: ONNX ops lowered"]["supported"]
+    assert {"Conv", "LSTM", "Resize", "Gemm"} <= set(rows)
+
+
+def test_gemm_tanh_not_fused_and_seq_dim_defaults() -> None:
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["g"]), helper.make_node("Tanh", ["g"], ["y"])]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq"])
+    model = make_model(nodes, [x], ["y"], {"w": w(8, 3)})
+    with pytest.warns(UserWarning, match="fixed to 8"):
+        data = convert_to_tflite(ir.serde.deserialize_model(model))
+    runner = LiteRTRunner(data)
+    assert runner.input_specs()[0].shape == (None, None)
+    feed = np.random.default_rng(0).standard_normal((1, 8)).astype(np.float32)
+    import onnxruntime as ort
+
+    ref = ort.InferenceSession(model.SerializeToString()).run(None, {"x": feed})[0]
+    close(ref, runner.run([feed])[0], 1e-4)
+
+
+QUANT_MODES = {"fp16": (ConvertOptions(fp16=True), 0.02),
+               "dynamic": (ConvertOptions(quantize="dynamic"), 0.02),
+               "int8": (ConvertOptions(quantize="int8"), 0.15)}
+
+
+@pytest.mark.filterwarnings("ignore:int8 quantization without calibration")
+@pytest.mark.parametrize("mode", sorted(QUANT_MODES))
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_op_quantized(case: Case, mode: str) -> None:
+    """Every table op still loads, runs and stays close when quantized."""
+    options, tol = QUANT_MODES[mode]
+    model, feeds = build_case(case)
+    ref, got, _ = run_both(model, feeds, ConvertOptions.from_kwargs(options))
+    for r, g in zip(ref, got, strict=True):
+        r = np.asarray(r)
+        if r.dtype.kind in "biu":
+            np.testing.assert_array_equal(r, g)
+        else:
+            assert np.abs(r - g).max() <= tol * max(float(np.abs(r).max()), 1e-6)
