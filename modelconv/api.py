@@ -29,7 +29,7 @@ from modelconv.fileio import check_output_path
 from modelconv.formats import FORMATS, SourceModel, resolve_source_format, resolve_target_format
 from modelconv.ir.info import TensorSpec, graph_input_specs, graph_output_specs
 from modelconv.options import ConvertOptions
-from modelconv.verify.report import VerificationReport
+from modelconv.verification.report import VerificationReport
 
 Source = str | os.PathLike[str] | Any  # a path, or an in-memory model (torch nn.Module)
 
@@ -185,7 +185,7 @@ def verify(
 
 def _verify_written(source: SourceModel, out: Path, target: str,
                     opts: ConvertOptions) -> VerificationReport:
-    from modelconv.verify.verifier import verify_runners
+    from modelconv.verification.verifier import verify_runners
 
     if source.make_runner is None:
         return VerificationReport.skip(source.runner_unavailable or
@@ -200,7 +200,7 @@ def _verify_written(source: SourceModel, out: Path, target: str,
         return VerificationReport.skip(str(exc))
     report = verify_runners(source_runner, target_runner, opts, int_ranges=source.int_ranges)
     if (opts.localize or not report.passed) and not report.skipped:
-        from modelconv.verify.localize import localize
+        from modelconv.verification.localize import localize
 
         localize(report, source, source_runner, target_runner, out, opts)
     return report

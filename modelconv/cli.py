@@ -159,7 +159,7 @@ def _write_report(report: Any, path: str | None) -> None:
     from modelconv.fileio import atomic_write_bytes
 
     if path.endswith(".html"):
-        from modelconv.verify.html import render_html
+        from modelconv.verification.html import render_html
 
         atomic_write_bytes(path, render_html(report).encode("utf-8"))
     else:

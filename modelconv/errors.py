@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from modelconv.verify.report import VerificationReport
+    from modelconv.verification.report import VerificationReport
 
 
 class ModelconvError(Exception):

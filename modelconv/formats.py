@@ -25,7 +25,7 @@ from modelconv.errors import ModelLoadError, UnsupportedFormatError
 if TYPE_CHECKING:
     import onnx_ir as ir
 
-    from modelconv.verify.runners import Runner
+    from modelconv.verification.runners import Runner
 
 
 @dataclass
@@ -75,13 +75,13 @@ FORMATS: dict[str, FormatInfo] = {
             "onnx", "ONNX model (.onnx, optional external data)", (".onnx",),
             importer="modelconv.importers.onnx:import_onnx",
             exporter="modelconv.exporters.onnx:export_onnx",
-            runner="modelconv.verify.runners:OnnxRuntimeRunner.from_path",
+            runner="modelconv.verification.runners:OnnxRuntimeRunner.from_path",
         ),
         FormatInfo(
             "tflite", "TFLite / LiteRT flatbuffer", (".tflite",),
             importer=None,
             exporter="modelconv.exporters.tflite:export_tflite",
-            runner="modelconv.verify.runners_litert:LiteRTRunner.from_path",
+            runner="modelconv.verification.runners_litert:LiteRTRunner.from_path",
             extra="tflite",
         ),
         FormatInfo(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from modelconv.verify.report import VerificationReport
+from modelconv.verification.report import VerificationReport
 
 
 def assert_equivalent(

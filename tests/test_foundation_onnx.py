@@ -19,7 +19,7 @@ from modelconv.errors import (
     UnsafeModelError,
     UnsupportedOpsError,
 )
-from modelconv.verify.runners import OnnxRuntimeRunner
+from modelconv.verification.runners import OnnxRuntimeRunner
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "onnx"
 CNN = FIXTURES / "small_cnn.onnx"

@@ -9,8 +9,8 @@ import pytest
 
 from modelconv.errors import ShapeError
 from modelconv.ir.info import TensorSpec
-from modelconv.verify.compare import compare_arrays, tolerance_for
-from modelconv.verify.inputs import generate_inputs, load_inputs, resolve_shape
+from modelconv.verification.compare import compare_arrays, tolerance_for
+from modelconv.verification.inputs import generate_inputs, load_inputs, resolve_shape
 
 
 def test_identical_arrays_pass() -> None:

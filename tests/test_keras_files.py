@@ -22,7 +22,7 @@ from modelconv.errors import (
 )
 from modelconv.importers.keras import import_keras
 from modelconv.options import ConvertOptions
-from modelconv.verify.runners import OnnxRuntimeRunner
+from modelconv.verification.runners import OnnxRuntimeRunner
 
 h5py = pytest.importorskip("h5py")
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "keras"
@@ -207,7 +207,7 @@ def test_conversion_imports_no_framework() -> None:
 
 def test_keras_runner_keras3() -> None:
     pytest.importorskip("keras")
-    from modelconv.verify.runners_keras import KerasRunner
+    from modelconv.verification.runners_keras import KerasRunner
 
     runner = KerasRunner(FIX / "k3_multi.keras")
     assert [s.name for s in runner.input_specs()] == ["a", "b"]

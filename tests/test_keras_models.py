@@ -17,7 +17,7 @@ import onnx_ir as ir  # noqa: E402
 
 from modelconv.importers.keras import import_keras  # noqa: E402
 from modelconv.options import ConvertOptions  # noqa: E402
-from modelconv.verify.runners import OnnxRuntimeRunner  # noqa: E402
+from modelconv.verification.runners import OnnxRuntimeRunner  # noqa: E402
 
 APPS = {
     "MobileNetV2": (96, {}),

@@ -15,7 +15,7 @@ from onnx import TensorProto, helper
 from modelconv.errors import UnsupportedOpsError
 from modelconv.importers.savedmodel import check_onnx_ops, rewrite_erfc
 from modelconv.options import ConvertOptions
-from modelconv.verify.runners import OnnxRuntimeRunner
+from modelconv.verification.runners import OnnxRuntimeRunner
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "keras"
 needs_tf = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None or
@@ -77,7 +77,7 @@ def test_savedmodel_with_file_ops_refused(tmp_path: Path) -> None:
 
     from modelconv.errors import UnsafeModelError
     from modelconv.importers.savedmodel import import_savedmodel
-    from modelconv.verify.runners_tf import worker_env
+    from modelconv.verification.runners_tf import worker_env
 
     target = tmp_path / "reader"
     code = (

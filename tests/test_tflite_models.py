@@ -15,7 +15,7 @@ pytest.importorskip("ai_edge_litert")
 
 from modelconv.exporters.tflite import convert_to_tflite
 from modelconv.options import ConvertOptions
-from modelconv.verify.runners_litert import LiteRTRunner
+from modelconv.verification.runners_litert import LiteRTRunner
 from tests.test_tflite_ops import close, make_model, run_both
 
 

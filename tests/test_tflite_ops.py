@@ -16,7 +16,7 @@ pytest.importorskip("ai_edge_litert")
 from modelconv.errors import UnsupportedOpsError
 from modelconv.exporters.tflite import convert_to_tflite
 from modelconv.options import ConvertOptions
-from modelconv.verify.runners_litert import LiteRTRunner
+from modelconv.verification.runners_litert import LiteRTRunner
 
 _NP = {TensorProto.FLOAT: np.float32, TensorProto.INT64: np.int64, TensorProto.BOOL: np.bool_,
        TensorProto.INT32: np.int32}

@@ -17,7 +17,7 @@ import onnx_ir as ir  # noqa: E402
 
 from modelconv.importers.torch import import_torch_module  # noqa: E402
 from modelconv.options import ConvertOptions  # noqa: E402
-from modelconv.verify.runners import OnnxRuntimeRunner  # noqa: E402
+from modelconv.verification.runners import OnnxRuntimeRunner  # noqa: E402
 
 pytestmark = pytest.mark.models
 

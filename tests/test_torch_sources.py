@@ -27,7 +27,7 @@ from modelconv.importers.torch import (  # noqa: E402
     import_torchscript,
 )
 from modelconv.options import ConvertOptions  # noqa: E402
-from modelconv.verify.runners import OnnxRuntimeRunner  # noqa: E402
+from modelconv.verification.runners import OnnxRuntimeRunner  # noqa: E402
 
 
 class Small(nn.Module):

@@ -11,7 +11,7 @@ from onnx import numpy_helper
 
 import modelconv
 from modelconv.testing import assert_equivalent
-from modelconv.verify.html import render_html
+from modelconv.verification.html import render_html
 
 CNN = Path(__file__).parent.parent / "fixtures" / "onnx" / "small_cnn.onnx"
 

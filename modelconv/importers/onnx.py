@@ -42,7 +42,7 @@ def import_onnx(src: str | os.PathLike[str], options: ConvertOptions) -> SourceM
     except Exception as exc:
         raise ModelLoadError(f"cannot load ONNX model: {exc}", path=str(path)) from exc
 
-    from modelconv.verify.runners import OnnxRuntimeRunner
+    from modelconv.verification.runners import OnnxRuntimeRunner
 
     aliases = tag_source_names(model)
     return SourceModel(

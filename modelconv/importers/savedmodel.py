@@ -49,7 +49,7 @@ DEFAULT_OPSET = 18
 
 def import_savedmodel(src: str | os.PathLike[str], options: ConvertOptions) -> SourceModel:
     """Convert a SavedModel folder's signature into the IR."""
-    from modelconv.verify.runners_tf import TFSavedModelRunner, run_worker, tf_available
+    from modelconv.verification.runners_tf import TFSavedModelRunner, run_worker, tf_available
 
     path = Path(src)
     if not (path / "saved_model.pb").is_file():
@@ -158,7 +158,7 @@ def check_onnx_ops(proto: Any, display: str) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# worker side (imported by modelconv.verify.runners_tf inside the TensorFlow process)
+# worker side (imported by modelconv.verification.runners_tf inside the TensorFlow process)
 
 
 def _graph_ops(graph_def: Any) -> dict[str, list[str]]:

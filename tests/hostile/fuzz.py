@@ -62,7 +62,8 @@ def run(fixture: Path, cases: int, seed: int, timeout: float) -> int:
                 bad += 1
                 print(f"{i} BAD {type(exc).__name__}: {exc}", flush=True)
                 traceback.print_exc(file=sys.stderr)
-                shutil.copy(src, Path(tempfile.gettempdir()) / f"fuzz-bad-{seed}-{i}-{fixture.name}")
+                keep = Path(tempfile.gettempdir()) / f"fuzz-bad-{seed}-{i}-{fixture.name}"
+                shutil.copy(src, keep)
     return bad
 
 

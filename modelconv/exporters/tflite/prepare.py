@@ -20,7 +20,7 @@ from modelconv.passes.fuse_bias import FuseBiasPass
 from modelconv.passes.fuse_gelu import FuseGeluPass
 from modelconv.passes.fuse_pad import FusePadPass
 from modelconv.passes.nhwc import NhwcLayoutPass
-from modelconv.verify.inputs import resolve_shape
+from modelconv.verification.inputs import resolve_shape
 
 
 def clone(model: ir.Model) -> ir.Model:

@@ -31,7 +31,7 @@ def import_keras(src: str | os.PathLike[str], options: ConvertOptions) -> Source
     make_runner = None
     if reason is None:
         def make_runner() -> object:
-            from modelconv.verify.runners_keras import KerasRunner
+            from modelconv.verification.runners_keras import KerasRunner
 
             return KerasRunner(path)
 

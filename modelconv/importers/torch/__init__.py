@@ -64,7 +64,7 @@ def import_exported_program(
     options.report_progress("import", 1.0)
 
     def make_runner() -> Any:
-        from modelconv.verify.runners_torch import TorchRunner
+        from modelconv.verification.runners_torch import TorchRunner
 
         return TorchRunner.for_model(model, eager if eager is not None else prepared,
                                      program=prepared)

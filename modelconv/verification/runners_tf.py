@@ -1,5 +1,5 @@
 """TensorFlow-side runners. TensorFlow only ever runs in a worker subprocess
-(``python -m modelconv.verify.runners_tf``) whose KERAS_BACKEND is tensorflow: importing
+(``python -m modelconv.verification.runners_tf``) whose KERAS_BACKEND is tensorflow: importing
 TensorFlow next to Keras-on-torch crashed here.
 
 Worker jobs: ``keras2`` (run a tf.keras .h5 with tf_keras), ``savedmodel`` (run a
@@ -51,7 +51,7 @@ def run_worker(job: str, path: str, feeds: Sequence[np.ndarray] | None = None,
         out_path = os.path.join(tmp, "out.npz")
         spec = {"job": job, "path": path, "feeds": feeds_path, "out": out_path, **params}
         proc = subprocess.run(
-            [sys.executable, "-m", "modelconv.verify.runners_tf", json.dumps(spec)],
+            [sys.executable, "-m", "modelconv.verification.runners_tf", json.dumps(spec)],
             env=worker_env(), capture_output=True, text=True, timeout=WORKER_TIMEOUT,
             check=False,
         )

@@ -9,10 +9,10 @@ import numpy as np
 
 from modelconv.errors import ModelconvError, ModelLoadError, ShapeError, VerificationError
 from modelconv.options import ConvertOptions
-from modelconv.verify.compare import compare_arrays, tolerance_for
-from modelconv.verify.inputs import cast_like, generate_inputs, load_inputs
-from modelconv.verify.report import VerificationReport
-from modelconv.verify.runners import Runner
+from modelconv.verification.compare import compare_arrays, tolerance_for
+from modelconv.verification.inputs import cast_like, generate_inputs, load_inputs
+from modelconv.verification.report import VerificationReport
+from modelconv.verification.runners import Runner
 
 
 def mode_for(options: ConvertOptions) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import math
 
-from modelconv.verify.report import VerificationReport
+from modelconv.verification.report import VerificationReport
 
 _W, _H, _PAD = 760, 260, 48
 

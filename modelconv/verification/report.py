@@ -7,7 +7,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from modelconv.verify.compare import OutputMetrics, Tolerance
+from modelconv.verification.compare import OutputMetrics, Tolerance
 
 
 @dataclass

@@ -19,10 +19,10 @@ import onnx
 
 from modelconv.formats import SourceModel
 from modelconv.options import ConvertOptions
-from modelconv.verify.compare import Tolerance, compare_arrays
-from modelconv.verify.report import LayerError, VerificationReport
-from modelconv.verify.runners import Runner
-from modelconv.verify.verifier import sample_inputs
+from modelconv.verification.compare import Tolerance, compare_arrays
+from modelconv.verification.report import LayerError, VerificationReport
+from modelconv.verification.runners import Runner
+from modelconv.verification.verifier import sample_inputs
 
 SOURCE_KEY = "source_name"
 _PERMS = [(0, 2, 3, 1), (0, 3, 1, 2), (0, 2, 1), (0, 2, 3, 4, 1), (0, 4, 1, 2, 3)]
