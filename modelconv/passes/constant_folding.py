@@ -1,12 +1,19 @@
-"""Fold nodes whose inputs are all constants into initializers (cheap cases only).
+"""Fold nodes whose inputs are all constants into initializers.
 
-    Shape(x:[2,3]) ──► Gather(., 1) ──► Reshape(y, .)
+    W[64,3,3,3] ─► Transpose ─► Conv          x ─► Shape ─► Gather(0) ─► Reshape(y, .)
     becomes
-    const [3] ─────────────────────────► Reshape(y, .)
+    W'[64,3,3,3] ─────────────► Conv          const [1] ──────────────► Reshape(y, .)
 
-Only deterministic ops are folded, evaluated with ONNX's reference implementation so the
-semantics are exactly the op's. Outputs may not outgrow the inputs (a weight Transpose or
-Cast folds; ops that can blow a small input up into a huge tensor never fold).
+Nodes are evaluated with ONNX's reference implementation (no ML framework), so the
+semantics are exactly the op's; Shape/Size of statically shaped values fold too. Folded
+values keep the name of the value they replace.
+
+Two policies:
+- default (the cleanup pipeline): an output may not outgrow the node's constant inputs
+  (beyond a small allowance), and ops that can blow a small input up into a huge tensor
+  (ConstantOfShape, Expand, Tile, Range, OneHot, Resize, Pad) never fold — the file stays small;
+- ``allow_growth=True`` (exporters without lowerings for those ops, e.g. TFLite): they fold
+  too, up to ``MAX_GROWN_ELEMENTS`` per output; their results are model constants either way.
 """
 
 from __future__ import annotations
@@ -17,96 +24,120 @@ import onnx_ir as ir
 from onnx.reference import ReferenceEvaluator
 from onnx_ir.passes import InPlacePass, PassResult
 
+from modelconv.passes._edit import static_shape
+
 #: outputs up to this many elements always fold; larger ones only if no bigger than inputs
 MAX_FOLD_ELEMENTS = 1 << 16
 #: never evaluate nodes whose constant inputs exceed this many elements in total
-MAX_INPUT_ELEMENTS = 1 << 24
-_NEVER_FOLD = {
+MAX_INPUT_ELEMENTS = 1 << 26
+#: with allow_growth, the largest output that may be materialised
+MAX_GROWN_ELEMENTS = 1 << 26
+_NONDETERMINISTIC = {
     "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
-    "Bernoulli", "If", "Loop", "Scan", "SequenceConstruct", "ConstantOfShape", "Expand", "Tile",
-    "Range", "OneHot", "Resize", "Upsample", "Pad", "DequantizeLinear", "QuantizeLinear",
+    "Bernoulli", "If", "Loop", "Scan", "SequenceConstruct", "DequantizeLinear", "QuantizeLinear",
 }
+_GROWING = {"ConstantOfShape", "Expand", "Tile", "Range", "OneHot", "Resize", "Upsample", "Pad"}
 
 
 class FoldConstantsPass(InPlacePass):
     """Replace constant-input nodes of the default domain by their computed outputs."""
 
+    def __init__(self, allow_growth: bool = False):
+        super().__init__()
+        self.allow_growth = allow_growth
+
     def call(self, model: ir.Model) -> PassResult:
-        """Run over the main graph in order."""
+        """Fold every foldable node of the main graph, in order."""
         modified = False
         graph = model.graph
         opset = model.opset_imports.get("", 21)
-        outputs = set(graph.outputs)
+        skip = _NONDETERMINISTIC if self.allow_growth else _NONDETERMINISTIC | _GROWING
         for node in list(graph):
-            if node.domain not in ("", "ai.onnx") or node.op_type in _NEVER_FOLD:
+            if node.domain not in ("", "ai.onnx") or node.op_type in skip:
                 continue
-            if any(o in outputs for o in node.outputs):
-                continue
-            values = _fold(node, opset)
+            values = self._fold(node, opset)
             if values is None:
                 continue
             for out, array in zip(node.outputs, values, strict=True):
-                name = out.name or "folded"
-                const = ir.Value(name=name, shape=ir.Shape(array.shape),
-                                 type=ir.TensorType(ir.DataType.from_numpy(array.dtype)))
-                const.const_value = ir.tensor(array, name=name)
-                out.replace_all_uses_with(const)
-                out.name = None
-                graph.register_initializer(const)
-            graph.remove(node, safe=True)
+                _install(graph, out, array)
+            graph.remove(node, safe=False)
             modified = True
         return PassResult(model, modified)
 
+    def _fold(self, node: ir.Node, opset: int) -> list[np.ndarray] | None:
+        if node.op_type in ("Shape", "Size"):
+            return _fold_shape(node)
+        inputs = _constant_inputs(node)
+        if inputs is None:
+            return None
+        total = sum(a.size for a in inputs if a is not None)
+        if total > MAX_INPUT_ELEMENTS:
+            return None
+        out = _evaluate(node, inputs, opset)
+        if out is None:
+            return None
+        limit = MAX_GROWN_ELEMENTS if self.allow_growth else max(MAX_FOLD_ELEMENTS, total)
+        if any(r.size > limit or r.dtype == object for r in out):
+            return None
+        return out
 
-def _fold(node: ir.Node, opset: int) -> list[np.ndarray] | None:
-    if node.op_type == "Shape":
-        return _fold_shape(node)
+
+def _constant_inputs(node: ir.Node) -> list[np.ndarray | None] | None:
+    if any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
+           for a in node.attributes.values()):
+        return None
     inputs: list[np.ndarray | None] = []
     for value in node.inputs:
         if value is None:
             inputs.append(None)
-            continue
-        tensor = value.const_value
-        if tensor is None:
+        elif value.const_value is None:
             return None
-        inputs.append(tensor.numpy())
-    total = sum(a.size for a in inputs if a is not None)
-    if total > MAX_INPUT_ELEMENTS:
-        return None
+        else:
+            inputs.append(np.asarray(value.const_value.numpy()))
     if not inputs and node.op_type != "Constant":
         return None
-    if any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
-           for a in node.attributes.values()):
-        return None
+    return inputs
+
+
+def _evaluate(node: ir.Node, inputs: list[np.ndarray | None], opset: int
+              ) -> list[np.ndarray] | None:
     try:
         proto_node = ir.serde.serialize_node(node)
-        names = [i.name for i in proto_node.input]
+        names = list(proto_node.input)
+        feeds = {n: a for n, a in zip(names, inputs, strict=True) if n and a is not None}
         graph = onnx.helper.make_graph(
             [proto_node], "fold",
             [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.UNDEFINED, None)
-             for n in dict.fromkeys(n for n in names if n)],
+             for n in feeds],
             [onnx.helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None)
              for o in proto_node.output],
         )
         model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)])
-        feeds = {n: a for n, a in zip(names, inputs, strict=True) if n and a is not None}
         results = ReferenceEvaluator(model).run(None, feeds)
-    except Exception:
+    except Exception:  # an op the reference evaluator cannot run: leave it in the graph
         return None
-    out = [np.asarray(r) for r in results]
-    limit = max(MAX_FOLD_ELEMENTS, total)
-    if any(r.size > limit or r.dtype == object for r in out):
-        return None
-    return out
+    return [np.asarray(r) for r in results]
 
 
 def _fold_shape(node: ir.Node) -> list[np.ndarray] | None:
-    value = node.inputs[0]
-    if value is None or value.shape is None:
+    dims = static_shape(node.inputs[0])
+    if dims is None:
         return None
-    dims = list(value.shape)
-    if not all(isinstance(d, int) for d in dims):
-        return None
+    if node.op_type == "Size":
+        return [np.asarray(int(np.prod(dims)), dtype=np.int64)]
     start = node.attributes.get_int("start", 0)
     end = node.attributes.get_int("end", len(dims))
-    return [np.asarray(dims[start:end] if end is not None else dims[start:], dtype=np.int64)]
+    return [np.asarray(dims[start:end], dtype=np.int64)]
+
+
+def _install(graph: ir.Graph, out: ir.Value, array: np.ndarray) -> None:
+    """Make ``array`` an initializer that takes over ``out``'s name and uses."""
+    name = out.name or "folded"
+    array = np.ascontiguousarray(array)
+    const = ir.Value(name=name, shape=ir.Shape(list(array.shape)),
+                     type=ir.TensorType(ir.DataType.from_numpy(array.dtype)),
+                     const_value=ir.tensor(array, name=name))
+    out.replace_all_uses_with(const, replace_graph_outputs=True)
+    out.name = f"{name}__folded"
+    const.name = name
+    graph.register_initializer(const)

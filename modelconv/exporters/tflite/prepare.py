@@ -13,7 +13,7 @@ from modelconv.exporters.tflite.registry import LOWERINGS
 from modelconv.ir.builder import source_name_of
 from modelconv.ir.info import graph_input_specs
 from modelconv.options import ConvertOptions
-from modelconv.passes.fold_static import FoldStaticPass
+from modelconv.passes.constant_folding import FoldConstantsPass
 from modelconv.passes.fuse_activation import FuseActivationPass
 from modelconv.passes.fuse_batchnorm import FuseBatchNormPass
 from modelconv.passes.fuse_bias import FuseBiasPass
@@ -61,7 +61,7 @@ def infer_and_fold(model: ir.Model) -> None:
     try:
         for _ in range(3):
             ShapeInferencePass()(model)
-            if not FoldStaticPass()(model).modified:
+            if not FoldConstantsPass(allow_growth=True)(model).modified:
                 break
         ShapeInferencePass()(model)
     except Exception as exc:  # onnx raises several types; report unsupported ops first
