@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 import modelconv
 from modelconv.errors import (
@@ -20,6 +20,7 @@ from modelconv.errors import (
     UnsupportedOpsError,
 )
 from modelconv.verification.runners import OnnxRuntimeRunner
+from tests.hostile.corpus import external_data_model
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "onnx"
 CNN = FIXTURES / "small_cnn.onnx"
@@ -100,29 +101,12 @@ def test_bad_opset_leaves_no_file(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def _model_with_external(folder: Path, location: str) -> Path:
-    tensor = numpy_helper.from_array(np.ones((4,), np.float32), "w")
-    tensor.ClearField("raw_data")
-    tensor.data_location = TensorProto.EXTERNAL
-    for key, value in (("location", location), ("offset", "0"), ("length", "16")):
-        entry = tensor.external_data.add()
-        entry.key, entry.value = key, value
-    graph = helper.make_graph(
-        [helper.make_node("Add", ["x", "w"], ["y"])], "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [tensor])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    path = folder / "model.onnx"
-    path.write_bytes(model.SerializeToString())
-    return path
-
-
 @pytest.mark.parametrize("location", ["../secret.bin", "/etc/passwd", "sub/../../secret.bin"])
 def test_external_data_outside_folder_is_refused(tmp_path: Path, location: str) -> None:
     folder = tmp_path / "m"
     folder.mkdir()
     (tmp_path / "secret.bin").write_bytes(b"\0" * 16)
-    src = _model_with_external(folder, location)
+    src = external_data_model(folder, location)
     with pytest.raises(UnsafeModelError, match="outside"):
         modelconv.convert(src, tmp_path / "out.onnx")
     assert not (tmp_path / "out.onnx").exists()
@@ -133,7 +117,7 @@ def test_external_data_symlink_and_hardlink_are_refused(tmp_path: Path) -> None:
     folder.mkdir()
     secret = tmp_path / "secret.bin"
     secret.write_bytes(b"\0" * 16)
-    src = _model_with_external(folder, "data.bin")
+    src = external_data_model(folder, "data.bin")
     os.symlink(secret, folder / "data.bin")
     with pytest.raises(UnsafeModelError, match="link"):
         modelconv.convert(src, tmp_path / "out.onnx")
@@ -145,7 +129,7 @@ def test_external_data_symlink_and_hardlink_are_refused(tmp_path: Path) -> None:
 
 
 def test_external_data_missing_or_short(tmp_path: Path) -> None:
-    src = _model_with_external(tmp_path, "data.bin")
+    src = external_data_model(tmp_path, "data.bin")
     with pytest.raises(ModelLoadError, match="missing"):
         modelconv.convert(src, tmp_path / "out.onnx")
     (tmp_path / "data.bin").write_bytes(b"\0" * 8)
@@ -154,7 +138,7 @@ def test_external_data_missing_or_short(tmp_path: Path) -> None:
 
 
 def test_external_data_inside_folder_works(tmp_path: Path) -> None:
-    src = _model_with_external(tmp_path, "data.bin")
+    src = external_data_model(tmp_path, "data.bin")
     (tmp_path / "data.bin").write_bytes(np.arange(4, dtype=np.float32).tobytes())
     result = modelconv.convert(src, tmp_path / "out.onnx")
     assert result.verified

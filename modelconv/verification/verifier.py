@@ -55,23 +55,8 @@ def verify_runners(
     refs: list[list[np.ndarray]] = []
     acts: list[list[np.ndarray]] = []
     for feeds in samples:
-        try:
-            ref = source.run(cast_like(feeds, source_specs))
-        except ModelconvError:
-            raise
-        except Exception as exc:
-            raise ModelLoadError(
-                f"the source model fails to run in {source.name}: {_first_line(exc)}",
-                hint="Check the inputs (--inputs) and dynamic dims (--dim)",
-            ) from exc
-        try:
-            act = target.run(cast_like(feeds, target_specs))
-        except ModelconvError:
-            raise
-        except Exception as exc:
-            raise VerificationError(
-                f"the converted model fails to run in {target.name}: {_first_line(exc)}"
-            ) from exc
+        ref = _run(source, cast_like(feeds, source_specs), "source model", ModelLoadError)
+        act = _run(target, cast_like(feeds, target_specs), "converted model", VerificationError)
         if len(ref) != len(act):
             raise VerificationError(
                 f"the source gives {len(ref)} outputs but the converted model {len(act)}"
@@ -94,6 +79,18 @@ def verify_runners(
             )
     report.passed = all(o.passed for o in report.outputs)
     return report
+
+
+def _run(runner: Runner, feeds: list[np.ndarray], what: str,
+         error: type[ModelconvError]) -> list[np.ndarray]:
+    """``runner.run(feeds)``, with a runtime's own exceptions turned into ``error``."""
+    try:
+        return runner.run(feeds)
+    except ModelconvError:
+        raise
+    except Exception as exc:
+        raise error(f"the {what} fails to run in {runner.name}: {_first_line(exc)}",
+                    hint="Check the inputs (--inputs) and dynamic dims (--dim)") from exc
 
 
 def _stack(arrays: list[Any]) -> np.ndarray:

@@ -150,7 +150,8 @@ def _globals(d: Path) -> list[str]:
 
 
 # -- ONNX -----------------------------------------------------------------------------
-def _ext_model(folder: Path, location: str) -> Path:
+def external_data_model(folder: Path, location: str) -> Path:
+    """An ONNX model whose one weight lives in external file ``location``."""
     tensor = numpy_helper.from_array(np.ones((4,), np.float32), "w")
     tensor.ClearField("raw_data")
     tensor.data_location = TensorProto.EXTERNAL
@@ -169,12 +170,12 @@ def _ext_model(folder: Path, location: str) -> Path:
 def _ext_parent(d: Path) -> list[str]:
     (d / "m").mkdir()
     _write(d / "secret.bin", b"\0" * 16)
-    return convert_args(_ext_model(d / "m", "../secret.bin"), d)
+    return convert_args(external_data_model(d / "m", "../secret.bin"), d)
 
 
 @case("onnx-external-data-absolute", "UnsafeModelError")
 def _ext_abs(d: Path) -> list[str]:
-    return convert_args(_ext_model(d, str(d / "abs.bin")), d)
+    return convert_args(external_data_model(d, str(d / "abs.bin")), d)
 
 
 @case("onnx-external-data-symlink", "UnsafeModelError")
@@ -182,7 +183,7 @@ def _ext_symlink(d: Path) -> list[str]:
     (d / "m").mkdir()
     _write(d / "secret.bin", b"\0" * 16)
     os.symlink(d / "secret.bin", d / "m" / "data.bin")
-    return convert_args(_ext_model(d / "m", "data.bin"), d)
+    return convert_args(external_data_model(d / "m", "data.bin"), d)
 
 
 @case("onnx-external-data-hardlink", "UnsafeModelError")
@@ -190,7 +191,7 @@ def _ext_hardlink(d: Path) -> list[str]:
     (d / "m").mkdir()
     _write(d / "secret.bin", b"\0" * 16)
     os.link(d / "secret.bin", d / "m" / "data.bin")
-    return convert_args(_ext_model(d / "m", "data.bin"), d)
+    return convert_args(external_data_model(d / "m", "data.bin"), d)
 
 
 @case("onnx-graph-cycle", "ModelLoadError")

@@ -6,7 +6,8 @@ Every route ends in a ``torch.export.ExportedProgram`` that is lowered op by op
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -93,20 +94,20 @@ def _import_module(module: torch.nn.Module, options: ConvertOptions, fmt: str,
 
 def import_state_dict(src: Any, options: ConvertOptions) -> SourceModel:
     """Import a torch.save'd state_dict (weights_only) into ``options.model``."""
-    path = as_path(src)
-    state = load_torch_weights(path)
-    module = build_architecture(options.model, path)
-    apply_state_dict(module, state, path)
-    return _import_module(module, options, "state_dict", str(path))
+    return _import_weights(as_path(src), options, "state_dict", load_torch_weights)
 
 
 def import_safetensors(src: Any, options: ConvertOptions) -> SourceModel:
     """Import a .safetensors file into ``options.model``."""
-    path = as_path(src)
-    state = load_safetensors(path)
+    return _import_weights(as_path(src), options, "safetensors", load_safetensors)
+
+
+def _import_weights(path: Path, options: ConvertOptions, fmt: str,
+                    read: Callable[[Path], dict[str, torch.Tensor]]) -> SourceModel:
+    state = read(path)
     module = build_architecture(options.model, path)
     apply_state_dict(module, state, path)
-    return _import_module(module, options, "safetensors", str(path))
+    return _import_module(module, options, fmt, str(path))
 
 
 def import_torchscript(src: Any, options: ConvertOptions) -> SourceModel:
