@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-SOURCE_KEY = "source_name"
+from modelconv.ir.builder import SOURCE_KEY
 
 
 def const_array(value: ir.Value | None) -> np.ndarray | None:
@@ -96,8 +96,14 @@ def replace_value(graph: ir.Graph, old: ir.Value, new: ir.Value) -> None:
     """Route every use of ``old`` (including graph outputs) to ``new``, which takes its name.
 
     Used when ``new`` now computes what ``old`` held (a fused op's output replacing the
-    activation's), so the tensor keeps the name the verifier knows it by.
+    activation's), so the tensor keeps the name the verifier knows it by, and ``new``'s
+    producer takes over the source layer of ``old``'s producer: the fused op's output is
+    that layer's output, which is where localisation must compare it.
     """
+    old_prod, new_prod = old.producer(), new.producer()
+    source = old_prod.metadata_props.get(SOURCE_KEY) if old_prod is not None else None
+    if source and new_prod is not None:
+        new_prod.metadata_props[SOURCE_KEY] = source
     old_name = old.name
     old.replace_all_uses_with(new, replace_graph_outputs=True)
     if old_name:

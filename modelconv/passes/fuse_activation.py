@@ -3,8 +3,10 @@
 Before::  x -> Conv -> Clip(0, 6) -> y
 After::   x -> Conv[fused_activation="RELU6"] -> y
 
-The attribute ``fused_activation`` (one of RELU, RELU6, RELU_N1_TO_1, TANH) is not ONNX:
-run this pass only right before an exporter that understands it (TFLite).
+The attribute ``fused_activation`` (one of RELU, RELU6, RELU_N1_TO_1) is not ONNX: run
+this pass only right before an exporter that understands it (TFLite). TANH is never fused:
+the schema has the enum value, but TFLite's float kernels only clamp (RELU family) and
+silently skip TANH, which made a fused Mul+Tanh return the un-activated product.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ _PRODUCERS = {"Conv", "ConvTranspose", "Gemm", "Add", "Mul", "Sub"}
 
 
 class FuseActivationPass(ir.passes.InPlacePass):
-    """Record Relu/Relu6/Relu_n1_to_1/Tanh on the producing op and drop the activation node."""
+    """Record Relu/Relu6/Relu_n1_to_1 on the producing op and drop the activation node."""
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         """Fuse every eligible producer -> activation pair."""
@@ -35,8 +37,6 @@ class FuseActivationPass(ir.passes.InPlacePass):
                 continue
             if single_consumer(x) is not act or len(prod.outputs) != 1:
                 continue
-            if prod.op_type == "Gemm" and kind == "TANH":
-                continue  # TFLite FULLY_CONNECTED cannot fuse TANH
             prod.attributes[FUSED_ATTR] = ir.AttrString(FUSED_ATTR, kind)
             replace_value(graph, act.outputs[0], x)
             graph.remove(act, safe=True)
@@ -50,8 +50,6 @@ def activation_kind(node: ir.Node) -> str | None:
         return None
     if node.op_type == "Relu":
         return "RELU"
-    if node.op_type == "Tanh":
-        return "TANH"
     if node.op_type != "Clip":
         return None
     lo = const_array(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] else None

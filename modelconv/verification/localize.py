@@ -18,33 +18,42 @@ import numpy as np
 import onnx
 
 from modelconv.formats import SourceModel
+from modelconv.ir.builder import SOURCE_KEY
 from modelconv.options import ConvertOptions
 from modelconv.verification.compare import Tolerance, compare_arrays
 from modelconv.verification.report import LayerError, VerificationReport
 from modelconv.verification.runners import Runner
 from modelconv.verification.verifier import sample_inputs
 
-SOURCE_KEY = "source_name"
 _PERMS = [(0, 2, 3, 1), (0, 3, 1, 2), (0, 2, 1), (0, 2, 3, 4, 1), (0, 4, 1, 2, 3)]
 
 
 def layer_map_from_nodes(nodes: Sequence[Any]) -> dict[str, tuple[str, list[str]]]:
-    """source_name -> (name of the last output tensor, op types) for ONNX-like nodes.
+    """source_name -> (tensor holding that layer's output, the layer's own op types).
 
-    Works on onnx NodeProto and onnx_ir Node objects alike.
+    Source names are hierarchical (``encoder.layer.0.attn``): a layer's output is the
+    output of the last node in its whole subtree, since a submodule (``attn.out_proj``)
+    often computes it. Works on onnx NodeProto and onnx_ir Node objects alike. Layers are
+    ordered by where their output is produced; on a tie the deeper layer comes first.
     """
     layers: dict[str, tuple[str, list[str]]] = {}
-    for node in nodes:
+    position: dict[str, int] = {}
+    for index, node in enumerate(nodes):
         # files written by other tools carry no source_name: fall back to the node name
         name = _metadata(node).get(SOURCE_KEY) or node.name
-        if not name:
-            continue
         out = _first_output(node)
-        if out is None:
+        if not name or out is None:
             continue
         ops = layers.get(name, ("", []))[1]
         layers[name] = (out, [*ops, node.op_type])
-    return layers
+        position[name] = index
+        parts = name.split(".")
+        for i in range(len(parts) - 1, 0, -1):
+            ancestor = ".".join(parts[:i])
+            layers[ancestor] = (out, layers.get(ancestor, ("", []))[1])
+            position[ancestor] = index
+    order = sorted(layers, key=lambda n: (position[n], -n.count(".")))
+    return {n: layers[n] for n in order}
 
 
 def _metadata(node: Any) -> dict[str, str]:
@@ -99,7 +108,7 @@ def localize(
         tensor, ops = layers[name]
         if name not in src_vals or tensor not in tgt_vals:
             continue
-        ref, raw = np.asarray(src_vals[name]), np.asarray(tgt_vals[tensor])
+        ref, raw = _main_tensor(src_vals[name]), np.asarray(tgt_vals[tensor])
         act = _align(ref, raw)
         if act is None and raw.size == ref.size:
             continue  # same data in a layout we cannot map back: not evidence either way
@@ -113,6 +122,13 @@ def localize(
             report.first_divergence = entry
     if not report.layers:
         report.notes.append("layer localisation found no comparable intermediate tensors")
+
+
+def _main_tensor(value: Any) -> np.ndarray:
+    """A layer's main output: the first tensor when it returns several."""
+    if isinstance(value, (list, tuple)):
+        return np.asarray(value[0])
+    return np.asarray(value)
 
 
 def _align(ref: np.ndarray, act: np.ndarray) -> np.ndarray | None:
