@@ -44,7 +44,8 @@ def assert_equivalent(
                      f"cosine {out.cosine:.6f})")
     if report.first_divergence is not None:
         d = report.first_divergence
+        fused = f", fused with {', '.join(d.fused_with)}" if d.fused_with else ""
         lines.append(f"  first diverging layer: '{d.source_name}' -> converted ops "
-                     f"{', '.join(d.converted_ops)} (tensor '{d.tensor}', max rel "
+                     f"{', '.join(d.converted_ops)}{fused} (tensor '{d.tensor}', max rel "
                      f"{d.max_rel:.3g})")
     raise AssertionError("\n".join(lines))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import onnx
@@ -69,3 +71,17 @@ def test_json_and_html_reports(tmp_path: Path) -> None:
     assert page.startswith("<!doctype html>")
     assert '<svg id="layer-chart"' in page and "first divergence: conv2" in page
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "")
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs headless chromium")
+def test_html_report_renders_in_chromium(tmp_path: Path) -> None:
+    report = modelconv.verify(CNN, _perturbed(tmp_path), localize=True)
+    page, shot = tmp_path / "report.html", tmp_path / "report.png"
+    page.write_text(render_html(report))
+    subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
+         "--window-size=900,900", page.as_uri()],
+        capture_output=True, timeout=120, check=True)
+    assert shot.stat().st_size > 10_000  # a rendered page, not a blank image

@@ -17,6 +17,8 @@ import onnx_ir as ir
 
 DEFAULT_OPSET = 21
 SOURCE_KEY = "source_name"
+#: source layers whose ops a fusion pass folded into this node (comma-separated)
+FUSED_KEY = "fused_from"
 
 
 def source_name_of(node: ir.Node) -> str | None:

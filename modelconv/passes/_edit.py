@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from modelconv.ir.builder import SOURCE_KEY
+from modelconv.ir.builder import FUSED_KEY, SOURCE_KEY
 
 
 def const_array(value: ir.Value | None) -> np.ndarray | None:
@@ -103,6 +103,10 @@ def replace_value(graph: ir.Graph, old: ir.Value, new: ir.Value) -> None:
     old_prod, new_prod = old.producer(), new.producer()
     source = old_prod.metadata_props.get(SOURCE_KEY) if old_prod is not None else None
     if source and new_prod is not None:
+        absorbed = new_prod.metadata_props.get(SOURCE_KEY)
+        if absorbed and absorbed != source:
+            earlier = new_prod.metadata_props.get(FUSED_KEY)
+            new_prod.metadata_props[FUSED_KEY] = f"{earlier},{absorbed}" if earlier else absorbed
         new_prod.metadata_props[SOURCE_KEY] = source
     old_name = old.name
     old.replace_all_uses_with(new, replace_graph_outputs=True)

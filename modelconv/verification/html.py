@@ -75,7 +75,9 @@ def render_html(report: VerificationReport) -> str:
     )
     layer_rows = "\n".join(
         f"<tr{' class=bad' if not layer.passed else ''}><td>{layer.index}</td>"
-        f"<td>{esc(layer.source_name)}</td><td>{esc(', '.join(layer.converted_ops))}</td>"
+        f"<td>{esc(layer.source_name)}"
+        f"{esc(' (+ ' + ', '.join(layer.fused_with) + ')') if layer.fused_with else ''}</td>"
+        f"<td>{esc(', '.join(layer.converted_ops))}</td>"
         f"<td>{layer.max_abs:.3g}</td><td>{layer.max_rel:.3g}</td></tr>"
         for layer in report.layers
     )

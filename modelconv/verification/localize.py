@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 
 from modelconv.formats import SourceModel
-from modelconv.ir.builder import SOURCE_KEY
+from modelconv.ir.builder import FUSED_KEY, SOURCE_KEY
 from modelconv.options import ConvertOptions
 from modelconv.verification.compare import Tolerance, compare_arrays
 from modelconv.verification.report import LayerError, VerificationReport
@@ -26,6 +26,17 @@ from modelconv.verification.runners import Runner
 from modelconv.verification.verifier import sample_inputs
 
 _PERMS = [(0, 2, 3, 1), (0, 3, 1, 2), (0, 2, 1), (0, 2, 3, 4, 1), (0, 4, 1, 2, 3)]
+
+
+def fused_layers(nodes: Sequence[Any]) -> dict[str, list[str]]:
+    """source_name -> the source layers fusion passes folded into its ops."""
+    fused: dict[str, list[str]] = {}
+    for node in nodes:
+        meta = _metadata(node)
+        name, absorbed = meta.get(SOURCE_KEY), meta.get(FUSED_KEY)
+        if name and absorbed:
+            fused.setdefault(name, []).extend(a for a in absorbed.split(",") if a)
+    return fused
 
 
 def layer_map_from_nodes(nodes: Sequence[Any]) -> dict[str, tuple[str, list[str]]]:
@@ -68,12 +79,11 @@ def _first_output(node: Any) -> str | None:
     return outs[0] if outs and outs[0] else None
 
 
-def converted_layer_map(source: SourceModel, out: Path) -> dict[str, tuple[str, list[str]]]:
-    """The mapping for the written file (ONNX: read it; else the IR the exporter got)."""
+def converted_nodes(source: SourceModel, out: Path) -> list[Any]:
+    """The converted model's nodes (ONNX: read the file; else the IR the exporter got)."""
     if out.suffix == ".onnx":
-        proto = onnx.load(str(out), load_external_data=False)
-        return layer_map_from_nodes(proto.graph.node)
-    return layer_map_from_nodes(list(source.model.graph))
+        return list(onnx.load(str(out), load_external_data=False).graph.node)
+    return list(source.model.graph)
 
 
 def localize(
@@ -91,7 +101,8 @@ def localize(
             "runner cannot expose intermediate tensors"
         )
         return
-    layers = converted_layer_map(source, out)
+    nodes = converted_nodes(source, out)
+    layers, fused = layer_map_from_nodes(nodes), fused_layers(nodes)
     if not layers:
         report.notes.append("layer localisation unavailable: no source names in the model")
         return
@@ -113,10 +124,12 @@ def localize(
         if act is None and raw.size == ref.size:
             continue  # same data in a layout we cannot map back: not evidence either way
         if act is None:  # a different number of elements: this layer certainly diverged
-            entry = LayerError(index, name, ops, tensor, float("inf"), float("inf"), False)
+            entry = LayerError(index, name, ops, tensor, float("inf"), float("inf"), False,
+                               fused.get(name, []))
         else:
             m = compare_arrays(name, ref, act, tol)
-            entry = LayerError(index, name, ops, tensor, m.max_abs, m.max_rel, m.passed)
+            entry = LayerError(index, name, ops, tensor, m.max_abs, m.max_rel, m.passed,
+                               fused.get(name, []))
         report.layers.append(entry)
         if not entry.passed and report.first_divergence is None:
             report.first_divergence = entry
@@ -132,15 +145,21 @@ def _main_tensor(value: Any) -> np.ndarray:
 
 
 def _align(ref: np.ndarray, act: np.ndarray) -> np.ndarray | None:
-    """``act`` brought to ``ref``'s shape (same shape, reshape, or a layout transpose)."""
-    if act.shape == ref.shape:
-        return act
-    if act.size != ref.size:
+    """``act`` brought to ``ref``'s shape: as is, a layout transpose, or a reshape.
+
+    Equal shapes do not prove equal layouts (NHWC and NCHW coincide when H = W = C), so
+    every candidate that fits is tried and the closest one wins: a real divergence is
+    far from the reference under every layout, a layout difference is not.
+    """
+    candidates = [act] if act.shape == ref.shape else []
+    if act.size == ref.size:
+        candidates += [np.transpose(act, perm) for perm in _PERMS
+                       if len(perm) == act.ndim and
+                       tuple(act.shape[p] for p in perm) == ref.shape]
+        if not candidates and np.squeeze(act).shape == np.squeeze(ref).shape:
+            candidates.append(act.reshape(ref.shape))
+    if not candidates:
         return None
-    for perm in _PERMS:
-        if len(perm) == act.ndim and tuple(act.shape[p] for p in perm) == ref.shape:
-            return np.transpose(act, perm)
-    squeezed = np.squeeze(act)
-    if squeezed.shape == np.squeeze(ref).shape:
-        return squeezed.reshape(ref.shape)
-    return None
+    if len(candidates) == 1 or ref.dtype.kind not in "fc":
+        return candidates[0]
+    return min(candidates, key=lambda c: float(np.nanmax(np.abs(c - ref))) if c.size else 0.0)

@@ -21,6 +21,7 @@ class LayerError:
     max_abs: float
     max_rel: float
     passed: bool
+    fused_with: list[str] = field(default_factory=list)  # layers folded into these ops
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -89,8 +90,9 @@ class VerificationReport:
             text += f"max rel {worst.max_rel:.3g}, cosine {worst.cosine:.6f}"
         if self.first_divergence is not None:
             d = self.first_divergence
+            fused = f", fused with {', '.join(d.fused_with)}" if d.fused_with else ""
             text += (f"; first diverging layer: '{d.source_name}' (max rel {d.max_rel:.3g}, "
-                     f"converted ops: {', '.join(d.converted_ops[:6])})")
+                     f"converted ops: {', '.join(d.converted_ops[:6])}{fused})")
         return text
 
     def to_table(self) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from modelconv.ir.builder import GraphBuilder
+from modelconv.ir.builder import GraphBuilder, source_name_of
 
 FIRST = "first"
 LAST = "last"
@@ -52,7 +52,12 @@ def _view(b: GraphBuilder, x: KTensor, layout: str) -> ir.Value:
         return x.value
     if layout not in x.views:
         perm = perm_to_first(x.rank) if layout == FIRST else perm_to_last(x.rank)
-        x.views[layout] = b.Transpose(x.value, perm=perm)
+        # a cached view belongs to the layer that produced x (none for a graph input),
+        # not to whichever consumer happened to ask first
+        producer = x.value.producer()
+        owner = source_name_of(producer) if producer is not None else None
+        with b.source(owner):
+            x.views[layout] = b.Transpose(x.value, perm=perm)
     return x.views[layout]
 
 
