@@ -459,3 +459,86 @@ def test_convnext_block_transposes_cancel() -> None:
     ref, got, data = run_both(n.model([1, 3, 8, 8], [y]), feeds_for([1, 3, 8, 8]))
     close(ref[0], got[0], 1e-4)
     assert inner_transposes(data) == 0, op_names(data)
+
+
+def _lstm(direction: str, hidden: int = 16, feat: int = 8, peephole: bool = False,
+          states: bool = False, acts: list[str] | None = None,
+          outputs: tuple[str, ...] = ("Y", "Y_h")) -> onnx.ModelProto:
+    """A bare ONNX LSTM on x [5, 2, feat]; with ``states`` h0 is a constant and c0 an input."""
+    rng = np.random.default_rng(11)
+    dirs = 2 if direction == "bidirectional" else 1
+    consts = {"W": rng.standard_normal((dirs, 4 * hidden, feat)).astype(np.float32) * 0.3,
+              "R": rng.standard_normal((dirs, 4 * hidden, hidden)).astype(np.float32) * 0.3,
+              "B": rng.standard_normal((dirs, 8 * hidden)).astype(np.float32) * 0.1}
+    names = ["x", "W", "R", "B"]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, 2, feat])]
+    if states or peephole:
+        names += ["", "h0" if states else "", "c0" if states else ""]
+    if states:
+        consts["h0"] = rng.standard_normal((dirs, 2, hidden)).astype(np.float32)
+        inputs.append(helper.make_tensor_value_info("c0", TensorProto.FLOAT, [dirs, 2, hidden]))
+    if peephole:
+        consts["P"] = rng.standard_normal((dirs, 3 * hidden)).astype(np.float32) * 0.3
+        names.append("P")
+    extra: dict[str, Any] = {"activations": acts} if acts else {}
+    node = helper.make_node("LSTM", names, ["Y", "Y_h", "Y_c"], hidden_size=hidden,
+                            direction=direction, **extra)
+    return make_model([node], inputs, list(outputs), consts)
+
+
+def _lstm_feeds(model: onnx.ModelProto, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {i.name: rng.standard_normal([d.dim_value for d in i.type.tensor_type.shape.dim])
+            .astype(np.float32) for i in model.graph.input}
+
+
+@pytest.mark.parametrize("direction,peephole,states", [
+    ("forward", False, False), ("reverse", True, True), ("bidirectional", True, True),
+    ("bidirectional", False, False)])
+def test_lstm_becomes_fused_op(direction: str, peephole: bool, states: bool) -> None:
+    model = _lstm(direction, peephole=peephole, states=states)
+    ref, got, data = run_both(model, _lstm_feeds(model, 0))
+    for r, g in zip(ref, got, strict=True):
+        close(r, g, 1e-4)
+    names = op_names(data)
+    assert names.count("UNIDIRECTIONAL_SEQUENCE_LSTM") == (2 if direction[0] == "b" else 1)
+    assert "LOGISTIC" not in names and len(names) <= 16, names
+    # the state tensors are reset on every invocation: a second run gives the same answer
+    import onnxruntime as ort
+
+    runner = LiteRTRunner(data)
+    for seed in (1, 2):
+        feeds = _lstm_feeds(model, seed)
+        expect = ort.InferenceSession(model.SerializeToString()).run(None, feeds)
+        outs = runner.run([feeds[s.name] for s in runner.input_specs()])
+        for r, g in zip(expect, outs, strict=True):
+            close(r, g, 1e-4)
+
+
+@pytest.mark.parametrize("acts,outputs", [
+    (["Sigmoid", "Tanh", "Relu"], ("Y", "Y_h")), (None, ("Y", "Y_c"))])
+def test_lstm_falls_back_to_unrolled(acts: list[str] | None, outputs: tuple[str, ...]) -> None:
+    model = _lstm("forward", acts=acts, outputs=outputs)
+    ref, got, data = run_both(model, _lstm_feeds(model, 0))
+    for r, g in zip(ref, got, strict=True):
+        close(r, g, 1e-4)
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" not in op_names(data)
+
+
+def test_fused_lstm_fp16_and_hybrid_dynamic() -> None:
+    from ai_edge_litert import schema_py_generated as s
+
+    model = _lstm("bidirectional", hidden=48, feat=32)
+    feeds = _lstm_feeds(model, 3)
+    ref = LiteRTRunner(convert_to_tflite(ir.serde.deserialize_model(model))).run([feeds["x"]])
+    for opts, tol in ((ConvertOptions(fp16=True), 1e-2), (ConvertOptions(quantize="dynamic"),
+                                                          0.1)):
+        data = convert_to_tflite(ir.serde.deserialize_model(model), opts)
+        got = LiteRTRunner(data).run([feeds["x"]])
+        for r, g in zip(ref, got, strict=True):
+            close(r, g, tol)
+            assert _cosine(r, g) > 0.999
+    sub = s.ModelT.InitFromPackedBuf(data, 0).subgraphs[0]
+    lstm = [op for op in sub.operators if len(op.inputs) == 24]
+    weights = [sub.tensors[lstm[0].inputs[k]] for k in range(1, 9)]
+    assert all(t.type == s.TensorType.INT8 and len(t.quantization.scale) == 1 for t in weights)

@@ -284,6 +284,47 @@ def test_unsupported_ops_listed_at_once() -> None:
     assert info.value.unsupported == {"Det": ["layer.a", "layer.c"], "Einsum": ["layer.b"]}
 
 
+def test_attribute_limits_reported_together() -> None:
+    """Attribute-level limits and missing lowerings come in ONE UnsupportedOpsError."""
+    rng = np.random.default_rng(3)
+    nodes = [
+        helper.make_node("ConvTranspose", ["x", "wt"], ["a"], group=2),
+        helper.make_node("ConvTranspose", ["x", "wt1"], ["a2"], dilations=[2, 2]),
+        helper.make_node("Resize", ["x", "", "scales"], ["b"], mode="cubic"),
+        helper.make_node("Pad", ["x", "pads"], ["c"], mode="edge"),
+        helper.make_node("Mod", ["x", "x"], ["m"], fmod=1),
+        helper.make_node("Det", ["sq"], ["d"]),
+        helper.make_node("LSTM", ["seq", "W", "R", "", "", "", "", "P"], ["y", "yh", "yc"],
+                         hidden_size=2, activations=["Sigmoid", "Tanh", "Relu"]),
+        helper.make_node("LSTM", ["seq", "W", "R"], ["y2", "yh2"], hidden_size=2, clip=1.0),
+    ]
+    for k, n in enumerate(nodes):
+        n.metadata_props.add(key="source_name", value=f"layer{k}")
+    consts = {"wt": rng.standard_normal((4, 2, 3, 3)).astype(np.float32),
+              "wt1": rng.standard_normal((4, 2, 3, 3)).astype(np.float32),
+              "scales": np.asarray([1, 1, 2, 2], np.float32),
+              "pads": np.asarray([0, 0, 1, 1, 0, 0, 1, 1], np.int64),
+              "W": rng.standard_normal((1, 8, 3)).astype(np.float32),
+              "R": rng.standard_normal((1, 8, 2)).astype(np.float32),
+              "P": rng.standard_normal((1, 6)).astype(np.float32)}
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 5, 5]),
+              helper.make_tensor_value_info("sq", TensorProto.FLOAT, [3, 3]),
+              helper.make_tensor_value_info("seq", TensorProto.FLOAT, [4, 1, 3])]
+    model = make_model(nodes, inputs, ["a", "a2", "b", "c", "m", "d", "y", "y2"], consts)
+    with pytest.raises(UnsupportedOpsError) as info:
+        convert_to_tflite(ir.serde.deserialize_model(model))
+    assert info.value.unsupported == {
+        "ConvTranspose (group=2)": ["layer0"],
+        "ConvTranspose (dilations=[2, 2])": ["layer1"],
+        "Resize (mode=cubic coordinate_transformation_mode=half_pixel)": ["layer2"],
+        "Pad (mode=edge)": ["layer3"],
+        "Mod (fmod=1)": ["layer4"],
+        "Det": ["layer5"],
+        "LSTM (peepholes with a non-default activation, clip or Y_c output)": ["layer6"],
+        "LSTM (clip / parameterised activations)": ["layer7"],
+    }, info.value.unsupported
+
+
 def test_dynamic_batch_fixed_to_one_with_signature() -> None:
     node = helper.make_node("Relu", ["x"], ["y"])
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])

@@ -1,0 +1,26 @@
+"""Docs generated from code stay in sync with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from modelconv.support import support_markdown, support_matrix
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "support.md"
+
+
+def test_support_matrix_lists_every_registry() -> None:
+    matrix = support_matrix()
+    assert len(matrix) == 4
+    for title, entry in matrix.items():
+        assert entry["error"] is None, f"{title}: {entry['error']}"
+        assert len(entry["supported"]) > 20, title
+    torch_ops = next(v for k, v in matrix.items() if "ATen" in k)["supported"]
+    assert "aten.convolution.default" in torch_ops
+    keras_layers = next(v for k, v in matrix.items() if "Keras" in k)["supported"]
+    assert {"Conv2D", "LSTM", "MultiHeadAttention"} <= set(keras_layers)
+
+
+def test_support_doc_is_generated_from_registries() -> None:
+    assert DOC.read_text() == support_markdown() + "\n", (
+        "docs/support.md is stale: run `python -m modelconv.support > docs/support.md`")
