@@ -10,12 +10,14 @@ import importlib.util
 import os
 
 from modelconv.formats import SourceModel
-from modelconv.importers.keras.convert import convert_keras_file
+from modelconv.importers.keras.convert import convert_keras_file, load_handlers
 from modelconv.importers.keras.reader import open_keras_file
 from modelconv.ir.info import infer_int_ranges
 from modelconv.options import ConvertOptions
 
 __all__ = ["import_keras"]
+
+load_handlers()  # register every layer handler (the support matrix reads the registry)
 
 
 def import_keras(src: str | os.PathLike[str], options: ConvertOptions) -> SourceModel:
