@@ -11,8 +11,9 @@ imports a framework.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,27 @@ def _specs_from_file(path: str) -> tuple[list[TensorSpec], list[str], int]:
     return specs, [r.layer for r in graph.outputs], major
 
 
+@contextlib.contextmanager
+def _tensorflow_hidden() -> Iterator[None]:
+    """Make ``import tensorflow`` fail while Keras loads a file, unless it is already loaded.
+
+    Keras' legacy-.h5 config decoder probes for TensorFlow when it is installed; importing
+    it beside Keras-on-torch costs seconds and crashed this process with the CUDA torch
+    build. ``sys.modules[name] = None`` is Python's documented way to block an import.
+    """
+    import sys
+
+    if "tensorflow" in sys.modules:
+        yield
+        return
+    sys.modules["tensorflow"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if sys.modules.get("tensorflow", 0) is None:
+            del sys.modules["tensorflow"]
+
+
 def load_keras3(path: str) -> Any:
     """Load a Keras 3 model in this process (torch backend unless keras is already loaded)."""
     import sys
@@ -52,7 +74,8 @@ def load_keras3(path: str) -> Any:
     except ImportError as exc:
         raise MissingDependencyError("keras", "keras", "Running Keras models") from exc
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+        with _tensorflow_hidden():
+            return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # keras raises many exception types on load
         raise ModelLoadError(f"Keras cannot load the model: {str(exc)[:300]}", path=path) from exc
 
