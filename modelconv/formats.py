@@ -121,6 +121,7 @@ FORMATS: dict[str, FormatInfo] = {
 }
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
 # First byte of a serialized ModelProto: the key of one of its fields
 # (ir_version=1, producer_name=2, producer_version=3, domain=4, model_version=5,
 # doc_string=6, graph=7, opset_import=8, metadata_props=14, training_info=20,
@@ -155,6 +156,11 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         (header_len,) = struct.unpack("<Q", head[:8])
         if head[8:9] == b"{" and 0 < header_len <= size - 8:
             return "safetensors"
+        if head[8:9] == b"{" and 0 < header_len < _MAX_SAFETENSORS_HEADER:
+            raise ModelLoadError(
+                f"safetensors header declares {header_len} bytes but the file has only "
+                f"{size - 8} after the length (truncated)", path=str(p),
+                hint="Re-download or re-save the weights")
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return "state_dict"  # legacy (non-zip) torch.save pickle; loaded weights_only
     if head[0] in _ONNX_FIRST_BYTES:

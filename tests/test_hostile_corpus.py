@@ -32,3 +32,25 @@ def test_hostile_input(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture
     assert not (tmp_path / MARKER).exists(), "the payload ran"
     after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
     assert after == before, f"files changed: {set(after) ^ set(before)}"
+
+
+def test_nan_and_inf_weights_convert_and_are_reported(tmp_path: Path) -> None:
+    """Non-finite weights are not an attack on the converter: convert, but say so."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    import modelconv
+    from tests.hostile.corpus import CNN
+
+    model = onnx.load(str(CNN))
+    for init in model.graph.initializer:
+        if init.name == "fc_b":
+            arr = numpy_helper.to_array(init).copy()
+            arr[0], arr[1] = np.nan, np.inf
+            init.CopyFrom(numpy_helper.from_array(arr, init.name))
+    src = tmp_path / "nan.onnx"
+    onnx.save(model, src)
+    result = modelconv.convert(src, tmp_path / "out.onnx")
+    assert result.report is not None and result.report.passed
+    assert any("NaN/Inf" in note for note in result.report.notes)

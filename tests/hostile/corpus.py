@@ -271,3 +271,152 @@ def zip_bytes(members: dict[str, bytes], compress: bool = True) -> bytes:
         for name, data in members.items():
             zf.writestr(name, data)
     return buf.getvalue()
+
+
+# -- truncations of real files, per format --------------------------------------------
+def _torch_files(d: Path) -> dict[str, Path]:
+    import torch
+
+    from tests.hostile.archs import tiny_mlp
+
+    net = tiny_mlp().eval()
+    torch.save(net.state_dict(), d / "w.pt")
+    from safetensors.torch import save_file
+
+    save_file(net.state_dict(), str(d / "w.safetensors"))
+    torch.export.save(torch.export.export(net, (torch.randn(1, 4),)), str(d / "m.pt2"))
+    return {"pt": d / "w.pt", "safetensors": d / "w.safetensors", "pt2": d / "m.pt2"}
+
+
+for _kind in ("pt", "safetensors", "pt2"):
+    def _trunc_torch(d: Path, kind: str = _kind) -> list[str]:
+        path = _torch_files(d)[kind]
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        return convert_args(path, d, "out.onnx", "--model", "tests.hostile.archs:tiny_mlp",
+                            "--input-shape", "1,4")
+
+    CASES.append(Case(f"truncated-{_kind}", _trunc_torch, "ModelLoadError",
+                      needs=("torch", "safetensors")))
+
+for _fixture in ("k3_cnn.h5", "k3_cnn.keras"):
+    def _trunc_keras(d: Path, fixture: str = _fixture) -> list[str]:
+        data = (FIXTURES / "keras" / fixture).read_bytes()
+        return convert_args(_write(d / fixture, data[: len(data) // 2]), d)
+
+    CASES.append(Case(f"truncated-{_fixture}", _trunc_keras, "ModelLoadError", needs=("h5py",)))
+
+
+@case("state-dict-missing-and-misshaped-keys", "ModelLoadError", needs=("torch",))
+def _bad_keys(d: Path) -> list[str]:
+    import torch
+
+    torch.save({"0.weight": torch.zeros(7, 7), "extra.bias": torch.zeros(3)}, d / "w.pt")
+    return convert_args(d / "w.pt", d, "out.onnx", "--model", "tests.hostile.archs:tiny_mlp",
+                        "--input-shape", "1,4")
+
+
+@case("torchscript-without-trust-code", "UnsafeModelError", needs=("torch",))
+def _torchscript(d: Path) -> list[str]:
+    import torch
+
+    from tests.hostile.archs import tiny_mlp
+
+    torch.jit.trace(tiny_mlp().eval(), torch.randn(1, 4)).save(str(d / "ts.pt"))
+    return convert_args(d / "ts.pt", d, "out.onnx", "--input-shape", "1,4")
+
+
+# -- Keras ------------------------------------------------------------------------------
+def _keras_with_config(d: Path, edit: Callable[[dict[str, object]], None]) -> Path:
+    """k3_cnn.keras with its config.json edited by ``edit``."""
+    import json
+
+    src = FIXTURES / "keras" / "k3_cnn.keras"
+    with zipfile.ZipFile(src) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    config = json.loads(members["config.json"])
+    edit(config)
+    members["config.json"] = json.dumps(config).encode()
+    return _write(d / "edited.keras", zip_bytes(members))
+
+
+def _layer(config: dict[str, object], name: str) -> dict[str, object]:
+    layers = config["config"]["layers"]  # type: ignore[index]
+    return next(layer for layer in layers if layer["config"]["name"] == name)  # type: ignore
+
+
+@case("keras-lambda-layer", "UnsafeModelError", needs=("h5py",))
+def _lambda(d: Path) -> list[str]:
+    def edit(config: dict[str, object]) -> None:
+        layer = _layer(config, "re_lu")
+        layer["class_name"] = "Lambda"
+        layer["config"] = {"name": "re_lu", "function": {
+            "class_name": "__lambda__", "config": {"code": "4wEAAAAAAAAA", "defaults": None,
+                                                   "closure": None}}}
+
+    return convert_args(_keras_with_config(d, edit), d)
+
+
+@case("keras-unknown-custom-layer", "UnsafeModelError", needs=("h5py",))
+def _custom(d: Path) -> list[str]:
+    def edit(config: dict[str, object]) -> None:
+        layer = _layer(config, "re_lu")
+        layer["class_name"] = "TotallyCustom"
+        layer["module"] = "evil_pkg.layers"
+        layer["registered_name"] = "evil_pkg>TotallyCustom"
+
+    return convert_args(_keras_with_config(d, edit), d)
+
+
+@case("keras-declared-shape-far-larger-than-data", "ModelLoadError", needs=("h5py",))
+def _huge_units(d: Path) -> list[str]:
+    def edit(config: dict[str, object]) -> None:
+        _layer(config, "dense")["config"]["units"] = 1 << 30  # type: ignore[index]
+
+    return convert_args(_keras_with_config(d, edit), d)
+
+
+@case("hdf5-external-link", "UnsafeModelError", needs=("h5py",))
+def _external_link(d: Path) -> list[str]:
+    import h5py
+
+    path = _write(d / "linked.h5", (FIXTURES / "keras" / "k3_cnn.h5").read_bytes())
+    with h5py.File(d / "elsewhere.h5", "w") as other:
+        other.create_dataset("kernel", data=np.zeros((3, 3), np.float32))
+    with h5py.File(path, "a") as f:
+        f["model_weights"]["dense"]["sneaky"] = h5py.ExternalLink("elsewhere.h5", "/kernel")
+    return convert_args(path, d)
+
+
+@case("keras-zip-path-traversal", "UnsafeModelError", needs=("h5py",))
+def _traversal(d: Path) -> list[str]:
+    with zipfile.ZipFile(FIXTURES / "keras" / "k3_cnn.keras") as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    members["../../escape.txt"] = b"outside"
+    return convert_args(_write(d / "trav.keras", zip_bytes(members)), d)
+
+
+@case("keras-zip-bomb", "UnsafeModelError", needs=("h5py",))
+def _bomb(d: Path) -> list[str]:
+    with zipfile.ZipFile(FIXTURES / "keras" / "k3_cnn.keras") as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    members["model.weights.h5"] = b"\0" * (1 << 30)  # 1 GiB of zeros, ~1 MB compressed
+    return convert_args(_write(d / "bomb.keras", zip_bytes(members)), d)
+
+
+@case("savedmodel-with-file-ops", "UnsafeModelError", needs=("tensorflow", "tf2onnx"))
+def _tf_file_ops(d: Path) -> list[str]:
+    import subprocess
+    import sys
+
+    script = (
+        "import tensorflow as tf\n"
+        "class M(tf.Module):\n"
+        "    @tf.function(input_signature=[tf.TensorSpec([1], tf.float32)])\n"
+        "    def __call__(self, x):\n"
+        "        data = tf.io.read_file('/etc/hostname')\n"
+        "        return x + tf.cast(tf.strings.length(data), tf.float32)\n"
+        f"tf.saved_model.save(M(), {str(d / 'sm')!r})\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, capture_output=True)
+    return convert_args(d / "sm", d)
