@@ -10,8 +10,8 @@ from modelconv.errors import ExportError
 from modelconv.exporters.tflite import prepare
 from modelconv.exporters.tflite.graph import LoweringContext, TflGraph, np_dtype
 from modelconv.exporters.tflite.registry import LOWERINGS
-from modelconv.exporters.tflite.writer import serialize
-from modelconv.fileio import atomic_write_bytes
+from modelconv.exporters.tflite.writer import serialize, write
+from modelconv.fileio import atomic_output_dir
 from modelconv.options import ConvertOptions
 
 _LOADED = False
@@ -35,14 +35,22 @@ def _load_lowerings() -> None:
 
 
 def export_tflite(model: ir.Model, dst: Path, options: ConvertOptions) -> list[Path]:
-    """Write ``model`` as a .tflite file at ``dst`` (atomically); returns the written paths."""
-    data = convert_to_tflite(model, options)
-    return [atomic_write_bytes(dst, data)]
+    """Write ``model`` as a .tflite file at ``dst`` (atomically); returns the written paths.
+
+    The flatbuffer is streamed to the file (no whole-file ``bytes`` in memory)."""
+    graph = build_graph(model, options)
+    with atomic_output_dir(dst) as tmp, open(tmp / Path(dst).name, "wb") as f:
+        write(graph, f)
+    return [Path(dst)]
 
 
 def convert_to_tflite(model: ir.Model, options: ConvertOptions | None = None) -> bytes:
     """The .tflite bytes for ``model`` (float, fp16 or quantized per ``options``)."""
-    options = options or ConvertOptions()
+    return serialize(build_graph(model, options or ConvertOptions()))
+
+
+def build_graph(model: ir.Model, options: ConvertOptions) -> TflGraph:
+    """Prepare, lower and (optionally) quantize ``model``; the TflGraph ready to write."""
     _load_lowerings()
     work = prepare.clone(model)
     signatures = prepare.fix_input_shapes(work, options)
@@ -54,6 +62,7 @@ def convert_to_tflite(model: ir.Model, options: ConvertOptions | None = None) ->
     prepare.optimize(work, options)
     options.report_progress("tflite: lowering", 0.4)
     graph = lower(work, signatures, source_inputs)
+    del work  # the working IR (folded / relayouted constants) is no longer needed
     if options.quantize not in (None, "dynamic", "int8"):
         raise ExportError(f"unknown quantize mode {options.quantize!r}",
                           hint="Use None, 'dynamic' or 'int8'")
@@ -63,7 +72,7 @@ def convert_to_tflite(model: ir.Model, options: ConvertOptions | None = None) ->
         graph = quantize.quantize_graph(graph, options, source_inputs)
     graph.prune()
     options.report_progress("tflite: writing", 0.9)
-    return serialize(graph)
+    return graph
 
 
 def lower(model: ir.Model, signatures: dict[str, list[int]],

@@ -29,7 +29,8 @@ class QuantParams:
 
 @dataclass
 class Tensor:
-    """One TFLite tensor; ``data`` is set for constants."""
+    """One TFLite tensor; ``data`` is set for constants, ``variable`` for RNN state tensors
+    that a kernel updates in place."""
 
     name: str
     dtype: np.dtype
@@ -37,6 +38,7 @@ class Tensor:
     data: np.ndarray | None = None
     quant: QuantParams | None = None
     shape_signature: list[int] | None = None
+    variable: bool = False
 
 
 @dataclass
@@ -85,9 +87,10 @@ class TflGraph:
 
     def add_const(self, array: np.ndarray, name: str) -> int:
         """A constant tensor; identical small constants share one tensor."""
-        arr = np.asarray(array, order="C")
-        raw = arr.tobytes()
-        key = (arr.dtype.str, arr.shape, raw if len(raw) <= 1024 else hashlib.sha256(raw).digest())
+        arr = np.asarray(array, order="C")  # stored C-ordered: the writer copies nothing
+        raw = arr.tobytes() if arr.nbytes <= 1024 else hashlib.sha256(
+            arr.reshape(-1).view(np.uint8).data).digest()
+        key = (arr.dtype.str, arr.shape, raw)
         if key in self._consts:
             return self._consts[key]
         idx = self.add_tensor(name, arr.dtype, list(arr.shape), arr)

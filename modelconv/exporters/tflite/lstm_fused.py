@@ -21,23 +21,28 @@ import onnx_ir as ir
 from ai_edge_litert import schema_py_generated as s
 
 from modelconv.exporters.tflite.graph import LoweringContext
+from modelconv.exporters.tflite.registry import attr as _attr
+from modelconv.exporters.tflite.registry import output_used
 
 _FUSED_ACTS = {"Tanh": "TANH", "Relu": "RELU"}
 _ONNX_GATE = {"i": 0, "o": 1, "f": 2, "c": 3}  # block index of each gate in W / R / B
 
 
-def _attr(node: ir.Node, name: str, default: object = None) -> object:
-    a = node.attributes.get(name)
-    return default if a is None else a.value
-
-
-def _used(value: ir.Value | None) -> bool:
-    return value is not None and bool(value.name) and (
-        bool(value.uses()) or value.is_graph_output())
-
-
 def _const(value: ir.Value | None) -> bool:
     return value is None or value.const_value is not None
+
+
+def trivial_sequence_lens(node: ir.Node) -> bool:
+    """True when an RNN node has no ``sequence_lens`` or a constant one equal to the full
+    (static) sequence length for every batch item, so it changes nothing."""
+    lens = node.inputs[4] if len(node.inputs) > 4 else None
+    if lens is None:
+        return True
+    x = node.inputs[0]
+    if lens.const_value is None or x is None or x.shape is None:
+        return False
+    seq = x.shape[1 if _attr(node, "layout", 0) else 0]
+    return isinstance(seq, int) and bool(np.all(lens.const_value.numpy() == seq))
 
 
 def fused_reason(node: ir.Node) -> str | None:
@@ -50,10 +55,12 @@ def fused_reason(node: ir.Node) -> str | None:
             return f"activations {acts} (fused LSTM: Sigmoid gates, one Tanh/Relu)"
     if _attr(node, "clip") is not None or _attr(node, "input_forget", 0):
         return "clip / input_forget"
+    if not trivial_sequence_lens(node):
+        return "sequence_lens"
     if any(not _const(v) for v in node.inputs[1:4]) or (
             len(node.inputs) > 7 and not _const(node.inputs[7])):
         return "run-time weights"
-    if len(node.outputs) > 2 and _used(node.outputs[2]):
+    if output_used(node, 2):
         return "Y_c output (the fused op keeps the cell state internal)"
     return None
 
@@ -107,7 +114,7 @@ def _direction(ctx: LoweringContext, node: ir.Node, x: int, d: int, reverse: boo
     xs = ctx.t(x).shape
     batch = xs[1] if layout == 0 else xs[0]
     if reverse:
-        x = _reverse(ctx, x, layout ^ 0 if layout == 0 else 1, f"x_rev{d}")
+        x = _reverse(ctx, x, layout, f"x_rev{d}")
     gates = "ifco"
     peep = [-1, -1, -1] if p_arr is None else [
         ctx.const(np.ascontiguousarray(p_arr[d][k * hidden:(k + 1) * hidden], np.float32),
@@ -134,7 +141,7 @@ def _direction(ctx: LoweringContext, node: ir.Node, x: int, d: int, reverse: boo
 
 def _last_step(ctx: LoweringContext, y: int, layout: int, name: str) -> int:
     shape = ctx.t(y).shape
-    time = 0 if layout == 0 else 1
+    time = layout
     begin = [0, 0, 0]
     begin[time] = shape[time] - 1
     out_shape = [d for k, d in enumerate(shape) if k != time]
@@ -161,16 +168,15 @@ def lower_fused_lstm(ctx: LoweringContext, node: ir.Node) -> None:
     direction = _attr(node, "direction", "forward")
     dirs = 2 if direction == "bidirectional" else 1
     x = ctx.inp(node, 0)
-    time = 0 if layout == 0 else 1
     ys, hs = [], []
     for d in range(dirs):
         reverse = direction == "reverse" or d == 1
         y = _direction(ctx, node, x, d, reverse)
-        if _used(node.outputs[1] if len(node.outputs) > 1 else None):
+        if output_used(node, 1):
             hs.append(_last_step(ctx, y, layout, f"d{d}_h_last"))
-        ys.append(_reverse(ctx, y, time, f"d{d}_y_fwd") if reverse and _used(node.outputs[0])
+        ys.append(_reverse(ctx, y, layout, f"d{d}_y_fwd") if reverse and output_used(node, 0)
                   else y)
-    if _used(node.outputs[0]):
+    if output_used(node, 0):
         _stack(ctx, ys, 1 if layout == 0 else 2, ctx.out(node, 0))
     if hs:
         _stack(ctx, hs, 0 if layout == 0 else 1, ctx.out(node, 1))

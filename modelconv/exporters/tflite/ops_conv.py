@@ -14,7 +14,7 @@ from modelconv.exporters.tflite._geometry import (
     window,
 )
 from modelconv.exporters.tflite.graph import LoweringContext
-from modelconv.exporters.tflite.registry import tflite_lowering
+from modelconv.exporters.tflite.registry import attr, tflite_lowering
 from modelconv.passes.nhwc import NHWC_DOMAIN
 
 
@@ -130,7 +130,21 @@ def grouped_conv(ctx: LoweringContext, x: int, weight: np.ndarray, bias: np.ndar
     ctx.emit("CONCATENATION", outs, [y], opts)
 
 
-@tflite_lowering("ConvTranspose")
+def check_conv_transpose(node: ir.Node) -> str | None:
+    """TRANSPOSE_CONV is 2-D, ungrouped and undilated, with a constant weight."""
+    weight = node.inputs[1]
+    if weight is None or weight.const_value is None:
+        return "run-time weight"
+    if len(weight.const_value.shape) != 4:
+        return f"{len(weight.const_value.shape) - 2}-D (2-D only)"
+    if attr(node, "group", 1) != 1:
+        return f"group={attr(node, 'group')}"
+    if any(d != 1 for d in attr(node, "dilations", None) or []):  # type: ignore[attr-defined]
+        return f"dilations={list(attr(node, 'dilations'))}"  # type: ignore[call-overload]
+    return None
+
+
+@tflite_lowering("ConvTranspose", check=check_conv_transpose)
 def lower_conv_transpose(ctx: LoweringContext, node: ir.Node) -> None:
     """ConvTranspose (channels-last, 2-D, group 1) -> TRANSPOSE_CONV (+ STRIDED_SLICE crop)."""
     x = ctx.inp(node, 0)

@@ -8,7 +8,7 @@ from ai_edge_litert import schema_py_generated as s
 
 from modelconv.errors import ExportError
 from modelconv.exporters.tflite.graph import LoweringContext
-from modelconv.exporters.tflite.registry import tflite_lowering
+from modelconv.exporters.tflite.registry import attr, output_used, tflite_lowering
 from modelconv.exporters.tflite.writer import tensor_type
 
 _BINARY = {
@@ -40,7 +40,12 @@ def scalar(ctx: LoweringContext, like: int, value: float, name: str) -> int:
     return ctx.const(np.asarray(value, ctx.t(like).dtype), name)
 
 
-@tflite_lowering(*_BINARY)
+def check_binary(node: ir.Node) -> str | None:
+    """FLOOR_MOD is Python-style modulo: no fmod=1."""
+    return "fmod=1" if node.op_type == "Mod" and attr(node, "fmod", 0) else None
+
+
+@tflite_lowering(*_BINARY, check=check_binary)
 def lower_binary(ctx: LoweringContext, node: ir.Node) -> None:
     """Add/Sub/Mul/Div/Pow/Max/Min/Sum/comparisons/logical -> the TFLite builtin (chained)."""
     code = _BINARY[node.op_type]
@@ -64,7 +69,12 @@ def lower_unary(ctx: LoweringContext, node: ir.Node) -> None:
     ctx.emit(_UNARY[node.op_type], [ctx.inp(node, 0)], [ctx.out(node)])
 
 
-@tflite_lowering("Identity", "Dropout")
+def check_dropout(node: ir.Node) -> str | None:
+    """Inference-mode Dropout only (no mask output)."""
+    return "mask output" if node.op_type == "Dropout" and output_used(node, 1) else None
+
+
+@tflite_lowering("Identity", "Dropout", check=check_dropout)
 def lower_identity(ctx: LoweringContext, node: ir.Node) -> None:
     """Identity (and inference-mode Dropout) emit nothing: the output is the input tensor."""
     if node.op_type == "Dropout" and len(node.outputs) > 1 and node.outputs[1].uses():

@@ -34,7 +34,8 @@ def lower_gemm(ctx: LoweringContext, node: ir.Node) -> None:
     dst = ctx.out(node)
     n_out = ctx.t(dst).shape[1]
     if w is not None and (c is None or c.size in (1, n_out)):
-        weight = (w if a.get("transB", 0) else w.T) * alpha
+        weight = w if a.get("transB", 0) else w.T
+        weight = weight if alpha == 1.0 else weight * np.float32(alpha)
         bias = None if c is None else np.broadcast_to(c.reshape(-1) * beta, (n_out,))
         fully_connected(ctx, x, weight, bias, dst, ctx.activation(node))
         return

@@ -10,7 +10,7 @@ from modelconv.errors import ExportError
 from modelconv.exporters.tflite._geometry import Window, explicit_end_pads
 from modelconv.exporters.tflite.graph import LoweringContext
 from modelconv.exporters.tflite.ops_conv import as_nhwc4, finish_rank, prepare_window
-from modelconv.exporters.tflite.registry import tflite_lowering
+from modelconv.exporters.tflite.registry import attr, output_used, tflite_lowering
 
 _LOWEST = float(np.finfo(np.float32).min)
 
@@ -71,7 +71,14 @@ def _avg_correction(w: Window, in_hw: list[int], include_pad: bool) -> np.ndarra
     return np.asarray(np.outer(factors[0], factors[1])[None, :, :, None], np.float32)
 
 
-@tflite_lowering("MaxPool")
+def check_pool(node: ir.Node) -> str | None:
+    """TFLite pooling has no dilation and no indices output."""
+    if any(d != 1 for d in attr(node, "dilations", None) or []):  # type: ignore[attr-defined]
+        return "dilations"
+    return "indices output" if output_used(node, 1) else None
+
+
+@tflite_lowering("MaxPool", check=check_pool)
 def lower_maxpool(ctx: LoweringContext, node: ir.Node) -> None:
     """MaxPool (channels-last) -> MAX_POOL_2D (PADV2 with -inf for irregular pads)."""
     if len(node.outputs) > 1 and node.outputs[1] is not None and node.outputs[1].uses():
@@ -79,7 +86,7 @@ def lower_maxpool(ctx: LoweringContext, node: ir.Node) -> None:
     _pool(ctx, node, "MAX_POOL_2D")
 
 
-@tflite_lowering("AveragePool")
+@tflite_lowering("AveragePool", check=check_pool)
 def lower_avgpool(ctx: LoweringContext, node: ir.Node) -> None:
     """AveragePool (channels-last) -> AVERAGE_POOL_2D (+ count correction for explicit pads)."""
     _pool(ctx, node, "AVERAGE_POOL_2D")
@@ -135,7 +142,12 @@ def lower_reduce(ctx: LoweringContext, node: ir.Node) -> None:
     _reduce(ctx, x, axes, bool(keep), _REDUCERS[node.op_type], dst)
 
 
-@tflite_lowering("ArgMax", "ArgMin")
+def check_arg(node: ir.Node) -> str | None:
+    """ARG_MAX / ARG_MIN return the first index only."""
+    return "select_last_index=1" if attr(node, "select_last_index", 0) else None
+
+
+@tflite_lowering("ArgMax", "ArgMin", check=check_arg)
 def lower_argmax(ctx: LoweringContext, node: ir.Node) -> None:
     """ArgMax/ArgMin -> ARG_MAX/ARG_MIN (int64) + RESHAPE for keepdims."""
     x = ctx.inp(node, 0)

@@ -12,11 +12,15 @@ import numpy as np
 import onnx_ir as ir
 from ai_edge_litert import schema_py_generated as s
 
-from modelconv.errors import ExportError
 from modelconv.exporters.tflite.graph import LoweringContext
+from modelconv.exporters.tflite.lstm_fused import (
+    fused_reason,
+    lower_fused_lstm,
+    trivial_sequence_lens,
+)
 from modelconv.exporters.tflite.ops_elementwise import binary
 from modelconv.exporters.tflite.ops_fc import fully_connected
-from modelconv.exporters.tflite.registry import tflite_lowering
+from modelconv.exporters.tflite.registry import attr, tflite_lowering
 
 Step = Callable[[LoweringContext, int, list[int], int, str], list[int]]
 
@@ -28,18 +32,39 @@ def _attrs(node: ir.Node) -> dict[str, object]:
 _ACTS = {"Sigmoid": "LOGISTIC", "Tanh": "TANH", "Relu": "RELU"}
 
 
-def _check(node: ir.Node, a: dict[str, object], n_acts: int, dirs: int) -> list[str]:
-    """Validate attributes; returns the TFLite activation op per (direction, slot)."""
-    if a.get("clip") is not None or a.get("activation_alpha") or a.get("activation_beta"):
-        raise ExportError(f"{node.op_type}: clip and parameterised activations are not "
-                          "supported for TFLite")
-    if len(node.inputs) > 4 and node.inputs[4] is not None:
-        raise ExportError(f"{node.op_type}: sequence_lens is not supported for TFLite")
+def _acts(node: ir.Node, n_acts: int) -> list[str]:
+    """The activation names of ``node`` (ONNX defaults filled in), for all directions."""
+    dirs = 2 if attr(node, "direction", "forward") == "bidirectional" else 1
     default = ["Sigmoid", "Tanh", "Tanh"][:n_acts] * dirs
-    acts = list(a.get("activations") or default)  # type: ignore[call-overload]
+    return list(attr(node, "activations", None) or default)  # type: ignore[call-overload]
+
+
+def _unrolled_reason(node: ir.Node) -> str | None:
+    """Why the unrolled lowering cannot express ``node`` (None if it can)."""
+    n_acts = 3 if node.op_type == "LSTM" else 2
+    dirs = 2 if attr(node, "direction", "forward") == "bidirectional" else 1
+    if attr(node, "clip") is not None or attr(node, "activation_alpha") or attr(
+            node, "activation_beta"):
+        return "clip / parameterised activations"
+    if not trivial_sequence_lens(node):
+        return "sequence_lens"
+    acts = _acts(node, n_acts)
     if any(x not in _ACTS for x in acts) or len(acts) != n_acts * dirs:
-        raise ExportError(f"{node.op_type} activations {acts} are not supported for TFLite")
-    return [_ACTS[x] for x in acts]
+        return f"activations {acts}"
+    if any(v is None or v.const_value is None for v in node.inputs[1:3]) or (
+            len(node.inputs) > 3 and node.inputs[3] is not None
+            and node.inputs[3].const_value is None):
+        return "run-time weights"
+    if node.op_type == "LSTM" and len(node.inputs) > 7 and node.inputs[7] is not None:
+        return "peepholes with a non-default activation, clip or Y_c output"
+    if attr(node, "input_forget", 0):
+        return "input_forget=1"
+    return None
+
+
+def check_lstm(node: ir.Node) -> str | None:
+    """LSTM is supported fused (see :mod:`.lstm_fused`) or else unrolled."""
+    return None if fused_reason(node) is None else _unrolled_reason(node)
 
 
 def _state(ctx: LoweringContext, node: ir.Node, i: int, d: int, batch: int, hidden: int,
@@ -109,7 +134,7 @@ def _run(ctx: LoweringContext, node: ir.Node, n_gates: int, n_states: int,
     w_all = ctx.need_array(node.inputs[1], "W")
     r_all = ctx.need_array(node.inputs[2], "R")
     dirs, hidden = w_all.shape[0], r_all.shape[2]
-    acts = _check(node, a, n_states + 1, dirs)
+    acts = [_ACTS[x] for x in _acts(node, n_states + 1)]
     b_arr = ctx.array(node.inputs[3]) if len(node.inputs) > 3 else None
     b_all = np.zeros((dirs, 2 * n_gates * hidden), np.float32) if b_arr is None else b_arr
     steps = [ctx.tmp(f"x_t{t}", np.float32, [batch, ctx.t(x).shape[2]]) for t in range(seq)]
@@ -189,17 +214,18 @@ def _gru_cell(ctx: LoweringContext, x: int, states: list[int], w: np.ndarray, r:
     return [_add(ctx, cand, _mul(ctx, z, diff, f"{tag}_zd"), f"{tag}_h")]
 
 
-@tflite_lowering("LSTM")
+@tflite_lowering("LSTM", check=check_lstm)
 def lower_lstm(ctx: LoweringContext, node: ir.Node) -> None:
-    """ONNX LSTM (gates i, o, f, c; forward/reverse/bidirectional) unrolled over time."""
-    if len(node.inputs) > 7 and node.inputs[7] is not None:
-        raise ExportError("LSTM peepholes are not supported for TFLite")
-    if _attrs(node).get("input_forget", 0):
-        raise ExportError("LSTM input_forget=1 is not supported for TFLite")
+    """ONNX LSTM (gates i, o, f, c; forward/reverse/bidirectional): one fused
+    UNIDIRECTIONAL_SEQUENCE_LSTM per direction where it can express the node, else
+    unrolled over time."""
+    if fused_reason(node) is None:
+        lower_fused_lstm(ctx, node)
+        return
     _run(ctx, node, 4, 2, _lstm_cell)
 
 
-@tflite_lowering("GRU")
+@tflite_lowering("GRU", check=_unrolled_reason)
 def lower_gru(ctx: LoweringContext, node: ir.Node) -> None:
     """ONNX GRU (gates z, r, h; linear_before_reset 0/1) unrolled over time."""
     _run(ctx, node, 3, 1, _gru_cell)

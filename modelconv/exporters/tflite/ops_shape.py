@@ -124,7 +124,20 @@ def lower_tile(ctx: LoweringContext, node: ir.Node) -> None:
     ctx.emit("TILE", [ctx.inp(node, 0), ctx.i32(reps, "multiples")], [ctx.out(node)])
 
 
-@tflite_lowering("Pad")
+def check_pad(node: ir.Node) -> str | None:
+    """PAD / PADV2 / MIRROR_PAD: constant, non-negative pads; constant or reflect mode."""
+    mode = _a(node, "mode", "constant")
+    if mode not in ("constant", "reflect"):
+        return f"mode={mode}"
+    pads = node.inputs[1] if len(node.inputs) > 1 else None
+    if pads is None or pads.const_value is None:
+        return "run-time pads"
+    if (pads.const_value.numpy() < 0).any():
+        return "negative pads (cropping)"
+    return None
+
+
+@tflite_lowering("Pad", check=check_pad)
 def lower_pad(ctx: LoweringContext, node: ir.Node) -> None:
     """Pad -> PAD / PADV2 (constant value) / MIRROR_PAD (reflect)."""
     x = ctx.inp(node, 0)
@@ -163,7 +176,31 @@ def lower_cumsum(ctx: LoweringContext, node: ir.Node) -> None:
     ctx.emit("CUMSUM", [ctx.inp(node, 0), ctx.i32(axis, "axis")], [ctx.out(node)], opts)
 
 
-@tflite_lowering("Resize")
+_NEAREST_FLAGS = {("asymmetric", "floor"): (False, False),
+                  ("half_pixel", "round_prefer_ceil"): (False, True),
+                  ("tf_half_pixel_for_nn", "floor"): (False, True),
+                  ("align_corners", "round_prefer_ceil"): (True, False)}
+_LINEAR_CT = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")
+
+
+def check_resize(node: ir.Node) -> str | None:
+    """RESIZE_BILINEAR / RESIZE_NEAREST_NEIGHBOR: the H/W dims of a rank-4 tensor and a
+    coordinate mode that TFLite's alignCorners / halfPixelCenters flags can express."""
+    mode = str(_a(node, "mode", "nearest"))
+    ct = str(_a(node, "coordinate_transformation_mode", "half_pixel"))
+    nearest = str(_a(node, "nearest_mode", "round_prefer_floor"))
+    ok = ct in _LINEAR_CT if mode == "linear" else (ct, nearest) in _NEAREST_FLAGS
+    if mode not in ("linear", "nearest") or not ok:
+        return f"mode={mode} coordinate_transformation_mode={ct}" + (
+            f" nearest_mode={nearest}" if mode == "nearest" else "")
+    x, y = node.inputs[0], node.outputs[0]
+    if x is None or x.shape is None or y.shape is None or len(x.shape) != 4 or list(
+            x.shape)[:2] != list(y.shape)[:2]:
+        return "resizes other than the H/W dims of a rank-4 tensor"
+    return None
+
+
+@tflite_lowering("Resize", check=check_resize)
 def lower_resize(ctx: LoweringContext, node: ir.Node) -> None:
     """Resize (channels-last, 2-D) -> RESIZE_NEAREST_NEIGHBOR / RESIZE_BILINEAR."""
     if node.domain != NHWC_DOMAIN:
@@ -173,16 +210,12 @@ def lower_resize(ctx: LoweringContext, node: ir.Node) -> None:
     nearest = str(_a(node, "nearest_mode", "round_prefer_floor"))
     dst = ctx.out(node)
     size = ctx.i32(ctx.t(dst).shape[1:3], "size")
-    if mode == "linear" and ct in ("half_pixel", "pytorch_half_pixel", "align_corners",
-                                   "asymmetric"):
+    if mode == "linear" and ct in _LINEAR_CT:
         opts = s.ResizeBilinearOptionsT()
         opts.alignCorners, opts.halfPixelCenters = ct == "align_corners", "half_pixel" in ct
         ctx.emit("RESIZE_BILINEAR", [ctx.inp(node, 0), size], [dst], opts)
         return
-    flags = {("asymmetric", "floor"): (False, False),
-             ("half_pixel", "round_prefer_ceil"): (False, True),
-             ("tf_half_pixel_for_nn", "floor"): (False, True),
-             ("align_corners", "round_prefer_ceil"): (True, False)}
+    flags = _NEAREST_FLAGS
     if mode != "nearest" or (ct, nearest) not in flags:
         raise ExportError(f"Resize mode={mode} coordinate_transformation_mode={ct} "
                           f"nearest_mode={nearest} has no TFLite equivalent")
@@ -191,7 +224,12 @@ def lower_resize(ctx: LoweringContext, node: ir.Node) -> None:
     ctx.emit("RESIZE_NEAREST_NEIGHBOR", [ctx.inp(node, 0), size], [dst], opts_n)
 
 
-@tflite_lowering("DepthToSpace", "SpaceToDepth")
+def check_depth_space(node: ir.Node) -> str | None:
+    """DEPTH_TO_SPACE is DCR only."""
+    return None if _a(node, "mode", "DCR") == "DCR" else f"mode={_a(node, 'mode')}"
+
+
+@tflite_lowering("DepthToSpace", "SpaceToDepth", check=check_depth_space)
 def lower_depth_space(ctx: LoweringContext, node: ir.Node) -> None:
     """DepthToSpace (DCR) / SpaceToDepth (channels-last) -> DEPTH_TO_SPACE / SPACE_TO_DEPTH."""
     if node.domain != NHWC_DOMAIN or _a(node, "mode", "DCR") != "DCR":

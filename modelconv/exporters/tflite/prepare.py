@@ -9,7 +9,7 @@ import onnx_ir as ir
 from onnx_ir.passes.common import RemoveUnusedNodesPass, ShapeInferencePass, TopologicalSortPass
 
 from modelconv.errors import ExportError, UnsupportedOpsError
-from modelconv.exporters.tflite.registry import LOWERINGS
+from modelconv.exporters.tflite.registry import LOWERINGS, unsupported_reason
 from modelconv.ir.builder import source_name_of
 from modelconv.ir.info import graph_input_specs
 from modelconv.options import ConvertOptions
@@ -24,8 +24,11 @@ from modelconv.verification.inputs import resolve_shape
 
 
 def clone(model: ir.Model) -> ir.Model:
-    """A deep copy of ``model`` (the exporter never edits the caller's IR)."""
-    return ir.serde.deserialize_model(ir.serde.serialize_model(model))
+    """A structural copy of ``model`` (the exporter never edits the caller's IR).
+
+    Nodes and values are new objects; constant tensors are shared, not copied (passes
+    replace constants with new tensors and never write into existing ones)."""
+    return model.clone(deep_copy=True)
 
 
 def fix_input_shapes(model: ir.Model, options: ConvertOptions) -> dict[str, list[int]]:
@@ -72,12 +75,18 @@ def infer_and_fold(model: ir.Model) -> None:
 
 
 def check_supported(model: ir.Model) -> None:
-    """Raise one UnsupportedOpsError listing every op without a TFLite lowering."""
+    """Raise one UnsupportedOpsError listing every op without a TFLite lowering and every
+    node whose attributes / inputs its lowering cannot express (the registered checks)."""
     missing: dict[str, list[str]] = defaultdict(list)
     for node in model.graph:
         key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
+        where = source_name_of(node) or node.name or "?"
         if node.domain not in ("", "ai.onnx") or node.op_type not in LOWERINGS:
-            missing[key].append(source_name_of(node) or node.name or "?")
+            missing[key].append(where)
+            continue
+        reason = unsupported_reason(node)
+        if reason is not None:
+            missing[f"{key} ({reason})"].append(where)
     if missing:
         raise UnsupportedOpsError("ONNX op for TFLite", missing)
 

@@ -20,6 +20,9 @@ from modelconv.options import ConvertOptions
 
 _MIN_WEIGHT = 1024  # smaller constants stay float (as the TFLite converter does)
 _HYBRID = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
+# UNIDIRECTIONAL_SEQUENCE_LSTM weight slots (input/recurrent, peephole, projection): the
+# hybrid kernel takes them all int8 with one scale per tensor.
+_LSTM_WEIGHTS = (*range(1, 12), 16)
 _WEIGHTED = {"CONV_2D": (0, 1, 2, 0), "DEPTHWISE_CONV_2D": (0, 1, 2, 3),
              "FULLY_CONNECTED": (0, 1, 2, 0), "TRANSPOSE_CONV": (2, 1, 3, 0)}
 _FIXED = {"LOGISTIC": (1 / 256, -128), "TANH": (1 / 128, 0), "SOFTMAX": (1 / 256, -128),
@@ -92,6 +95,7 @@ def symmetric_per_channel(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndar
 def dynamic_range(graph: TflGraph) -> TflGraph:
     """int8 weights for hybrid conv/FC kernels; other big constants int8 + DEQUANTIZE."""
     consumers = graph.consumers()
+    _hybrid_lstm(graph, consumers)
     hybrid: dict[int, int] = {}
     for op in graph.ops:
         if op.code in _HYBRID and len(op.inputs) > 1:
@@ -116,6 +120,25 @@ def dynamic_range(graph: TflGraph) -> TflGraph:
         _stored_as(graph, idx, q, QuantParams([peak], [0]), prefix, "int8")
     graph.ops = prefix + graph.ops
     return graph
+
+
+def _hybrid_lstm(graph: TflGraph, consumers: dict[int, list[int]]) -> None:
+    """int8 weights (symmetric, per tensor) for fused LSTMs, in place, so LiteRT runs its
+    hybrid kernel. All weights of one op change together (the kernel wants one type);
+    an op whose weights are shared with other readers stays float."""
+    for op in graph.ops:
+        if op.code != "UNIDIRECTIONAL_SEQUENCE_LSTM":
+            continue
+        slots = [op.inputs[k] for k in _LSTM_WEIGHTS if op.inputs[k] >= 0]
+        if any(graph.tensors[i].data is None or graph.tensors[i].dtype != np.float32
+               or len(consumers.get(i, [])) != 1 for i in slots):
+            continue
+        for i in slots:
+            t = graph.tensors[i]
+            assert t.data is not None
+            scale = float(np.abs(t.data).max()) / 127.0 or 1.0
+            t.data = np.clip(np.round(t.data / scale), -127, 127).astype(np.int8)
+            t.dtype, t.quant = np.dtype(np.int8), QuantParams([scale], [0])
 
 
 def affine_params(lo: float, hi: float) -> QuantParams:
@@ -232,6 +255,8 @@ class _Int8Rewriter:
         return new
 
     def _float_io(self, op: Op) -> bool:
+        if any(self.t(i).variable for i in op.outputs):  # RNN state: stays float
+            return False
         return all(self.t(i).dtype in (np.float32, np.int8) for i in op.outputs) and any(
             i >= 0 and (self.t(i).dtype == np.float32 or self.is_q(i)) for i in op.inputs)
 

@@ -9,6 +9,9 @@ the constant data after the flatbuffer, referenced by ``Buffer.offset/size``.
 
 from __future__ import annotations
 
+import io
+from typing import BinaryIO
+
 import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as s
@@ -27,6 +30,7 @@ _TYPES = {
 _MIN_VERSION = {"BROADCAST_TO": 2}
 _FLATBUFFER_LIMIT = 2**31 - 2**24  # leave room for the non-buffer tables
 _ALIGN = 16
+_PRESIZE_FROM = 16 * 2**20  # bigger constants: size the builder up front
 
 
 def tensor_type(dtype: np.dtype) -> int:
@@ -37,12 +41,32 @@ def tensor_type(dtype: np.dtype) -> int:
 
 
 def serialize(graph: TflGraph, description: str = "modelconv") -> bytes:
-    """The .tflite bytes for ``graph``."""
+    """The .tflite bytes for ``graph`` (see :func:`write` for the layout)."""
+    out = io.BytesIO()
+    write(graph, out, description)
+    return out.getbuffer().tobytes()
+
+
+def write(graph: TflGraph, out: BinaryIO, description: str = "modelconv") -> None:
+    """Write ``graph`` as a .tflite flatbuffer to the binary stream ``out``.
+
+    Memory: constants are copied once, straight from their arrays into a flatbuffer builder
+    sized up front (no growth, no intermediate ``bytes``), and the builder's bytes are
+    written without another copy. When the constants do not fit a flatbuffer, only the
+    (small) tables are built in memory and every constant is streamed from its array to
+    ``out`` after them.
+    """
     total = sum(t.data.nbytes for t in graph.tensors if t.data is not None)
-    external = total > _FLATBUFFER_LIMIT
-    model = _model(graph, description, external, offsets=None)
-    if not external:
-        return _pack(model)
+    if total <= _FLATBUFFER_LIMIT:
+        reserve = 1024
+        if total > _PRESIZE_FROM:  # size the builder once: tables + data + alignment
+            skeleton = _builder(_model(graph, description, True, offsets=None), 1024)
+            n_buffers = sum(t.data is not None for t in graph.tensors)
+            reserve = _used(skeleton) + total + n_buffers * (_ALIGN + 8) + 4096
+            del skeleton
+        builder = _builder(_model(graph, description, False, offsets=None), reserve)
+        out.write(memoryview(builder.Bytes)[builder.Head():])
+        return
     # Offsets point past the flatbuffer; pack once with placeholders to learn its size
     # (uint64 fields keep the layout identical when the values change).
     head = _pack(_model(graph, description, True, offsets=[1] * len(graph.tensors)))
@@ -55,18 +79,22 @@ def serialize(graph: TflGraph, description: str = "modelconv") -> bytes:
     head = _pack(_model(graph, description, True, offsets=offsets))
     if _round_up(len(head), _ALIGN) != start:
         raise ExportError("internal error: flatbuffer size changed while placing buffers")
-    parts = [head, b"\0" * (start - len(head))]
+    out.write(head)
+    out.write(b"\0" * (start - len(head)))
     pos = start
     for t in graph.tensors:
         if t.data is None:
             continue
-        data = np.ascontiguousarray(t.data).tobytes()
-        parts.append(data)
-        pos += len(data)
+        out.write(_raw(t.data).data)
+        pos += t.data.nbytes
         pad = _round_up(pos, _ALIGN) - pos
-        parts.append(b"\0" * pad)
+        out.write(b"\0" * pad)
         pos += pad
-    return b"".join(parts)
+
+
+def _raw(data: np.ndarray) -> np.ndarray:
+    """``data`` as a flat uint8 array (a view when it is C-contiguous already)."""
+    return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
 
 
 class _AlignedBufferT(s.BufferT):
@@ -77,10 +105,11 @@ class _AlignedBufferT(s.BufferT):
         """Serialise with aligned data."""
         data_off = None
         if self.data is not None:
-            raw = np.ascontiguousarray(self.data).view(np.uint8).reshape(-1)
+            raw = _raw(self.data)
             builder.StartVector(1, raw.size, _ALIGN)
             builder.head = builder.head - raw.size
-            builder.Bytes[builder.head:builder.head + raw.size] = raw.tobytes()
+            with memoryview(builder.Bytes) as view:  # bytearray[a:b] = x would copy x
+                view[builder.head:builder.head + raw.size] = raw.data
             builder.vectorNumElems = raw.size
             data_off = builder.EndVector()
         s.BufferStart(builder)
@@ -95,10 +124,20 @@ def _round_up(n: int, k: int) -> int:
     return (n + k - 1) // k * k
 
 
-def _pack(model: s.ModelT) -> bytes:
-    builder = flatbuffers.Builder(1024)
+def _builder(model: s.ModelT, reserve: int) -> flatbuffers.Builder:
+    """A finished builder holding ``model`` (``reserve`` bytes allocated up front)."""
+    builder = flatbuffers.Builder(min(reserve, flatbuffers.Builder.MAX_BUFFER_SIZE))
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return builder
+
+
+def _used(builder: flatbuffers.Builder) -> int:
+    return len(builder.Bytes) - builder.Head()
+
+
+def _pack(model: s.ModelT) -> bytes:
+    builder = _builder(model, 1024)
+    return bytes(memoryview(builder.Bytes)[builder.Head():])
 
 
 def _model(graph: TflGraph, description: str, external: bool,
@@ -119,17 +158,17 @@ def _model(graph: TflGraph, description: str, external: bool,
         tt.type = tensor_type(t.dtype)
         tt.shape = np.asarray(t.shape, np.int32)
         tt.hasRank = True
+        tt.isVariable = t.variable
         if t.shape_signature is not None:
             tt.shapeSignature = np.asarray(t.shape_signature, np.int32)
         tt.buffer = 0
         if t.data is not None:
             buf = _AlignedBufferT()
             if external:
-                buf.offset = offsets[k] if offsets else 1
+                buf.offset = offsets[k] if offsets else 1  # placeholder
                 buf.size = int(t.data.nbytes)
             else:
-                raw = np.ascontiguousarray(t.data).reshape(-1).view(np.uint8)
-                buf.data = raw
+                buf.data = t.data
             model.buffers.append(buf)
             tt.buffer = len(model.buffers) - 1
         if t.quant is not None:
