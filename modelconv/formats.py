@@ -190,12 +190,12 @@ def _detect_zip(p: Path) -> str:
     base = {n.split("/")[-1] for n in names}
     if "config.json" in names and "model.weights.h5" in names:
         return "keras"
-    if any(n.endswith("serialized_exported_program.json") or "/models/" in n for n in names) or (
-        any(n.endswith(".pt2") or "archive_format" in n for n in names)
-        and not any(n.endswith("/data.pkl") for n in names)
-    ):
+    # torch archives put everything under one top folder: <root>/<member>
+    top = {tuple(n.split("/")[1:]) for n in names if "/" in n}
+    if any(t in {("archive_format",), ("serialized_exported_program.json",)} for t in top) or \
+            any(len(t) == 2 and t[0] == "models" and t[1].endswith(".json") for t in top):
         return "pt2"
-    if "constants.pkl" in base or any("/code/" in n for n in names):
+    if "constants.pkl" in base or any(t[:1] == ("code",) for t in top):
         return "torchscript"
     if "data.pkl" in base:
         return "state_dict"

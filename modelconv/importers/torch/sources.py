@@ -162,7 +162,9 @@ def apply_state_dict(module: torch.nn.Module, state: dict[str, torch.Tensor],
         k.startswith("module.") for k in expected
     ):
         state = {k[len("module."):]: v for k, v in state.items()}
-    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    tied = _tied_aliases(expected)
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")
+               and not any(alias in state for alias in tied.get(k, ()))]
     unexpected = [k for k in state if k not in expected]
     shapes = [f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
               for k, v in state.items() if k in expected and v.shape != expected[k].shape]
@@ -178,6 +180,17 @@ def apply_state_dict(module: torch.nn.Module, state: dict[str, torch.Tensor],
                              path=str(path),
                              hint="Check that the architecture matches the checkpoint")
     module.load_state_dict(state, strict=False)
+
+
+def _tied_aliases(expected: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+    """key -> other keys of the same tensor (tied weights: a file may store only one)."""
+    by_storage: dict[tuple[int, int, tuple[int, ...]], list[str]] = {}
+    for key, tensor in expected.items():
+        if tensor.numel():
+            ident = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(),
+                     tuple(tensor.shape))
+            by_storage.setdefault(ident, []).append(key)
+    return {k: [o for o in keys if o != k] for keys in by_storage.values() for k in keys}
 
 
 def check_pt2_archive(path: Path, trust_code: bool) -> None:
