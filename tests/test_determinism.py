@@ -97,3 +97,17 @@ def test_torch_to_tflite(tmp_path: Path) -> None:
 def test_onnx_to_tflite(tmp_path: Path) -> None:
     a, b = _twice(tmp_path, ROOT / "fixtures" / "onnx" / "small_cnn.onnx", ".tflite")
     assert a == b
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="needs torch")
+def test_folded_weights_leave_no_dead_copies(tmp_path: Path) -> None:
+    """A folded weight Transpose must not keep the original weight in the file."""
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.ReLU(),
+                              torch.nn.Linear(256, 256)).eval()
+    out = tmp_path / "m.onnx"
+    modelconv.convert(net, out, example_inputs=(torch.randn(1, 256),))
+    params = sum(p.numel() for p in net.parameters()) * 4
+    assert out.stat().st_size < 1.1 * params

@@ -60,7 +60,7 @@ class FoldConstantsPass(InPlacePass):
                 continue
             for out, array in zip(node.outputs, values, strict=True):
                 _install(graph, out, array)
-            graph.remove(node, safe=False)
+            graph.remove(node, safe=True)  # detaches inputs, so dead weights can go
             modified = True
         return PassResult(model, modified)
 

@@ -1,6 +1,7 @@
 """Lower an ExportedProgram's FX graph to the IR, one registered handler per ATen op.
 
-Steps: (1) decompose only the ATen ops that have no handler, (2) walk the graph and
+Steps: (1) lower the program as exported when every op has a handler, otherwise decompose
+the ATen ops that have none (a full re-trace, so only when needed), (2) walk the graph and
 collect every op still without one (one UnsupportedOpsError), (3) emit IR nodes, tagging
 each with the module path it came from (``nn_module_stack``) or the FX node name.
 """
@@ -18,6 +19,7 @@ from torch.export.graph_signature import InputKind, OutputKind
 
 from modelconv.errors import ModelconvError, UnsupportedOpsError
 from modelconv.importers.torch.aten import ATEN_OPS, AtenBuilder, ir_dtype
+from modelconv.importers.torch.inplace import functional_key, mutates, safe_inplace
 
 #: FX targets the lowering handles itself (no registry entry)
 _BUILTIN = {"operator.getitem"}
@@ -61,28 +63,65 @@ def decomposition_table() -> dict[Any, Any]:
 
 
 def prepare(ep: ExportedProgram) -> ExportedProgram:
-    """Decompose to ops we handle (functional, inference IR)."""
+    """The program itself when every op has a handler, else decomposed to ops we handle.
+
+    ``run_decompositions`` re-traces the whole program (it costs more than the export), so
+    it only runs when an op lacks a handler, an in-place op cannot be lowered functionally
+    or the program mutates its inputs/buffers.
+    """
+    if not needs_decomposition(ep):
+        return ep
     return ep.run_decompositions(decomposition_table())
 
 
-def check_supported(ep: ExportedProgram) -> None:
-    """Raise ONE UnsupportedOpsError listing every op without a handler."""
+def needs_decomposition(ep: ExportedProgram) -> bool:
+    """True unless the program can be lowered as it is (see :mod:`.inplace`)."""
+    if any(s.kind != OutputKind.USER_OUTPUT for s in ep.graph_signature.output_specs):
+        return True  # buffer / input mutations, tokens
+    _, missing = handler_keys(ep)
+    return bool(missing)
+
+
+def handler_keys(ep: ExportedProgram) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """(handler key per call_function node name, {unsupported op: [source names]}).
+
+    In-place ops map to their functional handler where :func:`.inplace.safe_inplace`
+    allows it; other mutating ops and ops without a handler are unsupported.
+    """
+    keys: dict[str, str] = {}
     missing: dict[str, list[str]] = {}
-    for node in ep.graph.nodes:
+    order: dict[torch.fx.Node, int] = {}
+    for i, node in enumerate(ep.graph.nodes):
+        order[node] = i
         if node.op == "get_attr":
             missing.setdefault("get_attr (submodule / higher-order op)", []).append(node.name)
         if node.op != "call_function":
             continue
         key = target_key(node.target)
-        if key not in ATEN_OPS and key not in _BUILTIN:
+        supported = key in ATEN_OPS or key in _BUILTIN
+        if mutates(node.target):  # only ever lowered as the functional op, where safe
+            functional = functional_key(node.target)
+            supported = (functional is not None and functional in ATEN_OPS
+                         and safe_inplace(node, order))
+            key = functional if supported and functional is not None else key
+        if not supported:
             missing.setdefault(key, []).append(source_name(node))
+        keys[node.name] = key
+    return keys, missing
+
+
+def check_supported(ep: ExportedProgram) -> None:
+    """Raise ONE UnsupportedOpsError listing every op without a handler."""
+    _, missing = handler_keys(ep)
     if missing:
         raise UnsupportedOpsError("aten op", missing)
 
 
 class _Lowering:
-    def __init__(self, ep: ExportedProgram, dim_names: Mapping[str, str]):
+    def __init__(self, ep: ExportedProgram, dim_names: Mapping[str, str],
+                 keys: Mapping[str, str]):
         self.ep = ep
+        self.keys = keys
         self.b = AtenBuilder(name="main_graph")
         self.env: dict[str, Any] = {}
         self.dim_names = dict(dim_names)
@@ -146,7 +185,7 @@ class _Lowering:
         self.env[node.name] = self.b.initializer(_ir_tensor(tensor), spec.target or node.name)
 
     def call_function(self, node: torch.fx.Node) -> None:
-        key = target_key(node.target)
+        key = self.keys[node.name]
         if key == "operator.getitem":
             seq, index = node.args
             self.env[node.name] = self.env[seq.name][index]  # type: ignore[index,union-attr]
@@ -212,8 +251,10 @@ def _ir_tensor(tensor: torch.Tensor) -> Any:
 
 def lower_program(ep: ExportedProgram, dim_names: Mapping[str, str] | None = None) -> ir.Model:
     """The IR model of a prepared (decomposed) ExportedProgram."""
-    check_supported(ep)
-    return _Lowering(ep, dim_names or {}).run()
+    keys, missing = handler_keys(ep)
+    if missing:
+        raise UnsupportedOpsError("aten op", missing)
+    return _Lowering(ep, dim_names or {}, keys).run()
 
 
 def placeholder_symbols(
@@ -245,4 +286,5 @@ def embedding_ranges(ep: ExportedProgram) -> dict[str, tuple[int, int]]:
     return ranges
 
 
-__all__ = ["check_supported", "lower_program", "prepare", "source_name", "target_key"]
+__all__ = ["check_supported", "handler_keys", "lower_program", "needs_decomposition", "prepare",
+           "source_name", "target_key"]

@@ -184,7 +184,7 @@ def apply_state_dict(module: torch.nn.Module, state: dict[str, torch.Tensor],
 
 def _tied_aliases(expected: dict[str, torch.Tensor]) -> dict[str, list[str]]:
     """key -> other keys of the same tensor (tied weights: a file may store only one)."""
-    by_storage: dict[tuple[int, int, tuple[int, ...]], list[str]] = {}
+    by_storage: dict[tuple[int, int | torch.SymInt, tuple[int, ...]], list[str]] = {}
     for key, tensor in expected.items():
         if tensor.numel():
             ident = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(),

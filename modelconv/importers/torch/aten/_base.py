@@ -11,7 +11,7 @@ them with plain ints into one 1-D int64 value.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import onnx_ir as ir
@@ -107,7 +107,7 @@ class AtenBuilder(GraphBuilder):
         if isinstance(items, ir.Value):
             return items
         if all(isinstance(i, (int, np.integer)) for i in items):
-            return self.const(np.array([int(i) for i in items], dtype=np.int64))
+            return self.const(np.array([int(cast(int, i)) for i in items], dtype=np.int64))
         parts = [
             self.Unsqueeze(self.cast(i, ir.DataType.INT64), self.const([0]))
             if isinstance(i, ir.Value)

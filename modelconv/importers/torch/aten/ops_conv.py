@@ -37,6 +37,25 @@ def convolution(b: AtenBuilder, x: ir.Value, weight: ir.Value, bias: ir.Value | 
     return b.op("Conv", inputs, attrs)
 
 
+@aten_op("aten.conv1d.default", "aten.conv2d.default", "aten.conv3d.default")
+def conv_nd(b: AtenBuilder, x: ir.Value, weight: ir.Value, bias: ir.Value | None = None,
+            stride: Sequence[int] = (1,), padding: Sequence[int] = (0,),
+            dilation: Sequence[int] = (1,), groups: int = 1) -> ir.Value:
+    """conv1d/2d/3d with numeric padding (undecomposed programs)."""
+    return convolution(b, x, weight, bias, stride, padding, dilation, False, (0,), groups)
+
+
+@aten_op("aten.conv_transpose1d.default", "aten.conv_transpose2d.input",
+         "aten.conv_transpose3d.input")
+def conv_transpose_nd(b: AtenBuilder, x: ir.Value, weight: ir.Value,
+                      bias: ir.Value | None = None, stride: Sequence[int] = (1,),
+                      padding: Sequence[int] = (0,), output_padding: Sequence[int] = (0,),
+                      groups: int = 1, dilation: Sequence[int] = (1,)) -> ir.Value:
+    """conv_transpose1d/2d/3d (undecomposed programs)."""
+    return convolution(b, x, weight, bias, stride, padding, dilation, True, output_padding,
+                       groups)
+
+
 def _pool_pads(padding: Sequence[int], n: int) -> list[int]:
     pads = _n(padding, n)
     return pads + pads
@@ -143,7 +162,8 @@ def _resize(b: AtenBuilder, x: ir.Value, output_size: Sequence[int] | None,
             scales: Sequence[float] | None, mode: str, transform: str) -> ir.Value:
     rank = b.rank(x)
     if output_size:
-        sizes = b.ints(list(b.out_shape())) if None not in b.out_shape() else b.ints(
+        out = b.out_shape()
+        sizes = b.ints([d for d in out if d is not None]) if None not in out else b.ints(
             [*_lead_dims(b, x), *output_size])
         return b.Resize(x, None, None, sizes, mode=mode, coordinate_transformation_mode=transform,
                         nearest_mode="floor")
@@ -186,6 +206,6 @@ def pixel_unshuffle(b: AtenBuilder, x: ir.Value, downscale_factor: int) -> ir.Va
     """SpaceToDepth matches torch's channel order only for 1 channel; use reshapes."""
     _, c, h, w = b.dims(x)
     r = downscale_factor
-    y = b.Reshape(x, b.ints([-1, c, h // r, r, w // r, r]))  # type: ignore[operator]
+    y = b.Reshape(x, b.ints([-1, c, h // r, r, w // r, r]))  # type: ignore[operator,list-item]
     y = b.Transpose(y, perm=[0, 1, 3, 5, 2, 4])
     return b.Reshape(y, b.ints([-1, c * r * r, h // r, w // r]))  # type: ignore[operator]

@@ -43,7 +43,8 @@ def _logical(onnx_op: str) -> Any:
 
 for _name, _onnx in {"and": "And", "or": "Or", "xor": "Xor"}.items():
     aten_op(f"aten.logical_{_name}.default")(_logical(_onnx))
-    aten_op(f"aten.bitwise_{_name}.Tensor", f"aten.bitwise_{_name}.Scalar")(_logical(_onnx))
+    aten_op(f"aten.bitwise_{_name}.Tensor", f"aten.bitwise_{_name}.Scalar",
+            f"aten.__{_name}__.Tensor", f"aten.__{_name}__.Scalar")(_logical(_onnx))
 
 
 def _with_alpha(onnx_op: str) -> Any:
@@ -245,3 +246,18 @@ def lerp(b: AtenBuilder, x: ir.Value, end: ir.Value, weight: Any) -> ir.Value:
     """x + weight * (end - x)."""
     w = b.operand(weight, x.dtype)
     return b.Add(x, b.Mul(w, b.Sub(end, x)))
+
+
+@aten_op("aten.diff.default")
+def diff(b: AtenBuilder, x: ir.Value, n: int = 1, dim: int = -1,
+         prepend: ir.Value | None = None, append: ir.Value | None = None) -> ir.Value:
+    """x[1:] - x[:-1] along ``dim``, ``n`` times (Xor for bool, as torch)."""
+    axis = b.axis(dim, b.rank(x))
+    parts = [v for v in (prepend, x, append) if v is not None]
+    y = b.Concat(*parts, axis=axis) if len(parts) > 1 else x
+    axes = b.const([axis])
+    for _ in range(n):
+        hi = b.Slice(y, b.const([1]), b.const([2**63 - 1]), axes)
+        lo = b.Slice(y, b.const([0]), b.const([-1]), axes)
+        y = b.Xor(hi, lo) if y.dtype == ir.DataType.BOOL else b.Sub(hi, lo)
+    return y

@@ -70,8 +70,9 @@ def arange(b: AtenBuilder, *args: Any, **kwargs: Any) -> ir.Value:
     start, end, step = (0, nums[0], 1) if len(nums) == 1 else (*nums[:2], nums[2] if
                                                                   len(nums) > 2 else 1)
     dtype = b.out_dtype()
-    if not any(isinstance(v, ir.Value) for v in (start, end, step)):
-        return b.const(np.arange(start, end, step, dtype=np_dtype(dtype)))
+    static = [v for v in (start, end, step) if not isinstance(v, ir.Value)]
+    if len(static) == 3:
+        return b.const(np.arange(*static, dtype=np_dtype(dtype)))
     parts = [b.operand(v, dtype) for v in (start, end, step)]
     return b.Range(*parts)
 
@@ -89,7 +90,8 @@ def clone(b: AtenBuilder, x: ir.Value, **kwargs: Any) -> ir.Value:
     return x
 
 
-@aten_op("aten._to_copy.default", "aten.to.dtype", "aten._assert_tensor_metadata.default")
+@aten_op("aten._to_copy.default", "aten.to.dtype", "aten.to.dtype_layout", "aten.to.device",
+         "aten._assert_tensor_metadata.default")
 def to_copy(b: AtenBuilder, x: ir.Value, *args: Any, **kwargs: Any) -> ir.Value | None:
     """Cast to the output dtype (device/layout changes are no-ops)."""
     if b.meta is None:  # _assert_tensor_metadata has no output

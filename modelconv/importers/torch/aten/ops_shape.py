@@ -20,6 +20,30 @@ def view(b: AtenBuilder, x: ir.Value, size: Sequence[int | ir.Value]) -> ir.Valu
     return b.Reshape(x, b.ints(size))
 
 
+def _reshape_around(b: AtenBuilder, x: ir.Value, start: int, end: int,
+                    middle: Sequence[int | ir.Value]) -> ir.Value:
+    # dims [start, end) of x replaced by ``middle``; static when torch knows the output shape
+    out = b.out_shape()
+    if None not in out:
+        return b.Reshape(x, b.ints([int(d) for d in out if d is not None]))
+    parts = [b.Shape(x, start=0, end=start), b.ints(middle), b.Shape(x, start=end)]
+    return b.Reshape(x, b.Concat(*parts, axis=0))
+
+
+@aten_op("aten.flatten.using_ints")
+def flatten(b: AtenBuilder, x: ir.Value, start_dim: int = 0, end_dim: int = -1) -> ir.Value:
+    """Reshape merging dims start_dim..end_dim."""
+    rank = max(b.rank(x), 1)
+    return _reshape_around(b, x, b.axis(start_dim, rank), b.axis(end_dim, rank) + 1, [-1])
+
+
+@aten_op("aten.unflatten.int")
+def unflatten(b: AtenBuilder, x: ir.Value, dim: int, sizes: Sequence[int | ir.Value]) -> ir.Value:
+    """Reshape splitting ``dim`` into ``sizes``."""
+    axis = b.axis(dim, b.rank(x))
+    return _reshape_around(b, x, axis, axis + 1, sizes)
+
+
 @aten_op("aten.permute.default")
 def permute(b: AtenBuilder, x: ir.Value, dims: Sequence[int]) -> ir.Value:
     """Transpose with a full permutation."""
@@ -100,7 +124,7 @@ def _split_static(b: AtenBuilder, x: ir.Value, dim: int) -> list[ir.Value]:
     sizes = [b.out_shape(i)[dim] for i in range(len(b.meta))]
     if any(s is None for s in sizes):
         return b.split(x, dim, len(sizes))
-    return b.split(x, dim, len(sizes), b.ints(sizes))
+    return b.split(x, dim, len(sizes), b.ints([s for s in sizes if s is not None]))
 
 
 @aten_op("aten.split.Tensor", "aten.split_with_sizes.default")
@@ -222,9 +246,9 @@ def roll(b: AtenBuilder, x: ir.Value, shifts: Sequence[int], dims: Sequence[int]
 
 
 def _shaped(v: ir.Value, out_shape: list[int | None]) -> ir.Value:
-    size = 1
+    size: int | None = 1
     for d in out_shape:
-        size = size * d if d is not None and size is not None else None  # type: ignore[operator]
+        size = size * d if d is not None and size is not None else None
     v.shape = ir.Shape([size])
     return v
 
