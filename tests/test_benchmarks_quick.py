@@ -86,3 +86,21 @@ def test_failed_route_is_a_cell_not_a_crash() -> None:
     assert "error: ExportError: boom \\| with a pipe" in row
     assert len(row.replace("\\|", "").strip("|").split("|")) == len(COLUMNS)
     assert "unavailable: no torch here" in md
+
+
+@pytest.mark.models
+def test_quick_mode_covers_every_route(tmp_path: Path) -> None:
+    """`python -m benchmarks run --quick` (what CI runs): every route gets a table with a
+    modelconv row and its anchors; figures are reported, never asserted."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "run", "--quick", "--out", str(tmp_path)],
+        cwd=str(REPO), capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = (tmp_path / "results.md").read_text()
+    data = json.loads((tmp_path / "results.json").read_text())
+    routes = {r["route"] for r in data["records"]}
+    assert {"torch-onnx", "keras-onnx", "keras-tflite", "torch-tflite"} <= routes
+    for route in routes:
+        assert f"## {route}" in table
+        ours = [r for r in data["records"] if r["route"] == route and r["converter"] == "modelconv"]
+        assert ours and all(r["status"] == "ok" for r in ours), ours

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import modelconv
+from tests.tflite_helpers import inner_transposes
 
 torchvision = pytest.importorskip("torchvision")
 torch = pytest.importorskip("torch")
@@ -64,24 +65,8 @@ def test_torchvision_to_tflite(tmp_path: Path, name: str) -> None:
     assert result.verified
     assert result.report is not None and result.report.outputs[0].max_rel < 1e-4
     if name != "vit_b_16":  # CNNs: the layout pass leaves no TRANSPOSE inside
-        assert _inner_transposes(out) == 0
+        assert inner_transposes(out) == 0
         nhwc = tmp_path / f"{name}_nhwc.tflite"
         modelconv.convert(model, nhwc, example_inputs=args, nhwc_io=True, verify=False)
         assert "TRANSPOSE" not in inspect_tflite(nhwc).op_counts
 
-
-def _inner_transposes(path: Path) -> int:
-    """TRANSPOSE ops that neither read a model input nor write a model output."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
-    graph = model.subgraphs[0]
-    boundary = set(graph.inputs) | set(graph.outputs)
-    count = 0
-    for op in graph.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        if max(code.builtinCode, code.deprecatedBuiltinCode) != schema.BuiltinOperator.TRANSPOSE:
-            continue
-        if op.inputs[0] not in boundary and op.outputs[0] not in boundary:
-            count += 1
-    return count
