@@ -27,7 +27,7 @@ from modelconv.verification.runners import OnnxRuntimeRunner
 h5py = pytest.importorskip("h5py")
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "keras"
 FILES = ["k3_cnn.keras", "k3_cnn.h5", "k3_multi.keras", "k3_multi.h5", "k3_text.keras",
-         "k2_cnn.h5", "k2_text.h5"]
+         "k2_cnn.h5", "k2_text.h5", "k3_ops.keras", "k2_ops.h5"]
 
 
 def _ref(name: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -102,6 +102,25 @@ def test_lambda_refused(tmp_path: Path) -> None:
     path = _edit_h5_config(FIX / "k3_cnn.h5", tmp_path / "lam.h5", edit)
     with pytest.raises(UnsafeModelError, match="Lambda"):
         _convert(path)
+
+
+def test_tf_op_lambda_is_a_name_not_code(tmp_path: Path) -> None:
+    """tf.keras TFOpLambda layers name a TF function; unknown names are unsupported (never
+    imported or called) and reported together."""
+    sm = _convert(FIX / "k2_ops.h5")
+    assert {"Reshape", "Concat", "ReduceMean", "ReduceSum", "Div", "Sub"} <= {
+        n.op_type for n in sm.model.graph}
+
+    def edit(cfg: dict[str, Any]) -> None:
+        ops = [ly for ly in _layers(cfg) if ly["class_name"] == "TFOpLambda"]
+        ops[0]["config"]["function"] = "io.write_file"
+        ops[1]["config"]["function"] = "py_function"
+
+    path = _edit_h5_config(FIX / "k2_ops.h5", tmp_path / "tfop.h5", edit)
+    with pytest.raises(UnsupportedOpsError) as info:
+        _convert(path)
+    assert {"TFOpLambda(tf.io.write_file)", "TFOpLambda(tf.py_function)"} <= set(
+        info.value.unsupported)
 
 
 def test_custom_object_refused(tmp_path: Path) -> None:

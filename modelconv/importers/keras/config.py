@@ -41,6 +41,8 @@ class Call:
     inputs: list[TensorRef]
     kw_tensors: dict[str, TensorRef] = field(default_factory=dict)
     kwargs: dict[str, Any] = field(default_factory=dict)
+    #: non-tensor positional arguments (Keras 3 functional ops: ``x + 3.0``) by position
+    consts: dict[int, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -151,14 +153,38 @@ def _is_ref2(x: Any) -> bool:
             and isinstance(x[1], int) and isinstance(x[2], int))
 
 
-RawCall = tuple[list[tuple[str, int, int]], dict[str, tuple[str, int, int]], dict[str, Any]]
+RawCall = tuple[list[tuple[str, int, int]], dict[str, tuple[str, int, int]], dict[str, Any],
+                dict[int, Any]]
+
+
+def _is_number_tree(x: Any) -> bool:
+    """A number or a (nested) list of numbers: a constant operand."""
+    if isinstance(x, bool | int | float):
+        return True
+    return isinstance(x, list) and bool(x) and all(_is_number_tree(v) for v in x)
+
+
+def _positional(args: Any) -> tuple[list[tuple[str, int, int]], dict[int, Any]]:
+    """Tensor refs of a call's positional args, plus the constant ones by position."""
+    refs: list[tuple[str, int, int]] = []
+    consts: dict[int, Any] = {}
+    for item in args if isinstance(args, list) else [args]:
+        if isinstance(item, dict) and item.get("class_name") == "__tuple__":
+            value = item.get("config", {}).get("value")
+            if _is_number_tree(value):
+                item = value
+        if _is_number_tree(item):
+            consts[len(refs) + len(consts)] = item
+        else:
+            _flatten3(item, refs)
+    return refs, consts
 
 
 def _parse_inbound(node_spec: Any) -> tuple[RawCall, bool]:
-    """One inbound node -> (positional refs, kw refs, other kwargs), new-format flag."""
+    """One inbound node -> (positional refs, kw refs, other kwargs, constant positional
+    args), new-format flag."""
     if isinstance(node_spec, dict):
-        args: list[tuple[str, int, int]] = []
-        _flatten3(node_spec.get("args", []), args)
+        args, consts = _positional(node_spec.get("args", []))
         kw_t: dict[str, tuple[str, int, int]] = {}
         kw: dict[str, Any] = {}
         for key, val in (node_spec.get("kwargs") or {}).items():
@@ -170,21 +196,28 @@ def _parse_inbound(node_spec: Any) -> tuple[RawCall, bool]:
                 kw[key] = val
             else:
                 raise ModelLoadError(f"keyword argument '{key}' holds several tensors")
-        return (args, kw_t, kw), True
+        return (args, kw_t, kw, consts), True
     if isinstance(node_spec, list):
+        if node_spec and isinstance(node_spec[0], str):  # tf.keras op layers: one bare entry
+            node_spec = [node_spec]
         pos: list[tuple[str, int, int]] = []
         kw_t, kw = {}, {}
+        given: dict[int, Any] = {}
         for entry in node_spec:
-            if not _is_ref2(entry):
+            if (isinstance(entry, list) and len(entry) in (3, 4)
+                    and entry[0] == "_CONSTANT_VALUE" and _is_number_tree(entry[2])):
+                given[len(pos) + len(given)] = entry[2]  # tf.keras: 3.0 - x
+            elif not _is_ref2(entry):
                 raise ModelLoadError(f"unreadable inbound node entry {str(entry)[:80]}")
-            pos.append((entry[0], entry[1], entry[2]))
+            else:
+                pos.append((entry[0], entry[1], entry[2]))
             extra = entry[3] if len(entry) == 4 and isinstance(entry[3], dict) else {}
             for key, val in extra.items():
                 if _is_ref2(val):
                     kw_t[key] = (val[0], val[1], val[2])
                 else:
                     kw[key] = val
-        return (pos, kw_t, kw), False
+        return (pos, kw_t, kw, given), False
     raise ModelLoadError(f"unreadable inbound node {str(node_spec)[:80]}")
 
 
@@ -234,11 +267,12 @@ def _parse_functional(cfg: dict[str, Any], class_name: str) -> ModelGraph:
         return TensorRef(name, pos, tensor)
 
     for node in layers:
-        for args, kw_t, kw in raw_calls[node.name]:
+        for args, kw_t, kw, consts in raw_calls[node.name]:
             node.calls.append(Call(
                 inputs=[ref(a, False) for a in args],
                 kw_tensors={k: ref(v, False) for k, v in kw_t.items()},
                 kwargs=kw,
+                consts=consts,
             ))
     inputs = [ref(r, True) for r in _io_refs(cfg.get("input_layers", []))]
     outputs = [ref(r, True) for r in _io_refs(cfg.get("output_layers", []))]

@@ -22,16 +22,17 @@ from modelconv.importers.keras.common import (
     activation_name,
 )
 from modelconv.importers.keras.config import ModelGraph, TensorRef, parse_model
+from modelconv.importers.keras.layers_tfop import SUPPORTED as TF_FUNCTIONS
 from modelconv.importers.keras.reader import KerasFile
 from modelconv.importers.keras.tensors import LAST, KTensor, last
 from modelconv.importers.keras.weights import WeightSource
 from modelconv.ir.builder import GraphBuilder
 
 HANDLER_MODULES = ("conv", "core", "norm", "activations", "pooling", "merge", "reshape",
-                   "rnn", "attention", "preprocessing")
-CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda", "TFLambda"}
+                   "rnn", "attention", "preprocessing", "tfop")
+CODE_LAYERS = {"Lambda", "TFLambda"}
 STRUCTURAL = {"InputLayer", "Functional", "Model", "Sequential"}
-_KW_INPUT_ORDER = ("query", "value", "key")
+_KW_INPUT_ORDER = ("query", "value", "key", "y")
 _IGNORED_KWARGS = {"mask", "training"}
 
 
@@ -73,6 +74,8 @@ def check_layers(graph: ModelGraph, path: str) -> None:
             continue
         if cfg.get("data_format") == "channels_first":
             missing[f"{cls}(data_format=channels_first)"].append(where)
+        if cls == "TFOpLambda" and str(cfg.get("function")) not in TF_FUNCTIONS:
+            missing[f"TFOpLambda(tf.{cfg.get('function')})"].append(where)
         if cls == "Embedding" and cfg.get("mask_zero"):
             missing["Embedding(mask_zero=True)"].append(where)
         for key in ("activation", "recurrent_activation"):
@@ -133,6 +136,8 @@ class _Converter:
                     remaining.append((node, i))
                     continue
                 xs = [env[r] for r in call.inputs]
+                if call.consts and _is_op(node):
+                    xs = self.with_consts(xs, call.consts)
                 for key in _KW_INPUT_ORDER:
                     if key in call.kw_tensors:
                         xs.append(env[call.kw_tensors[key]])
@@ -153,6 +158,15 @@ class _Converter:
             raise ModelLoadError(f"model outputs {missing[:3]} are never computed",
                                  path=self.kf.path)
         return [env[r] for r in graph.outputs]
+
+    def with_consts(self, xs: list[KTensor], consts: dict[int, Any]) -> list[KTensor]:
+        """Insert the constant operands of a functional op call at their positions."""
+        dtype = xs[0].dtype if xs else "float32"
+        out = list(xs)
+        for pos in sorted(consts):
+            arr = np.asarray(consts[pos], dtype=np.dtype(dtype))
+            out.insert(pos, KTensor(self.b.const(arr, name="k"), arr.ndim, LAST, dtype))
+        return out
 
     def apply(self, node: Any, kwargs: dict[str, Any], xs: list[KTensor],
               prefix: tuple[str, ...]) -> list[KTensor]:
@@ -183,6 +197,12 @@ class _Converter:
             if value.dtype is None:
                 value.dtype = ir.DataType.from_numpy(np.dtype(t.dtype))
         return self.b.build()
+
+
+def _is_op(node: Any) -> bool:
+    """A functional op (Keras 3 ``x + 3.0``, Keras 2 TFOpLambda) rather than a layer."""
+    return node.class_name == "TFOpLambda" or str(node.module or "").startswith(
+        ("keras.src.ops", "keras.ops"))
 
 
 def convert_keras_file(kf: KerasFile) -> ir.Model:

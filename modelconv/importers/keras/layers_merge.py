@@ -1,5 +1,6 @@
 """Merge layers (and Keras 3 functional ops of the same name): Add, Subtract, Multiply,
-Average, Maximum, Minimum, Concatenate, Dot."""
+Average, Maximum, Minimum, Concatenate, Dot; the ops Divide and Power. A functional op's
+constant operands (``x + 3.0``) arrive as constant tensors at their argument position."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from modelconv.importers.keras.weights import LayerWeights
 from modelconv.ir.builder import GraphBuilder
 
 
-def _fold(b: GraphBuilder, xs: list[KTensor], op: str) -> KTensor:
+def fold(b: GraphBuilder, xs: list[KTensor], op: str) -> KTensor:
+    """Combine ``xs`` left to right with the binary ONNX ``op`` (broadcasting)."""
     layout = common_layout(xs)
     values = [in_layout(b, x, layout) for x in xs]
     y = values[0]
@@ -26,42 +28,56 @@ def _fold(b: GraphBuilder, xs: list[KTensor], op: str) -> KTensor:
 @keras_layer("Add", "add")
 def add(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights, xs: list[KTensor]) -> KTensor:
     """Add -> chained Add."""
-    return _fold(b, xs, "Add")
+    return fold(b, xs, "Add")
 
 
 @keras_layer("Subtract", "subtract")
 def subtract(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
              xs: list[KTensor]) -> KTensor:
     """Subtract (exactly two inputs)."""
-    return _fold(b, xs[:2], "Sub")
+    return fold(b, xs[:2], "Sub")
 
 
 @keras_layer("Multiply", "multiply")
 def multiply(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
              xs: list[KTensor]) -> KTensor:
     """Multiply -> chained Mul (SE blocks broadcast (N,1,1,C))."""
-    return _fold(b, xs, "Mul")
+    return fold(b, xs, "Mul")
+
+
+@keras_layer("Divide", "TrueDivide")
+def divide(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+           xs: list[KTensor]) -> KTensor:
+    """Keras 3 ``ops.divide`` / ``x / y`` -> Div."""
+    return fold(b, xs[:2], "Div")
+
+
+@keras_layer("Power")
+def power(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+          xs: list[KTensor]) -> KTensor:
+    """Keras 3 ``ops.power`` / ``x ** y`` -> Pow."""
+    return fold(b, xs[:2], "Pow")
 
 
 @keras_layer("Maximum")
 def maximum(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
             xs: list[KTensor]) -> KTensor:
     """Maximum -> Max."""
-    return _fold(b, xs, "Max")
+    return fold(b, xs, "Max")
 
 
 @keras_layer("Minimum")
 def minimum(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
             xs: list[KTensor]) -> KTensor:
     """Minimum -> Min."""
-    return _fold(b, xs, "Min")
+    return fold(b, xs, "Min")
 
 
 @keras_layer("Average")
 def average(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
             xs: list[KTensor]) -> KTensor:
     """Average -> Add chain times 1/n."""
-    total = _fold(b, xs, "Add")
+    total = fold(b, xs, "Add")
     return total.like(b.Mul(total.value, b.const(np.float32(1.0 / len(xs)))))
 
 

@@ -84,8 +84,11 @@ def ir_axis(axis: int, rank: int, layout: str) -> int:
 
 
 def common_layout(xs: list[KTensor]) -> str:
-    """Layout to combine ``xs`` in: channels-first if any operand of rank >= 3 is."""
-    ranks = {x.rank for x in xs}
+    """Layout to combine ``xs`` in: channels-first if any operand of rank >= 3 is.
+
+    Scalars (rank 0) broadcast in either layout and do not take part.
+    """
+    ranks = {x.rank for x in xs if x.rank > 0}
     if len(ranks) > 1:
         return LAST
     return FIRST if any(x.layout == FIRST and x.rank >= 3 for x in xs) else LAST
