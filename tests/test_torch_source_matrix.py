@@ -121,13 +121,7 @@ def test_safetensors_cli(tmp_path: Path, name: str) -> None:
           *_dtype_args(name)], tmp_path / "r.json")
 
 
-TS_VIT_LIMIT = pytest.mark.xfail(
-    strict=True, reason="torch 2.13/2.14 TS2EPConverter turns the shape arithmetic that tracing "
-    "records inside nn.TransformerEncoder into unbacked symbols and cannot guard on them")
-
-
-@pytest.mark.parametrize("name", [n if n != "vitish" else pytest.param(n, marks=TS_VIT_LIMIT)
-                                  for n in MODELS])
+@pytest.mark.parametrize("name", MODELS)
 def test_torchscript_cli(tmp_path: Path, name: str) -> None:
     traced = torch.jit.trace(_trained(name), (_example(name),), strict=False, check_trace=False)
     traced.save(str(tmp_path / "ts.pt"))

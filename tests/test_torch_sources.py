@@ -187,6 +187,44 @@ def test_torchscript(tmp_path: Path, kind: str) -> None:
     _check(sm)
 
 
+def test_torchscript_dynamic_batch(tmp_path: Path) -> None:
+    path = tmp_path / "m.ts"
+    torch.jit.trace(small(), (X,)).save(str(path))
+    sm = import_torchscript(path, ConvertOptions(example_inputs=(X,), trust_code=True,
+                                                 dynamic_batch=True))
+    dim0 = sm.model.graph.inputs[0].shape[0]
+    assert isinstance(dim0, ir.SymbolicDim) and dim0.value == "batch"
+    _check(sm, torch.randn(5, *X.shape[1:]))
+
+
+class ShapeArith(nn.Module):
+    """Shape arithmetic that tracing records as aten::size -> NumToTensor -> Int code."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        y = x.view(b, c * h, w).flatten(1)
+        z = self.proj(x.reshape(x.shape[0], -1, 4))
+        return z.reshape(x.size(0), z.size(1) * 4) + y
+
+
+def test_torchscript_traced_shape_arithmetic(tmp_path: Path) -> None:
+    import modelconv
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, 8)
+    traced = torch.jit.trace(ShapeArith().eval(), (x,))
+    path = tmp_path / "shapes.pt"
+    traced.save(str(path))
+    result = modelconv.convert(path, tmp_path / "m.onnx", trust_code=True,
+                               input_shapes=[(2, 3, 8, 8)], rtol=1e-4)
+    assert result.verified and result.report is not None
+    assert result.report.outputs[0].max_rel < 1e-4
+
+
 def test_pt2(tmp_path: Path) -> None:
     path = tmp_path / "m.pt2"
     torch.export.save(torch.export.export(small(), (X,)), str(path))

@@ -32,6 +32,7 @@ from .sources import (
     load_safetensors,
     load_torch_weights,
 )
+from .ts_shapes import specialise_shapes
 
 __all__ = [
     "import_exported_program",
@@ -129,27 +130,83 @@ def import_torchscript(src: Any, options: ConvertOptions) -> SourceModel:
     names = forward_arg_names(ts, len(args))
     wanted = requested_dims(names, options)
     ep = _torchscript_program(ts, args, names, wanted)
+    # the converted program may rename inputs (x -> x_1): match requested dims by position
+    users = list(ep.graph_signature.user_inputs)
+    if len(users) == len(names):
+        wanted = {users[names.index(k)]: v for k, v in wanted.items()}
     return import_exported_program(ep, options, format="torchscript", path=str(path),
                                    eager=ts, wanted=wanted)
 
 
 def _torchscript_program(ts: Any, args: tuple[torch.Tensor, ...], names: list[str],
                          wanted: dict[str, dict[int, str]]) -> torch.export.ExportedProgram:
-    errors = []
-    if not wanted:  # the converter has no dynamic shapes
+    """TS2EPConverter (static shapes only), then torch.export; every attempt's error is kept."""
+    errors: list[str] = []
+    if not wanted:  # the converter has no dynamic shapes, so the example shapes are final
+        attempts: list[tuple[str, Any]] = []
+        try:
+            specialised = specialise_shapes(ts, args)
+        except Exception as exc:
+            errors.append(f"specialising the graph to the example shapes: {_first_line(exc)}")
+        else:
+            if specialised is not None:
+                attempts.append(("TS2EPConverter on the graph specialised to the example "
+                                 "shapes", specialised))
+        attempts.append(("TS2EPConverter", ts))
+        for label, module in attempts:
+            try:
+                with torch.no_grad():
+                    return _ts2ep(module, args)
+            except Exception as exc:
+                errors.append(f"{label}: {_first_line(exc)}")
+    traced_args, dynamic = dynamic_shapes_spec(args, names, wanted)
+    if wanted:  # dynamic dims: convert (dims stay Dim.AUTO), then re-export with the spec
         try:
             from torch._export.converter import TS2EPConverter
 
             with torch.no_grad():
-                return TS2EPConverter(ts, args).convert()
+                program = TS2EPConverter(ts, traced_args).convert()
+            return export_module(program.module(), traced_args, dynamic)
         except Exception as exc:
-            errors.append(f"TS2EPConverter: {str(exc).strip().splitlines()[0:1]}")
-    traced_args, dynamic = dynamic_shapes_spec(args, names, wanted)
+            errors.append(f"TS2EPConverter with dynamic dims: {_first_line(exc)}")
     try:
         return export_module(ts, traced_args, dynamic)
     except ModelconvError as exc:
         raise ModelLoadError("cannot capture the TorchScript module: "
                              + "; ".join([*errors, str(exc)])) from exc
+
+
+def _ts2ep(module: Any, args: tuple[torch.Tensor, ...]) -> torch.export.ExportedProgram:
+    """TS2EPConverter, pinned to the example shapes.
+
+    The converter marks every input dim ``Dim.AUTO``; dims the code does not specialise stay
+    symbolic, so such a program is re-exported with static shapes (none were asked for);
+    if that fails the converter's program is kept.
+    """
+    from torch._export.converter import TS2EPConverter
+
+    program: torch.export.ExportedProgram = TS2EPConverter(module, args).convert()
+    if not _symbolic_inputs(program):
+        return program
+    try:
+        return torch.export.export(program.module(), args, strict=False)
+    except Exception:
+        return program
+
+
+def _symbolic_inputs(program: torch.export.ExportedProgram) -> bool:
+    users = set(program.graph_signature.user_inputs)
+    for node in program.graph.nodes:
+        val = node.meta.get("val") if node.op == "placeholder" and node.name in users else None
+        if isinstance(val, torch.Tensor) and any(isinstance(d, torch.SymInt)
+                                                 for d in val.shape):
+            return True
+    return False
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def import_pt2(src: Any, options: ConvertOptions) -> SourceModel:

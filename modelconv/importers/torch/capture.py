@@ -119,12 +119,17 @@ def dynamic_shapes_spec(
 def eval_mode(module: Any) -> Iterator[None]:
     """Run a module in eval mode, restoring its training flag afterwards."""
     was = getattr(module, "training", False)
-    if isinstance(module, torch.nn.Module):
-        module.eval()
+    # an ExportedProgram's module() is already fixed in eval mode and refuses eval()
+    switch = isinstance(module, torch.nn.Module) and was
+    if switch:
+        try:
+            module.eval()
+        except Exception:  # noqa: BLE001 - "Calling eval() is not supported yet"
+            switch = False
     try:
         yield
     finally:
-        if isinstance(module, torch.nn.Module) and was:
+        if switch:
             module.train()
 
 
