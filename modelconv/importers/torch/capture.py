@@ -124,7 +124,7 @@ def eval_mode(module: Any) -> Iterator[None]:
     if switch:
         try:
             module.eval()
-        except Exception:  # noqa: BLE001 - "Calling eval() is not supported yet"
+        except Exception:  # an exported module: "Calling eval() is not supported yet"
             switch = False
     try:
         yield
