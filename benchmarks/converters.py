@@ -31,7 +31,7 @@ class Unavailable(Exception):
 class Job:
     """What one conversion subprocess does."""
 
-    source: str  # torch / keras / savedmodel / onnx
+    source: str  # torch / keras / savedmodel / tfkeras-savedmodel / onnx
     target: str  # onnx / tflite
     converter: str
     spec: ModelSpec
@@ -151,6 +151,7 @@ def _litert_torch(job: Job) -> Outcome:
 
 def _source_file(job: Job) -> Path:
     return {"keras": job.paths.keras_file, "savedmodel": job.paths.savedmodel,
+            "tfkeras-savedmodel": job.paths.tfkeras_savedmodel,
             "onnx": job.paths.onnx_file}[job.source]
 
 
@@ -185,7 +186,7 @@ def _tf2onnx_keras(job: Job) -> Outcome:
 
 def _tf2onnx_cli(job: Job) -> Outcome:
     need("tf2onnx")
-    cmd = [job.python, "-m", "tf2onnx.convert", "--saved-model", str(job.paths.savedmodel),
+    cmd = [job.python, "-m", "tf2onnx.convert", "--saved-model", str(_source_file(job)),
            "--output", str(job.output), "--opset", str(OPSET)]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)

@@ -20,7 +20,8 @@ class Converter:
 
 @dataclass(frozen=True)
 class Route:
-    """``source`` is torch / keras / savedmodel / onnx, ``target`` onnx / tflite."""
+    """``source`` is torch / keras / savedmodel / tfkeras-savedmodel / onnx, ``target``
+    onnx / tflite."""
 
     name: str
     source: str
@@ -33,7 +34,8 @@ class Route:
     @property
     def family(self) -> str:
         """The model family the source comes from (savedmodel sources are Keras models)."""
-        return "keras" if self.source in ("keras", "savedmodel") else self.source
+        return ("keras" if self.source in ("keras", "savedmodel", "tfkeras-savedmodel")
+                else self.source)
 
     @property
     def anchors(self) -> tuple[Converter, ...]:
@@ -57,6 +59,10 @@ ROUTES: dict[str, Route] = {
               (MC, Converter("tf2onnx-keras", "tf2onnx.convert.from_keras")),
               _KERAS_MODELS, "k_mobilenetv2"),
         Route("savedmodel-onnx", "savedmodel", "onnx",
+              (MC, Converter("tf2onnx-cli", "python -m tf2onnx.convert --saved-model")),
+              _KERAS_MODELS, "k_mobilenetv2"),
+        # the tf_keras twin's SavedModel (keras_metadata.pb): modelconv's TensorFlow-free route
+        Route("tfkeras-savedmodel-onnx", "tfkeras-savedmodel", "onnx",
               (MC, Converter("tf2onnx-cli", "python -m tf2onnx.convert --saved-model")),
               _KERAS_MODELS, "k_mobilenetv2"),
         Route("keras-tflite", "keras", "tflite",

@@ -79,7 +79,8 @@ def build_torch(spec: ModelSpec, paths: CachePaths, scale: bool = False) -> dict
 
 
 def build_keras(spec: ModelSpec, paths: CachePaths) -> dict[str, Any]:
-    """Build, run and save one Keras model as .keras, .h5 and a SavedModel folder."""
+    """Build, run and save one Keras model as .keras, .h5 and a SavedModel folder, plus its
+    tf_keras twin's SavedModel (with keras_metadata.pb)."""
     from benchmarks.zoo_keras import build_keras as make
 
     model = make(spec)
@@ -97,6 +98,17 @@ def build_keras(spec: ModelSpec, paths: CachePaths) -> dict[str, Any]:
     except Exception as exc:  # the .h5 copy is informational only
         notes["h5_error"] = f"{type(exc).__name__}: {exc}"[:200]
     model.export(str(paths.savedmodel), verbose=False)
+    try:
+        from benchmarks.zoo_keras import build_tfkeras_twin
+
+        twin = build_tfkeras_twin(spec, model.get_weights())
+        twin.save(str(paths.tfkeras_savedmodel), save_format="tf")
+        got = twin(arrays[0] if len(arrays) == 1 else arrays, training=False)
+        want = ref[0] if isinstance(ref, (list, tuple)) else ref
+        notes["tfkeras_max_abs_diff"] = float(np.max(np.abs(np.asarray(
+            got[0] if isinstance(got, (list, tuple)) else got) - np.asarray(want))))
+    except Exception as exc:  # the tfkeras-savedmodel route then reports the missing folder
+        notes["tfkeras_error"] = f"{type(exc).__name__}: {exc}"[:200]
     return notes
 
 
@@ -122,7 +134,8 @@ def task_build(task: dict[str, Any]) -> dict[str, Any]:
     for raw in task["models"]:
         spec = ModelSpec.from_dict(raw)
         paths = cache_paths(Path(task["cache_dir"]), spec.name)
-        fingerprint = {"spec": spec.to_dict(), "python": sys.executable}
+        fingerprint = {"spec": spec.to_dict(), "python": sys.executable,
+                       **({"tfkeras_twin": 1} if spec.family == "keras" else {})}
         if paths.marker.exists() and not task.get("rebuild"):
             old = json.loads(paths.marker.read_text())
             if old.get("fingerprint") == fingerprint:

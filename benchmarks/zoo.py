@@ -158,6 +158,12 @@ class CachePaths:
         return self.root / "savedmodel"
 
     @property
+    def tfkeras_savedmodel(self) -> Path:
+        """SavedModel folder of the tf_keras twin (``model.save(dir, save_format="tf")``,
+        with keras_metadata.pb: modelconv reads it without TensorFlow)."""
+        return self.root / "tfkeras_savedmodel"
+
+    @property
     def onnx_file(self) -> Path:
         """ONNX source model."""
         return self.root / "model.onnx"

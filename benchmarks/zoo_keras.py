@@ -1,4 +1,5 @@
-"""Keras 3 benchmark models (keras.applications with weights=None, and an LSTM classifier).
+"""Keras 3 benchmark models (keras.applications with weights=None, and an LSTM classifier),
+and their tf_keras (Keras 2) twins for the tf.keras SavedModel route.
 
 Imported only in subprocesses whose KERAS_BACKEND is tensorflow (see benchmarks.worker).
 """
@@ -36,8 +37,18 @@ def perturb_norms(model: Any, seed: int = 1) -> None:
         layer.set_weights(new)
 
 
-def _build(spec: ModelSpec) -> Any:
-    import keras
+def build_tfkeras_twin(spec: ModelSpec, weights: list[Any]) -> Any:
+    """The same architecture built with tf_keras (Keras 2), holding ``weights``."""
+    import tf_keras
+
+    model = _build(spec, tf_keras)
+    model.set_weights(weights)
+    return model
+
+
+def _build(spec: ModelSpec, keras: Any = None) -> Any:
+    if keras is None:
+        import keras
 
     keras.utils.set_random_seed(0)
     apps = keras.applications

@@ -1,6 +1,18 @@
-"""TensorFlow SavedModel importer: tf2onnx (in a TensorFlow worker subprocess), then the
-ONNX importer.
+"""TensorFlow SavedModel importer.
 
+Two routes:
+
+- **native** (format ``savedmodel-keras``, no TensorFlow): a SavedModel written by
+  tf.keras / tf_keras carries ``keras_metadata.pb`` with the model's Keras config. When
+  that config is a layer graph (Functional/Sequential) and the default ``serving_default``
+  signature is asked for, the model is converted by the Keras layer handlers, its weights
+  read from the checkpoint's tensor bundle (:mod:`modelconv.importers.keras.savedmodel_native`).
+  Nothing of the graph runs, yet (as on the tf2onnx route) the ops the SavedModel can run
+  are read from ``saved_model.pb`` and file/process ops are refused: verification runs it.
+- **tf2onnx** (format ``savedmodel``) for everything else: subclassed Keras models, other
+  signatures, plain ``tf.Module`` exports, Keras graphs with layers the handlers lack.
+
+The tf2onnx route runs tf2onnx in a TensorFlow worker subprocess, then the ONNX importer.
 The worker freezes the chosen signature (``options.signature``, default serving_default),
 refuses graphs that touch files or run Python (ReadFile, WriteFile, PyFunc, ...), and
 converts with tf2onnx's Python API. tf2onnx keeps going when it cannot convert an op (it
@@ -22,8 +34,10 @@ import numpy as np
 
 from modelconv.errors import (
     MissingDependencyError,
+    ModelconvError,
     ModelLoadError,
     UnsafeModelError,
+    UnsupportedFormatError,
     UnsupportedOpsError,
 )
 from modelconv.formats import SourceModel
@@ -44,7 +58,12 @@ UNSAFE_TF_OPS = {
     "SaveDataset", "SaveDatasetV2", "LoadDataset", "InitializeTableFromTextFile",
     "InitializeTableFromTextFileV2", "DecodeProtoV2", "EncodeProto",
 }
+#: what the checkpoint saver's own save/restore functions hold (allowed there only)
+CHECKPOINT_OPS = {"Save", "SaveV2", "SaveSlices", "Restore", "RestoreV2", "RestoreSlice",
+                  "MergeV2Checkpoints"}
 DEFAULT_OPSET = 18
+NATIVE_SIGNATURE = "serving_default"
+NATIVE_FORMAT = "savedmodel-keras"
 
 
 def import_savedmodel(src: str | os.PathLike[str], options: ConvertOptions) -> SourceModel:
@@ -54,9 +73,16 @@ def import_savedmodel(src: str | os.PathLike[str], options: ConvertOptions) -> S
     path = Path(src)
     if not (path / "saved_model.pb").is_file():
         raise ModelLoadError("not a SavedModel folder (no saved_model.pb)", path=str(path))
-    if not tf_available():
-        raise MissingDependencyError("tensorflow", "tf", "Converting a SavedModel")
     options.report_progress("import", 0.0)
+    native = _import_native(path, options)
+    if isinstance(native, SourceModel):
+        options.report_progress("import", 1.0)
+        return native
+    reason, native_error = native
+    if not tf_available():
+        if native_error is not None:
+            raise native_error
+        raise MissingDependencyError("tensorflow", "tf", "Converting a SavedModel")
     result = run_worker("tf2onnx", str(path.resolve()), signature=options.signature,
                         opset=options.opset or DEFAULT_OPSET)
     meta = json.loads(bytes(result["meta"]).decode())
@@ -81,7 +107,132 @@ def import_savedmodel(src: str | os.PathLike[str], options: ConvertOptions) -> S
         format="savedmodel", path=str(path),
         make_runner=lambda: TFSavedModelRunner(path, sig, specs, meta["outputs"]),
         int_ranges=model.int_ranges if isinstance(model, SourceModel) else {},
+        warnings=[f"converted with tf2onnx: {reason}"] if reason else [],
     )
+
+
+# --------------------------------------------------------------------------------------
+# native route (tf.keras SavedModels, no TensorFlow)
+
+
+def _import_native(path: Path,
+                   options: ConvertOptions) -> SourceModel | tuple[str, ModelconvError | None]:
+    """The model via the Keras handlers, or why that route does not apply (and the error
+    to raise when tf2onnx is not available either)."""
+    from modelconv.importers.keras.config import parse_model
+    from modelconv.importers.keras.convert import check_layers
+    from modelconv.importers.keras.savedmodel_native import read_keras_metadata
+    from modelconv.importers.tfgraph import read_saved_model
+
+    display = str(path)
+    meta = read_keras_metadata(path, display)
+    if meta is None:
+        return "", None
+    if options.signature != NATIVE_SIGNATURE:
+        return (f"signature '{options.signature}' asked for (the Keras route converts "
+                f"'{NATIVE_SIGNATURE}')", None)
+    config = meta.model_config()
+    if config is None:
+        cls = meta.root.get("class_name")
+        error = UnsupportedFormatError(
+            f"the SavedModel holds a subclassed Keras model ('{cls}') with no layer graph; "
+            "converting it needs TensorFlow and tf2onnx", path=display)
+        return f"the Keras model is a subclassed '{cls}' (no layer graph)", error
+    graph = parse_model(config)
+    try:
+        check_layers(graph, display)
+    except (UnsafeModelError, UnsupportedOpsError) as exc:
+        return f"the Keras route cannot convert it ({exc.message})", exc
+    saved = read_saved_model(path, display)
+    _refuse_unsafe_ops(saved, display)
+    signature = saved.signatures.get(NATIVE_SIGNATURE)
+    in_names = [ref.layer for ref in graph.inputs]
+    out_names = keras_output_names([ref.layer for ref in graph.outputs])
+    if signature is None or set(signature.inputs) != set(in_names) or \
+            set(signature.outputs) != set(out_names):
+        return (f"its '{NATIVE_SIGNATURE}' signature does not match the Keras model's "
+                "inputs/outputs", None)
+    return _convert_native(path, meta, signature, out_names)
+
+
+def _convert_native(path: Path, meta: Any, signature: Any, out_names: list[str]) -> SourceModel:
+    from modelconv.importers.keras.convert import convert_keras_file
+    from modelconv.importers.keras.savedmodel_native import open_keras_savedmodel
+    from modelconv.importers.tfbundle import TF_DTYPES
+    from modelconv.ir.info import TensorSpec, infer_int_ranges
+    from modelconv.verification.runners_tf import tf_available
+
+    with open_keras_savedmodel(path, meta) as kf:
+        model = convert_keras_file(kf)
+    _name_outputs(model, out_names)
+    specs = []
+    for value in model.graph.inputs:
+        info = signature.inputs[value.name]
+        dtype = TF_DTYPES.get(info.dtype)
+        specs.append(TensorSpec(str(value.name), dtype.name if dtype is not None else "float32",
+                                tuple(info.shape) if info.shape is not None else ()))
+    outputs = [str(v.name) for v in model.graph.outputs]
+    make_runner = None
+    reason = None
+    if tf_available():
+        def make_runner() -> Any:
+            from modelconv.verification.runners_tf import TFSavedModelRunner
+
+            return TFSavedModelRunner(path, NATIVE_SIGNATURE, specs, outputs)
+    else:
+        reason = ("running the SavedModel to verify the conversion needs TensorFlow "
+                  "(pip install 'modelconv[tf]')")
+    return SourceModel(model=model, format=NATIVE_FORMAT, path=str(path),
+                       make_runner=make_runner, runner_unavailable=reason,
+                       int_ranges=infer_int_ranges(model.graph))
+
+
+def keras_output_names(layers: list[str]) -> list[str]:
+    """Keras 2's ``model.output_names``: output layer names, repeats suffixed ``_1``, ``_2``
+    (the keys of a tf.keras SavedModel's serving signature)."""
+    seen: set[str] = set()
+    counts: dict[str, int] = {}
+    out = []
+    for name in layers:
+        proposal = name
+        while proposal in seen:
+            counts[name] = counts.get(name, 0) + 1
+            proposal = f"{name}_{counts[name]}"
+        seen.add(proposal)
+        out.append(proposal)
+    return out
+
+
+def _name_outputs(model: Any, keys: list[str]) -> None:
+    """Name the graph outputs by their signature keys and sort them by key, as the
+    TensorFlow runner returns a signature's outputs."""
+    graph = model.graph
+    outputs = list(graph.outputs)
+    wanted = dict(zip((id(v) for v in outputs), keys, strict=True))
+    for node in graph:
+        for value in node.outputs:
+            if value.name in keys and wanted.get(id(value)) != value.name:
+                value.name = f"{value.name}__inner"  # an inner value holds an output's key
+    for value, key in zip(outputs, keys, strict=True):
+        value.name = key
+    graph.outputs.clear()
+    graph.outputs.extend(sorted(outputs, key=lambda v: str(v.name)))
+
+
+def _refuse_unsafe_ops(saved: Any, display: str) -> None:
+    """Refuse file/process ops anywhere the SavedModel can run (as the tf2onnx route does
+    for its signature), read from saved_model.pb without TensorFlow."""
+    from modelconv.importers.tfgraph import reachable_ops
+
+    ops, saver_ops = reachable_ops(saved)
+    unsafe = {op: names for op, names in ops.items() if op in UNSAFE_TF_OPS}
+    unsafe.update({op: names for op, names in saver_ops.items()
+                   if op in UNSAFE_TF_OPS and op not in CHECKPOINT_OPS})
+    if unsafe:
+        raise UnsafeModelError(
+            "SavedModel contains file/process ops: "
+            + ", ".join(f"{op} ({', '.join(n[:3])})" for op, n in sorted(unsafe.items())),
+            path=display, hint="modelconv refuses graphs that read/write files or run Python")
 
 
 def _to_ir(proto: Any, options: ConvertOptions, display: str) -> Any:

@@ -33,12 +33,16 @@ MAX_TENSOR_BYTES = 8 * 2**30
 
 @dataclass
 class KerasFile:
-    """An opened Keras model file: its parsed config and an open weights HDF5 file."""
+    """An opened Keras model file: its parsed config and an open weights HDF5 file.
+
+    ``kind == "savedmodel"``: a tf.keras SavedModel folder; ``h5`` is then a
+    :class:`~modelconv.importers.keras.savedmodel_native.SavedModelWeights` (tensor bundle).
+    """
 
     path: str
-    kind: str  # "h5" or "keras"
+    kind: str  # "h5", "keras" or "savedmodel"
     config: dict[str, Any]
-    h5: Any  # h5py.File holding the weights
+    h5: Any  # h5py.File holding the weights (savedmodel: SavedModelWeights)
     keras_version: str = ""
     _tmpdir: str | None = None
     _closers: list[Any] = field(default_factory=list)

@@ -7,6 +7,8 @@
 - .keras: ``layers/<attr>/vars/<i>`` where ``<attr>`` is the snake-cased class name
   (``conv2d``, ``conv2d_1`` ...) and each ``vars`` group carries the layer's ``name``
   attribute; sub-layers (an RNN's ``cell``, attention's ``query_dense``) nest below.
+- tf.keras SavedModel: the checkpoint's tensor bundle, located through the object graph
+  (see :mod:`modelconv.importers.keras.savedmodel_native`).
 
 Datasets are returned unread: :class:`LayerWeights` checks each declared shape against
 what the layer config requires before reading the data.
@@ -89,6 +91,8 @@ class WeightSource:
         """The weights of the layer at ``path`` (names from the top model down)."""
         if self.kf.kind == "keras":
             datasets, names = self._zip_weights(path)
+        elif self.kf.kind == "savedmodel":
+            datasets, names = self.kf.h5.layer_datasets(path)
         else:
             datasets, names = self._h5_weights(path)
         return LayerWeights(datasets, names, self.kf.path, "/".join(path))
