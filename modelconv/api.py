@@ -24,6 +24,7 @@ from modelconv.errors import (
     MissingDependencyError,
     ModelconvError,
     ModelLoadError,
+    RunnerUnavailableError,
 )
 from modelconv.fileio import check_output_path
 from modelconv.formats import FORMATS, SourceModel, resolve_source_format, resolve_target_format
@@ -198,7 +199,10 @@ def _verify_written(source: SourceModel, out: Path, target: str,
         target_runner = _component(target, "runner")(out, opts)
     except MissingDependencyError as exc:
         return VerificationReport.skip(str(exc))
-    report = verify_runners(source_runner, target_runner, opts, int_ranges=source.int_ranges)
+    try:
+        report = verify_runners(source_runner, target_runner, opts, int_ranges=source.int_ranges)
+    except RunnerUnavailableError as exc:
+        return VerificationReport.skip(exc.message)
     if (opts.localize or not report.passed) and not report.skipped:
         from modelconv.verification.localize import localize
 

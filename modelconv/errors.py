@@ -42,6 +42,11 @@ class ModelLoadError(ModelconvError):
     """The file is corrupt, truncated or not what its format promises."""
 
 
+class RunnerUnavailableError(ModelLoadError):
+    """The source framework cannot load a model that modelconv itself converted (a limit of
+    that framework, e.g. Keras' legacy-h5 loader); verification is skipped, saying why."""
+
+
 class UnsafeModelError(ModelconvError):
     """Loading the model would execute code or touch files outside the model."""
 

@@ -5,6 +5,11 @@
 - Keras 2 (tf.keras) .h5 files run with tf_keras in a worker subprocess whose
   KERAS_BACKEND is tensorflow (TensorFlow must not be imported next to Keras-on-torch).
 
+A legacy .h5 names keras.applications' own layers (ConvNeXt's LayerScale) by class only;
+both runtimes get those classes from the installed library (:data:`APPLICATION_LAYERS`).
+When Keras cannot load a file that modelconv converted, :class:`RunnerUnavailableError`
+says why and verification is skipped rather than the conversion failing.
+
 Input/output specs come from the model config (h5py/json), so asking for them never
 imports a framework.
 """
@@ -19,8 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from modelconv.errors import MissingDependencyError, ModelLoadError
+from modelconv.errors import MissingDependencyError, RunnerUnavailableError
 from modelconv.ir.info import TensorSpec
+
+#: layers that keras.applications define in their own modules (not registered with Keras'
+#: legacy-h5 deserializer): class name -> module below ``keras.src`` / ``tf_keras.src``
+APPLICATION_LAYERS = {
+    "LayerScale": "applications.convnext",
+    "StochasticDepth": "applications.convnext",
+}
 
 
 def _specs_from_file(path: str) -> tuple[list[TensorSpec], list[str], int]:
@@ -63,6 +75,26 @@ def _tensorflow_hidden() -> Iterator[None]:
             del sys.modules["tensorflow"]
 
 
+def application_layers(package: str) -> dict[str, type]:
+    """``custom_objects`` for :data:`APPLICATION_LAYERS`, taken from ``package`` ("keras" or
+    "tf_keras") itself: library code, never the model file's.
+
+    A .keras file names their module, but a legacy .h5 file only their class name, so
+    Keras cannot load an h5 ConvNeXt without them ("Unknown layer: 'LayerScale'").
+    """
+    import importlib
+
+    found: dict[str, type] = {}
+    for name, module in APPLICATION_LAYERS.items():
+        try:
+            cls = getattr(importlib.import_module(f"{package}.src.{module}"), name, None)
+        except ImportError:
+            continue
+        if isinstance(cls, type):
+            found[name] = cls
+    return found
+
+
 def load_keras3(path: str) -> Any:
     """Load a Keras 3 model in this process (torch backend unless keras is already loaded)."""
     import sys
@@ -75,9 +107,14 @@ def load_keras3(path: str) -> Any:
         raise MissingDependencyError("keras", "keras", "Running Keras models") from exc
     try:
         with _tensorflow_hidden():
-            return keras.saving.load_model(path, compile=False, safe_mode=True)
+            return keras.saving.load_model(path, compile=False, safe_mode=True,
+                                           custom_objects=application_layers("keras"))
     except Exception as exc:  # keras raises many exception types on load
-        raise ModelLoadError(f"Keras cannot load the model: {str(exc)[:300]}", path=path) from exc
+        # modelconv read the file already: this is a limit of Keras' loader (e.g. a Keras 3
+        # .h5 whose config calls ops such as `x + y` that the legacy loader takes for layers)
+        raise RunnerUnavailableError(
+            f"Keras {keras.__version__} cannot load this file to run it: "
+            f"{' '.join(str(exc).split())[:300]}", path=path) from exc
 
 
 class KerasRunner:

@@ -20,7 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from modelconv.errors import MissingDependencyError, ModelconvError, ModelLoadError
+from modelconv.errors import (
+    MissingDependencyError,
+    ModelconvError,
+    ModelLoadError,
+    RunnerUnavailableError,
+)
 from modelconv.ir.info import TensorSpec
 
 WORKER_TIMEOUT = 900.0
@@ -59,8 +64,10 @@ def run_worker(job: str, path: str, feeds: Sequence[np.ndarray] | None = None,
             lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
             err = next((ln for ln in reversed(lines) if ln.startswith("MODELCONV:")),
                        lines[-1] if lines else f"exit code {proc.returncode}")
-            raise ModelLoadError(f"TensorFlow worker failed ({job}): "
-                                 f"{err.removeprefix('MODELCONV:').strip()[:500]}", path=path)
+            err = err.removeprefix("MODELCONV:").strip()
+            if err.startswith(f"{RunnerUnavailableError.__name__}:"):
+                raise RunnerUnavailableError(err.split(":", 1)[1].strip()[:500], path=path)
+            raise ModelLoadError(f"TensorFlow worker failed ({job}): {err[:500]}", path=path)
         with np.load(out_path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
 
@@ -116,7 +123,14 @@ def _job_keras2(spec: dict[str, Any]) -> dict[str, np.ndarray]:
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
     import tf_keras
 
-    model = tf_keras.models.load_model(spec["path"], compile=False)
+    from modelconv.verification.runners_keras import application_layers
+
+    try:
+        model = tf_keras.models.load_model(spec["path"], compile=False,
+                                           custom_objects=application_layers("tf_keras"))
+    except Exception as exc:  # tf_keras raises many exception types on load
+        raise RunnerUnavailableError(
+            f"tf_keras {tf_keras.__version__} cannot load this file to run it: {exc}") from exc
     feeds = _load_feeds(spec["feeds"])
     outs = model(feeds if len(feeds) > 1 else feeds[0], training=False)
     if not isinstance(outs, list | tuple):

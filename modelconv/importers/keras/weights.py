@@ -86,6 +86,7 @@ class WeightSource:
     def __init__(self, kf: KerasFile, class_paths: dict[tuple[str, ...], str]):
         self.kf = kf
         self.class_paths = class_paths  # layer path -> class name (for .keras keys)
+        self._keys: dict[str, dict[str, str]] = {}  # .keras: container -> layer name -> key
 
     def layer(self, path: tuple[str, ...]) -> LayerWeights:
         """The weights of the layer at ``path`` (names from the top model down)."""
@@ -122,8 +123,13 @@ class WeightSource:
             container = group.get("layers")
             if container is None:
                 return [], []
-            cls = self.class_paths.get(path[: depth + 1], "")
-            key = _child_key(container, path[depth], cls)
+            keys = self._keys.get(container.name)
+            if keys is None:  # once per container: scanning it per layer is quadratic
+                keys = self._keys[container.name] = layer_keys(container)
+            key = keys.get(path[depth])
+            if key is None:
+                guess = snake_case(self.class_paths.get(path[: depth + 1], ""))
+                key = guess if guess in container else None
             if key is None:
                 return [], []
             group = container[key]
@@ -133,13 +139,18 @@ class WeightSource:
         return out, names
 
 
-def _child_key(container: Any, layer_name: str, class_name: str) -> str | None:
+def layer_keys(container: Any) -> dict[str, str]:
+    """Layer name -> member key of a .keras ``layers`` group (from each ``vars`` group's
+    ``name`` attribute; the first member wins)."""
+    keys: dict[str, str] = {}
     for key in container:
         vars_group = container[key].get("vars")
-        if vars_group is not None and vars_group.attrs.get("name") == layer_name:
-            return str(key)
-    guess = snake_case(class_name)
-    return guess if guess in container else None
+        name = vars_group.attrs.get("name") if vars_group is not None else None
+        if isinstance(name, bytes):
+            name = name.decode("utf-8")
+        if isinstance(name, str):
+            keys.setdefault(name, str(key))
+    return keys
 
 
 def _collect_vars(group: Any, class_name: str, prefix: str, out: list[Any],
