@@ -24,7 +24,7 @@ EfficientNetB0, the text model and the multi-IO model, ConvNeXtTiny in all but t
 SavedModel (a known tf2onnx gap, see KNOWN_FAILURES), NASNetMobile in both .h5 forms (the
 .keras files of the other applications are covered by tests/test_keras_models.py).
 ``MODELCONV_FULL_MATRIX=1`` runs all seven applications and the two hand-made models in all
-five formats (45 cases, about ten minutes).
+five formats (45 cases, about nine minutes).
 """
 
 from __future__ import annotations
