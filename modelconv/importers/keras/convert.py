@@ -24,7 +24,7 @@ from modelconv.importers.keras.common import (
 from modelconv.importers.keras.config import ModelGraph, TensorRef, parse_model
 from modelconv.importers.keras.layers_tfop import SUPPORTED as TF_FUNCTIONS
 from modelconv.importers.keras.reader import KerasFile
-from modelconv.importers.keras.tensors import LAST, KTensor, last
+from modelconv.importers.keras.tensors import LAST, KTensor, const_tensor, last
 from modelconv.importers.keras.weights import WeightSource
 from modelconv.ir.builder import GraphBuilder
 
@@ -164,8 +164,7 @@ class _Converter:
         dtype = xs[0].dtype if xs else "float32"
         out = list(xs)
         for pos in sorted(consts):
-            arr = np.asarray(consts[pos], dtype=np.dtype(dtype))
-            out.insert(pos, KTensor(self.b.const(arr, name="k"), arr.ndim, LAST, dtype))
+            out.insert(pos, const_tensor(self.b, consts[pos], dtype))
         return out
 
     def apply(self, node: Any, kwargs: dict[str, Any], xs: list[KTensor],

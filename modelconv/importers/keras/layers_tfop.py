@@ -13,12 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import onnx_ir as ir
 
 from modelconv.importers.keras.common import ACTIVATIONS, KTensor, keras_layer
 from modelconv.importers.keras.layers_merge import fold
-from modelconv.importers.keras.tensors import LAST, const_i, ir_axis, last
+from modelconv.importers.keras.tensors import LAST, const_i, const_tensor, ir_axis, last
 from modelconv.importers.keras.weights import LayerWeights
 from modelconv.ir.builder import GraphBuilder
 
@@ -51,14 +50,9 @@ SUPPORTED = sorted([*BINARY, *UNARY, *MATH, *REDUCE, "reshape", "concat", "nn.ge
                     "nn.softmax", "math.softmax"])
 
 
-def _operand(b: GraphBuilder, value: Any, like: KTensor) -> KTensor:
-    arr = np.asarray(value, dtype=np.dtype(like.dtype))
-    return KTensor(b.const(arr, name="k"), arr.ndim, LAST, like.dtype)
-
-
 def _binary(b: GraphBuilder, op: str, xs: list[KTensor], kwargs: dict[str, Any]) -> KTensor:
     if "y" in kwargs and kwargs["y"] is not None:
-        xs = [*xs, _operand(b, kwargs["y"], xs[0])]
+        xs = [*xs, const_tensor(b, kwargs["y"], xs[0].dtype)]
     if (op == "Add" and len(xs) > 2) or len(xs) == 2:
         return fold(b, xs, op)
     raise ValueError(f"{op} needs two operands, got {len(xs)}")

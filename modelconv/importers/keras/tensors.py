@@ -104,6 +104,12 @@ def const_f(b: GraphBuilder, value: Any, name: str = "c") -> ir.Value:
     return b.const(np.asarray(value, dtype=np.float32), name=name)
 
 
+def const_tensor(b: GraphBuilder, value: Any, dtype: str) -> KTensor:
+    """A constant operand (``3.0`` in ``x + 3.0``) as a tensor of ``dtype``."""
+    arr = np.asarray(value, dtype=np.dtype(dtype))
+    return KTensor(b.const(arr, name="k"), arr.ndim, LAST, dtype)
+
+
 def const_i(b: GraphBuilder, value: Any, name: str = "c") -> ir.Value:
     """An int64 constant (shapes, axes, pads)."""
     return b.const(np.asarray(value, dtype=np.int64), name=name)
