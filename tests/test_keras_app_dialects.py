@@ -21,7 +21,7 @@ through both.
 
 Default (CI) subset, under four minutes on two cores: every format for MobileNetV2,
 EfficientNetB0, the text model and the multi-IO model, ConvNeXtTiny in all but the Keras 3
-SavedModel (a known tf2onnx gap, see KNOWN_FAILURES), NASNetMobile in both .h5 forms (the
+SavedModel (a minute in tf2onnx; the full matrix has it), NASNetMobile in both .h5 forms (the
 .keras files of the other applications are covered by tests/test_keras_models.py).
 ``MODELCONV_FULL_MATRIX=1`` runs all seven applications and the two hand-made models in all
 five formats (45 cases, about nine minutes).
@@ -45,7 +45,6 @@ import pytest
 
 import modelconv
 from modelconv.cli import main
-from modelconv.errors import UnsupportedOpsError
 
 pytestmark = [
     pytest.mark.models,
@@ -74,7 +73,7 @@ MODELS = [*APPS, "TextLSTM", "MultiIO"]
 #: default subset: model -> formats (FULL: every model in every format)
 DEFAULT = {
     **{m: list(FORMATS) for m in ("MobileNetV2", "EfficientNetB0", "TextLSTM", "MultiIO")},
-    "ConvNeXtTiny": [f for f in FORMATS if f != "keras3-savedmodel"],  # a known failure
+    "ConvNeXtTiny": [f for f in FORMATS if f != "keras3-savedmodel"],  # the slowest cell
     "NASNetMobile": ["keras2-h5", "keras3-h5"],
 }
 #: cases whose source runner cannot load the file: verification is skipped, saying why
@@ -83,15 +82,6 @@ RUNNER_CANNOT_LOAD = {
     # its own h5 loader then takes it for the Add layer ("too many positional arguments")
     ("ConvNeXtTiny", "keras3-h5"),
 }
-KNOWN_FAILURES = {
-    ("ConvNeXtTiny", "keras3-savedmodel"): pytest.mark.xfail(
-        strict=True, raises=UnsupportedOpsError,
-        reason="Keras 3 (TF backend) runs grouped convolutions in a jit_compile'd "
-        "tf.function; tf2onnx does not inline it and leaves StatefulPartitionedCall "
-        "(onnx/tensorflow-onnx#2099)"),
-}
-
-
 @dataclass(frozen=True)
 class Case:
     """One model in one format, converted through one route."""
@@ -113,8 +103,7 @@ def _cases() -> list[Any]:
             if not FULL and fmt not in DEFAULT.get(model, []):
                 continue
             case = Case(model, fmt, "cli" if (i + j) % 2 == 0 else "api")
-            marks = [KNOWN_FAILURES[(model, fmt)]] if (model, fmt) in KNOWN_FAILURES else []
-            params.append(pytest.param(case, id=case.id, marks=marks))
+            params.append(pytest.param(case, id=case.id))
     return params
 
 

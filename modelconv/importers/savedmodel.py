@@ -322,6 +322,25 @@ def _graph_ops(graph_def: Any) -> dict[str, list[str]]:
     return ops
 
 
+#: attributes that keep grappler from inlining a function call
+_NO_INLINE_ATTRS = ("_XlaMustCompile", "_noinline")
+
+
+def _drop_no_inline_marks(graph_def: Any) -> int:
+    """Remove XLA-only / no-inline marks from call nodes and functions; returns how many."""
+    count = 0
+    holders = [node.attr for node in graph_def.node]
+    for fn in graph_def.library.function:
+        holders.append(fn.attr)
+        holders.extend(node.attr for node in fn.node_def)
+    for attrs in holders:
+        for key in _NO_INLINE_ATTRS:
+            if key in attrs:
+                del attrs[key]
+                count += 1
+    return count
+
+
 def tf2onnx_job(spec: dict[str, Any]) -> dict[str, np.ndarray]:
     """Worker job: freeze the signature, check its ops, convert with tf2onnx."""
     from tf2onnx import convert, tf_loader
@@ -331,6 +350,14 @@ def tf2onnx_job(spec: dict[str, Any]) -> dict[str, np.ndarray]:
         spec["path"], None, None, signatures=[sig], return_concrete_func=True,
         return_initialized_tables=True, return_tensors_to_rename=True)
     frozen, inputs, outputs, renames = loaded[0], loaded[1], loaded[2], loaded[-1]
+    if _drop_no_inline_marks(frozen):
+        # Keras 3 jit-compiles some layers (grouped convolutions): their functions are
+        # marked XLA-only and stay behind as StatefulPartitionedCall nodes that tf2onnx
+        # cannot convert. Unmarked, grappler inlines them like any other function.
+        import tensorflow as tf
+
+        with tf.Graph().as_default():
+            frozen = tf_loader.tf_optimize(inputs, outputs, frozen)
     ops = _graph_ops(frozen)
     unsafe = {op: names for op, names in ops.items() if op in UNSAFE_TF_OPS}
     meta: dict[str, Any] = {"unsafe": unsafe}
