@@ -365,26 +365,30 @@ def _rewrite_metadata(folder: Path, change: Any) -> None:
     path.write_bytes(b"".join(nodes))
 
 
-def test_subclassed_metadata_needs_tf2onnx(tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from modelconv.errors import UnsupportedFormatError
+def test_subclassed_metadata_takes_the_graph_route(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Keras layer graph (a subclassed model): converted from the TF graph instead, still
+    without TensorFlow, and the result matches the reference."""
     from modelconv.importers.savedmodel import import_savedmodel
     from modelconv.verification import runners_tf
 
     monkeypatch.setattr(runners_tf, "tf_available", lambda: False)
     folder = _copy_fixture(tmp_path)
     _rewrite_metadata(folder, lambda root: root.update(class_name="MyModel", config={}))
-    with pytest.raises(UnsupportedFormatError, match="subclassed"):
-        import_savedmodel(folder, ConvertOptions())
+    sm = import_savedmodel(folder, ConvertOptions())
+    assert sm.format == "savedmodel-graph"
+    out = tmp_path / "m.onnx"
+    ir.save(sm.model, out)
+    feeds, want = _k2sm_reference()
+    _check_outputs(out, feeds, want)
 
 
-def test_other_signature_goes_to_tf2onnx(monkeypatch: pytest.MonkeyPatch) -> None:
-    from modelconv.errors import MissingDependencyError
+def test_other_signature_is_read_from_the_graph(monkeypatch: pytest.MonkeyPatch) -> None:
     from modelconv.importers.savedmodel import import_savedmodel
     from modelconv.verification import runners_tf
 
     monkeypatch.setattr(runners_tf, "tf_available", lambda: False)
-    with pytest.raises(MissingDependencyError):
+    with pytest.raises(ModelLoadError, match="no signature 'other'.*serving_default"):
         import_savedmodel(K2SM, ConvertOptions(signature="other"))
     sm = import_savedmodel(K2SM, ConvertOptions())
     assert sm.format == "savedmodel-keras"
@@ -622,14 +626,14 @@ def test_tf_keras_weight_order_matches_layer_weights(tf_keras_models: Path) -> N
 
 @pytest.mark.tf
 @needs_tf
-def test_subclassed_tf_keras_savedmodel_uses_tf2onnx(tf_keras_models: Path,
-                                                     tmp_path: Path) -> None:
+def test_subclassed_tf_keras_savedmodel_uses_the_graph_route(tf_keras_models: Path,
+                                                             tmp_path: Path) -> None:
     import modelconv
 
     out = tmp_path / "sub.onnx"
     result = modelconv.convert(tf_keras_models / "subclassed", out, verify=False)
-    assert result.source_format == "savedmodel"
-    assert any("subclassed" in w for w in result.warnings)
+    assert result.source_format == "savedmodel-graph"
+    assert not result.warnings
     ins, want = _reference(tf_keras_models, "subclassed")
     _check_outputs(out, ins, want)
 

@@ -1,16 +1,22 @@
 """TensorFlow SavedModel importer.
 
-Two routes:
+Three routes, tried in this order:
 
-- **native** (format ``savedmodel-keras``, no TensorFlow): a SavedModel written by
+- **Keras** (format ``savedmodel-keras``, no TensorFlow): a SavedModel written by
   tf.keras / tf_keras carries ``keras_metadata.pb`` with the model's Keras config. When
   that config is a layer graph (Functional/Sequential) and the default ``serving_default``
   signature is asked for, the model is converted by the Keras layer handlers, its weights
   read from the checkpoint's tensor bundle (:mod:`modelconv.importers.keras.savedmodel_native`).
-  Nothing of the graph runs, yet (as on the tf2onnx route) the ops the SavedModel can run
-  are read from ``saved_model.pb`` and file/process ops are refused: verification runs it.
-- **tf2onnx** (format ``savedmodel``) for everything else: subclassed Keras models, other
-  signatures, plain ``tf.Module`` exports, Keras graphs with layers the handlers lack.
+- **graph** (format ``savedmodel-graph``, no TensorFlow): any other SavedModel (Keras 3
+  ``model.export()``, ``tf.saved_model.save`` of a ``tf.Module``, subclassed models) whose
+  signature uses only ops with a handler is converted op by op from its TF graph
+  (:mod:`modelconv.importers.tf`), variables read from the tensor bundle.
+- **tf2onnx** (format ``savedmodel``) for the rest (control flow, TensorList LSTMs, ops
+  without a handler): the reason is in the warnings.
+
+Nothing of the graph runs on the first two routes, yet (as on the tf2onnx route) the ops
+the SavedModel can run are read from ``saved_model.pb`` first and file/process ops are
+refused: verification runs it.
 
 The tf2onnx route runs tf2onnx in a TensorFlow worker subprocess, then the ONNX importer.
 The worker freezes the chosen signature (``options.signature``, default serving_default),
@@ -64,6 +70,7 @@ CHECKPOINT_OPS = {"Save", "SaveV2", "SaveSlices", "Restore", "RestoreV2", "Resto
 DEFAULT_OPSET = 18
 NATIVE_SIGNATURE = "serving_default"
 NATIVE_FORMAT = "savedmodel-keras"
+GRAPH_FORMAT = "savedmodel-graph"
 
 
 def import_savedmodel(src: str | os.PathLike[str], options: ConvertOptions) -> SourceModel:
@@ -78,7 +85,11 @@ def import_savedmodel(src: str | os.PathLike[str], options: ConvertOptions) -> S
     if isinstance(native, SourceModel):
         options.report_progress("import", 1.0)
         return native
-    reason, native_error = native
+    graph = _import_graph(path, options)
+    if isinstance(graph, SourceModel):
+        options.report_progress("import", 1.0)
+        return graph
+    reason, native_error = graph
     if not tf_available():
         if native_error is not None:
             raise native_error
@@ -109,6 +120,44 @@ def import_savedmodel(src: str | os.PathLike[str], options: ConvertOptions) -> S
         int_ranges=model.int_ranges if isinstance(model, SourceModel) else {},
         warnings=[f"converted with tf2onnx: {reason}"] if reason else [],
     )
+
+
+# --------------------------------------------------------------------------------------
+# graph route (any SavedModel whose ops have handlers, no TensorFlow)
+
+
+def _import_graph(path: Path, options: ConvertOptions
+                  ) -> SourceModel | tuple[str, ModelconvError | None]:
+    """The signature converted op by op from the TF graph, or why not (and the error to
+    raise when tf2onnx is not available either)."""
+    from modelconv.importers.tf.convert import convert_signature
+    from modelconv.importers.tfgraph import read_saved_model
+    from modelconv.ir.info import TensorSpec, infer_int_ranges
+    from modelconv.verification.runners_tf import tf_available
+
+    display = str(path)
+    _refuse_unsafe_ops(read_saved_model(path, display), display)
+    try:
+        converted = convert_signature(path, options.signature, display)
+    except UnsafeModelError:
+        raise
+    except ModelconvError as exc:
+        return f"the graph route cannot convert it ({exc.message})", exc
+    specs = [TensorSpec(name, dtype, shape) for name, dtype, shape in converted.inputs]
+    sig, outputs = options.signature, converted.outputs
+    make_runner = None
+    reason = None
+    if tf_available():
+        def make_runner() -> Any:
+            from modelconv.verification.runners_tf import TFSavedModelRunner
+
+            return TFSavedModelRunner(path, sig, specs, outputs)
+    else:
+        reason = ("running the SavedModel to verify the conversion needs TensorFlow "
+                  "(pip install 'modelconv[tf]')")
+    return SourceModel(model=converted.model, format=GRAPH_FORMAT, path=display,
+                       make_runner=make_runner, runner_unavailable=reason,
+                       int_ranges=infer_int_ranges(converted.model.graph))
 
 
 # --------------------------------------------------------------------------------------

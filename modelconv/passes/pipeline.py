@@ -1,8 +1,8 @@
 """The standard cleanup run on every imported model before export.
 
     imported IR ──► dead nodes out ──► fold cheap constants ──► BatchNorm into Conv
-                ──► dedupe initializers ──► topological order ──► unused opsets out
-                ──► shape inference
+                ──► per-channel Mul/Add/Sub into Conv ──► dedupe initializers
+                ──► topological order ──► unused opsets out ──► shape inference
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import onnx_ir as ir
 from onnx_ir.passes import common
 
 from modelconv.passes.constant_folding import FoldConstantsPass
+from modelconv.passes.fuse_affine import FuseConvAffinePass
 from modelconv.passes.fuse_batchnorm import FuseBatchNormPass
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ def cleanup(model: ir.Model, *, infer_shapes: bool = True) -> list[str]:
         common.LiftConstantsToInitializersPass(lift_all_constants=False, size_limit=1024),
         FoldConstantsPass(),
         FuseBatchNormPass(),
+        FuseConvAffinePass(),
         common.RemoveUnusedNodesPass(),
         common.DeduplicateInitializersPass(size_limit=1 << 20),
         common.TopologicalSortPass(),

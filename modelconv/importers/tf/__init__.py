@@ -1,0 +1,1 @@
+"""TensorFlow graph importer: SavedModel signatures converted op by op, without TensorFlow."""

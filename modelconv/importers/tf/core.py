@@ -1,0 +1,220 @@
+"""Tensors of the TensorFlow graph converter, their layout, and the op registry.
+
+TensorFlow image ops are channels-last. As in the Keras importer, a :class:`TT` remembers
+whether its IR value holds the TF (logical) order (``LAST``) or the channels-first order
+(``FIRST``, rank >= 3 only): NHWC ops (Conv2D, pools, FusedBatchNorm, BiasAdd) produce
+channels-first values, element-wise ops keep their operands' layout, and everything that
+depends on the axis order (Reshape, Transpose, StridedSlice, ...) gets the TF order back
+through one cached Transpose. Constants stay numpy arrays until an op needs them in the
+graph, so variable reads, BatchNorm parameter arithmetic and shape computations on
+constants fold in numpy as the graph is read.
+
+A handler is ``fn(cx, node, ins) -> TT | list[TT]``: the converter context, the NodeDef
+and its data inputs; it returns the node's outputs in TensorFlow's output order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+
+from modelconv.importers.keras.tensors import perm_to_first, perm_to_last
+from modelconv.importers.tf.graphdef import NodeDef
+from modelconv.ir.builder import GraphBuilder
+from modelconv.registry import Registry
+
+FIRST = "first"
+LAST = "last"
+#: constants up to this many elements are shared between uses (GraphBuilder.const)
+SMALL_CONST = 64
+
+
+class ConvertError(ValueError):
+    """A node the converter cannot express (message says why); names the node upstream."""
+
+
+@dataclass
+class Resource:
+    """A resource handle (a variable) passed into a function: read by ReadVariableOp."""
+
+    name: str
+    read: Callable[[], np.ndarray]
+
+
+class TT:
+    """One TensorFlow tensor in the IR: value (made on demand for constants), rank
+    (-1: unknown), layout, numpy dtype, constant value if known, for int vectors of known
+    length that length (shape arithmetic), and the static shape the graph records."""
+
+    __slots__ = (
+        "_cx",
+        "_value",
+        "const",
+        "dtype",
+        "layout",
+        "length",
+        "rank",
+        "shape",
+        "views",
+    )
+
+    def __init__(self, cx: Ctx, value: ir.Value | None = None, *, rank: int = -1,
+                 layout: str = LAST, dtype: Any = np.float32,
+                 const: np.ndarray | None = None, length: int | None = None):
+        self._cx = cx
+        self._value = value
+        self.const = const
+        self.dtype = np.dtype(const.dtype if const is not None else dtype)
+        self.rank = const.ndim if const is not None else rank
+        self.layout = layout if self.rank >= 3 else LAST
+        self.length = length if const is None or const.ndim != 1 else const.shape[0]
+        self.views: dict[str, ir.Value] = {}
+        #: static TF shape (None: unknown dim) when the graph records it
+        self.shape: list[int | None] | None = list(const.shape) if const is not None else None
+
+    @property
+    def value(self) -> ir.Value:
+        """The IR value (a constant becomes an initializer the first time it is asked for)."""
+        if self._value is None:
+            assert self.const is not None
+            arr = self.const
+            if arr.size <= SMALL_CONST:
+                self._value = self._cx.b.const(arr, dtype=arr.dtype)
+            else:
+                self._value = self._cx.b.initializer(np.ascontiguousarray(arr),
+                                                     self._cx.weight_name())
+        return self._value
+
+    def like(self, value: ir.Value, **kw: Any) -> TT:
+        """A new tensor with this one's rank, layout and dtype unless overridden."""
+        args: dict[str, Any] = {"rank": self.rank, "layout": self.layout, "dtype": self.dtype}
+        args.update(kw)
+        return TT(self._cx, value, **args)
+
+
+OpHandler = Callable[["Ctx", NodeDef, list[TT]], "TT | list[TT]"]
+OPS: Registry[OpHandler] = Registry("tensorflow op")
+tf_op = OPS.register
+#: output argument names of ops with more than one (``node:arg:index`` references)
+OUTPUT_ARGS: dict[str, list[str]] = {
+    "FusedBatchNorm": ["y", "batch_mean", "batch_variance", "reserve_space_1",
+                       "reserve_space_2"],
+    "FusedBatchNormV2": ["y", "batch_mean", "batch_variance", "reserve_space_1",
+                         "reserve_space_2"],
+    "FusedBatchNormV3": ["y", "batch_mean", "batch_variance", "reserve_space_1",
+                         "reserve_space_2", "reserve_space_3"],
+    "TopKV2": ["values", "indices"],
+    "Unique": ["y", "idx"],
+}
+
+
+class Ctx:
+    """What handlers use: the builder and helpers for constants and layouts."""
+
+    def __init__(self, b: GraphBuilder, call: Callable[[str, list[Any], str], list[Any]]):
+        self.b = b
+        self.call_function = call
+        self._weights = 0
+
+    def weight_name(self) -> str:
+        """A name for a constant initializer, after the node being converted."""
+        self._weights += 1
+        return (self.b.current_source or "const").replace("/", ".")
+
+    # -- making tensors -------------------------------------------------------------
+    def const(self, array: Any, dtype: Any = None) -> TT:
+        """A constant tensor (numpy value kept for folding)."""
+        arr = np.asarray(array, dtype=dtype)
+        return TT(self, None, const=arr)
+
+    def out(self, value: ir.Value, rank: int, dtype: Any, layout: str = LAST,
+            length: int | None = None) -> TT:
+        """A computed tensor."""
+        return TT(self, value, rank=rank, layout=layout, dtype=dtype, length=length)
+
+    # -- layouts -------------------------------------------------------------------
+    def _view(self, x: TT, layout: str) -> ir.Value:
+        if x.rank < 3 or x.layout == layout:
+            return x.value
+        if x.const is not None:
+            perm = perm_to_first(x.rank) if layout == FIRST else perm_to_last(x.rank)
+            return self.const(np.transpose(x.const, perm)).value
+        if layout not in x.views:
+            perm = perm_to_first(x.rank) if layout == FIRST else perm_to_last(x.rank)
+            dims = x.shape
+            if dims is not None and all(d == 1 for d in dims[1:-1]) and \
+                    [dims[0], dims[-1]].count(None) <= 1:
+                # only size-1 dims move ([N,1,1,C] <-> [N,C,1,1]): a Reshape does it
+                target = [-1 if d is None else int(d) for d in dims]
+                if layout == FIRST:
+                    target = [target[i] for i in perm_to_first(x.rank)]
+                x.views[layout] = self.b.Reshape(x.value,
+                                                 self.const(np.asarray(target, np.int64)).value)
+            else:
+                x.views[layout] = self.b.Transpose(x.value, perm=perm)
+        return x.views[layout]
+
+    def first(self, x: TT) -> ir.Value:
+        """``x`` channels-first (a tensor of rank < 3 as it is)."""
+        return self._view(x, FIRST)
+
+    def last(self, x: TT) -> ir.Value:
+        """``x`` in TensorFlow's axis order."""
+        return self._view(x, LAST)
+
+    def in_layout(self, x: TT, layout: str, rank: int) -> ir.Value:
+        """``x`` ready to broadcast against a rank-``rank`` tensor held in ``layout``: a
+        lower-rank constant is right-aligned and permuted, a computed tensor must already
+        have that rank (or be a scalar)."""
+        if layout == LAST or rank < 3:
+            return self.last(x)
+        if x.const is not None and 0 < x.const.ndim <= rank:
+            arr = x.const.reshape((1,) * (rank - x.const.ndim) + x.const.shape)
+            return self.const(np.transpose(arr, perm_to_first(rank))).value
+        if x.rank == rank:
+            return self.first(x)
+        return x.value  # a scalar broadcasts either way
+
+    def int_values(self, x: TT, what: str) -> list[int]:
+        """A constant integer input (axes, perm, paddings) as a list."""
+        if x.const is None:
+            raise ConvertError(f"{what} must be a constant")
+        return [int(v) for v in np.asarray(x.const).reshape(-1)]
+
+
+def axis_in(axis: int, rank: int, layout: str) -> int:
+    """The IR axis holding TF axis ``axis`` of a rank-``rank`` tensor in ``layout``."""
+    a = axis + rank if axis < 0 else axis
+    if not 0 <= a < rank:
+        raise ConvertError(f"axis {axis} out of range for rank {rank}")
+    if layout == LAST or rank < 3 or a == 0:
+        return a
+    return 1 if a == rank - 1 else a + 1
+
+
+def kept_layout(rank: int, layout: str, dropped: set[int]) -> str | None:
+    """Layout of what remains of a tensor when the TF axes ``dropped`` are removed in
+    its IR order: LAST/FIRST when the remaining IR order is one of the two, else None."""
+    order = list(range(rank)) if layout == LAST or rank < 3 else perm_to_first(rank)
+    kept = [a for a in order if a not in dropped]
+    new_rank = len(kept)
+    renum = {a: i for i, a in enumerate(sorted(kept))}
+    seq = [renum[a] for a in kept]
+    if seq == list(range(new_rank)):
+        return LAST
+    if new_rank >= 3 and seq == perm_to_first(new_rank):
+        return FIRST
+    return None
+
+
+def np_dtype_of(type_enum: int) -> np.dtype[Any]:
+    """numpy dtype of a TensorFlow dtype enum (float32 for unknown ones)."""
+    from modelconv.importers.tfbundle import TF_DTYPES
+
+    if type_enum == 14:  # bfloat16 is computed in float32
+        return np.dtype(np.float32)
+    return TF_DTYPES.get(type_enum, np.dtype(np.float32))

@@ -1,0 +1,309 @@
+"""Decode the TensorFlow graph messages of ``saved_model.pb`` without TensorFlow.
+
+Only what the graph converter needs, from the wire format (``protowire``):
+NodeDef, FunctionDef (signature, nodes, ``ret``), AttrValue, TensorProto (constants) and
+the SavedObjectGraph's concrete functions (which objects a function captures).
+
+Field numbers (tensorflow/core/framework/{node_def,function,op_def,attr_value,tensor,
+tensor_shape}.proto, core/protobuf/{meta_graph,saved_object_graph}.proto):
+NodeDef name=1 op=2 input=3 attr=5 (map key=1 value=2); FunctionDef signature=1
+(OpDef name=1 input_arg=2 output_arg=3; ArgDef name=1 type=3) node_def=3 ret=4 (map);
+AttrValue list=1 s=2 i=3 f=4 b=5 type=6 shape=7 tensor=8 func=10 (NameAttrList name=1);
+ListValue s=2 i=3 f=4 b=5 type=6 shape=7; TensorShapeProto dim=2 (size=1) unknown_rank=3;
+TensorProto dtype=1 tensor_shape=2 tensor_content=4 float_val=5 double_val=6 int_val=7
+int64_val=10 bool_val=11 half_val=13; MetaGraphDef graph_def=2 object_graph_def=7;
+GraphDef node=1 library=2 (FunctionDefLibrary function=1); SavedObjectGraph nodes=1
+concrete_functions=2 (map; SavedConcreteFunction bound_inputs=2); SavedObject
+variable=7 constant=9 (SavedConstant operation=1).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from modelconv.importers import protowire as pw
+from modelconv.importers.tfbundle import DT_BFLOAT16, TF_DTYPES
+
+DT_STRING = 7
+DT_RESOURCE = 20
+#: a TensorProto constant may hold at most this many elements (the file is at most 2 GiB)
+MAX_CONST_ELEMENTS = 1 << 28
+#: ... and at most this many when written as (repeated) values instead of raw bytes
+MAX_SPLAT_ELEMENTS = 1 << 24
+MAX_RANK = 16
+
+Msg = dict[int, list[int | memoryview]]
+
+
+@dataclass
+class Shape:
+    """A TensorShapeProto: dims (None = unknown size) or None for unknown rank."""
+
+    dims: list[int | None] | None
+
+
+@dataclass
+class Attr:
+    """One decoded AttrValue (exactly one field set)."""
+
+    kind: str  # s, i, f, b, type, shape, tensor, func, list, placeholder, none
+    value: Any
+
+
+@dataclass
+class NodeDef:
+    """One graph/function node."""
+
+    name: str
+    op: str
+    inputs: list[str]
+    attrs: dict[str, Attr]
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        """The attribute's value (lists as Python lists), or ``default``."""
+        found = self.attrs.get(key)
+        return default if found is None else found.value
+
+
+@dataclass
+class FunctionDef:
+    """A library function: argument names and types, nodes, and what it returns."""
+
+    name: str
+    arg_names: list[str]
+    arg_types: list[int]
+    output_names: list[str]
+    nodes: list[NodeDef]
+    ret: dict[str, str]
+
+
+@dataclass
+class GraphDef:
+    """The graph-level nodes and the function library (functions decoded on demand)."""
+
+    nodes: dict[str, NodeDef]
+    _functions: dict[str, memoryview] = field(default_factory=dict)
+    _decoded: dict[str, FunctionDef] = field(default_factory=dict)
+
+    def function(self, name: str) -> FunctionDef | None:
+        """The library function ``name`` (None if there is none)."""
+        if name not in self._decoded:
+            raw = self._functions.get(name)
+            if raw is None:
+                return None
+            self._decoded[name] = _function(raw)
+        return self._decoded[name]
+
+
+# --------------------------------------------------------------------------------------
+# decoding
+
+
+def _shape(raw: memoryview) -> Shape:
+    msg = pw.parse(raw)
+    if pw.get_int(msg, 3):
+        return Shape(None)
+    dims = [pw.to_int64(pw.get_int(pw.parse(d), 1)) for d in pw.get_messages(msg, 2)]
+    if len(dims) > MAX_RANK:
+        raise pw.ProtoError(f"rank {len(dims)} shape")
+    return Shape([d if d >= 0 else None for d in dims])
+
+
+def _floats(msg: Msg, number: int) -> list[float]:
+    """A repeated float field, packed (one LEN blob) or not (fixed32 each)."""
+    out: list[float] = []
+    for value in msg.get(number, []):
+        if isinstance(value, int):
+            out.append(struct.unpack("<f", struct.pack("<I", value))[0])
+        else:
+            if len(value) % 4:
+                raise pw.ProtoError("packed floats not a multiple of 4 bytes")
+            out.extend(np.frombuffer(value, "<f4").tolist())
+    return out
+
+
+def _attr(raw: memoryview) -> Attr:
+    for number, _wire, value in pw.iter_fields(raw):
+        if number == 2 and isinstance(value, memoryview):
+            return Attr("s", bytes(value))
+        if number == 3 and isinstance(value, int):
+            return Attr("i", pw.to_int64(value))
+        if number == 4 and isinstance(value, int):
+            return Attr("f", struct.unpack("<f", struct.pack("<I", value))[0])
+        if number == 5 and isinstance(value, int):
+            return Attr("b", bool(value))
+        if number == 6 and isinstance(value, int):
+            return Attr("type", value)
+        if number == 7 and isinstance(value, memoryview):
+            return Attr("shape", _shape(value))
+        if number == 8 and isinstance(value, memoryview):
+            return Attr("tensor", value)  # decoded by the Const handler
+        if number == 10 and isinstance(value, memoryview):
+            return Attr("func", pw.get_str(pw.parse(value), 1))
+        if number == 9 and isinstance(value, memoryview):
+            return Attr("placeholder", bytes(value).decode("utf-8", "replace"))
+        if number == 1 and isinstance(value, memoryview):
+            lst = pw.parse(value)
+            items: list[Any] = []
+            if lst.get(2):
+                items = [bytes(v) for v in pw.get_messages(lst, 2)]
+            elif lst.get(3):
+                items = [pw.to_int64(v) for v in pw.get_packed_ints(lst, 3)]
+            elif lst.get(4):
+                items = _floats(lst, 4)
+            elif lst.get(5):
+                items = [bool(v) for v in pw.get_packed_ints(lst, 5)]
+            elif lst.get(6):
+                items = pw.get_packed_ints(lst, 6)
+            elif lst.get(7):
+                items = [_shape(v) for v in pw.get_messages(lst, 7)]
+            elif lst.get(9):
+                items = [pw.get_str(pw.parse(v), 1) for v in pw.get_messages(lst, 9)]
+            return Attr("list", items)
+    return Attr("none", None)
+
+
+def node_def(raw: memoryview) -> NodeDef:
+    """Decode one NodeDef."""
+    msg = pw.parse(raw)
+    attrs = {}
+    for entry in pw.get_messages(msg, 5):
+        item = pw.parse(entry)
+        attrs[pw.get_str(item, 1)] = _attr(pw.get_bytes(item, 2))
+    inputs = [bytes(v).decode("utf-8") for v in pw.get_messages(msg, 3)]
+    return NodeDef(pw.get_str(msg, 1), pw.get_str(msg, 2), inputs, attrs)
+
+
+def _function(raw: memoryview) -> FunctionDef:
+    msg = pw.parse(raw)
+    sig = pw.parse(pw.get_bytes(msg, 1))
+    args = [pw.parse(a) for a in pw.get_messages(sig, 2)]
+    outs = [pw.parse(a) for a in pw.get_messages(sig, 3)]
+    ret = {}
+    for entry in pw.get_messages(msg, 4):
+        item = pw.parse(entry)
+        ret[pw.get_str(item, 1)] = pw.get_str(item, 2)
+    return FunctionDef(
+        name=pw.get_str(sig, 1),
+        arg_names=[pw.get_str(a, 1) for a in args],
+        arg_types=[pw.get_int(a, 3) for a in args],
+        output_names=[pw.get_str(a, 1) for a in outs],
+        nodes=[node_def(n) for n in pw.get_messages(msg, 3)],
+        ret=ret,
+    )
+
+
+def graph_def(meta_graph: memoryview) -> GraphDef:
+    """The meta graph's GraphDef: nodes decoded, functions indexed by name."""
+    graph = pw.parse(pw.get_bytes(pw.parse(meta_graph), 2))
+    nodes = {}
+    for raw in pw.get_messages(graph, 1):
+        node = node_def(raw)
+        nodes[node.name] = node
+    functions = {}
+    for fn_raw in pw.get_messages(pw.parse(pw.get_bytes(graph, 2)), 1):
+        sig = pw.parse(pw.get_bytes(pw.parse(fn_raw), 1))
+        functions[pw.get_str(sig, 1)] = fn_raw
+    return GraphDef(nodes, functions)
+
+
+@dataclass
+class SavedObject:
+    """What a SavedObjectGraph node is, as far as function captures go."""
+
+    kind: str  # "variable", "constant" or another SavedObject kind name
+    operation: str = ""  # constant: the graph node holding the value
+
+
+_OBJECT_KINDS = {4: "user_object", 5: "asset", 6: "function", 7: "variable",
+                 8: "bare_concrete_function", 9: "constant", 10: "resource",
+                 12: "captured_tensor"}
+
+
+def object_graph(meta_graph: memoryview) -> tuple[list[SavedObject], dict[str, list[int]]]:
+    """``(objects, bound_inputs by concrete function name)`` of the SavedObjectGraph."""
+    raw = pw.get_bytes(pw.parse(meta_graph), 7)
+    msg = pw.parse(raw)
+    objects = []
+    for node_raw in pw.get_messages(msg, 1):
+        kind, operation = "unknown", ""
+        for number, _wire, value in pw.iter_fields(node_raw):
+            if number in _OBJECT_KINDS and isinstance(value, memoryview):
+                kind = _OBJECT_KINDS[number]
+                if number == 9:
+                    operation = pw.get_str(pw.parse(value), 1)
+        objects.append(SavedObject(kind, operation))
+    bound: dict[str, list[int]] = {}
+    for entry in pw.get_messages(msg, 2):
+        item = pw.parse(entry)
+        fn = pw.parse(pw.get_bytes(item, 2))
+        bound[pw.get_str(item, 1)] = [pw.to_int64(v) for v in pw.get_packed_ints(fn, 2)]
+    return objects, bound
+
+
+# --------------------------------------------------------------------------------------
+# constants
+
+
+def tensor_value(raw: memoryview) -> np.ndarray:
+    """A TensorProto as a numpy array (numeric dtypes; strings raise ProtoError)."""
+    msg = pw.parse(raw)
+    dtype_enum = pw.get_int(msg, 1)
+    shape = _shape(pw.get_bytes(msg, 2)).dims
+    if shape is None or any(d is None for d in shape):
+        raise pw.ProtoError("constant of unknown shape")
+    dims = [int(d) for d in shape if d is not None]
+    count = int(np.prod(dims, dtype=np.int64)) if dims else 1
+    if count > MAX_CONST_ELEMENTS:
+        raise pw.ProtoError(f"constant of {count} elements")
+    if dtype_enum == DT_STRING:
+        raise pw.ProtoError("string constant")
+    dtype = TF_DTYPES.get(dtype_enum)
+    if dtype is None:
+        raise pw.ProtoError(f"constant of TensorFlow dtype {dtype_enum}")
+    content = pw.get_bytes(msg, 4)
+    if len(content):
+        if len(content) != count * dtype.itemsize:
+            raise pw.ProtoError(f"constant holds {len(content)} bytes, its shape needs "
+                                f"{count * dtype.itemsize}")
+        arr = np.frombuffer(content, dtype).copy()
+    else:
+        if count > MAX_SPLAT_ELEMENTS:  # values, not bytes: a few could fill all memory
+            raise pw.ProtoError(f"constant of {count} elements given by repeated values")
+        arr = _typed_values(msg, dtype_enum, dtype)
+        if arr.size == 0:
+            arr = np.zeros(count, dtype)
+        elif arr.size < count:  # the last value repeats (TensorFlow's compact splat)
+            arr = np.concatenate([arr, np.full(count - arr.size, arr[-1], dtype)])
+        elif arr.size > count:
+            raise pw.ProtoError(f"constant holds {arr.size} values, its shape has {count}")
+    if dtype_enum == DT_BFLOAT16:
+        arr = (arr.astype(np.uint32) << 16).view(np.float32)
+    return arr.reshape(dims)
+
+
+def _typed_values(msg: Msg, dtype_enum: int, dtype: np.dtype[Any]) -> np.ndarray:
+    if dtype_enum == 1:
+        return np.asarray(_floats(msg, 5), np.float32)
+    if dtype_enum == 2:
+        out: list[float] = []
+        for value in msg.get(6, []):
+            if isinstance(value, int):
+                out.append(struct.unpack("<d", struct.pack("<Q", value))[0])
+            else:
+                out.extend(np.frombuffer(value, "<f8").tolist())
+        return np.asarray(out, np.float64)
+    if dtype_enum == 9:
+        return np.asarray([pw.to_int64(v) for v in pw.get_packed_ints(msg, 10)], np.int64)
+    if dtype_enum == 10:
+        return np.asarray(pw.get_packed_ints(msg, 11), bool)
+    if dtype_enum in (19, DT_BFLOAT16):  # 16-bit words in half_val
+        words = np.asarray(pw.get_packed_ints(msg, 13), np.uint16)
+        return words.view(np.float16) if dtype_enum == 19 else words
+    # int32, uint8, int16, int8, uint16, uint32 in int_val; uint64 in uint64_val (17)
+    number = 17 if dtype_enum == 23 else 16 if dtype_enum == 22 else 7
+    return np.asarray([pw.to_int64(v) for v in pw.get_packed_ints(msg, number)]).astype(dtype)

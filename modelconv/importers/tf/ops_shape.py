@@ -1,0 +1,404 @@
+"""Shape, indexing and data-movement ops. Constants fold in numpy; computed tensors are
+moved to TensorFlow's axis order first unless the op can remap its axes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+
+from modelconv.importers.keras.tensors import perm_to_first, perm_to_last
+from modelconv.importers.tf.core import (
+    FIRST,
+    LAST,
+    TT,
+    ConvertError,
+    Ctx,
+    axis_in,
+    kept_layout,
+    np_dtype_of,
+    tf_op,
+)
+from modelconv.importers.tf.graphdef import NodeDef
+
+INT_MAX = np.iinfo(np.int64).max
+INT_MIN = np.iinfo(np.int64).min
+#: largest tensor a constant-folded Fill/Tile/Range may create
+MAX_FOLD_ELEMENTS = 1 << 24
+
+
+def _i64(cx: Ctx, t: TT) -> ir.Value:
+    """An integer tensor as int64 (ONNX shape inputs)."""
+    if t.const is not None:
+        return cx.const(t.const.astype(np.int64)).value
+    if t.dtype == np.int64:
+        return cx.last(t)
+    return cx.b.Cast(cx.last(t), to=ir.DataType.INT64)
+
+
+def _ints(values: list[int]) -> np.ndarray:
+    return np.asarray(values, np.int64)
+
+
+def _small(shape: Any) -> None:
+    if int(np.prod([max(int(d), 0) for d in shape], dtype=np.int64)) > MAX_FOLD_ELEMENTS:
+        raise ConvertError(f"would create a tensor of shape {list(shape)[:8]}")
+
+
+@tf_op("Reshape")
+def _reshape(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    x, shape = ins
+    if shape.const is not None and x.const is not None:
+        return cx.const(x.const.reshape([int(v) for v in shape.const.reshape(-1)]))
+    rank = int(shape.const.size) if shape.const is not None else (shape.length or -1)
+    zero = shape.const is not None and bool((shape.const == 0).any())
+    out = cx.b.Reshape(cx.last(x), _i64(cx, shape), allowzero=1 if zero else None)
+    return cx.out(out, rank, x.dtype)
+
+
+@tf_op("Squeeze")
+def _squeeze(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    x = ins[0]
+    axes = [int(a) for a in node.attr("squeeze_dims", [])]
+    if x.const is not None:
+        return cx.const(np.squeeze(x.const, axis=tuple(axes) if axes else None))
+    if not axes and x.shape is not None and None not in x.shape:
+        axes = [i for i, d in enumerate(x.shape) if d == 1]
+    if not axes:
+        return cx.out(cx.b.Squeeze(cx.last(x)), -1, x.dtype)
+    if x.rank < 0:
+        return cx.out(cx.b.Squeeze(cx.last(x), cx.const(_ints(axes)).value), -1, x.dtype)
+    logical = {a + x.rank if a < 0 else a for a in axes}
+    layout = kept_layout(x.rank, x.layout, logical)
+    if layout is None:
+        x, layout = x.like(cx.last(x), layout=LAST), LAST
+    ir_axes = sorted(axis_in(a, x.rank, x.layout) for a in logical)
+    out = cx.b.Squeeze(x.value, cx.const(_ints(ir_axes)).value)
+    return cx.out(out, x.rank - len(logical), x.dtype, layout)
+
+
+@tf_op("ExpandDims")
+def _expand_dims(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    x, axis_t = ins
+    axis = cx.int_values(axis_t, "axis")[0]
+    if x.const is not None:
+        return cx.const(np.expand_dims(x.const, axis))
+    if x.rank < 0:
+        raise ConvertError("input of unknown rank")
+    axis = axis + x.rank + 1 if axis < 0 else axis
+    out = cx.b.Unsqueeze(cx.last(x), cx.const(_ints([axis])).value)
+    return cx.out(out, x.rank + 1, x.dtype, length=1 if x.rank == 0 else None)
+
+
+@tf_op("Transpose")
+def _transpose(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    x, perm_t = ins
+    perm = cx.int_values(perm_t, "permutation")
+    if x.const is not None:
+        return cx.const(np.transpose(x.const, perm))
+    if sorted(perm) != list(range(len(perm))) or (x.rank >= 0 and len(perm) != x.rank):
+        raise ConvertError(f"permutation {perm}")
+    if perm == sorted(perm):  # tensordot's identity transposes: nothing moves
+        return x
+    held = perm_to_first(x.rank) if x.layout == FIRST else list(range(x.rank))
+    inverse = {a: j for j, a in enumerate(held)}
+    q = [inverse[p] for p in perm]
+    if q == list(range(len(q))):
+        return cx.out(x.value, x.rank, x.dtype)
+    return cx.out(cx.b.Transpose(x.value, perm=q), len(perm), x.dtype)
+
+
+@tf_op("ConcatV2", "Concat")
+def _concat(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    if node.op == "Concat":
+        axis_t, parts = ins[0], ins[1:]
+    else:
+        parts, axis_t = ins[:-1], ins[-1]
+    axis = cx.int_values(axis_t, "axis")[0]
+    if all(p.const is not None for p in parts):
+        return cx.const(np.concatenate([p.const for p in parts], axis=axis))
+    ranks = {p.rank for p in parts}
+    rank = ranks.pop() if len(ranks) == 1 else -1
+    if rank < 0:
+        raise ConvertError("operands of unknown or different ranks")
+    layout = FIRST if rank >= 3 and any(p.layout == FIRST and p.const is None
+                                        for p in parts) else LAST
+    values = [cx.first(p) if layout == FIRST else cx.last(p) for p in parts]
+    if any(p.dtype == np.int64 for p in parts) and any(p.dtype != np.int64 for p in parts):
+        values = [_i64(cx, p) for p in parts]
+    lengths = [p.length for p in parts]
+    length = sum(lengths) if rank == 1 and all(n is not None for n in lengths) else None
+    out = cx.b.Concat(*values, axis=axis_in(axis, rank, layout))
+    return cx.out(out, rank, parts[0].dtype, layout, length=length)  # type: ignore[arg-type]
+
+
+@tf_op("Pack")
+def _pack(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    axis = int(node.attr("axis", 0))
+    if all(t.const is not None for t in ins):
+        return cx.const(np.stack([t.const for t in ins], axis=axis))
+    rank = ins[0].rank
+    if rank < 0:
+        raise ConvertError("operands of unknown rank")
+    axis = axis + rank + 1 if axis < 0 else axis
+    dtype = np.int64 if any(t.dtype == np.int64 for t in ins) else ins[0].dtype
+    axes = cx.const(_ints([axis])).value
+    values = [cx.b.Unsqueeze(_i64(cx, t) if dtype == np.int64 and t.dtype.kind in "iu"
+                             else cx.last(t), axes) for t in ins]
+    out = values[0] if len(values) == 1 else cx.b.Concat(*values, axis=axis)
+    return cx.out(out, rank + 1, dtype, length=len(ins) if rank == 0 else None)
+
+
+@tf_op("Unpack")
+def _unpack(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
+    x = ins[0]
+    num = int(node.attr("num", 0))
+    axis = int(node.attr("axis", 0))
+    if x.const is not None:
+        return [cx.const(np.take(x.const, i, axis=axis)) for i in range(x.const.shape[axis])]
+    if x.rank < 1 or num < 1:
+        raise ConvertError("input of unknown rank")
+    axis = axis + x.rank if axis < 0 else axis
+    parts = cx.b.op("Split", [cx.last(x)], {"axis": axis, "num_outputs": num},
+                    num_outputs=num)
+    parts = parts if isinstance(parts, tuple) else (parts,)
+    axes = cx.const(_ints([axis])).value
+    return [cx.out(cx.b.Squeeze(p, axes), x.rank - 1, x.dtype) for p in parts]
+
+
+@tf_op("Shape")
+def _shape(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    x = ins[0]
+    dtype = np_dtype_of(int(node.attr("out_type", 3)))
+    if x.const is not None:
+        return cx.const(np.asarray(x.const.shape, dtype))
+    if x.shape is not None and None not in x.shape:
+        return cx.const(np.asarray(x.shape, dtype))
+    value = cx.b.Shape(x.value)
+    if x.layout == FIRST and x.rank >= 3:
+        value = cx.b.Gather(value, cx.const(_ints(perm_to_last(x.rank))).value, axis=0)
+    if dtype != np.int64:
+        value = cx.b.Cast(value, to=ir.DataType.from_numpy(dtype))
+    return cx.out(value, 1, dtype, length=x.rank if x.rank >= 0 else None)
+
+
+@tf_op("GatherV2", "Gather")
+def _gather(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    from modelconv.importers.tf.ops_math import _gather_axis
+
+    params, indices = ins[0], ins[1]
+    axis = cx.int_values(ins[2], "axis")[0] if len(ins) > 2 else 0
+    if int(node.attr("batch_dims", 0)):
+        raise ConvertError("batch_dims")
+    if params.rank >= 0 and axis < 0:
+        axis += params.rank
+    out = _gather_axis(cx, params, indices, axis)
+    if params.rank == 1 and indices.rank == 1 and indices.const is not None:
+        out.length = int(indices.const.size)
+    return out
+
+
+def _slice_specs(node: NodeDef, begin: list[int], end: list[int], strides: list[int]
+                 ) -> list[Any]:
+    """The StridedSlice as a numpy index: slices, ints, None (new axis), Ellipsis."""
+    masks = {k: int(node.attr(k, 0)) for k in ("begin_mask", "end_mask", "ellipsis_mask",
+                                                "new_axis_mask", "shrink_axis_mask")}
+    specs: list[Any] = []
+    for i, (b, e, s) in enumerate(zip(begin, end, strides, strict=True)):
+        bit = 1 << i
+        if masks["ellipsis_mask"] & bit:
+            specs.append(Ellipsis)
+        elif masks["new_axis_mask"] & bit:
+            specs.append(None)
+        elif masks["shrink_axis_mask"] & bit:
+            specs.append(b)
+        else:
+            if s == 0:
+                raise ConvertError("stride 0")
+            specs.append(slice(None if masks["begin_mask"] & bit else b,
+                               None if masks["end_mask"] & bit else e, s))
+    return specs
+
+
+@tf_op("StridedSlice")
+def _strided_slice(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    x = ins[0]
+    begin, end, strides = (cx.int_values(t, "slice bounds") for t in ins[1:4])
+    specs = _slice_specs(node, begin, end, strides)
+    if x.const is not None:
+        return cx.const(np.asarray(x.const[tuple(specs)]))
+    if x.rank < 0:
+        raise ConvertError("input of unknown rank")
+    if specs.count(Ellipsis) > 1:
+        raise ConvertError("two ellipses")
+    used = sum(1 for s in specs if s is not None and s is not Ellipsis)
+    if Ellipsis in specs:
+        at = specs.index(Ellipsis)
+        specs = specs[:at] + [slice(None)] * (x.rank - used) + specs[at + 1:]
+    else:
+        specs = specs + [slice(None)] * (x.rank - used)
+    starts, ends, axes, steps, squeeze, new_axes = [], [], [], [], [], []
+    in_axis = out_axis = 0
+    for spec in specs:
+        if spec is None:
+            new_axes.append(out_axis)
+            out_axis += 1
+            continue
+        if isinstance(spec, int):
+            starts.append(spec)
+            ends.append(spec + 1 if spec != -1 else INT_MAX)
+            axes.append(in_axis)
+            steps.append(1)
+            squeeze.append(in_axis)
+        else:
+            step = spec.step or 1
+            if spec != slice(None, None, step) or step != 1:
+                starts.append(spec.start if spec.start is not None
+                              else (0 if step > 0 else INT_MAX))
+                ends.append(spec.stop if spec.stop is not None
+                            else (INT_MAX if step > 0 else INT_MIN))
+                axes.append(in_axis)
+                steps.append(step)
+            out_axis += 1
+        in_axis += 1
+    layout = LAST
+    if x.layout == FIRST and x.rank >= 3 and not squeeze and not new_axes:
+        layout = FIRST  # plain slices (Cropping): slice the channels-first value in place
+        value = x.value
+        axes = [axis_in(a, x.rank, FIRST) for a in axes]
+    else:
+        value = cx.last(x)
+    if axes:
+        value = cx.b.Slice(value, cx.const(_ints(starts)).value, cx.const(_ints(ends)).value,
+                           cx.const(_ints(axes)).value, cx.const(_ints(steps)).value)
+    if squeeze:
+        value = cx.b.Squeeze(value, cx.const(_ints(squeeze)).value)
+    if new_axes:
+        value = cx.b.Unsqueeze(value, cx.const(_ints(new_axes)).value)
+    length = None
+    if out_axis == 1 and x.rank == 1 and x.length is not None and len(axes) == 1 \
+            and not squeeze:
+        length = len(range(*slice(starts[0], ends[0], steps[0]).indices(x.length)))
+    return cx.out(value, out_axis, x.dtype, layout, length=length)
+
+
+@tf_op("Slice")
+def _slice(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    x = ins[0]
+    begin = cx.int_values(ins[1], "begin")
+    size = cx.int_values(ins[2], "size")
+    ends = [INT_MAX if s == -1 else b + s for b, s in zip(begin, size, strict=True)]
+    if x.const is not None:
+        return cx.const(x.const[tuple(slice(b, e) for b, e in zip(begin, ends, strict=True))])
+    axes = list(range(len(begin)))
+    value = cx.b.Slice(cx.last(x), cx.const(_ints(begin)).value, cx.const(_ints(ends)).value,
+                       cx.const(_ints(axes)).value)
+    return cx.out(value, x.rank, x.dtype)
+
+
+@tf_op("Pad", "PadV2", "MirrorPad")
+def _pad(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    x = ins[0]
+    pads = cx.int_values(ins[1], "paddings")
+    rank = len(pads) // 2
+    if x.rank >= 0 and rank != x.rank:
+        raise ConvertError(f"{rank} padding rows for rank {x.rank}")
+    mode = "constant"
+    if node.op == "MirrorPad":
+        raw = (node.attr("mode") or b"REFLECT").decode()
+        if raw != "REFLECT":
+            raise ConvertError(f"mode {raw}")
+        mode = "reflect"
+    value = ins[2] if node.op == "PadV2" else None
+    if x.const is not None and (value is None or value.const is not None):
+        pairs = [(pads[2 * i], pads[2 * i + 1]) for i in range(rank)]
+        if mode == "reflect":
+            return cx.const(np.pad(x.const, pairs, mode="reflect"))
+        fill = value.const.item() if value is not None and value.const is not None else 0
+        return cx.const(np.pad(x.const, pairs, constant_values=fill))
+    order = perm_to_first(rank) if x.layout == FIRST and rank >= 3 else list(range(rank))
+    onnx_pads = [pads[2 * a] for a in order] + [pads[2 * a + 1] for a in order]
+    args = [x.value, cx.const(_ints(onnx_pads)).value]
+    if value is not None:
+        args.append(cx.last(value))
+    return x.like(cx.b.Pad(*args, mode=mode))
+
+
+@tf_op("Tile")
+def _tile(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    x, reps = ins
+    if x.const is not None and reps.const is not None:
+        _small(np.asarray(x.const.shape) * reps.const.reshape(-1))
+        return cx.const(np.tile(x.const, reps.const.reshape(-1)))
+    return cx.out(cx.b.Tile(cx.last(x), _i64(cx, reps)), x.rank, x.dtype)
+
+
+@tf_op("Fill")
+def _fill(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    dims, value = ins
+    if dims.const is not None and value.const is not None:
+        _small(dims.const.reshape(-1))
+        return cx.const(np.full(dims.const.reshape(-1), value.const))
+    rank = int(dims.const.size) if dims.const is not None else (dims.length or -1)
+    return cx.out(cx.b.Expand(cx.last(value), _i64(cx, dims)), rank, value.dtype)
+
+
+@tf_op("BroadcastTo")
+def _broadcast_to(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    x, shape = ins
+    if x.const is not None and shape.const is not None:
+        _small(shape.const.reshape(-1))
+        return cx.const(np.broadcast_to(x.const, shape.const.reshape(-1)).copy())
+    rank = int(shape.const.size) if shape.const is not None else (shape.length or -1)
+    return cx.out(cx.b.Expand(cx.last(x), _i64(cx, shape)), rank, x.dtype)
+
+
+@tf_op("Range")
+def _range(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    if all(t.const is not None for t in ins):
+        start, limit, delta = (t.const.item() for t in ins)  # type: ignore[union-attr]
+        if delta == 0:
+            raise ConvertError("delta 0")
+        _small([max(0, int(np.ceil((limit - start) / delta)))])
+        return cx.const(np.arange(start, limit, delta, dtype=ins[0].dtype))
+    return cx.out(cx.b.Range(*[cx.last(t) for t in ins]), 1, ins[0].dtype)
+
+
+def _split_axis(cx: Ctx, x: TT, axis: int) -> tuple[int, str]:
+    if x.rank < 0:
+        raise ConvertError("input of unknown rank")
+    axis = axis + x.rank if axis < 0 else axis
+    return axis_in(axis, x.rank, x.layout), x.layout
+
+
+@tf_op("Split")
+def _split(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
+    axis_t, x = ins
+    num = int(node.attr("num_split", 1))
+    axis = cx.int_values(axis_t, "axis")[0]
+    if x.const is not None:
+        return [cx.const(p) for p in np.split(x.const, num, axis=axis)]
+    ir_axis, layout = _split_axis(cx, x, axis)
+    parts = cx.b.op("Split", [x.value], {"axis": ir_axis, "num_outputs": num},
+                    num_outputs=num)
+    parts = parts if isinstance(parts, tuple) else (parts,)
+    return [x.like(p, layout=layout) for p in parts]
+
+
+@tf_op("SplitV")
+def _split_v(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
+    x, sizes_t, axis_t = ins
+    sizes = cx.int_values(sizes_t, "split sizes")
+    axis = cx.int_values(axis_t, "axis")[0]
+    if -1 in sizes:
+        if x.shape is None or x.shape[axis] is None:
+            raise ConvertError("split size -1 on a dimension of unknown size")
+        sizes[sizes.index(-1)] = int(x.shape[axis]) - (sum(sizes) + 1)
+    if x.const is not None:
+        return [cx.const(p) for p in np.split(x.const, np.cumsum(sizes)[:-1], axis=axis)]
+    ir_axis, layout = _split_axis(cx, x, axis)
+    parts = cx.b.op("Split", [x.value, cx.const(_ints(sizes)).value], {"axis": ir_axis},
+                    num_outputs=len(sizes))
+    parts = parts if isinstance(parts, tuple) else (parts,)
+    return [x.like(p, layout=layout) for p in parts]

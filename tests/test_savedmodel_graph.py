@@ -1,0 +1,316 @@
+"""The TensorFlow-free graph route for SavedModels (modelconv.importers.tf).
+
+- shipped fixtures (a Keras 3 ``model.export()`` and a plain ``tf.Module``) convert without
+  TensorFlow and match the outputs TensorFlow gave when they were made;
+- hand-written ``saved_model.pb`` files (protobuf wire format written here) check the graph
+  walker: function inlining, argument binding, and every way a hostile or broken graph is
+  refused with a ModelLoadError / UnsupportedOpsError instead of a crash or a hang;
+- the Conv + per-channel Mul/Add folding pass the route relies on.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+
+import modelconv
+from modelconv.errors import ModelLoadError, UnsafeModelError, UnsupportedOpsError
+from modelconv.importers.tf.convert import convert_signature
+from modelconv.options import ConvertOptions
+from modelconv.verification.runners import OnnxRuntimeRunner
+
+FIX = Path(__file__).resolve().parent.parent / "fixtures" / "keras"
+
+
+def _reference(name: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    with np.load(FIX / f"{name}.npz") as data:
+        ins = [data[k] for k in sorted(k for k in data.files if k.startswith("in"))]
+        outs = [data[f"out{i}"] for i in range(sum(k.startswith("out") for k in data.files))]
+    return ins, outs
+
+
+def _run(path: Path, feeds: list[np.ndarray]) -> list[np.ndarray]:
+    return OnnxRuntimeRunner.from_path(path, ConvertOptions()).run(feeds)
+
+
+def _close(got: list[np.ndarray], want: list[np.ndarray]) -> None:
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=0, atol=1e-4 * max(1.0, float(np.abs(w).max())))
+
+
+# --------------------------------------------------------------------------------------
+# shipped fixtures
+
+
+@pytest.mark.parametrize("name", ["k3_savedmodel", "module_savedmodel"])
+def test_fixture_converts_on_the_graph_route(name: str, tmp_path: Path) -> None:
+    out = tmp_path / "m.onnx"
+    result = modelconv.convert(FIX / name, out, verify=False)
+    assert result.source_format == "savedmodel-graph"
+    assert not result.warnings
+    ins, want = _reference(name)
+    _close(_run(out, ins), want)
+
+
+def test_keras3_export_graph_is_clean(tmp_path: Path) -> None:
+    """BatchNorm arithmetic folded into the conv; transposes only at the input and where
+    Flatten needs TensorFlow's element order (the SE gate's [N,C,1,1] moves by Reshape)."""
+    out = tmp_path / "m.onnx"
+    modelconv.convert(FIX / "k3_savedmodel", out, verify=False)
+    ops = [n.op_type for n in onnx.load(out).graph.node]
+    assert ops.count("Conv") == 2
+    assert ops.count("Transpose") == 2
+    assert "BatchNormalization" not in ops and "Sub" not in ops
+    first_mul = [n for n in onnx.load(out).graph.node if n.op_type == "Mul"]
+    conv_outputs = {n.output[0] for n in onnx.load(out).graph.node if n.op_type == "Conv"}
+    # swish's Mul reads the conv output; no BatchNorm scale sits between them any more
+    assert any(conv_outputs & set(n.input) for n in first_mul)
+
+
+def test_graph_route_never_imports_tensorflow(tmp_path: Path) -> None:
+    code = (
+        "import sys, modelconv\n"
+        f"r = modelconv.convert({str(FIX / 'k3_savedmodel')!r}, {str(tmp_path / 'a.onnx')!r},"
+        " verify=False)\n"
+        "assert r.source_format == 'savedmodel-graph', r.source_format\n"
+        "bad = [m for m in ('tensorflow', 'keras', 'tf_keras', 'tf2onnx') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+def test_graph_route_is_deterministic(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    modelconv.convert(FIX / "module_savedmodel", a, verify=False)
+    modelconv.convert(FIX / "module_savedmodel", b, verify=False)
+    assert a.read_bytes() == b.read_bytes()
+
+
+# --------------------------------------------------------------------------------------
+# a protobuf writer for hand-made SavedModels
+
+
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _f(number: int, value: int | bytes | str) -> bytes:
+    if isinstance(value, int):
+        return _varint(number << 3) + _varint(value)
+    data = value.encode() if isinstance(value, str) else value
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+def _shape(dims: list[int]) -> bytes:
+    return b"".join(_f(2, _f(1, d)) for d in dims)
+
+
+def _tensor(array: np.ndarray, dims: list[int] | None = None, raw: bytes | None = None
+            ) -> bytes:
+    dtype = {np.dtype("float32"): 1, np.dtype("int32"): 3}[array.dtype]
+    shape = list(array.shape) if dims is None else dims
+    return _f(1, dtype) + _f(2, _shape(shape)) + _f(4, array.tobytes() if raw is None else raw)
+
+
+def _attr(key: str, kind: str, value: object) -> bytes:
+    numbers = {"s": 2, "i": 3, "type": 6, "tensor": 8}
+    if kind == "func":
+        body = _f(10, _f(1, str(value)))
+    elif kind == "ilist":
+        body = _f(1, _f(3, b"".join(_varint(int(v)) for v in value)))  # type: ignore[attr-defined]
+    else:
+        body = _f(numbers[kind], value)  # type: ignore[arg-type]
+    return _f(5, _f(1, key) + _f(2, body))
+
+
+def _node(name: str, op: str, inputs: list[str], *attrs: bytes) -> bytes:
+    return _f(1, name) + _f(2, op) + b"".join(_f(3, i) for i in inputs) + b"".join(attrs)
+
+
+def _function(name: str, args: list[str], outs: list[str], nodes: list[bytes],
+              ret: dict[str, str]) -> bytes:
+    sig = _f(1, name) + b"".join(_f(2, _f(1, a) + _f(3, 1)) for a in args)
+    sig += b"".join(_f(3, _f(1, o) + _f(3, 1)) for o in outs)
+    body = _f(1, sig) + b"".join(_f(3, n) for n in nodes)
+    return body + b"".join(_f(4, _f(1, k) + _f(2, v)) for k, v in ret.items())
+
+
+def _write(folder: Path, graph_nodes: list[bytes], functions: list[bytes],
+           outputs: dict[str, str], inputs: dict[str, str] | None = None) -> Path:
+    inputs = inputs if inputs is not None else {"x": "x:0"}
+    graph = b"".join(_f(1, n) for n in graph_nodes)
+    graph += _f(2, b"".join(_f(1, fn) for fn in functions))
+
+    def info(name: str) -> bytes:
+        return _f(1, name) + _f(2, 1) + _f(3, _shape([-1, 4]))
+
+    sig = b"".join(_f(1, _f(1, k) + _f(2, info(v))) for k, v in inputs.items())
+    sig += b"".join(_f(2, _f(1, k) + _f(2, info(v))) for k, v in outputs.items())
+    meta = _f(1, _f(4, "serve")) + _f(2, graph) + _f(5, _f(1, "serving_default") + _f(2, sig))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "saved_model.pb").write_bytes(_f(1, 1) + _f(2, meta))
+    return folder
+
+
+SCALE = np.asarray([1.0, -2.0, 0.5, 3.0], np.float32)
+PLACEHOLDER = _node("x", "Placeholder", [], _attr("dtype", "type", 1))
+
+
+def _body(mul_inputs: list[str] | None = None, relu_inputs: list[str] | None = None,
+          extra: list[bytes] | None = None, const: bytes | None = None) -> list[bytes]:
+    return [
+        _node("c", "Const", [], _attr("dtype", "type", 1),
+              _attr("value", "tensor", const if const is not None else _tensor(SCALE))),
+        _node("m", "Mul", mul_inputs or ["a", "c:output:0"]),
+        _node("r", "Relu", relu_inputs or ["m:z:0"]),
+        *(extra or []),
+    ]
+
+
+def _model(folder: Path, body: list[bytes] | None = None, call_inputs: list[str] | None = None,
+           callee: str = "fn", more: list[bytes] | None = None) -> Path:
+    fn = _function("fn", ["a"], ["y"], body if body is not None else _body(),
+                   {"y": "r:activations:0"})
+    call = _node("call", "PartitionedCall", call_inputs or ["x"], _attr("f", "func", callee))
+    return _write(folder, [PLACEHOLDER, call], [fn, *(more or [])], {"y": "call:0"})
+
+
+def test_hand_made_graph_converts(tmp_path: Path) -> None:
+    graph = convert_signature(_model(tmp_path / "sm"), "serving_default")
+    assert graph.inputs == [("x", "float32", (None, 4))] and graph.outputs == ["y"]
+    path = tmp_path / "m.onnx"
+    ir.save(graph.model, path)
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    _close(_run(path, [x]), [np.maximum(x * SCALE, 0)])
+
+
+def test_nested_calls_are_inlined(tmp_path: Path) -> None:
+    """fn -> inner (a function called by name as an op) -> the body."""
+    inner = _function("inner", ["a"], ["y"], _body(), {"y": "r:activations:0"})
+    outer = [_node("k", "inner", ["a"]), _node("r", "Identity", ["k:y:0"])]
+    fn = _function("fn", ["a"], ["y"], outer, {"y": "r:output:0"})
+    call = _node("call", "StatefulPartitionedCall", ["x"], _attr("f", "func", "fn"))
+    folder = _write(tmp_path / "sm", [PLACEHOLDER, call], [fn, inner], {"y": "call:0"})
+    path = tmp_path / "m.onnx"
+    ir.save(convert_signature(folder, "serving_default").model, path)
+    x = np.ones((1, 4), np.float32)
+    _close(_run(path, [x]), [np.maximum(SCALE, 0)[None]])
+
+
+@pytest.mark.parametrize("case, error, match", [
+    ("cycle", ModelLoadError, "cycle"),
+    ("recursion", ModelLoadError, "nested deeper"),
+    ("missing function", ModelLoadError, "library lacks"),
+    ("argument count", ModelLoadError, "passes 2 arguments"),
+    ("undefined reference", ModelLoadError, "does not define"),
+    ("huge splat constant", ModelLoadError, "repeated values"),
+    ("short constant", ModelLoadError, "holds 8 bytes"),
+    ("bad shape operand", ModelLoadError, "Reshape"),
+    ("unknown ops", UnsupportedOpsError, "FancyOp.*OtherOp"),
+    ("no signature", ModelLoadError, "no signature"),
+])
+def test_broken_graphs_are_refused(tmp_path: Path, case: str, error: type, match: str) -> None:
+    folder = tmp_path / "sm"
+    signature = "serving_default"
+    if case == "cycle":
+        _model(folder, _body(mul_inputs=["r:activations:0", "c:output:0"]))
+    elif case == "recursion":
+        _model(folder, _body(extra=[_node("again", "PartitionedCall", ["a"],
+                                          _attr("f", "func", "fn"))],
+                             relu_inputs=["again:output:0"]))
+    elif case == "missing function":
+        _model(folder, callee="nope")
+    elif case == "argument count":
+        _model(folder, call_inputs=["x", "x"])
+    elif case == "undefined reference":
+        _model(folder, _body(relu_inputs=["ghost:y:0"]))
+    elif case == "huge splat constant":
+        splat = _f(1, 1) + _f(2, _shape([1 << 13, 1 << 13])) + _f(5, b"\x00\x00\x80\x3f")
+        _model(folder, _body(const=splat))
+    elif case == "short constant":
+        _model(folder, _body(const=_tensor(SCALE, raw=SCALE.tobytes()[:8])))
+    elif case == "bad shape operand":
+        shape = _node("s", "Const", [], _attr("dtype", "type", 3),
+                      _attr("value", "tensor", _tensor(np.asarray([3, 5], np.int32))))
+        _model(folder, [*_body(relu_inputs=["bad:output:0"]), shape,
+                        _node("bad", "Reshape", ["c:output:0", "s:output:0"])])
+    elif case == "unknown ops":
+        _model(folder, _body(mul_inputs=["f1:y:0", "c:output:0"],
+                             extra=[_node("f1", "FancyOp", ["o1:y:0"]),
+                                    _node("o1", "OtherOp", ["a"])]))
+    elif case == "no signature":
+        _model(folder)
+        signature = "predict"
+    with pytest.raises(error, match=match) as info:
+        convert_signature(folder, signature)
+    assert str(folder) in str(info.value)
+
+
+def test_file_ops_refused_before_conversion(tmp_path: Path) -> None:
+    from modelconv.importers.savedmodel import import_savedmodel
+
+    folder = _model(tmp_path / "sm", _body(extra=[_node("leak", "ReadFile", ["a"])]))
+    with pytest.raises(UnsafeModelError, match="ReadFile"):
+        import_savedmodel(folder, ConvertOptions())
+
+
+def test_unsupported_op_without_tensorflow_names_it(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelconv.importers.savedmodel import import_savedmodel
+    from modelconv.verification import runners_tf
+
+    monkeypatch.setattr(runners_tf, "tf_available", lambda: False)
+    folder = _model(tmp_path / "sm", _body(mul_inputs=["f1:y:0", "c:output:0"],
+                                           extra=[_node("f1", "FancyOp", ["a"])]))
+    with pytest.raises(UnsupportedOpsError, match="FancyOp"):
+        import_savedmodel(folder, ConvertOptions())
+
+
+# --------------------------------------------------------------------------------------
+# Conv + per-channel Mul/Add folding
+
+
+def _conv_chain(scale_shape: tuple[int, ...]) -> ir.Model:
+    from modelconv.ir.builder import GraphBuilder
+
+    rng = np.random.default_rng(1)
+    b = GraphBuilder()
+    x = b.add_input("x", np.float32, [1, 3, 6, 6])
+    w = b.initializer(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w")
+    y = b.Conv(x, w, pads=[1, 1, 1, 1])
+    y = b.Add(y, b.initializer(rng.normal(size=(1, 4, 1, 1)).astype(np.float32), "bias"))
+    y = b.Mul(y, b.initializer(rng.normal(size=scale_shape).astype(np.float32), "scale"))
+    y = b.Sub(y, b.initializer(rng.normal(size=(4, 1, 1)).astype(np.float32), "shift"))
+    b.set_outputs([b.Relu(y)], ["y"])
+    return b.build()
+
+
+@pytest.mark.parametrize("scale_shape, folded", [((1, 4, 1, 1), True), ((1, 1, 1, 6), False)])
+def test_conv_affine_folding(tmp_path: Path, scale_shape: tuple[int, ...], folded: bool) -> None:
+    from modelconv.passes.fuse_affine import FuseConvAffinePass
+
+    x = np.random.default_rng(2).normal(size=(1, 3, 6, 6)).astype(np.float32)
+    before, after = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    model = _conv_chain(scale_shape)
+    ir.save(model, before)
+    FuseConvAffinePass()(model)
+    ir.save(model, after)
+    ops = [n.op_type for n in model.graph]
+    assert ops == (["Conv", "Relu"] if folded else ["Conv", "Mul", "Sub", "Relu"])
+    _close(_run(after, [x]), _run(before, [x]))
