@@ -388,7 +388,7 @@ def test_other_signature_is_read_from_the_graph(monkeypatch: pytest.MonkeyPatch)
     from modelconv.verification import runners_tf
 
     monkeypatch.setattr(runners_tf, "tf_available", lambda: False)
-    with pytest.raises(ModelLoadError, match="no signature 'other'.*serving_default"):
+    with pytest.raises(ModelLoadError, match=r"no signature 'other'.*serving_default"):
         import_savedmodel(K2SM, ConvertOptions(signature="other"))
     sm = import_savedmodel(K2SM, ConvertOptions())
     assert sm.format == "savedmodel-keras"
