@@ -20,8 +20,7 @@ TensorFlow, both in a worker), then runs the ONNX file in onnxruntime on the ref
 through both.
 
 Default (CI) subset, under four minutes on two cores: every format for MobileNetV2,
-EfficientNetB0, the text model and the multi-IO model, ConvNeXtTiny in all but the Keras 3
-SavedModel (a minute in tf2onnx; the full matrix has it), NASNetMobile in both .h5 forms (the
+EfficientNetB0, the text model and the multi-IO model, ConvNeXtTiny in all of them, NASNetMobile in both .h5 forms (the
 .keras files of the other applications are covered by tests/test_keras_models.py).
 ``MODELCONV_FULL_MATRIX=1`` runs all seven applications and the two hand-made models in all
 five formats (45 cases, about nine minutes).
@@ -73,7 +72,7 @@ MODELS = [*APPS, "TextLSTM", "MultiIO"]
 #: default subset: model -> formats (FULL: every model in every format)
 DEFAULT = {
     **{m: list(FORMATS) for m in ("MobileNetV2", "EfficientNetB0", "TextLSTM", "MultiIO")},
-    "ConvNeXtTiny": [f for f in FORMATS if f != "keras3-savedmodel"],  # the slowest cell
+    "ConvNeXtTiny": list(FORMATS),
     "NASNetMobile": ["keras2-h5", "keras3-h5"],
 }
 #: cases whose source runner cannot load the file: verification is skipped, saying why
@@ -265,3 +264,24 @@ def test_every_format_goes_through_both_routes() -> None:
         case = param.values[0]
         routes.setdefault(case.fmt, set()).add(case.route)
     assert routes == {fmt: {"cli", "api"} for fmt in FORMATS}
+
+
+#: SavedModel importer route per format: the Keras layer handlers for tf.keras files, the
+#: TF graph converter for Keras 3 exports, tf2onnx only for the LSTM's While loops
+SAVEDMODEL_ROUTES = {"keras2-savedmodel": "savedmodel-keras",
+                     "keras3-savedmodel": "savedmodel-graph"}
+TF2ONNX_CASES = {("TextLSTM", "keras3-savedmodel")}
+
+
+@pytest.mark.parametrize("case", [c for c in CASES
+                                  if c.values[0].fmt in SAVEDMODEL_ROUTES])  # type: ignore[union-attr]
+def test_savedmodel_route(built: Built, case: Any) -> None:
+    """SavedModels take the TensorFlow-free routes (tf2onnx is the exception)."""
+    from modelconv.importers.savedmodel import import_savedmodel
+    from modelconv.options import ConvertOptions
+
+    sm = import_savedmodel(built.source(case), ConvertOptions())
+    if (case.model, case.fmt) in TF2ONNX_CASES:
+        assert sm.format == "savedmodel" and any("While" in w for w in sm.warnings)
+    else:
+        assert sm.format == SAVEDMODEL_ROUTES[case.fmt], sm.warnings

@@ -314,3 +314,23 @@ def test_conv_affine_folding(tmp_path: Path, scale_shape: tuple[int, ...], folde
     ops = [n.op_type for n in model.graph]
     assert ops == (["Conv", "Relu"] if folded else ["Conv", "Mul", "Sub", "Relu"])
     _close(_run(after, [x]), _run(before, [x]))
+
+
+def test_folding_keeps_scalars_scalar() -> None:
+    """Squeeze folds to a 0-d constant; the Unsqueeze after it must see rank 0 (a folded
+    scalar used to be installed as shape [1], so Unsqueeze made [1, 1] and the Concat of
+    shape pieces became rank-inconsistent: EfficientNet's SE reshape, Keras 3 export)."""
+    from modelconv.ir.builder import GraphBuilder
+    from modelconv.passes.constant_folding import FoldConstantsPass
+
+    b = GraphBuilder()
+    x = b.add_input("x", np.float32, [2, 6])
+    axes = b.const(np.asarray([0], np.int64))
+    n = b.Unsqueeze(b.Squeeze(b.const(np.asarray([2], np.int64)), axes), axes)
+    shape = b.Concat(n, b.const(np.asarray([3, 2], np.int64)), axis=0)
+    b.set_outputs([b.Reshape(x, shape)], ["y"])
+    model = b.build()
+    FoldConstantsPass()(model)
+    (reshape,) = list(model.graph)
+    assert reshape.op_type == "Reshape"
+    np.testing.assert_array_equal(reshape.inputs[1].const_value.numpy(), [2, 3, 2])

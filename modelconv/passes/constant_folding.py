@@ -133,7 +133,7 @@ def _fold_shape(node: ir.Node) -> list[np.ndarray] | None:
 def _install(graph: ir.Graph, out: ir.Value, array: np.ndarray) -> None:
     """Make ``array`` an initializer that takes over ``out``'s name and uses."""
     name = out.name or "folded"
-    array = np.ascontiguousarray(array)
+    array = np.array(array, order="C")  # not ascontiguousarray: it makes scalars 1-D
     const = ir.Value(name=name, shape=ir.Shape(list(array.shape)),
                      type=ir.TensorType(ir.DataType.from_numpy(array.dtype)),
                      const_value=ir.tensor(array, name=name))
