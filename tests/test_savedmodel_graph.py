@@ -334,3 +334,20 @@ def test_folding_keeps_scalars_scalar() -> None:
     (reshape,) = list(model.graph)
     assert reshape.op_type == "Reshape"
     np.testing.assert_array_equal(reshape.inputs[1].const_value.numpy(), [2, 3, 2])
+
+
+def test_constant_broadcast_is_not_folded_into_a_huge_tensor(tmp_path: Path) -> None:
+    """Two small constants that broadcast to 2^26 elements stay an Add node (folding them in
+    numpy would allocate 256 MB; a hostile file could ask for far more)."""
+    col, row = np.ones((1 << 13, 1), np.float32), np.ones((1, 1 << 13), np.float32)
+    body = [_node("p", "Const", [], _attr("dtype", "type", 1), _attr("value", "tensor",
+                                                                    _tensor(col))),
+            _node("q", "Const", [], _attr("dtype", "type", 1), _attr("value", "tensor",
+                                                                    _tensor(row))),
+            _node("big", "AddV2", ["p:output:0", "q:output:0"]),
+            *_body(relu_inputs=["m:z:0"])]
+    fn = _function("fn", ["a"], ["y", "z"], body, {"y": "r:activations:0", "z": "big:z:0"})
+    call = _node("call", "PartitionedCall", ["x"], _attr("f", "func", "fn"))
+    folder = _write(tmp_path / "sm", [PLACEHOLDER, call], [fn], {"y": "call:0", "z": "call:1"})
+    graph = convert_signature(folder, "serving_default")
+    assert [n.op_type for n in graph.model.graph if n.op_type == "Add"] == ["Add"]

@@ -410,10 +410,31 @@ def convert_signature(folder: str | Path, signature: str, display: str | None = 
         except pw.ProtoError as exc:
             raise ModelLoadError(f"corrupt node in saved_model.pb ({exc})", path=shown) from exc
         conv.b.set_outputs(values, keys)
+        _claim_output_names(conv.b, keys)
         model = conv.b.build(doc=f"SavedModel signature '{signature}'")
     finally:
         variables.close()
     return GraphModel(model, inputs, keys)
+
+
+def _claim_output_names(b: GraphBuilder, keys: list[str]) -> None:
+    """Give the graph outputs exactly their signature keys: an inner value or initializer
+    already named like a key (values are named after their op: ``Softmax``, ``Add``...)
+    is renamed, instead of the output becoming ``Softmax_2``."""
+    outputs = {id(v) for v in b.outputs}
+    taken = set(keys)
+    for node in b.nodes:
+        for value in node.outputs:
+            if value.name in taken and id(value) not in outputs:
+                value.name = b.unique_name(f"{value.name}__inner")
+    for name in [n for n in b.initializers if n in taken]:
+        value = b.initializers.pop(name)
+        value.name = b.unique_name(f"{name}__inner")
+        if value.const_value is not None:
+            value.const_value.name = value.name
+        b.initializers[value.name] = value
+    for value, key in zip(b.outputs, keys, strict=True):
+        value.name = key
 
 
 def _declare_inputs(conv: GraphConverter, sig: Signature, roots: list[str],

@@ -103,13 +103,25 @@ def combine(cx: Ctx, ins: list[TT]) -> tuple[str, int, list[ir.Value]]:
 
 
 NpFn = Callable[..., np.ndarray]
+#: constant operands are folded in numpy only up to this many result elements
+MAX_FOLD = 1 << 24
+
+
+def _fold_size(shapes: list[tuple[int, ...]]) -> int:
+    """Elements of the broadcast result (huge when the shapes do not broadcast: not folded,
+    the op then reports the mismatch)."""
+    try:
+        return int(np.prod(np.broadcast_shapes(*shapes), dtype=np.float64))
+    except ValueError:
+        return 1 << 62
 
 
 def elementwise(cx: Ctx, ins: list[TT], emit: Callable[..., ir.Value],
                 fold: NpFn | None = None, dtype: Any = None) -> TT:
     """Apply ``emit(*values)`` (or ``fold`` when every operand is a constant)."""
     out_dtype = np.dtype(dtype) if dtype is not None else ins[0].dtype
-    if fold is not None and all(t.const is not None for t in ins):
+    if fold is not None and all(t.const is not None for t in ins) and \
+            _fold_size([t.const.shape for t in ins if t.const is not None]) <= MAX_FOLD:
         return cx.const(np.asarray(fold(*[t.const for t in ins])).astype(out_dtype))
     layout, rank, values = combine(cx, ins)
     return cx.out(emit(*values), rank, out_dtype, layout)

@@ -8,7 +8,7 @@ import numpy as np
 import onnx_ir as ir
 
 from modelconv.importers.tf.core import FIRST, LAST, TT, ConvertError, Ctx, tf_op
-from modelconv.importers.tf.graphdef import NodeDef
+from modelconv.importers.tf.graphdef import NodeDef, Shape
 
 
 def _channels_last(node: NodeDef) -> bool:
@@ -61,7 +61,7 @@ def _kernel(cx: Ctx, w: TT, perm: list[int]) -> ir.Value:
     return cx.b.Transpose(cx.last(w), perm=perm)
 
 
-@tf_op("Conv1D", "Conv2D", "Conv3D")
+@tf_op("Conv2D", "Conv3D")
 def _conv(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     x, w = ins
     if w.rank < 3:
@@ -105,13 +105,28 @@ def _depthwise(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return cx.out(out, 4, x.dtype, layout)
 
 
+def _output_size(cx: Ctx, node: NodeDef, sizes: TT) -> list[int]:
+    """Conv2DBackpropInput's output size: the constant input, else (a batch computed with
+    ``tf.shape``, as Keras does) the static shape TensorFlow recorded for the output."""
+    if sizes.const is not None:
+        return cx.int_values(sizes, "output size")
+    shapes = node.attr("_output_shapes")
+    if isinstance(shapes, list) and shapes and isinstance(shapes[0], Shape) and \
+            shapes[0].dims is not None and len(shapes[0].dims) == 4:
+        dims = shapes[0].dims
+        spatial = dims[1:3] if _channels_last(node) else dims[2:4]
+        if None not in spatial:
+            return [-1 if d is None else int(d) for d in dims]
+    raise ConvertError("output size must be a constant or statically known")
+
+
 @tf_op("Conv2DBackpropInput")
 def _conv_transpose(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     sizes, w, x = ins
     if w.const is None:
         raise ConvertError("computed kernel")
     cl = _channels_last(node)
-    size = cx.int_values(sizes, "output size")
+    size = _output_size(cx, node, sizes)
     strides = _spatial([int(v) for v in node.attr("strides", [1, 1, 1, 1])], cl, 2)
     dilations = _spatial([int(v) for v in node.attr("dilations", [1, 1, 1, 1])], cl, 2)
     spatial = size[1:3] if cl else size[2:4]
@@ -159,13 +174,14 @@ def _bias_add(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
 @tf_op("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
 def _fused_bn(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
     x, scale, offset, mean, var = ins[:5]
-    if node.attr("is_training", False):
+    # SavedModels drop attributes that hold the op's default: is_training=True, eps=1e-4
+    if node.attr("is_training", True):
         raise ConvertError("is_training=True (a training-mode graph)")
     if mean.const is not None and mean.const.size == 0:
         raise ConvertError("no moving statistics")
     cl = _channels_last(node)
     data, layout = _data(cx, x, cl)
-    eps = float(node.attr("epsilon", 1e-3))
+    eps = float(node.attr("epsilon", 1e-4))
     params = [cx.last(t) for t in (scale, offset, mean, var)]
     y = cx.b.BatchNormalization(data, *params, epsilon=eps)
     out = cx.out(y, x.rank, x.dtype, layout)

@@ -311,8 +311,11 @@ def _pad(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
             raise ConvertError(f"mode {raw}")
         mode = "reflect"
     value = ins[2] if node.op == "PadV2" else None
+    if any(p < 0 for p in pads):
+        raise ConvertError("negative padding")
     if x.const is not None and (value is None or value.const is not None):
         pairs = [(pads[2 * i], pads[2 * i + 1]) for i in range(rank)]
+        _small([d + a + b for d, (a, b) in zip(x.const.shape, pairs, strict=True)])
         if mode == "reflect":
             return cx.const(np.pad(x.const, pairs, mode="reflect"))
         fill = value.const.item() if value is not None and value.const is not None else 0
