@@ -410,6 +410,11 @@ def convert_signature(folder: str | Path, signature: str, display: str | None = 
         except pw.ProtoError as exc:
             raise ModelLoadError(f"corrupt node in saved_model.pb ({exc})", path=shown) from exc
         conv.b.set_outputs(values, keys)
+        for value, key in zip(conv.b.outputs, keys, strict=True):
+            info = sig.outputs[key]
+            value.type = ir.TensorType(ir.DataType.from_numpy(np_dtype_of(info.dtype)))
+            if info.shape is not None:
+                value.shape = ir.Shape(list(info.shape))
         _claim_output_names(conv.b, keys)
         model = conv.b.build(doc=f"SavedModel signature '{signature}'")
     finally:
