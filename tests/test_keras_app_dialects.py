@@ -20,8 +20,9 @@ TensorFlow, both in a worker), then runs the ONNX file in onnxruntime on the ref
 through both.
 
 Default (CI) subset, under four minutes on two cores: every format for MobileNetV2,
-EfficientNetB0, the text model and the multi-IO model, ConvNeXtTiny in all of them, NASNetMobile in both .h5 forms (the
-.keras files of the other applications are covered by tests/test_keras_models.py).
+EfficientNetB0, ConvNeXtTiny, the text model and the multi-IO model, NASNetMobile in both
+.h5 forms (the .keras files of the other applications are covered by
+tests/test_keras_models.py).
 ``MODELCONV_FULL_MATRIX=1`` runs all seven applications and the two hand-made models in all
 five formats (45 cases, about nine minutes).
 """

@@ -132,8 +132,7 @@ def _import_graph(path: Path, options: ConvertOptions
     raise when tf2onnx is not available either)."""
     from modelconv.importers.tf.convert import convert_signature
     from modelconv.importers.tfgraph import read_saved_model
-    from modelconv.ir.info import TensorSpec, infer_int_ranges
-    from modelconv.verification.runners_tf import tf_available
+    from modelconv.ir.info import TensorSpec
 
     display = str(path)
     _refuse_unsafe_ops(read_saved_model(path, display), display)
@@ -144,20 +143,29 @@ def _import_graph(path: Path, options: ConvertOptions
     except ModelconvError as exc:
         return f"the graph route cannot convert it ({exc.message})", exc
     specs = [TensorSpec(name, dtype, shape) for name, dtype, shape in converted.inputs]
-    sig, outputs = options.signature, converted.outputs
+    return _native_source(converted.model, GRAPH_FORMAT, path, options.signature, specs,
+                          converted.outputs)
+
+
+def _native_source(model: Any, fmt: str, path: Path, signature: str, specs: list[Any],
+                   outputs: list[str]) -> SourceModel:
+    """A SourceModel converted without TensorFlow; TensorFlow runs it for verification when
+    installed (else verification is skipped, saying why)."""
+    from modelconv.ir.info import infer_int_ranges
+    from modelconv.verification.runners_tf import tf_available
+
     make_runner = None
     reason = None
     if tf_available():
         def make_runner() -> Any:
             from modelconv.verification.runners_tf import TFSavedModelRunner
 
-            return TFSavedModelRunner(path, sig, specs, outputs)
+            return TFSavedModelRunner(path, signature, specs, outputs)
     else:
         reason = ("running the SavedModel to verify the conversion needs TensorFlow "
                   "(pip install 'modelconv[tf]')")
-    return SourceModel(model=converted.model, format=GRAPH_FORMAT, path=display,
-                       make_runner=make_runner, runner_unavailable=reason,
-                       int_ranges=infer_int_ranges(converted.model.graph))
+    return SourceModel(model=model, format=fmt, path=str(path), make_runner=make_runner,
+                       runner_unavailable=reason, int_ranges=infer_int_ranges(model.graph))
 
 
 # --------------------------------------------------------------------------------------
@@ -208,8 +216,7 @@ def _convert_native(path: Path, meta: Any, signature: Any, out_names: list[str])
     from modelconv.importers.keras.convert import convert_keras_file
     from modelconv.importers.keras.savedmodel_native import open_keras_savedmodel
     from modelconv.importers.tfbundle import TF_DTYPES
-    from modelconv.ir.info import TensorSpec, infer_int_ranges
-    from modelconv.verification.runners_tf import tf_available
+    from modelconv.ir.info import TensorSpec
 
     with open_keras_savedmodel(path, meta) as kf:
         model = convert_keras_file(kf)
@@ -221,19 +228,7 @@ def _convert_native(path: Path, meta: Any, signature: Any, out_names: list[str])
         specs.append(TensorSpec(str(value.name), dtype.name if dtype is not None else "float32",
                                 tuple(info.shape) if info.shape is not None else ()))
     outputs = [str(v.name) for v in model.graph.outputs]
-    make_runner = None
-    reason = None
-    if tf_available():
-        def make_runner() -> Any:
-            from modelconv.verification.runners_tf import TFSavedModelRunner
-
-            return TFSavedModelRunner(path, NATIVE_SIGNATURE, specs, outputs)
-    else:
-        reason = ("running the SavedModel to verify the conversion needs TensorFlow "
-                  "(pip install 'modelconv[tf]')")
-    return SourceModel(model=model, format=NATIVE_FORMAT, path=str(path),
-                       make_runner=make_runner, runner_unavailable=reason,
-                       int_ranges=infer_int_ranges(model.graph))
+    return _native_source(model, NATIVE_FORMAT, path, NATIVE_SIGNATURE, specs, outputs)
 
 
 def keras_output_names(layers: list[str]) -> list[str]:

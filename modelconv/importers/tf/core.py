@@ -146,9 +146,12 @@ class Ctx:
         if layout not in x.views:
             perm = perm_to_first(x.rank) if layout == FIRST else perm_to_last(x.rank)
             dims = x.shape
-            if dims is not None and all(d == 1 for d in dims[1:-1]) and \
-                    [dims[0], dims[-1]].count(None) <= 1:
-                # only size-1 dims move ([N,1,1,C] <-> [N,C,1,1]): a Reshape does it
+            to_first = perm_to_first(x.rank)
+            if dims is not None and dims.count(None) <= 1 and 0 not in dims and \
+                    [a for a in to_first if dims[a] != 1] == \
+                    [a for a in range(x.rank) if dims[a] != 1]:
+                # only size-1 dims move ([N,1,1,C] <-> [N,C,1,1], [N,H,W,1] <->
+                # [N,1,H,W]): a Reshape does it
                 target = [-1 if d is None else int(d) for d in dims]
                 if layout == FIRST:
                     target = [target[i] for i in perm_to_first(x.rank)]
