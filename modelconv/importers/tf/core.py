@@ -55,6 +55,7 @@ class TT:
         "_value",
         "const",
         "dtype",
+        "known",
         "layout",
         "length",
         "rank",
@@ -75,6 +76,9 @@ class TT:
         self.views: dict[str, ir.Value] = {}
         #: static TF shape (None: unknown dim) when the graph records it
         self.shape: list[int | None] | None = list(const.shape) if const is not None else None
+        #: the values of a computed integer vector/scalar known element by element (shape
+        #: arithmetic on a dynamic batch: ``tf.shape(x)`` of ``[None, 7, 7, 64]``)
+        self.known: list[int | None] | None = None
 
     @property
     def value(self) -> ir.Value:
@@ -221,3 +225,24 @@ def np_dtype_of(type_enum: int) -> np.dtype[Any]:
     if type_enum == 14:  # bfloat16 is computed in float32
         return np.dtype(np.float32)
     return TF_DTYPES.get(type_enum, np.dtype(np.float32))
+
+
+def known_values(t: TT) -> list[int | None] | None:
+    """Element values of an integer scalar/vector: all of a constant, some of a shape."""
+    if t.const is not None:
+        if t.const.ndim <= 1 and t.const.dtype.kind in "iu":
+            return [int(v) for v in t.const.reshape(-1)]
+        return None
+    return t.known
+
+
+def with_known(cx: Ctx, out: TT, values: list[int | None] | None, shape: tuple[int, ...]
+               ) -> TT:
+    """``out`` (a computed int tensor of ``shape``), or the constant its ``values`` make
+    when every one is known."""
+    if values is None:
+        return out
+    if all(v is not None for v in values):
+        return cx.const(np.asarray(values, dtype=out.dtype).reshape(shape))
+    out.known = list(values)
+    return out

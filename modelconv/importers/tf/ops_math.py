@@ -324,7 +324,10 @@ def _reduce(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     if is_bool:
         out = cx.b.Cast(out, to=ir.DataType.BOOL)
     rank = x.rank if keep else x.rank - len(logical)
-    return cx.out(out, rank, x.dtype, layout)
+    reduced = cx.out(out, rank, x.dtype, layout)
+    if x.rank == 1 and x.known is not None:
+        reduced.known = [None]  # one (unknown) value: a Pack of it stays partly known
+    return reduced
 
 
 for _name in REDUCE:

@@ -17,8 +17,10 @@ from modelconv.importers.tf.core import (
     Ctx,
     axis_in,
     kept_layout,
+    known_values,
     np_dtype_of,
     tf_op,
+    with_known,
 )
 from modelconv.importers.tf.graphdef import NodeDef
 
@@ -51,6 +53,10 @@ def _reshape(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     x, shape = ins
     if shape.const is not None and x.const is not None:
         return cx.const(x.const.reshape([int(v) for v in shape.const.reshape(-1)]))
+    values = known_values(shape)
+    if shape.const is None and values is not None and \
+            values.count(None) + values.count(-1) <= 1:
+        shape = cx.const(np.asarray([-1 if v is None else v for v in values], np.int64))
     rank = int(shape.const.size) if shape.const is not None else (shape.length or -1)
     zero = shape.const is not None and bool((shape.const == 0).any())
     out = cx.b.Reshape(cx.last(x), _i64(cx, shape), allowzero=1 if zero else None)
@@ -130,7 +136,12 @@ def _concat(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     lengths = [p.length for p in parts]
     length = sum(lengths) if rank == 1 and all(n is not None for n in lengths) else None
     out = cx.b.Concat(*values, axis=axis_in(axis, rank, layout))
-    return cx.out(out, rank, parts[0].dtype, layout, length=length)  # type: ignore[arg-type]
+    joined = cx.out(out, rank, parts[0].dtype, layout, length=length)
+    pieces = [known_values(p) for p in parts]
+    if rank == 1 and all(p is not None for p in pieces):
+        flat = [v for p in pieces if p is not None for v in p]
+        return with_known(cx, joined, flat, (len(flat),))
+    return joined
 
 
 @tf_op("Pack")
@@ -147,7 +158,12 @@ def _pack(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     values = [cx.b.Unsqueeze(_i64(cx, t) if dtype == np.int64 and t.dtype.kind in "iu"
                              else cx.last(t), axes) for t in ins]
     out = values[0] if len(values) == 1 else cx.b.Concat(*values, axis=axis)
-    return cx.out(out, rank + 1, dtype, length=len(ins) if rank == 0 else None)
+    packed = cx.out(out, rank + 1, dtype, length=len(ins) if rank == 0 else None)
+    if rank == 0:
+        parts = [known_values(t) for t in ins]
+        if all(p is not None for p in parts):
+            return with_known(cx, packed, [p[0] for p in parts if p is not None], (len(ins),))
+    return packed
 
 
 @tf_op("Unpack")
@@ -180,7 +196,9 @@ def _shape(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
         value = cx.b.Gather(value, cx.const(_ints(perm_to_last(x.rank))).value, axis=0)
     if dtype != np.int64:
         value = cx.b.Cast(value, to=ir.DataType.from_numpy(dtype))
-    return cx.out(value, 1, dtype, length=x.rank if x.rank >= 0 else None)
+    out = cx.out(value, 1, dtype, length=x.rank if x.rank >= 0 else None)
+    out.known = list(x.shape) if x.shape is not None else None
+    return out
 
 
 @tf_op("GatherV2", "Gather")
@@ -196,6 +214,14 @@ def _gather(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     out = _gather_axis(cx, params, indices, axis)
     if params.rank == 1 and indices.rank == 1 and indices.const is not None:
         out.length = int(indices.const.size)
+    values = known_values(params)
+    if values is not None and params.rank == 1 and indices.const is not None \
+            and indices.const.ndim <= 1:
+        try:
+            picked = [values[int(i)] for i in indices.const.reshape(-1)]
+        except IndexError as exc:
+            raise ConvertError("index out of range") from exc
+        return with_known(cx, out, picked, indices.const.shape)
     return out
 
 
@@ -280,7 +306,16 @@ def _strided_slice(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     if out_axis == 1 and x.rank == 1 and x.length is not None and len(axes) == 1 \
             and not squeeze:
         length = len(range(*slice(starts[0], ends[0], steps[0]).indices(x.length)))
-    return cx.out(value, out_axis, x.dtype, layout, length=length)
+    out = cx.out(value, out_axis, x.dtype, layout, length=length)
+    values = known_values(x)
+    if values is not None and x.rank == 1:
+        try:
+            picked = np.asarray(np.array(values, dtype=object)[tuple(specs)])
+        except IndexError as exc:
+            raise ConvertError("slice out of range") from exc
+        if picked.ndim <= 1:
+            return with_known(cx, out, list(picked.reshape(-1)), picked.shape)
+    return out
 
 
 @tf_op("Slice")
