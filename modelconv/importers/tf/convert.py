@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,7 +196,7 @@ class GraphConverter:
             return [feed]
         if node.op in ("VarHandleOp", "VariableV2"):
             key = (node.attr("shared_name") or b"").decode("utf-8", "replace") or node.name
-            return [Resource(key, lambda k=key: self.vars.read_key(k))]
+            return [Resource(key, self._reader(key))]
         if node.op in CALL_OPS:
             fname = node.attr("f")
             captured = self.bound.get(fname, [])
@@ -207,6 +207,9 @@ class GraphConverter:
             return []
         return self._convert_node(node, ins, "")
 
+    def _reader(self, key: str) -> Callable[[], np.ndarray]:
+        return lambda: self.vars.read_key(key)
+
     def _capture(self, object_id: int) -> Any:
         if not 0 <= object_id < len(self.objects):
             raise ModelLoadError(f"a function captures object {object_id}; the object graph "
@@ -214,7 +217,7 @@ class GraphConverter:
         obj = self.objects[object_id]
         if obj.kind == "variable":
             key = self.vars.key_of_object(object_id)
-            return Resource(key, lambda: self.vars.read_key(key))
+            return Resource(key, self._reader(key))
         if obj.kind == "constant":
             return self.graph_tensor(obj.operation)
         raise UnsupportedOpsError("TensorFlow op", {f"captured {obj.kind}": [str(object_id)]},

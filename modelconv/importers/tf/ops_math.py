@@ -50,8 +50,9 @@ def _read_variable(cx: Ctx, node: NodeDef, ins: list[Any]) -> TT:
 
 @tf_op("ResourceGather")
 def _resource_gather(cx: Ctx, node: NodeDef, ins: list[Any]) -> TT:
-    table = _read_variable(cx, node, ins[:1])
-    indices = ins[1]
+    if not isinstance(ins[0], Resource):
+        raise ConvertError("reads something that is not a saved variable")
+    table, indices = cx.const(ins[0].read()), ins[1]
     if int(node.attr("batch_dims", 0)):
         raise ConvertError("batch_dims")
     return _gather_axis(cx, table, indices, 0)
@@ -166,8 +167,9 @@ def _div(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
 def _floor_div(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     if ins[0].dtype.kind == "f":
         return elementwise(cx, ins, lambda a, b: cx.b.Floor(cx.b.Div(a, b)), np.floor_divide)
-    if all(t.const is not None for t in ins):
-        return cx.const(np.floor_divide(ins[0].const, ins[1].const))
+    a, b = ins[0].const, ins[1].const
+    if a is not None and b is not None:
+        return cx.const(np.floor_divide(a, b))
     raise ConvertError("integer FloorDiv of computed values")
 
 

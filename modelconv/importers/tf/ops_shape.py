@@ -134,7 +134,8 @@ def _concat(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     if any(p.dtype == np.int64 for p in parts) and any(p.dtype != np.int64 for p in parts):
         values = [_i64(cx, p) for p in parts]
     lengths = [p.length for p in parts]
-    length = sum(lengths) if rank == 1 and all(n is not None for n in lengths) else None
+    length = sum(n for n in lengths if n is not None) \
+        if rank == 1 and None not in lengths else None
     out = cx.b.Concat(*values, axis=axis_in(axis, rank, layout))
     joined = cx.out(out, rank, parts[0].dtype, layout, length=length)
     pieces = [known_values(p) for p in parts]
@@ -148,7 +149,7 @@ def _concat(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
 def _pack(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     axis = int(node.attr("axis", 0))
     if all(t.const is not None for t in ins):
-        return cx.const(np.stack([t.const for t in ins], axis=axis))
+        return cx.const(np.stack([t.const for t in ins if t.const is not None], axis=axis))
     rank = ins[0].rank
     if rank < 0:
         raise ConvertError("operands of unknown rank")
@@ -430,9 +431,10 @@ def _split_v(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
     sizes = cx.int_values(sizes_t, "split sizes")
     axis = cx.int_values(axis_t, "axis")[0]
     if -1 in sizes:
-        if x.shape is None or x.shape[axis] is None:
+        dim = x.shape[axis] if x.shape is not None else None
+        if dim is None:
             raise ConvertError("split size -1 on a dimension of unknown size")
-        sizes[sizes.index(-1)] = int(x.shape[axis]) - (sum(sizes) + 1)
+        sizes[sizes.index(-1)] = dim - (sum(sizes) + 1)
     if x.const is not None:
         return [cx.const(p) for p in np.split(x.const, np.cumsum(sizes)[:-1], axis=axis)]
     ir_axis, layout = _split_axis(cx, x, axis)
