@@ -268,21 +268,18 @@ def test_every_format_goes_through_both_routes() -> None:
 
 
 #: SavedModel importer route per format: the Keras layer handlers for tf.keras files, the
-#: TF graph converter for Keras 3 exports, tf2onnx only for the LSTM's While loops
+#: TF graph converter for Keras 3 exports (the LSTMs' While loops unrolled); never tf2onnx
 SAVEDMODEL_ROUTES = {"keras2-savedmodel": "savedmodel-keras",
                      "keras3-savedmodel": "savedmodel-graph"}
-TF2ONNX_CASES = {("TextLSTM", "keras3-savedmodel")}
 
 
 @pytest.mark.parametrize("case", [c for c in CASES
                                   if c.values[0].fmt in SAVEDMODEL_ROUTES])  # type: ignore[union-attr]
 def test_savedmodel_route(built: Built, case: Any) -> None:
-    """SavedModels take the TensorFlow-free routes (tf2onnx is the exception)."""
+    """SavedModels take the TensorFlow-free routes."""
     from modelconv.importers.savedmodel import import_savedmodel
     from modelconv.options import ConvertOptions
 
     sm = import_savedmodel(built.source(case), ConvertOptions())
-    if (case.model, case.fmt) in TF2ONNX_CASES:
-        assert sm.format == "savedmodel" and any("While" in w for w in sm.warnings)
-    else:
-        assert sm.format == SAVEDMODEL_ROUTES[case.fmt], sm.warnings
+    assert sm.format == SAVEDMODEL_ROUTES[case.fmt], sm.warnings
+    assert not sm.warnings

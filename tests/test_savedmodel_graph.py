@@ -354,3 +354,15 @@ def test_constant_broadcast_is_not_folded_into_a_huge_tensor(tmp_path: Path) -> 
     folder = _write(tmp_path / "sm", [PLACEHOLDER, call], [fn], {"y": "call:0", "z": "call:1"})
     graph = convert_signature(folder, "serving_default")
     assert [n.op_type for n in graph.model.graph if n.op_type == "Add"] == ["Add"]
+
+
+def test_builder_names_never_collide() -> None:
+    """A hint ``w_1`` after two ``w`` (or the other way round) gets a fresh name: two
+    initializers with one name used to make the later one replace the first (the unrolled
+    LSTM got its input kernel where the recurrent kernel belongs)."""
+    from modelconv.ir.builder import GraphBuilder
+
+    b = GraphBuilder()
+    names = [b.unique_name(h) for h in ("w", "w_1", "w", "w", "w_1", "w_2")]
+    assert len(set(names)) == len(names), names
+    assert names[:2] == ["w", "w_1"]

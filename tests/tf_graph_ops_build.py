@@ -918,6 +918,60 @@ def _(v):
 # ops without a handler (the graph route refuses them; tf2onnx converts them)
 
 
+@case("while_tensorarray_static", x=((None, 7, 5), "float32", "normal"))
+def _(v):
+    """A hand-written RNN: tf.while_loop over a static time axis, TensorArrays in and out
+    (While + TensorList ops, unrolled by the importer)."""
+    w, u = v(5, 4), v(4, 4)
+
+    def fn(x):
+        steps = tf.shape(x)[1]
+        inputs = tf.TensorArray(tf.float32, size=7).unstack(tf.transpose(x, [1, 0, 2]))
+        outputs = tf.TensorArray(tf.float32, size=7)
+        h0 = tf.zeros(tf.stack([tf.shape(x)[0], 4]))
+
+        def body(t, h, out):
+            h = tf.tanh(tf.matmul(inputs.read(t), w) + tf.matmul(h, u))
+            return t + 1, h, out.write(t, h)
+
+        _, h, out = tf.while_loop(lambda t, h, out: t < steps, body, [0, h0, outputs])
+        return {"last": h, "seq": tf.transpose(out.stack(), [1, 0, 2]),
+                "rev": tf.reverse(x, axis=[1])}
+    return fn
+
+
+@case("stateless_while_length", x=((None, 4, 3), "float32", "normal"))
+def _(v):
+    """A loop without variable reads (StatelessWhile) bounded by a TensorArray's size
+    (TensorListLength), starting from ZerosLike of a computed tensor; OnesLike after it."""
+    def fn(x):
+        items = tf.TensorArray(tf.float32, size=0, dynamic_size=True).unstack(
+            tf.transpose(x, [1, 0, 2]))
+
+        def body(t, acc):
+            return t + 1, acc * 0.5 + tf.sigmoid(items.read(t))
+
+        _, acc = tf.while_loop(lambda t, acc: t < items.size(), body,
+                               [0, tf.zeros_like(x[:, 0])])
+        return acc - tf.raw_ops.OnesLike(x=acc)
+    return fn
+
+
+@case("unsupported_dynamic_while", unsupported="While", x=((None, None, 5), "float32",
+                                                             "normal"))
+def _(v):
+    """The same loop over a time axis of unknown length: not unrollable."""
+    w = v(5, 4)
+
+    def fn(x):
+        steps = tf.shape(x)[1]
+        acc = tf.zeros(tf.stack([tf.shape(x)[0], 4]))
+        _, acc = tf.while_loop(lambda t, a: t < steps,
+                               lambda t, a: (t + 1, a + tf.matmul(x[:, t], w)), [0, acc])
+        return acc
+    return fn
+
+
 @case("unsupported_cumsum", unsupported="Cumsum", x=VEC)
 def _(v):
     return lambda x: tf.math.cumsum(x * 2.0, axis=1)

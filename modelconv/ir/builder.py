@@ -39,15 +39,22 @@ class GraphBuilder:
         self.initializers: dict[str, ir.Value] = {}
         self._source: str | None = None
         self._names: dict[str, int] = {}
+        self._used: set[str] = set()
         self._const_cache: dict[tuple[str, tuple[int, ...], bytes], ir.Value] = {}
 
     # -- naming ---------------------------------------------------------------
     def unique_name(self, hint: str) -> str:
-        """A graph-unique name derived from ``hint``."""
+        """A graph-unique name derived from ``hint`` (``hint``, ``hint_1``, ... skipping any
+        name already handed out, so a hint ``x_1`` and a second ``x`` never collide)."""
         hint = hint or "v"
         count = self._names.get(hint, 0)
+        name = hint if count == 0 else f"{hint}_{count}"
+        while name in self._used:
+            count += 1
+            name = f"{hint}_{count}"
         self._names[hint] = count + 1
-        return hint if count == 0 else f"{hint}_{count}"
+        self._used.add(name)
+        return name
 
     @contextlib.contextmanager
     def source(self, name: str | None) -> Iterator[None]:

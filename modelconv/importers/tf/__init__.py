@@ -3,4 +3,9 @@
 Importing the package registers every op handler (``core.OPS``).
 """
 
-from modelconv.importers.tf import ops_math, ops_nn, ops_shape  # noqa: F401 - registration
+from modelconv.importers.tf import (  # noqa: F401 - registration
+    ops_control,
+    ops_math,
+    ops_nn,
+    ops_shape,
+)

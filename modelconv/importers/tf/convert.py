@@ -34,7 +34,7 @@ from modelconv.importers.tfbundle import OBJECT_GRAPH_KEY, TensorBundle
 from modelconv.importers.tfgraph import Signature, read_saved_model
 from modelconv.ir.builder import GraphBuilder
 
-HANDLER_MODULES = ("math", "nn", "shape")
+HANDLER_MODULES = ("math", "nn", "shape", "control")
 #: function-call ops (inlined)
 CALL_OPS = {"StatefulPartitionedCall", "PartitionedCall"}
 #: graph-level ops that only hold values or handles

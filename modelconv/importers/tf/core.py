@@ -100,7 +100,7 @@ class TT:
         return TT(self._cx, value, **args)
 
 
-OpHandler = Callable[["Ctx", NodeDef, list[TT]], "TT | list[TT]"]
+OpHandler = Callable[["Ctx", NodeDef, list[Any]], Any]  # TT, list of outputs, or a handle
 OPS: Registry[OpHandler] = Registry("tensorflow op")
 tf_op = OPS.register
 #: output argument names of ops with more than one (``node:arg:index`` references)

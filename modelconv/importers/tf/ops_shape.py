@@ -442,3 +442,17 @@ def _split_v(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
                     num_outputs=len(sizes))
     parts = parts if isinstance(parts, tuple) else (parts,)
     return [x.like(p, layout=layout) for p in parts]
+
+
+@tf_op("ZerosLike", "OnesLike")
+def _fill_like(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    x = ins[0]
+    fill = 0 if node.op == "ZerosLike" else 1
+    if x.const is not None:
+        return cx.const(np.full_like(x.const, fill))
+    if x.shape is not None and None not in x.shape:
+        _small(x.shape)
+        return cx.const(np.full([int(d) for d in x.shape if d is not None], fill, x.dtype))
+    value = cx.b.ConstantOfShape(cx.b.Shape(x.value),
+                                 value=ir.tensor(np.asarray([fill], dtype=x.dtype)))
+    return x.like(value)  # the shape is read in x's own layout: the result shares it
