@@ -21,6 +21,8 @@ from modelconv.importers.tf.graphdef import NodeDef
 
 #: longest loop unrolled (a sequence model's time steps)
 MAX_UNROLL = 1024
+#: most nodes one loop may add when unrolled (a big body times many steps)
+MAX_UNROLLED_NODES = 200_000
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,10 @@ def _while(cx: Ctx, node: NodeDef, ins: list[Any]) -> list[Any]:
     if not isinstance(cond, str) or not isinstance(body, str):
         raise ConvertError("cond/body are not functions")
     state = list(ins)
+    start = len(cx.b.nodes)
     for step in range(MAX_UNROLL + 1):
+        if len(cx.b.nodes) - start > MAX_UNROLLED_NODES:
+            raise ConvertError(f"unrolling would add more than {MAX_UNROLLED_NODES} nodes")
         (flag,) = cx.call_function(cond, state, node.name)[:1]
         if not isinstance(flag, TT) or flag.const is None:
             raise ConvertError("loop condition depends on values known only at run time")
