@@ -11,12 +11,14 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "support.md"
 
 def test_support_matrix_lists_every_registry() -> None:
     matrix = support_matrix()
-    assert len(matrix) == 4
+    assert len(matrix) == 5
     for title, entry in matrix.items():
         assert entry["error"] is None, f"{title}: {entry['error']}"
         assert len(entry["supported"]) > 20, title
     torch_ops = next(v for k, v in matrix.items() if "ATen" in k)["supported"]
     assert "aten.convolution.default" in torch_ops
+    tf_ops = next(v for k, v in matrix.items() if "TensorFlow ops" in k)["supported"]
+    assert {"Conv2D", "FusedBatchNormV3", "While", "TensorListStack"} <= set(tf_ops)
     keras_layers = next(v for k, v in matrix.items() if "Keras" in k)["supported"]
     assert {"Conv2D", "LSTM", "MultiHeadAttention"} <= set(keras_layers)
 
