@@ -21,6 +21,9 @@ def relu(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights, xs: list[KTensor
     slope = float(cfg.get("negative_slope") or 0.0)
     threshold = float(cfg.get("threshold") or 0.0)
     v = x.value
+    if threshold == 0.0 and slope == 0.0 and max_value is not None:
+        # ReLU6 and friends: one Clip (onnxruntime fuses Conv + Clip, not Relu + Min)
+        return x.like(b.Clip(v, b.const(np.float32(0.0)), b.const(np.float32(max_value))))
     if threshold == 0.0:
         y = b.Relu(v) if slope == 0.0 else b.LeakyRelu(v, alpha=slope)
     else:  # x >= threshold ? x : slope * (x - threshold)
