@@ -30,7 +30,6 @@ still converts the Cumsum model through tf2onnx, with a warning naming the graph
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 import subprocess
 import sys
@@ -121,9 +120,11 @@ def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
     root = tmp_path_factory.mktemp("tf_graph_ops")
     names = _selected(request.session) or list(TABLE.CASES)
-    env = dict(os.environ)
-    env.update({"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
-                "TF_ENABLE_ONEDNN_OPTS": "0", "PYTHONHASHSEED": "0"})
+    from modelconv.verification.runners_tf import worker_env
+
+    # KERAS_BACKEND=tensorflow: other test modules set it to torch in this process, and
+    # tf.saved_model.save importing Keras-on-torch next to TensorFlow crashes the builder
+    env = worker_env()
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, str(BUILDER), str(root), *names], env=env,
                           capture_output=True, text=True, timeout=600)

@@ -1052,6 +1052,11 @@ def build_case(c: Case, out: Path) -> None:
 def main(out: Path, names: list[str]) -> None:
     """Build the cases ``names`` (all when empty) in ``out``; errors go to errors.json."""
     global tf
+    import os
+
+    # saving imports Keras: on the torch backend (the pytest process sets it) it loads torch
+    # next to TensorFlow, which crashes
+    os.environ["KERAS_BACKEND"] = "tensorflow"
     import tensorflow
 
     tf = tensorflow
