@@ -45,6 +45,7 @@ import pytest
 
 import modelconv
 from modelconv.cli import main
+from tests.reference_npz import load_reference
 
 pytestmark = [
     pytest.mark.models,
@@ -125,10 +126,7 @@ class Built:
 
     def reference(self, case: Case) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """(inputs, outputs) by Keras input/output layer name, in model order."""
-        with np.load(self.root / f"{case.model}.{FORMATS[case.fmt][3]}.npz") as data:
-            ins = {k[3:]: data[k] for k in data.files if k.startswith("in:")}
-            outs = {k[4:]: data[k] for k in data.files if k.startswith("out:")}
-        return ins, outs
+        return load_reference(self.root / f"{case.model}.{FORMATS[case.fmt][3]}.npz")
 
 
 def _selected_cases(session: pytest.Session) -> list[Case]:

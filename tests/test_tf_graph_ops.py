@@ -43,6 +43,7 @@ import pytest
 
 import modelconv
 from modelconv.errors import UnsupportedOpsError
+from tests.reference_npz import load_reference
 
 pytestmark = [
     pytest.mark.tf,
@@ -94,10 +95,7 @@ class Built:
 
     def reference(self, name: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """(inputs, TensorFlow's outputs) by signature key."""
-        with np.load(self.root / f"{name}.npz") as data:
-            ins = {k[3:]: data[k] for k in data.files if k.startswith("in:")}
-            outs = {k[4:]: data[k] for k in data.files if k.startswith("out:")}
-        return ins, outs
+        return load_reference(self.root / f"{name}.npz")
 
 
 def _selected(session: pytest.Session) -> list[str]:
