@@ -119,17 +119,15 @@ class GraphConverter:
         load_handlers()
         missing: dict[str, list[str]] = defaultdict(list)
         seen: set[str] = set()
-        stack: list[tuple[str, gd.NodeDef]] = []
-        for node in self._graph_closure(roots):
-            stack.append(("", node))
+        stack = [("", node) for node in self._graph_closure(roots)]
         while stack:
             where, node = stack.pop()
             funcs = _node_funcs(node)
-            if node.op in CALL_OPS or self.graph.function(node.op) is not None:
+            is_call = node.op in CALL_OPS or self.graph.function(node.op) is not None
+            if is_call:
                 funcs = funcs or [node.op]
-            elif not where and node.op in GRAPH_OPS:
-                pass
-            elif node.op not in OPS:
+            elif node.op not in OPS and (where or node.op not in GRAPH_OPS):
+                # graph-level Placeholder/VarHandleOp/... are read by the walker itself
                 missing[node.op].append(f"{where}/{node.name}" if where else node.name)
             for name in funcs:
                 if name in seen:
