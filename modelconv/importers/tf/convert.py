@@ -15,7 +15,6 @@ graphs (variables as graph nodes, keys = their names) work the same way.
 
 from __future__ import annotations
 
-import importlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,7 +33,6 @@ from modelconv.importers.tfbundle import OBJECT_GRAPH_KEY, TensorBundle
 from modelconv.importers.tfgraph import Signature, read_saved_model
 from modelconv.ir.builder import GraphBuilder
 
-HANDLER_MODULES = ("math", "nn", "shape", "control")
 #: function-call ops (inlined)
 CALL_OPS = {"StatefulPartitionedCall", "PartitionedCall"}
 #: graph-level ops that only hold values or handles
@@ -42,12 +40,6 @@ GRAPH_OPS = {"Placeholder", "VarHandleOp", "VariableV2", "Const", "NoOp", *CALL_
 _VARIABLE_VALUE = "VARIABLE_VALUE"
 #: deepest function nesting followed (Keras: 2-3)
 MAX_CALL_DEPTH = 32
-
-
-def load_handlers() -> None:
-    """Import every ops_*.py module so their handlers are registered."""
-    for name in HANDLER_MODULES:
-        importlib.import_module(f"modelconv.importers.tf.ops_{name}")
 
 
 @dataclass
@@ -116,7 +108,6 @@ class GraphConverter:
     # -- checks ------------------------------------------------------------------------
     def check_ops(self, roots: list[str]) -> None:
         """Every op reachable from graph nodes ``roots`` has a handler, or one error."""
-        load_handlers()
         missing: dict[str, list[str]] = defaultdict(list)
         seen: set[str] = set()
         stack = [("", node) for node in self._graph_closure(roots)]

@@ -122,11 +122,9 @@ class Ctx:
     def __init__(self, b: GraphBuilder, call: Callable[[str, list[Any], str], list[Any]]):
         self.b = b
         self.call_function = call
-        self._weights = 0
 
     def weight_name(self) -> str:
         """A name for a constant initializer, after the node being converted."""
-        self._weights += 1
         return (self.b.current_source or "const").replace("/", ".")
 
     # -- making tensors -------------------------------------------------------------
