@@ -22,13 +22,11 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from modelconv.importers.keras.tensors import perm_to_first, perm_to_last
+from modelconv.importers.keras.tensors import FIRST, LAST, ir_axis, perm_to_first, perm_to_last
 from modelconv.importers.tf.graphdef import NodeDef
 from modelconv.ir.builder import GraphBuilder
 from modelconv.registry import Registry
 
-FIRST = "first"
-LAST = "last"
 #: constants up to this many elements are shared between uses (GraphBuilder.const)
 SMALL_CONST = 64
 
@@ -192,13 +190,12 @@ class Ctx:
 
 
 def axis_in(axis: int, rank: int, layout: str) -> int:
-    """The IR axis holding TF axis ``axis`` of a rank-``rank`` tensor in ``layout``."""
-    a = axis + rank if axis < 0 else axis
-    if not 0 <= a < rank:
-        raise ConvertError(f"axis {axis} out of range for rank {rank}")
-    if layout == LAST or rank < 3 or a == 0:
-        return a
-    return 1 if a == rank - 1 else a + 1
+    """The IR axis holding TF axis ``axis`` of a rank-``rank`` tensor in ``layout`` (the
+    Keras importer's mapping; out of range is a ConvertError)."""
+    try:
+        return ir_axis(axis, rank, layout)
+    except ValueError as exc:
+        raise ConvertError(str(exc)) from exc
 
 
 def kept_layout(rank: int, layout: str, dropped: set[int]) -> str | None:

@@ -42,11 +42,9 @@ class TensorList:
             return item
         if self.source is None:
             raise ConvertError(f"item {index} read before it is written")
-        src = self.source
-        if src.const is not None:
-            return cx.const(src.const[index])
-        value = cx.b.Gather(cx.last(src), cx.const(np.asarray(index, np.int64)).value, axis=0)
-        return cx.out(value, src.rank - 1, src.dtype)
+        from modelconv.importers.tf.ops_math import _gather_axis
+
+        return _gather_axis(cx, self.source, cx.const(np.asarray(index, np.int64)), 0)
 
     def set(self, index: int, item: TT) -> TensorList:
         """A new list with item ``index`` replaced."""

@@ -41,18 +41,21 @@ def _const(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
         raise ModelLoadError(f"Const '{node.name}': {exc}") from exc
 
 
+def _variable(cx: Ctx, handle: Any) -> TT:
+    """The saved value behind a resource handle."""
+    if not isinstance(handle, Resource):
+        raise ConvertError("reads something that is not a saved variable")
+    return cx.const(handle.read())
+
+
 @tf_op("ReadVariableOp")
 def _read_variable(cx: Ctx, node: NodeDef, ins: list[Any]) -> TT:
-    if not isinstance(ins[0], Resource):
-        raise ConvertError("reads something that is not a saved variable")
-    return cx.const(ins[0].read())
+    return _variable(cx, ins[0])
 
 
 @tf_op("ResourceGather")
 def _resource_gather(cx: Ctx, node: NodeDef, ins: list[Any]) -> TT:
-    if not isinstance(ins[0], Resource):
-        raise ConvertError("reads something that is not a saved variable")
-    table, indices = cx.const(ins[0].read()), ins[1]
+    table, indices = _variable(cx, ins[0]), ins[1]
     if int(node.attr("batch_dims", 0)):
         raise ConvertError("batch_dims")
     return _gather_axis(cx, table, indices, 0)

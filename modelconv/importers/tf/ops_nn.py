@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
+from modelconv.importers.keras.common import same_pads
 from modelconv.importers.tf.core import FIRST, LAST, TT, ConvertError, Ctx, tf_op
 from modelconv.importers.tf.graphdef import NodeDef, Shape
 
@@ -42,8 +43,7 @@ def _pads(cx: Ctx, node: NodeDef, kernel: list[int], strides: list[int],
         return {"pads": [0] * (2 * n)}
     if padding == "SAME":
         if all(s == 1 for s in strides):
-            total = [(k - 1) * d for k, d in zip(kernel, dilations, strict=True)]
-            return {"pads": [t // 2 for t in total] + [t - t // 2 for t in total]}
+            return {"pads": same_pads(tuple(kernel), tuple(dilations))}
         return {"auto_pad": "SAME_UPPER"}
     if padding == "EXPLICIT":
         raw = [int(v) for v in node.attr("explicit_paddings", [])]
