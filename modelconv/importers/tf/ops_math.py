@@ -202,9 +202,8 @@ def _not_equal(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
 def _select(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     if node.op == "Select" and ins[0].rank == 1 and ins[1].rank > 1:
         raise ConvertError("row-wise Select")
-    out = elementwise(cx, ins, cx.b.Where, np.where)
-    out.dtype = ins[1].dtype
-    return out
+    # the result has the branches' dtype, not the condition's (bool)
+    return elementwise(cx, ins, cx.b.Where, np.where, ins[1].dtype)
 
 
 @tf_op("AddN")
