@@ -132,7 +132,7 @@ def _tensor(array: np.ndarray, dims: list[int] | None = None, raw: bytes | None 
 
 
 def _attr(key: str, kind: str, value: object) -> bytes:
-    numbers = {"s": 2, "i": 3, "type": 6, "tensor": 8}
+    numbers = {"s": 2, "i": 3, "b": 5, "type": 6, "tensor": 8}
     if kind == "func":
         body = _f(10, _f(1, str(value)))
     elif kind == "ilist":
@@ -263,6 +263,63 @@ def test_broken_graphs_are_refused(tmp_path: Path, case: str, error: type, match
     with pytest.raises(error, match=match) as info:
         convert_signature(folder, signature)
     assert str(folder) in str(info.value)
+
+
+def _attr_body(mul_attrs: list[bytes], extra: list[bytes] | None = None,
+               relu_input: str = "m:z:0") -> list[bytes]:
+    return [_node("c", "Const", [], _attr("dtype", "type", 1), _attr("value", "tensor",
+                                                                    _tensor(SCALE))),
+            _node("m", "Mul", ["a", "c:output:0"], *mul_attrs),
+            *(extra or []),
+            _node("r", "Relu", [relu_input])]
+
+
+_INT = {"dtype": _attr("dtype", "type", 3)}
+GATHER = [_node("i", "Const", [], _INT["dtype"],
+                _attr("value", "tensor", _tensor(np.asarray([[1, 0]], np.int32)))),
+          _node("ax", "Const", [], _INT["dtype"],
+                _attr("value", "tensor", _tensor(np.asarray(1, np.int32)))),
+          _node("g", "GatherV2", ["m:z:0", "i:output:0", "ax:output:0"],
+                _attr("batch_dims", "i", 1))]
+CAST = [_node("k", "Cast", ["m:z:0"], _attr("SrcT", "type", 1), _attr("DstT", "type", 1),
+              _attr("Truncate", "b", 1))]
+
+
+@pytest.mark.parametrize("mul_attrs, extra, relu_input, refused", [
+    ([_attr("frobnicate", "i", 3)], None, "m:z:0", ["Mul (attribute frobnicate=3 is not read)"]),
+    ([_attr("T", "type", 8)], None, "m:z:0", ["Mul (attribute T: TensorFlow dtype 8)"]),
+    ([], GATHER, "g:output:0", ["GatherV2 (attribute batch_dims=1)"]),
+    ([], CAST, "k:y:0", ["Cast (attribute Truncate=True)"]),
+    ([_attr("T", "type", 7)], CAST, "k:y:0",  # all at once, before anything is emitted
+     ["Cast (attribute Truncate=True)", "Mul (attribute T: TensorFlow dtype 7)"]),
+])
+def test_attributes_a_handler_does_not_take_are_refused(
+        tmp_path: Path, mul_attrs: list[bytes], extra: list[bytes] | None, relu_input: str,
+        refused: list[str]) -> None:
+    """Consume or refuse: an attribute the op's handler does not declare, a fixed one at
+    another value than TensorFlow's default, or a dtype it cannot compute in is named (op,
+    attribute and value, node) in one UnsupportedOpsError before any node is converted."""
+    folder = _model(tmp_path / "sm", _attr_body(mul_attrs, extra, relu_input))
+    with pytest.raises(UnsupportedOpsError) as info:
+        convert_signature(folder, "serving_default")
+    assert sorted(info.value.unsupported) == refused
+    for where in info.value.unsupported.values():
+        assert where and all(w.startswith("fn/") for w in where), where
+
+
+def test_runtime_annotations_and_declared_attributes_are_accepted(tmp_path: Path) -> None:
+    """``_``-prefixed annotations (never OpDef attributes) and declared attributes at any
+    value convert; a fixed attribute present at its default value too."""
+    gather_ok = [GATHER[0], GATHER[1],
+                 _node("g", "GatherV2", ["m:z:0", "i:output:0", "ax:output:0"],
+                       _attr("batch_dims", "i", 0), _attr("Taxis", "type", 3))]
+    body = _attr_body([_attr("_class", "s", b"loc:@c"), _attr("T", "type", 1),
+                       _attr("_has_manual_control_dependencies", "b", 1)], gather_ok,
+                      "g:output:0")
+    path = tmp_path / "m.onnx"
+    ir.save(convert_signature(_model(tmp_path / "sm", body), "serving_default").model, path)
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    _close(_run(path, [x]), [np.maximum(x * SCALE, 0)[:, [1, 0]][:, None]])
 
 
 def test_file_ops_refused_before_conversion(tmp_path: Path) -> None:

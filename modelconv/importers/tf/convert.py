@@ -8,7 +8,8 @@ checkpoint's object graph gives each object's key in the tensor bundle. Function
 functions (Keras: signature wrapper -> ``__call__``); calls are inlined.
 
 Before anything is emitted every op reachable from the signature is checked against the
-handler registry and all unsupported ones are reported at once (UnsupportedOpsError): the
+handler registry, and every node's attributes against those its handler declares
+(``core.attr_problems``); all unsupported ones are reported at once (UnsupportedOpsError): the
 SavedModel importer then falls back to tf2onnx when TensorFlow is installed. TF1-style
 graphs (variables as graph nodes, keys = their names) work the same way.
 """
@@ -28,7 +29,15 @@ from modelconv.errors import ModelLoadError, UnsupportedOpsError
 from modelconv.importers import protowire as pw
 from modelconv.importers.keras.savedmodel_native import ObjectGraph
 from modelconv.importers.tf import graphdef as gd
-from modelconv.importers.tf.core import OPS, OUTPUT_ARGS, TT, ConvertError, Ctx, Resource
+from modelconv.importers.tf.core import (
+    OPS,
+    OUTPUT_ARGS,
+    TT,
+    ConvertError,
+    Ctx,
+    Resource,
+    attr_problems,
+)
 from modelconv.importers.tfbundle import OBJECT_GRAPH_KEY, TensorBundle
 from modelconv.importers.tfgraph import Signature, read_saved_model
 from modelconv.ir.builder import GraphBuilder
@@ -120,6 +129,10 @@ class GraphConverter:
             elif node.op not in OPS and (where or node.op not in GRAPH_OPS):
                 # graph-level Placeholder/VarHandleOp/... are read by the walker itself
                 missing[node.op].append(f"{where}/{node.name}" if where else node.name)
+            else:
+                for problem in attr_problems(node):
+                    missing[f"{node.op} ({problem})"].append(
+                        f"{where}/{node.name}" if where else node.name)
             for name in funcs:
                 if name in seen:
                     continue
@@ -281,6 +294,11 @@ class GraphConverter:
         handler = OPS.get(node.op)
         if handler is None:
             raise UnsupportedOpsError("TensorFlow op", {node.op: [node.name]}, path=self.display)
+        problems = attr_problems(node)
+        if problems:  # check_ops reports these up front; never let a handler see them
+            raise UnsupportedOpsError("TensorFlow op",
+                                      {f"{node.op} ({p})": [f"{where}/{node.name}"]
+                                       for p in problems}, path=self.display)
         with self.b.source(node.name):
             try:
                 out = handler(self.cx, node, ins)

@@ -11,12 +11,21 @@ constants fold in numpy as the graph is read.
 
 A handler is ``fn(cx, node, ins) -> TT | list[TT]``: the converter context, the NodeDef
 and its data inputs; it returns the node's outputs in TensorFlow's output order.
+
+Consume or refuse: a handler is registered with the NodeDef attributes it understands
+(``tf_op(..., attrs=...)``: read, or proven not to change the result) and those it handles at
+one value only (``fixed=``, TensorFlow's default: a SavedModel leaves out attributes that
+hold their default, so an absent one has that value). :func:`attr_problems` refuses every
+other attribute, and any dtype attribute naming a type the converter cannot compute in,
+before a handler runs. Attributes whose name starts with ``_`` are annotations of the
+runtime (``_output_shapes``, ``_class``, ``_has_manual_control_dependencies``), never part
+of an op's definition (OpDef attribute names start with a letter).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +33,7 @@ import onnx_ir as ir
 
 from modelconv.importers.keras.tensors import FIRST, LAST, ir_axis, perm_to_first, perm_to_last
 from modelconv.importers.tf.graphdef import NodeDef
+from modelconv.importers.tfbundle import TF_DTYPES
 from modelconv.ir.builder import GraphBuilder
 from modelconv.registry import Registry
 
@@ -100,7 +110,76 @@ class TT:
 
 OpHandler = Callable[["Ctx", NodeDef, list[Any]], Any]  # TT, list of outputs, or a handle
 OPS: Registry[OpHandler] = Registry("tensorflow op")
-tf_op = OPS.register
+
+
+@dataclass(frozen=True)
+class AttrSpec:
+    """The NodeDef attributes a handler understands (any value) and those it handles at
+    one value only (attribute -> that value, as the decoder gives it)."""
+
+    attrs: frozenset[str]
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: op name -> the attributes its handler declares (filled by :func:`tf_op`)
+OP_ATTRS: dict[str, AttrSpec] = {}
+#: TensorFlow dtype enums the converter computes in (numeric, bool, bfloat16 as float32),
+#: plus resource (20) and variant (21) handles of variables and TensorLists
+COMPUTABLE_DTYPES = frozenset({*TF_DTYPES, 14, 20, 21})
+
+
+def tf_op(*names: str, attrs: Iterable[str] = (), fixed: Mapping[str, Any] | None = None
+          ) -> Callable[[OpHandler], OpHandler]:
+    """Register a handler for the TensorFlow ops ``names``.
+
+    Args:
+        names: the op names (NodeDef ``op``) the handler converts.
+        attrs: the attributes it understands at any value (reads, or that cannot change
+            the result, such as ``use_cudnn_on_gpu``).
+        fixed: attributes it handles at one value only (TensorFlow's default).
+
+    Returns:
+        The decorator, which registers the handler in :data:`OPS` and its attributes in
+        :data:`OP_ATTRS`.
+    """
+    spec = AttrSpec(frozenset(attrs), dict(fixed or {}))
+
+    def deco(fn: OpHandler) -> OpHandler:
+        OPS.register(*names)(fn)
+        for name in names:
+            OP_ATTRS[name] = spec
+        return fn
+    return deco
+
+
+def attr_problems(node: NodeDef) -> list[str]:
+    """What the handler of ``node`` cannot take about its attributes, one phrase each
+    (``attribute batch_dims=1``): an attribute it does not declare, a fixed attribute at
+    another value, a dtype attribute of a type the converter cannot compute in."""
+    spec = OP_ATTRS.get(node.op)
+    if spec is None:
+        return []
+    problems = []
+    for name, attr in sorted(node.attrs.items()):
+        if name.startswith("_"):
+            continue
+        if name in spec.fixed:
+            if attr.value != spec.fixed[name]:
+                problems.append(f"attribute {name}={_shown(attr.value)}")
+        elif name not in spec.attrs:
+            problems.append(f"attribute {name}={_shown(attr.value)} is not read")
+        elif attr.kind == "type" and attr.value not in COMPUTABLE_DTYPES:
+            problems.append(f"attribute {name}: TensorFlow dtype {attr.value}")
+    return problems
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")[:40]
+    if isinstance(value, memoryview):
+        return "<tensor>"
+    return str(value)[:40]
+
 #: output argument names of ops with more than one (``node:arg:index`` references)
 OUTPUT_ARGS: dict[str, list[str]] = {
     "FusedBatchNorm": ["y", "batch_mean", "batch_variance", "reserve_space_1",
@@ -214,9 +293,8 @@ def kept_layout(rank: int, layout: str, dropped: set[int]) -> str | None:
 
 
 def np_dtype_of(type_enum: int) -> np.dtype[Any]:
-    """numpy dtype of a TensorFlow dtype enum (float32 for unknown ones)."""
-    from modelconv.importers.tfbundle import TF_DTYPES
-
+    """numpy dtype of a TensorFlow dtype enum (float32 for unknown ones: attributes of
+    other types are refused before a handler runs, see :func:`attr_problems`)."""
     if type_enum == 14:  # bfloat16 is computed in float32
         return np.dtype(np.float32)
     return TF_DTYPES.get(type_enum, np.dtype(np.float32))

@@ -28,6 +28,7 @@ INT_MAX = np.iinfo(np.int64).max
 INT_MIN = np.iinfo(np.int64).min
 #: largest tensor a constant-folded Fill/Tile/Range may create
 MAX_FOLD_ELEMENTS = 1 << 24
+SLICE_MASKS = ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask", "shrink_axis_mask")
 
 
 def _i64(cx: Ctx, t: TT) -> ir.Value:
@@ -48,8 +49,10 @@ def _small(shape: Any) -> None:
         raise ConvertError(f"would create a tensor of shape {list(shape)[:8]}")
 
 
-@tf_op("Reshape")
-def _reshape(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("Reshape", attrs=("T", "Tshape"))
+def tf_reshape(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """Reshape to a constant or computed shape (partly known shapes become constants
+    with -1 for the one unknown dim)."""
     x, shape = ins
     if shape.const is not None and x.const is not None:
         return cx.const(x.const.reshape([int(v) for v in shape.const.reshape(-1)]))
@@ -63,8 +66,9 @@ def _reshape(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return cx.out(out, rank, x.dtype)
 
 
-@tf_op("Squeeze")
-def _squeeze(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("Squeeze", attrs=("T", "squeeze_dims"))
+def tf_squeeze(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """Squeeze of the squeeze_dims axes (negative ones too), or of every size-1 dim."""
     x = ins[0]
     axes = [int(a) for a in node.attr("squeeze_dims", [])]
     if x.const is not None:
@@ -84,8 +88,9 @@ def _squeeze(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return cx.out(out, x.rank - len(logical), x.dtype, layout)
 
 
-@tf_op("ExpandDims")
-def _expand_dims(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("ExpandDims", attrs=("T", "Tdim"))
+def tf_expand_dims(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """ExpandDims at a constant axis (negative counts from the end of the result)."""
     x, axis_t = ins
     axis = cx.int_values(axis_t, "axis")[0]
     if x.const is not None:
@@ -97,8 +102,9 @@ def _expand_dims(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return cx.out(out, x.rank + 1, x.dtype, length=1 if x.rank == 0 else None)
 
 
-@tf_op("Transpose")
-def _transpose(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("Transpose", attrs=("T", "Tperm"))
+def tf_transpose(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """Transpose by a constant permutation (composed with the held layout)."""
     x, perm_t = ins
     perm = cx.int_values(perm_t, "permutation")
     if x.const is not None:
@@ -115,8 +121,10 @@ def _transpose(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return cx.out(cx.b.Transpose(x.value, perm=q), len(perm), x.dtype)
 
 
-@tf_op("ConcatV2", "Concat")
-def _concat(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("ConcatV2", "Concat", attrs=("N", "T", "Tidx"))
+def tf_concat(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """ConcatV2 (axis last), Concat (axis first): ONNX Concat on a constant axis,
+    negative too, in the operands' layout."""
     if node.op == "Concat":
         axis_t, parts = ins[0], ins[1:]
     else:
@@ -145,8 +153,9 @@ def _concat(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return joined
 
 
-@tf_op("Pack")
-def _pack(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("Pack", attrs=("N", "T", "axis"))
+def tf_pack(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """Pack (tf.stack): Unsqueeze + Concat on axis (negative too)."""
     axis = int(node.attr("axis", 0))
     if all(t.const is not None for t in ins):
         return cx.const(np.stack([t.const for t in ins if t.const is not None], axis=axis))
@@ -167,8 +176,9 @@ def _pack(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return packed
 
 
-@tf_op("Unpack")
-def _unpack(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
+@tf_op("Unpack", attrs=("num", "T", "axis"))
+def tf_unpack(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
+    """Unpack (tf.unstack): Split + Squeeze on axis (negative too)."""
     x = ins[0]
     num = int(node.attr("num", 0))
     axis = int(node.attr("axis", 0))
@@ -184,8 +194,9 @@ def _unpack(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
     return [cx.out(cx.b.Squeeze(p, axes), x.rank - 1, x.dtype) for p in parts]
 
 
-@tf_op("Shape")
-def _shape(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("Shape", attrs=("T", "out_type"))
+def tf_shape(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """Shape as out_type (a constant when the static shape is known)."""
     x = ins[0]
     dtype = np_dtype_of(int(node.attr("out_type", 3)))
     if x.const is not None:
@@ -202,14 +213,15 @@ def _shape(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return out
 
 
-@tf_op("GatherV2", "Gather")
-def _gather(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("GatherV2", "Gather", attrs=("Tparams", "Tindices", "Taxis", "validate_indices"),
+       fixed={"batch_dims": 0})
+def tf_gather(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """GatherV2 on a constant axis (negative too), Gather (axis 0); batch_dims > 0
+    refused."""
     from modelconv.importers.tf.ops_math import _gather_axis
 
     params, indices = ins[0], ins[1]
     axis = cx.int_values(ins[2], "axis")[0] if len(ins) > 2 else 0
-    if int(node.attr("batch_dims", 0)):
-        raise ConvertError("batch_dims")
     if params.rank >= 0 and axis < 0:
         axis += params.rank
     out = _gather_axis(cx, params, indices, axis)
@@ -229,8 +241,7 @@ def _gather(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
 def _slice_specs(node: NodeDef, begin: list[int], end: list[int], strides: list[int]
                  ) -> list[Any]:
     """The StridedSlice as a numpy index: slices, ints, None (new axis), Ellipsis."""
-    masks = {k: int(node.attr(k, 0)) for k in ("begin_mask", "end_mask", "ellipsis_mask",
-                                                "new_axis_mask", "shrink_axis_mask")}
+    masks = {k: int(node.attr(k, 0)) for k in SLICE_MASKS}
     specs: list[Any] = []
     for i, (b, e, s) in enumerate(zip(begin, end, strides, strict=True)):
         bit = 1 << i
@@ -248,8 +259,10 @@ def _slice_specs(node: NodeDef, begin: list[int], end: list[int], strides: list[
     return specs
 
 
-@tf_op("StridedSlice")
-def _strided_slice(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("StridedSlice", attrs=("T", "Index", *SLICE_MASKS))
+def tf_strided_slice(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """StridedSlice with constant bounds: begin/end/ellipsis/new_axis/shrink_axis
+    masks, negative strides."""
     x = ins[0]
     begin, end, strides = (cx.int_values(t, "slice bounds") for t in ins[1:4])
     specs = _slice_specs(node, begin, end, strides)
@@ -319,8 +332,9 @@ def _strided_slice(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return out
 
 
-@tf_op("Slice")
-def _slice(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("Slice", attrs=("T", "Index"))
+def tf_slice(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """Slice with constant begin and size (-1: to the end)."""
     x = ins[0]
     begin = cx.int_values(ins[1], "begin")
     size = cx.int_values(ins[2], "size")
@@ -333,8 +347,10 @@ def _slice(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return cx.out(value, x.rank, x.dtype)
 
 
-@tf_op("Pad", "PadV2", "MirrorPad")
-def _pad(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("Pad", "PadV2", "MirrorPad", attrs=("T", "Tpaddings", "mode"))
+def tf_pad(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """Pad, PadV2 (constant value), MirrorPad (REFLECT; SYMMETRIC refused) with constant
+    paddings."""
     x = ins[0]
     pads = cx.int_values(ins[1], "paddings")
     rank = len(pads) // 2
@@ -364,8 +380,9 @@ def _pad(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return x.like(cx.b.Pad(*args, mode=mode))
 
 
-@tf_op("Tile")
-def _tile(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("Tile", attrs=("T", "Tmultiples"))
+def tf_tile(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """Tile by constant or computed multiples."""
     x, reps = ins
     if x.const is not None and reps.const is not None:
         _small(np.asarray(x.const.shape) * reps.const.reshape(-1))
@@ -373,8 +390,9 @@ def _tile(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return cx.out(cx.b.Tile(cx.last(x), _i64(cx, reps)), x.rank, x.dtype)
 
 
-@tf_op("Fill")
-def _fill(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("Fill", attrs=("T", "index_type"))
+def tf_fill(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """Fill: ONNX Expand of the value to constant or computed dims."""
     dims, value = ins
     if dims.const is not None and value.const is not None:
         _small(dims.const.reshape(-1))
@@ -383,8 +401,9 @@ def _fill(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return cx.out(cx.b.Expand(cx.last(value), _i64(cx, dims)), rank, value.dtype)
 
 
-@tf_op("BroadcastTo")
-def _broadcast_to(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("BroadcastTo", attrs=("T", "Tidx"))
+def tf_broadcast_to(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """BroadcastTo: ONNX Expand to a constant or computed shape."""
     x, shape = ins
     if x.const is not None and shape.const is not None:
         _small(shape.const.reshape(-1))
@@ -393,8 +412,9 @@ def _broadcast_to(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return cx.out(cx.b.Expand(cx.last(x), _i64(cx, shape)), rank, x.dtype)
 
 
-@tf_op("Range")
-def _range(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("Range", attrs=("Tidx",))
+def tf_range(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """Range of constant or computed start, limit, delta."""
     if all(t.const is not None for t in ins):
         start, limit, delta = (t.const.item() for t in ins)  # type: ignore[union-attr]
         if delta == 0:
@@ -411,8 +431,9 @@ def _split_axis(cx: Ctx, x: TT, axis: int) -> tuple[int, str]:
     return axis_in(axis, x.rank, x.layout), x.layout
 
 
-@tf_op("Split")
-def _split(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
+@tf_op("Split", attrs=("num_split", "T"))
+def tf_split(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
+    """Split into num_split equal parts on a constant axis."""
     axis_t, x = ins
     num = int(node.attr("num_split", 1))
     axis = cx.int_values(axis_t, "axis")[0]
@@ -425,8 +446,9 @@ def _split(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
     return [x.like(p, layout=layout) for p in parts]
 
 
-@tf_op("SplitV")
-def _split_v(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
+@tf_op("SplitV", attrs=("num_split", "T", "Tlen"))
+def tf_split_v(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
+    """SplitV: constant sizes (one may be -1) on a constant axis."""
     x, sizes_t, axis_t = ins
     sizes = cx.int_values(sizes_t, "split sizes")
     axis = cx.int_values(axis_t, "axis")[0]
@@ -444,8 +466,9 @@ def _split_v(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
     return [x.like(p, layout=layout) for p in parts]
 
 
-@tf_op("ZerosLike", "OnesLike")
-def _fill_like(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("ZerosLike", "OnesLike", attrs=("T",))
+def tf_zeros_like(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """ZerosLike, OnesLike: a constant when the shape is known, else ConstantOfShape."""
     x = ins[0]
     fill = 0 if node.op == "ZerosLike" else 1
     if x.const is not None:
