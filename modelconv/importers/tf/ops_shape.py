@@ -3,6 +3,7 @@ moved to TensorFlow's axis order first unless the op can remap its axes."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -259,6 +260,92 @@ def _slice_specs(node: NodeDef, begin: list[int], end: list[int], strides: list[
     return specs
 
 
+def _expand_ellipsis(specs: list[Any], rank: int) -> list[Any]:
+    """The index with its ellipsis (or, without one, the axes it leaves out at the end)
+    written as full slices, so that it has one entry per input axis plus new axes."""
+    if specs.count(Ellipsis) > 1:
+        raise ConvertError("two ellipses")
+    used = sum(1 for s in specs if s is not None and s is not Ellipsis)
+    if Ellipsis not in specs:
+        return specs + [slice(None)] * (rank - used)
+    at = specs.index(Ellipsis)
+    return specs[:at] + [slice(None)] * (rank - used) + specs[at + 1:]
+
+
+@dataclass
+class _SliceParams:
+    """An expanded StridedSlice index as ONNX Slice inputs (TF axis order), the input
+    axes shrunk away, the output axes inserted, and the output rank."""
+
+    starts: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    axes: list[int] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
+    squeeze: list[int] = field(default_factory=list)
+    new_axes: list[int] = field(default_factory=list)
+    rank: int = 0
+
+    def add(self, start: int, end: int, axis: int, step: int) -> None:
+        """One sliced axis."""
+        self.starts.append(start)
+        self.ends.append(end)
+        self.axes.append(axis)
+        self.steps.append(step)
+
+
+def _slice_params(specs: list[Any]) -> _SliceParams:
+    """Slice/Squeeze/Unsqueeze parameters of an index without ellipsis: an int shrinks its
+    axis, None inserts one, a slice other than ``:`` becomes a Slice axis."""
+    p = _SliceParams()
+    in_axis = 0
+    for spec in specs:
+        if spec is None:
+            p.new_axes.append(p.rank)
+            p.rank += 1
+            continue
+        if isinstance(spec, int):
+            p.add(spec, spec + 1 if spec != -1 else INT_MAX, in_axis, 1)
+            p.squeeze.append(in_axis)
+        else:
+            step = spec.step or 1
+            if spec != slice(None, None, step) or step != 1:
+                p.add(spec.start if spec.start is not None else (0 if step > 0 else INT_MAX),
+                      spec.stop if spec.stop is not None
+                      else (INT_MAX if step > 0 else INT_MIN), in_axis, step)
+            p.rank += 1
+        in_axis += 1
+    return p
+
+
+def _emit_slice(cx: Ctx, value: ir.Value, p: _SliceParams, axes: list[int]) -> ir.Value:
+    """Slice (on IR ``axes``), then Squeeze and Unsqueeze, as far as each is needed."""
+    if axes:
+        value = cx.b.Slice(value, cx.const(_ints(p.starts)).value,
+                           cx.const(_ints(p.ends)).value, cx.const(_ints(axes)).value,
+                           cx.const(_ints(p.steps)).value)
+    if p.squeeze:
+        value = cx.b.Squeeze(value, cx.const(_ints(p.squeeze)).value)
+    if p.new_axes:
+        value = cx.b.Unsqueeze(value, cx.const(_ints(p.new_axes)).value)
+    return value
+
+
+def _sliced_known(cx: Ctx, x: TT, specs: list[Any], p: _SliceParams, out: TT) -> TT:
+    """``out`` with the length and known values of a sliced integer vector ``x``."""
+    if p.rank == 1 and x.rank == 1 and x.length is not None and len(p.axes) == 1 \
+            and not p.squeeze:
+        out.length = len(range(*slice(p.starts[0], p.ends[0], p.steps[0]).indices(x.length)))
+    values = known_values(x)
+    if values is None or x.rank != 1:
+        return out
+    try:
+        picked = np.asarray(np.array(values, dtype=object)[tuple(specs)])
+    except IndexError as exc:
+        raise ConvertError("slice out of range") from exc
+    return with_known(cx, out, list(picked.reshape(-1)), picked.shape) if picked.ndim <= 1 \
+        else out
+
+
 @tf_op("StridedSlice", attrs=("T", "Index", *SLICE_MASKS))
 def tf_strided_slice(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     """StridedSlice with constant bounds: begin/end/ellipsis/new_axis/shrink_axis
@@ -270,66 +357,14 @@ def tf_strided_slice(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
         return cx.const(np.asarray(x.const[tuple(specs)]))
     if x.rank < 0:
         raise ConvertError("input of unknown rank")
-    if specs.count(Ellipsis) > 1:
-        raise ConvertError("two ellipses")
-    used = sum(1 for s in specs if s is not None and s is not Ellipsis)
-    if Ellipsis in specs:
-        at = specs.index(Ellipsis)
-        specs = specs[:at] + [slice(None)] * (x.rank - used) + specs[at + 1:]
-    else:
-        specs = specs + [slice(None)] * (x.rank - used)
-    starts, ends, axes, steps, squeeze, new_axes = [], [], [], [], [], []
-    in_axis = out_axis = 0
-    for spec in specs:
-        if spec is None:
-            new_axes.append(out_axis)
-            out_axis += 1
-            continue
-        if isinstance(spec, int):
-            starts.append(spec)
-            ends.append(spec + 1 if spec != -1 else INT_MAX)
-            axes.append(in_axis)
-            steps.append(1)
-            squeeze.append(in_axis)
-        else:
-            step = spec.step or 1
-            if spec != slice(None, None, step) or step != 1:
-                starts.append(spec.start if spec.start is not None
-                              else (0 if step > 0 else INT_MAX))
-                ends.append(spec.stop if spec.stop is not None
-                            else (INT_MAX if step > 0 else INT_MIN))
-                axes.append(in_axis)
-                steps.append(step)
-            out_axis += 1
-        in_axis += 1
-    layout = LAST
-    if x.layout == FIRST and x.rank >= 3 and not squeeze and not new_axes:
-        layout = FIRST  # plain slices (Cropping): slice the channels-first value in place
-        value = x.value
-        axes = [axis_in(a, x.rank, FIRST) for a in axes]
-    else:
-        value = cx.last(x)
-    if axes:
-        value = cx.b.Slice(value, cx.const(_ints(starts)).value, cx.const(_ints(ends)).value,
-                           cx.const(_ints(axes)).value, cx.const(_ints(steps)).value)
-    if squeeze:
-        value = cx.b.Squeeze(value, cx.const(_ints(squeeze)).value)
-    if new_axes:
-        value = cx.b.Unsqueeze(value, cx.const(_ints(new_axes)).value)
-    length = None
-    if out_axis == 1 and x.rank == 1 and x.length is not None and len(axes) == 1 \
-            and not squeeze:
-        length = len(range(*slice(starts[0], ends[0], steps[0]).indices(x.length)))
-    out = cx.out(value, out_axis, x.dtype, layout, length=length)
-    values = known_values(x)
-    if values is not None and x.rank == 1:
-        try:
-            picked = np.asarray(np.array(values, dtype=object)[tuple(specs)])
-        except IndexError as exc:
-            raise ConvertError("slice out of range") from exc
-        if picked.ndim <= 1:
-            return with_known(cx, out, list(picked.reshape(-1)), picked.shape)
-    return out
+    specs = _expand_ellipsis(specs, x.rank)
+    p = _slice_params(specs)
+    # plain slices (Cropping) of a channels-first value are taken in place
+    in_place = x.layout == FIRST and x.rank >= 3 and not p.squeeze and not p.new_axes
+    axes = [axis_in(a, x.rank, FIRST) for a in p.axes] if in_place else p.axes
+    value = _emit_slice(cx, x.value if in_place else cx.last(x), p, axes)
+    out = cx.out(value, p.rank, x.dtype, FIRST if in_place else LAST)
+    return _sliced_known(cx, x, specs, p, out)
 
 
 @tf_op("Slice", attrs=("T", "Index"))
