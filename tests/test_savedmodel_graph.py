@@ -287,11 +287,11 @@ CAST = [_node("k", "Cast", ["m:z:0"], _attr("SrcT", "type", 1), _attr("DstT", "t
 
 @pytest.mark.parametrize("mul_attrs, extra, relu_input, refused", [
     ([_attr("frobnicate", "i", 3)], None, "m:z:0", ["Mul (attribute frobnicate=3 is not read)"]),
-    ([_attr("T", "type", 8)], None, "m:z:0", ["Mul (attribute T: TensorFlow dtype 8)"]),
+    ([_attr("T", "type", 8)], None, "m:z:0", ["Mul (attribute T=complex64)"]),
     ([], GATHER, "g:output:0", ["GatherV2 (attribute batch_dims=1)"]),
     ([], CAST, "k:y:0", ["Cast (attribute Truncate=True)"]),
     ([_attr("T", "type", 7)], CAST, "k:y:0",  # all at once, before anything is emitted
-     ["Cast (attribute Truncate=True)", "Mul (attribute T: TensorFlow dtype 7)"]),
+     ["Cast (attribute Truncate=True)", "Mul (attribute T=string)"]),
 ])
 def test_attributes_a_handler_does_not_take_are_refused(
         tmp_path: Path, mul_attrs: list[bytes], extra: list[bytes] | None, relu_input: str,
@@ -320,6 +320,62 @@ def test_runtime_annotations_and_declared_attributes_are_accepted(tmp_path: Path
     ir.save(convert_signature(_model(tmp_path / "sm", body), "serving_default").model, path)
     x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
     _close(_run(path, [x]), [np.maximum(x * SCALE, 0)[:, [1, 0]][:, None]])
+
+
+def _attr_reads(module: object) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """Per top-level function of ``module``: the attribute names it reads with a literal
+    (``node.attr("padding")``, nested functions and lambdas included) and the functions of
+    the module it calls."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(module))  # type: ignore[arg-type]
+    reads: dict[str, set[str]] = {}
+    calls: dict[str, set[str]] = {}
+    for fn in tree.body:
+        if not isinstance(fn, ast.FunctionDef):
+            continue
+        reads[fn.name], calls[fn.name] = set(), set()
+        for node in ast.walk(fn):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            if isinstance(func, ast.Attribute) and func.attr == "attr" and node.args and \
+                    isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value,
+                                                                          str):
+                reads[fn.name].add(node.args[0].value)
+            elif isinstance(func, ast.Name):
+                calls[fn.name].add(func.id)
+    return reads, calls
+
+
+def test_handlers_declare_every_attribute_they_read() -> None:
+    """The other direction of consume or refuse, without TensorFlow: every attribute a
+    handler (or a helper of its module it calls) reads is one it declares, so that no read
+    attribute escapes :func:`attr_problems`."""
+    import importlib
+
+    from modelconv.importers.tf.core import OP_ATTRS, OPS
+
+    undeclared = {}
+    for op in OPS:
+        handler = OPS.get(op)
+        assert handler is not None and handler.__doc__, f"{op}: handler without a docstring"
+        reads, calls = _attr_reads(importlib.import_module(handler.__module__))
+        top = handler.__qualname__.split(".")[0]
+        seen, stack, read = set(), [top], set()
+        while stack:
+            name = stack.pop()
+            if name in seen or name not in reads:
+                continue
+            seen.add(name)
+            read |= reads[name]
+            stack.extend(calls[name])
+        spec = OP_ATTRS[op]
+        missing = read - spec.attrs - set(spec.fixed) - {"_output_shapes"}
+        if missing:
+            undeclared[op] = sorted(missing)
+    assert not undeclared, undeclared
 
 
 def test_file_ops_refused_before_conversion(tmp_path: Path) -> None:

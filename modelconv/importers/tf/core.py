@@ -128,6 +128,11 @@ OP_ATTRS: dict[str, AttrSpec] = {}
 COMPUTABLE_DTYPES = frozenset({*TF_DTYPES, 14, 20, 21})
 
 
+#: names of the TensorFlow dtypes the converter refuses (for messages)
+_DTYPE_NAMES = {7: "string", 8: "complex64", 11: "qint8", 12: "quint8", 13: "qint32",
+                15: "qint16", 16: "quint16", 18: "complex128"}
+
+
 def tf_op(*names: str, attrs: Iterable[str] = (), fixed: Mapping[str, Any] | None = None
           ) -> Callable[[OpHandler], OpHandler]:
     """Register a handler for the TensorFlow ops ``names``.
@@ -169,7 +174,8 @@ def attr_problems(node: NodeDef) -> list[str]:
         elif name not in spec.attrs:
             problems.append(f"attribute {name}={_shown(attr.value)} is not read")
         elif attr.kind == "type" and attr.value not in COMPUTABLE_DTYPES:
-            problems.append(f"attribute {name}: TensorFlow dtype {attr.value}")
+            kind = _DTYPE_NAMES.get(attr.value, f"TensorFlow dtype {attr.value}")
+            problems.append(f"attribute {name}={kind}")
     return problems
 
 

@@ -36,7 +36,9 @@ def _data(cx: Ctx, x: TT, channels_last: bool) -> tuple[ir.Value, str]:
 
 
 def _pads(cx: Ctx, node: NodeDef, kernel: list[int], strides: list[int],
-          dilations: list[int], channels_last: bool) -> dict[str, Any]:
+          dilations: list[int], channels_last: bool, explicit: list[Any]) -> dict[str, Any]:
+    """ONNX padding attributes for the node's ``padding`` (``explicit``: the node's
+    explicit_paddings, for the ops that have them; others pass [])."""
     padding = (node.attr("padding") or b"VALID").decode("ascii", "replace")
     n = len(kernel)
     if padding == "VALID":
@@ -46,7 +48,7 @@ def _pads(cx: Ctx, node: NodeDef, kernel: list[int], strides: list[int],
             return {"pads": same_pads(tuple(kernel), tuple(dilations))}
         return {"auto_pad": "SAME_UPPER"}
     if padding == "EXPLICIT":
-        raw = [int(v) for v in node.attr("explicit_paddings", [])]
+        raw = [int(v) for v in explicit]
         if len(raw) != 2 * (n + 2):
             raise ConvertError("explicit_paddings")
         pairs = [raw[2 * i:2 * i + 2] for i in range(n + 2)]
@@ -84,7 +86,7 @@ def tf_conv(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
             groups = in_channels // w.const.shape[n]
     data, layout = _data(cx, x, cl)
     pads = _pads(cx, node, list(w.const.shape[:n]) if w.const is not None else [1] * n,
-                 strides, dilations, cl)
+                 strides, dilations, cl, node.attr("explicit_paddings", []))
     if w.const is None and "pads" in pads and any(pads["pads"]):
         raise ConvertError("SAME padding with a computed kernel")
     out = cx.b.Conv(data, kernel_w, strides=strides, dilations=dilations, group=groups, **pads)
@@ -106,7 +108,8 @@ def tf_depthwise_conv2d(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     data, layout = _data(cx, x, cl)
     out = cx.b.Conv(data, cx.const(np.ascontiguousarray(weight)).value, strides=strides,
                     dilations=dilations, group=cin,
-                    **_pads(cx, node, [kh, kw], strides, dilations, cl))
+                    **_pads(cx, node, [kh, kw], strides, dilations, cl,
+                            node.attr("explicit_paddings", [])))
     return cx.out(out, 4, x.dtype, layout)
 
 
@@ -206,7 +209,7 @@ def tf_fused_batch_norm(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
 POOL_ATTRS = ("T", "ksize", "strides", "padding", "data_format")
 
 
-def _pool(cx: Ctx, node: NodeDef, ins: list[TT], onnx_op: str) -> TT:
+def _pool(cx: Ctx, node: NodeDef, ins: list[TT], onnx_op: str, explicit: list[Any]) -> TT:
     x = ins[0]
     n = x.rank - 2
     if n < 1:
@@ -217,7 +220,7 @@ def _pool(cx: Ctx, node: NodeDef, ins: list[TT], onnx_op: str) -> TT:
     kernel = _spatial(ksize, cl, n)
     strides = _spatial(strides, cl, n)
     data, layout = _data(cx, x, cl)
-    attrs = _pads(cx, node, kernel, strides, [1] * n, cl)
+    attrs = _pads(cx, node, kernel, strides, [1] * n, cl, explicit)
     if onnx_op == "AveragePool":
         attrs["count_include_pad"] = 0  # TensorFlow averages over valid positions only
     return cx.out(cx.b.op(onnx_op, [data], kernel_shape=kernel, strides=strides, **attrs),
@@ -227,13 +230,13 @@ def _pool(cx: Ctx, node: NodeDef, ins: list[TT], onnx_op: str) -> TT:
 @tf_op("MaxPool", "MaxPoolV2", "MaxPool3D", attrs=(*POOL_ATTRS, "explicit_paddings"))
 def tf_max_pool(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     """MaxPool, MaxPoolV2 (ksize/strides as inputs), MaxPool3D: ONNX MaxPool."""
-    return _pool(cx, node, ins, "MaxPool")
+    return _pool(cx, node, ins, "MaxPool", node.attr("explicit_paddings", []))
 
 
 @tf_op("AvgPool", "AvgPool3D", attrs=POOL_ATTRS)
 def tf_avg_pool(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     """AvgPool, AvgPool3D: ONNX AveragePool over valid positions only."""
-    return _pool(cx, node, ins, "AveragePool")
+    return _pool(cx, node, ins, "AveragePool", [])  # AvgPool has no EXPLICIT padding
 
 
 @tf_op("ResizeBilinear", "ResizeNearestNeighbor", attrs=("T", "align_corners",
