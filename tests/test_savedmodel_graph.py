@@ -275,20 +275,19 @@ def _attr_body(mul_attrs: list[bytes], extra: list[bytes] | None = None,
 
 
 _INT = {"dtype": _attr("dtype", "type", 3)}
-GATHER = [_node("i", "Const", [], _INT["dtype"],
-                _attr("value", "tensor", _tensor(np.asarray([[1, 0]], np.int32)))),
-          _node("ax", "Const", [], _INT["dtype"],
-                _attr("value", "tensor", _tensor(np.asarray(1, np.int32)))),
-          _node("g", "GatherV2", ["m:z:0", "i:output:0", "ax:output:0"],
-                _attr("batch_dims", "i", 1))]
+GATHER_INPUTS = [_node("i", "Const", [], _INT["dtype"],
+                       _attr("value", "tensor", _tensor(np.asarray([[1, 0]], np.int32)))),
+                 _node("ax", "Const", [], _INT["dtype"],
+                       _attr("value", "tensor", _tensor(np.asarray(1, np.int32))))]
 CAST = [_node("k", "Cast", ["m:z:0"], _attr("SrcT", "type", 1), _attr("DstT", "type", 1),
               _attr("Truncate", "b", 1))]
 
 
 @pytest.mark.parametrize("mul_attrs, extra, relu_input, refused", [
     ([_attr("frobnicate", "i", 3)], None, "m:z:0", ["Mul (attribute frobnicate=3 is not read)"]),
+    ([_attr("incompatible_shape_error", "b", 0)], None, "m:z:0",  # Mul has no such attribute
+     ["Mul (attribute incompatible_shape_error=False is not read)"]),
     ([_attr("T", "type", 8)], None, "m:z:0", ["Mul (attribute T=complex64)"]),
-    ([], GATHER, "g:output:0", ["GatherV2 (attribute batch_dims=1)"]),
     ([], CAST, "k:y:0", ["Cast (attribute Truncate=True)"]),
     ([_attr("T", "type", 7)], CAST, "k:y:0",  # all at once, before anything is emitted
      ["Cast (attribute Truncate=True)", "Mul (attribute T=string)"]),
@@ -310,12 +309,14 @@ def test_attributes_a_handler_does_not_take_are_refused(
 def test_runtime_annotations_and_declared_attributes_are_accepted(tmp_path: Path) -> None:
     """``_``-prefixed annotations (never OpDef attributes) and declared attributes at any
     value convert; a fixed attribute present at its default value too."""
-    gather_ok = [GATHER[0], GATHER[1],
+    gather_ok = [*GATHER_INPUTS,
                  _node("g", "GatherV2", ["m:z:0", "i:output:0", "ax:output:0"],
-                       _attr("batch_dims", "i", 0), _attr("Taxis", "type", 3))]
+                       _attr("batch_dims", "i", 0), _attr("Taxis", "type", 3)),
+                 _node("k", "Cast", ["g:output:0"], _attr("SrcT", "type", 1),
+                       _attr("DstT", "type", 1), _attr("Truncate", "b", 0))]
     body = _attr_body([_attr("_class", "s", b"loc:@c"), _attr("T", "type", 1),
                        _attr("_has_manual_control_dependencies", "b", 1)], gather_ok,
-                      "g:output:0")
+                      "k:y:0")
     path = tmp_path / "m.onnx"
     ir.save(convert_signature(_model(tmp_path / "sm", body), "serving_default").model, path)
     x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)

@@ -940,6 +940,33 @@ def _(v):
     return fn
 
 
+@case("gather_batch_dims", x=((None, 5, 3), "float32", "normal"),
+      i=((None, 2), "int32", "index5"))
+def _(v):
+    """GatherV2/ResourceGather with batch_dims (the batch is BATCH = 2 for the table and
+    the constants), on the axis after the batch dims, a later axis, negative axis and
+    batch_dims, two batch dims, a conv output, and folded on constants."""
+    c = conv(v)
+    table = v(BATCH, 5, 3)
+    k = const((BATCH, 5, 3), 15)
+    ki = tf.constant([[0, 4], [3, 3]])
+
+    def fn(x: Any, i: Any) -> Any:
+        per_row = tf.tile(i[:, None, :], [1, 5, 1]) % 3  # [B, 5, 2]
+        img = tf.image.resize(x[..., None], [9, 9])[..., 0]  # [B, 9, 9]
+        return {
+            "axis1": tf.gather(x, i, axis=1, batch_dims=1),
+            "axis2": tf.gather(x, i % 3, axis=2, batch_dims=1),
+            "negative": tf.gather(x, i, axis=-2, batch_dims=-1),
+            "two_batch_dims": tf.gather(x, per_row, axis=2, batch_dims=2),
+            "conv_channels": tf.gather(c(tf.stack([img] * 3, -1)), i % 4, axis=3,
+                                       batch_dims=1),
+            "resource": tf.gather(table, i, axis=1, batch_dims=1),
+            "folded": x[:, :2] + tf.gather(k, ki, axis=1, batch_dims=1),
+        }
+    return fn
+
+
 @case("nested_function_captured_constant", x=VEC)
 def _(v):
     w = v(6, 6)
@@ -1048,12 +1075,6 @@ def _(v):
 @case("unsupported_float_floormod", unsupported="FloorMod", x=VEC, y=POS)
 def _(v):
     return lambda x, y: tf.math.floormod(x, y)
-
-
-@case("unsupported_gather_batch_dims", unsupported="GatherV2",
-      x=((None, 5, 3), "float32", "normal"), i=((None, 2), "int32", "index5"))
-def _(v):
-    return lambda x, i: tf.gather(x, i, axis=1, batch_dims=1)
 
 
 @case("unsupported_batch_norm_training", unsupported="FusedBatchNormV3")

@@ -214,18 +214,19 @@ def tf_shape(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return out
 
 
-@tf_op("GatherV2", "Gather", attrs=("Tparams", "Tindices", "Taxis", "validate_indices"),
-       fixed={"batch_dims": 0})
+@tf_op("GatherV2", "Gather", attrs=("Tparams", "Tindices", "Taxis", "validate_indices",
+                                    "batch_dims"))
 def tf_gather(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
-    """GatherV2 on a constant axis (negative too), Gather (axis 0); batch_dims > 0
-    refused."""
+    """GatherV2 on a constant axis and batch_dims (negative ones too), Gather (axis 0)."""
     from modelconv.importers.tf.ops_math import _gather_axis
 
     params, indices = ins[0], ins[1]
     axis = cx.int_values(ins[2], "axis")[0] if len(ins) > 2 else 0
     if params.rank >= 0 and axis < 0:
         axis += params.rank
-    out = _gather_axis(cx, params, indices, axis)
+    b = int(node.attr("batch_dims", 0))
+    b = b + indices.rank if b < 0 and indices.rank >= 0 else b
+    out = _gather_axis(cx, params, indices, axis, b)
     if params.rank == 1 and indices.rank == 1 and indices.const is not None:
         out.length = int(indices.const.size)
     values = known_values(params)
