@@ -25,6 +25,10 @@ floats, which ONNX's ``Mod`` cannot express; a training-mode ``FusedBatchNormV3`
 ``is_training`` attribute is left out of the graph because True is its default) make
 ``convert_signature`` raise UnsupportedOpsError naming the op, and ``modelconv.convert``
 still converts the Cumsum model through tf2onnx, with a warning naming the graph route.
+
+``test_every_handler_declares_the_attributes_of_its_ops`` holds every handler's attribute
+declarations (consume or refuse, ``core.tf_op(attrs=, fixed=)``) against TensorFlow's OpDefs,
+read in a subprocess.
 """
 
 from __future__ import annotations
