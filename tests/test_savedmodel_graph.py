@@ -155,15 +155,16 @@ def _function(name: str, args: list[str], outs: list[str], nodes: list[bytes],
 
 
 def _write(folder: Path, graph_nodes: list[bytes], functions: list[bytes],
-           outputs: dict[str, str], inputs: dict[str, str] | None = None) -> Path:
+           outputs: dict[str, str], inputs: dict[str, str] | None = None,
+           input_dtype: int = 1) -> Path:
     inputs = inputs if inputs is not None else {"x": "x:0"}
     graph = b"".join(_f(1, n) for n in graph_nodes)
     graph += _f(2, b"".join(_f(1, fn) for fn in functions))
 
-    def info(name: str) -> bytes:
-        return _f(1, name) + _f(2, 1) + _f(3, _shape([-1, 4]))
+    def info(name: str, dtype: int = 1) -> bytes:
+        return _f(1, name) + _f(2, dtype) + _f(3, _shape([-1, 4]))
 
-    sig = b"".join(_f(1, _f(1, k) + _f(2, info(v))) for k, v in inputs.items())
+    sig = b"".join(_f(1, _f(1, k) + _f(2, info(v, input_dtype))) for k, v in inputs.items())
     sig += b"".join(_f(2, _f(1, k) + _f(2, info(v))) for k, v in outputs.items())
     meta = _f(1, _f(4, "serve")) + _f(2, graph) + _f(5, _f(1, "serving_default") + _f(2, sig))
     folder.mkdir(parents=True, exist_ok=True)
@@ -321,6 +322,20 @@ def test_runtime_annotations_and_declared_attributes_are_accepted(tmp_path: Path
     ir.save(convert_signature(_model(tmp_path / "sm", body), "serving_default").model, path)
     x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
     _close(_run(path, [x]), [np.maximum(x * SCALE, 0)[:, [1, 0]][:, None]])
+
+
+@pytest.mark.parametrize("dtype, name", [(7, "string"), (8, "complex64")])
+def test_signature_input_of_an_uncomputable_dtype_is_refused(tmp_path: Path, dtype: int,
+                                                             name: str) -> None:
+    """A string or complex signature input is refused naming it (it used to be declared
+    float32, numpy's stand-in for a dtype the converter does not know)."""
+    fn = _function("fn", ["a"], ["y"], _body(), {"y": "r:activations:0"})
+    call = _node("call", "PartitionedCall", ["x"], _attr("f", "func", "fn"))
+    folder = _write(tmp_path / "sm", [PLACEHOLDER, call], [fn], {"y": "call:0"},
+                    input_dtype=dtype)
+    with pytest.raises(UnsupportedOpsError) as info:
+        convert_signature(folder, "serving_default")
+    assert info.value.unsupported == {name: ["signature input 'x'"]}
 
 
 def _attr_reads(module: object) -> tuple[dict[str, set[str]], dict[str, set[str]]]:

@@ -30,6 +30,7 @@ from modelconv.importers import protowire as pw
 from modelconv.importers.keras.savedmodel_native import ObjectGraph
 from modelconv.importers.tf import graphdef as gd
 from modelconv.importers.tf.core import (
+    COMPUTABLE_DTYPES,
     OPS,
     OUTPUT_ARGS,
     TT,
@@ -37,6 +38,8 @@ from modelconv.importers.tf.core import (
     Ctx,
     Resource,
     attr_problems,
+    dtype_name,
+    np_dtype_of,
 )
 from modelconv.importers.tfbundle import OBJECT_GRAPH_KEY, TensorBundle
 from modelconv.importers.tfgraph import Signature, read_saved_model
@@ -387,8 +390,6 @@ def _topo(root: str, deps: Any, done: dict[str, Any], display: str) -> list[str]
 def convert_signature(folder: str | Path, signature: str, display: str | None = None
                       ) -> GraphModel:
     """Convert ``signature`` of the SavedModel in ``folder`` to an IR model."""
-    from modelconv.importers.tf.core import np_dtype_of
-
     base = Path(folder)
     shown = display or str(base)
     saved = read_saved_model(base, shown)
@@ -407,7 +408,8 @@ def convert_signature(folder: str | Path, signature: str, display: str | None = 
         conv = GraphConverter(graph, objects, bound, variables, shown)
         roots = [_graph_ref(info.name)[0] for info in sig.outputs.values()]
         conv.check_ops(roots)
-        inputs = _declare_inputs(conv, sig, roots, np_dtype_of)
+        _check_signature_dtypes(sig, shown)
+        inputs = _declare_inputs(conv, sig, roots)
         keys = sorted(sig.outputs)
         values = []
         try:
@@ -452,8 +454,20 @@ def _claim_output_names(b: GraphBuilder, keys: list[str]) -> None:
         value.name = key
 
 
-def _declare_inputs(conv: GraphConverter, sig: Signature, roots: list[str],
-                    np_dtype_of: Any) -> list[tuple[str, str, tuple[int | None, ...]]]:
+def _check_signature_dtypes(sig: Signature, display: str) -> None:
+    """Refuse signature inputs/outputs of a dtype the converter cannot compute in (string,
+    complex, quantized), all at once."""
+    bad: dict[str, list[str]] = defaultdict(list)
+    for side, infos in (("input", sig.inputs), ("output", sig.outputs)):
+        for key, info in infos.items():
+            if info.dtype not in COMPUTABLE_DTYPES or info.dtype in (20, 21):
+                bad[dtype_name(info.dtype)].append(f"signature {side} '{key}'")
+    if bad:
+        raise UnsupportedOpsError("TensorFlow dtype", bad, path=display)
+
+
+def _declare_inputs(conv: GraphConverter, sig: Signature, roots: list[str]
+                    ) -> list[tuple[str, str, tuple[int | None, ...]]]:
     """Graph inputs for the signature's Placeholders, in the order the call passes them."""
     position: dict[str, int] = {}
     for node in conv._graph_closure(roots):

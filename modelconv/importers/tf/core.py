@@ -126,11 +126,9 @@ OP_ATTRS: dict[str, AttrSpec] = {}
 #: TensorFlow dtype enums the converter computes in (numeric, bool, bfloat16 as float32),
 #: plus resource (20) and variant (21) handles of variables and TensorLists
 COMPUTABLE_DTYPES = frozenset({*TF_DTYPES, 14, 20, 21})
-
-
 #: names of the TensorFlow dtypes the converter refuses (for messages)
 _DTYPE_NAMES = {7: "string", 8: "complex64", 11: "qint8", 12: "quint8", 13: "qint32",
-                15: "qint16", 16: "quint16", 18: "complex128"}
+                15: "qint16", 16: "quint16", 18: "complex128", 20: "resource", 21: "variant"}
 
 
 def tf_op(*names: str, attrs: Iterable[str] = (), fixed: Mapping[str, Any] | None = None
@@ -174,9 +172,17 @@ def attr_problems(node: NodeDef) -> list[str]:
         elif name not in spec.attrs:
             problems.append(f"attribute {name}={_shown(attr.value)} is not read")
         elif attr.kind == "type" and attr.value not in COMPUTABLE_DTYPES:
-            kind = _DTYPE_NAMES.get(attr.value, f"TensorFlow dtype {attr.value}")
-            problems.append(f"attribute {name}={kind}")
+            problems.append(f"attribute {name}={dtype_name(attr.value)}")
     return problems
+
+
+def dtype_name(type_enum: int) -> str:
+    """A TensorFlow dtype enum as a name for messages (numeric types by numpy's name)."""
+    if type_enum == 14:
+        return "bfloat16"
+    if type_enum in TF_DTYPES:
+        return TF_DTYPES[type_enum].name
+    return _DTYPE_NAMES.get(type_enum, f"TensorFlow dtype {type_enum}")
 
 
 def _shown(value: Any) -> str:
@@ -185,6 +191,7 @@ def _shown(value: Any) -> str:
     if isinstance(value, memoryview):
         return "<tensor>"
     return str(value)[:40]
+
 
 #: output argument names of ops with more than one (``node:arg:index`` references)
 OUTPUT_ARGS: dict[str, list[str]] = {
