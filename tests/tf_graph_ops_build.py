@@ -877,9 +877,11 @@ PATCH_IMG: Spec = ((None, 16, 16, 3), "float32", "normal")
 
 def _patches(w: Any, b: Any, x: Any) -> tuple[Any, Any]:
     """keras_hub ViTPatchingAndEmbedding's patching: a stride-4 Conv2D + BiasAdd (held
-    channels-first by the importer) reshaped to [batch, patches, dim] with a shape Packed
-    from tf.shape; returns (patches, tf.shape of the conv output)."""
-    y = tf.nn.bias_add(tf.nn.conv2d(x, w, 4, "VALID"), b)
+    channels-first by the importer; the bias read, reshaped to [1, 1, 1, dim] and squeezed,
+    as Keras 3 writes it) reshaped to [batch, patches, dim] with a shape Packed from
+    tf.shape; returns (patches, tf.shape of the conv output)."""
+    bias = tf.squeeze(tf.reshape(b.read_value(), [1, 1, 1, -1]))
+    y = tf.nn.bias_add(tf.nn.conv2d(x, w, 4, "VALID"), bias)
     s = tf.shape(y)
     return tf.reshape(y, tf.stack([s[0], -1, s[-1]])), s
 
@@ -916,7 +918,7 @@ def _(v):
         token = tf.broadcast_to(cls, tf.stack([s[0], 1, tf.shape(cls)[-1]]))
         joined = tf.concat([token, y], axis=-2)
         ids = tf.expand_dims(tf.range(tf.shape(joined)[1]), 0)  # computed: [1, 17]
-        pos = tf.transpose(tf.gather(table, ids, axis=-1), [1, 2, 0])  # ResourceGather
+        pos = tf.transpose(tf.gather(table, ids, axis=-1), [1, 2, 0])  # ReadVariableOp+GatherV2
         z = joined + pos
         return {"z": z, "token": z[:, 0], "last": z[:, -1, ::2],
                 "new_axis": z[:, tf.newaxis, 1:, 3], "ellipsis": z[..., -1],
@@ -961,7 +963,8 @@ def _(v):
             "two_batch_dims": tf.gather(x, per_row, axis=2, batch_dims=2),
             "conv_channels": tf.gather(c(tf.stack([img] * 3, -1)), i % 4, axis=3,
                                        batch_dims=1),
-            "resource": tf.gather(table, i, axis=1, batch_dims=1),
+            "resource": tf.raw_ops.ResourceGather(resource=table.handle, indices=i,
+                                                  dtype=tf.float32, batch_dims=1),
             "folded": x[:, :2] + tf.gather(k, ki, axis=1, batch_dims=1),
         }
     return fn
