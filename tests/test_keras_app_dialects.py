@@ -275,7 +275,7 @@ SAVEDMODEL_ROUTES = {"keras2-savedmodel": "savedmodel-keras",
                                   if c.values[0].fmt in SAVEDMODEL_ROUTES])  # type: ignore[union-attr]
 def test_savedmodel_route(built: Built, case: Any) -> None:
     """SavedModels take the TensorFlow-free routes."""
-    from modelconv.importers.savedmodel import import_savedmodel
+    from modelconv.importers.tf import import_savedmodel
     from modelconv.options import ConvertOptions
 
     sm = import_savedmodel(built.source(case), ConvertOptions())

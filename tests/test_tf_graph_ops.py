@@ -1,7 +1,7 @@
 """Per-op matrix of the TensorFlow-free SavedModel graph importer (modelconv.importers.tf)
 against TensorFlow itself.
 
-Every op with a handler in ``modelconv.importers.tf.core.OPS`` that a ``tf.function`` can
+Every op with a handler in ``modelconv.importers.tf.graph.core.OPS`` that a ``tf.function`` can
 produce on CPU appears in at least one case (``test_every_registered_op_is_covered`` checks
 that from the saved graphs), the layout-sensitive ones (convolutions, pools, FusedBatchNorm,
 BiasAdd, Resize, element-wise ops, reductions, slicing, padding, concatenation... after a
@@ -177,7 +177,7 @@ def _transposes(path: Path) -> tuple[int, int]:
 
 @pytest.mark.parametrize("name", CASES)
 def test_op(built: Built, name: str, tmp_path: Path) -> None:
-    from modelconv.importers.tf.convert import convert_signature
+    from modelconv.importers.tf.graph.convert import convert_signature
 
     folder = built.folder(name)
     converted = convert_signature(folder, SIGNATURE)  # a refused op fails here, named
@@ -195,8 +195,8 @@ def test_op(built: Built, name: str, tmp_path: Path) -> None:
 
 def test_every_registered_op_is_covered(built: Built) -> None:
     """Each registered op appears in the graph of a case (or is listed as unproducible)."""
-    from modelconv.importers.tf.core import OPS  # the package import registers every op
-    from modelconv.importers.tfgraph import reachable_ops, read_saved_model
+    from modelconv.importers.tf.files.tfgraph import reachable_ops, read_saved_model
+    from modelconv.importers.tf.graph.core import OPS  # the package import registers every op
 
     assert set(NOT_PRODUCIBLE) <= set(OPS.keys())
     seen: set[str] = set()
@@ -210,7 +210,7 @@ def test_every_registered_op_is_covered(built: Built) -> None:
 
 @pytest.mark.parametrize("name", UNSUPPORTED)
 def test_unsupported_op_is_refused(built: Built, name: str) -> None:
-    from modelconv.importers.tf.convert import convert_signature
+    from modelconv.importers.tf.graph.convert import convert_signature
 
     op = TABLE.CASES[name].unsupported
     with pytest.raises(UnsupportedOpsError) as info:

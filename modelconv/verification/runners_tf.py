@@ -175,7 +175,7 @@ def _worker_main(argv: list[str]) -> int:
     spec = json.loads(argv[0])
     jobs = {"keras2": _job_keras2, "describe": _job_describe, "savedmodel": _job_savedmodel}
     if spec["job"] == "tf2onnx":
-        from modelconv.importers.savedmodel import tf2onnx_job
+        from modelconv.importers.tf import tf2onnx_job
 
         jobs["tf2onnx"] = tf2onnx_job
     try:

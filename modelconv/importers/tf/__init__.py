@@ -6,7 +6,7 @@ Three routes, tried in this order:
   tf.keras / tf_keras carries ``keras_metadata.pb`` with the model's Keras config. When
   that config is a layer graph (Functional/Sequential) and the default ``serving_default``
   signature is asked for, the model is converted by the Keras layer handlers, its weights
-  read from the checkpoint's tensor bundle (:mod:`modelconv.importers.keras.savedmodel_native`).
+  read from the checkpoint's tensor bundle (:mod:`modelconv.importers.tf.files.object_graph`).
 - **graph** (format ``savedmodel-graph``, no TensorFlow): any other SavedModel (Keras 3
   ``model.export()``, ``tf.saved_model.save`` of a ``tf.Module``, subclassed models) whose
   signature uses only ops with a handler is converted op by op from its TF graph
@@ -130,8 +130,8 @@ def _import_graph(path: Path, options: ConvertOptions
                   ) -> SourceModel | tuple[str, ModelconvError | None]:
     """The signature converted op by op from the TF graph, or why not (and the error to
     raise when tf2onnx is not available either)."""
-    from modelconv.importers.tf.convert import convert_signature
-    from modelconv.importers.tfgraph import read_saved_model
+    from modelconv.importers.tf.files.tfgraph import read_saved_model
+    from modelconv.importers.tf.graph.convert import convert_signature
     from modelconv.ir.info import TensorSpec
 
     display = str(path)
@@ -178,8 +178,8 @@ def _import_native(path: Path,
     to raise when tf2onnx is not available either)."""
     from modelconv.importers.keras.config import parse_model
     from modelconv.importers.keras.convert import check_layers
-    from modelconv.importers.keras.savedmodel_native import read_keras_metadata
-    from modelconv.importers.tfgraph import read_saved_model
+    from modelconv.importers.tf.files.object_graph import read_keras_metadata
+    from modelconv.importers.tf.files.tfgraph import read_saved_model
 
     display = str(path)
     meta = read_keras_metadata(path, display)
@@ -214,8 +214,8 @@ def _import_native(path: Path,
 
 def _convert_native(path: Path, meta: Any, signature: Any, out_names: list[str]) -> SourceModel:
     from modelconv.importers.keras.convert import convert_keras_file
-    from modelconv.importers.keras.savedmodel_native import open_keras_savedmodel
-    from modelconv.importers.tfbundle import TF_DTYPES
+    from modelconv.importers.tf.files.bundle import TF_DTYPES
+    from modelconv.importers.tf.files.object_graph import open_keras_savedmodel
     from modelconv.ir.info import TensorSpec
 
     with open_keras_savedmodel(path, meta) as kf:
@@ -266,7 +266,7 @@ def _name_outputs(model: Any, keys: list[str]) -> None:
 def _refuse_unsafe_ops(saved: Any, display: str) -> None:
     """Refuse file/process ops anywhere the SavedModel can run (as the tf2onnx route does
     for its signature), read from saved_model.pb without TensorFlow."""
-    from modelconv.importers.tfgraph import reachable_ops
+    from modelconv.importers.tf.files.tfgraph import reachable_ops
 
     ops, saver_ops = reachable_ops(saved)
     unsafe = {op: names for op, names in ops.items() if op in UNSAFE_TF_OPS}

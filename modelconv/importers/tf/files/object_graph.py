@@ -8,7 +8,7 @@ Such a folder holds, next to ``saved_model.pb``:
   JSON carries the model's Keras config, the same structure a Keras 2 .h5 keeps in
   ``model_config``; every layer's JSON carries its ``name``.
 - ``variables/variables.index`` + data shards: a tensor bundle (see
-  :mod:`modelconv.importers.tfbundle`) whose ``_CHECKPOINTABLE_OBJECT_GRAPH`` string tensor
+  :mod:`modelconv.importers.tf.files.bundle`) whose ``_CHECKPOINTABLE_OBJECT_GRAPH`` string tensor
   is a ``TrackableObjectGraph``: ``nodes = 1``, each with ``children = 1``
   (``node_id = 1``, ``local_name = 2``) and ``attributes = 2`` (``name = 1``,
   ``full_name = 2``, ``checkpoint_key = 3``).
@@ -31,9 +31,14 @@ from typing import Any
 import numpy as np
 
 from modelconv.errors import ModelLoadError
-from modelconv.importers import protowire as pw
 from modelconv.importers.keras.reader import MAX_CONFIG_BYTES, KerasFile
-from modelconv.importers.tfbundle import OBJECT_GRAPH_KEY, BundleEntry, TensorBundle, read_member
+from modelconv.importers.tf.files import protowire as pw
+from modelconv.importers.tf.files.bundle import (
+    OBJECT_GRAPH_KEY,
+    BundleEntry,
+    TensorBundle,
+    read_member,
+)
 
 KERAS_METADATA = "keras_metadata.pb"
 #: classes whose config is a layer graph (subclassed models carry no graph)

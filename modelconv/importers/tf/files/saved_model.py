@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from modelconv.importers import protowire as pw
-from modelconv.importers.tfbundle import DT_BFLOAT16, TF_DTYPES
+from modelconv.importers.tf.files import protowire as pw
+from modelconv.importers.tf.files.bundle import DT_BFLOAT16, TF_DTYPES
 
 DT_STRING = 7
 DT_RESOURCE = 20

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelconv.errors import ModelLoadError
-from modelconv.importers import protowire as pw
-from modelconv.importers.tfbundle import read_member
+from modelconv.importers.tf.files import protowire as pw
+from modelconv.importers.tf.files.bundle import read_member
 
 #: protobuf's own limit for one message
 MAX_SAVED_MODEL_BYTES = 2 * 2**30

@@ -3,7 +3,7 @@
 Importing the package registers every op handler (``core.OPS``).
 """
 
-from modelconv.importers.tf import (  # noqa: F401 - registration
+from modelconv.importers.tf.graph import (  # noqa: F401 - registration
     ops_control,
     ops_math,
     ops_nn,

@@ -23,7 +23,7 @@ import numpy as np
 import onnx_ir as ir
 
 from modelconv.importers.keras.tensors import FIRST, LAST, ir_axis, perm_to_first, perm_to_last
-from modelconv.importers.tf.graphdef import NodeDef
+from modelconv.importers.tf.files.saved_model import NodeDef
 from modelconv.ir.builder import GraphBuilder
 from modelconv.registry import Registry
 
@@ -215,7 +215,7 @@ def kept_layout(rank: int, layout: str, dropped: set[int]) -> str | None:
 
 def np_dtype_of(type_enum: int) -> np.dtype[Any]:
     """numpy dtype of a TensorFlow dtype enum (float32 for unknown ones)."""
-    from modelconv.importers.tfbundle import TF_DTYPES
+    from modelconv.importers.tf.files.bundle import TF_DTYPES
 
     if type_enum == 14:  # bfloat16 is computed in float32
         return np.dtype(np.float32)

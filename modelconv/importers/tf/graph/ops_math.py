@@ -9,8 +9,9 @@ import numpy as np
 import onnx_ir as ir
 
 from modelconv.errors import ModelLoadError
-from modelconv.importers import protowire as pw
-from modelconv.importers.tf.core import (
+from modelconv.importers.tf.files import protowire as pw
+from modelconv.importers.tf.files.saved_model import NodeDef, tensor_value
+from modelconv.importers.tf.graph.core import (
     FIRST,
     LAST,
     TT,
@@ -22,7 +23,6 @@ from modelconv.importers.tf.core import (
     np_dtype_of,
     tf_op,
 )
-from modelconv.importers.tf.graphdef import NodeDef, tensor_value
 
 # --------------------------------------------------------------------------------------
 # values and pass-through

@@ -9,7 +9,8 @@ import numpy as np
 import onnx_ir as ir
 
 from modelconv.importers.keras.tensors import perm_to_first, perm_to_last
-from modelconv.importers.tf.core import (
+from modelconv.importers.tf.files.saved_model import NodeDef
+from modelconv.importers.tf.graph.core import (
     FIRST,
     LAST,
     TT,
@@ -22,7 +23,6 @@ from modelconv.importers.tf.core import (
     tf_op,
     with_known,
 )
-from modelconv.importers.tf.graphdef import NodeDef
 
 INT_MAX = np.iinfo(np.int64).max
 INT_MIN = np.iinfo(np.int64).min
@@ -204,7 +204,7 @@ def _shape(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
 
 @tf_op("GatherV2", "Gather")
 def _gather(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
-    from modelconv.importers.tf.ops_math import _gather_axis
+    from modelconv.importers.tf.graph.ops_math import _gather_axis
 
     params, indices = ins[0], ins[1]
     axis = cx.int_values(ins[2], "axis")[0] if len(ins) > 2 else 0
