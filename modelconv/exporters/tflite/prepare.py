@@ -14,12 +14,12 @@ from modelconv.ir.builder import source_name_of
 from modelconv.ir.info import graph_input_specs
 from modelconv.options import ConvertOptions
 from modelconv.passes.constant_folding import FoldConstantsPass
-from modelconv.passes.fuse_activation import FuseActivationPass
 from modelconv.passes.fuse_batchnorm import FuseBatchNormPass
 from modelconv.passes.fuse_bias import FuseBiasPass
 from modelconv.passes.fuse_gelu import FuseGeluPass
 from modelconv.passes.fuse_pad import FusePadPass
-from modelconv.passes.nhwc import NhwcLayoutPass
+from modelconv.passes.tflite.fuse_activation import FuseActivationPass
+from modelconv.passes.tflite.nhwc import NhwcLayoutPass
 from modelconv.verification.inputs import resolve_shape
 
 
