@@ -17,7 +17,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from modelconv.errors import ModelLoadError, UnsafeModelError, UnsupportedOpsError
-from modelconv.importers.tf import check_onnx_ops, rewrite_erfc
+from modelconv.importers.tf.tf2onnx_route import check_onnx_ops, rewrite_erfc
 from modelconv.options import ConvertOptions
 from modelconv.verification.runners import OnnxRuntimeRunner
 
@@ -81,7 +81,7 @@ def test_savedmodel_with_file_ops_refused(tmp_path: Path) -> None:
 
     from modelconv.errors import UnsafeModelError
     from modelconv.importers.tf import import_savedmodel
-    from modelconv.verification.runners_tf import worker_env
+    from modelconv.workers.tf_worker import worker_env
 
     target = tmp_path / "reader"
     code = (
@@ -293,10 +293,10 @@ CORRUPTIONS = {
 def test_corrupt_keras_savedmodel_refused(kind: str, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import modelconv
-    from modelconv.verification import runners_tf
+    from modelconv.workers import tf_worker
 
     # a refusal must come from the native reader, never from a tf2onnx fallback
-    monkeypatch.setattr(runners_tf, "tf_available", lambda: False)
+    monkeypatch.setattr(tf_worker, "tf_available", lambda: False)
     folder = _copy_fixture(tmp_path)
     _corrupt(kind, folder, tmp_path)
     out_dir = tmp_path / "out"
@@ -318,10 +318,10 @@ def test_fuzzed_keras_savedmodel(member: str, tmp_path: Path,
     native reader (not a raw exception wrapped by the API as "cannot read")."""
     import modelconv
     from modelconv.errors import ModelconvError
-    from modelconv.verification import runners_tf
+    from modelconv.workers import tf_worker
     from tests.hostile.fuzz import mutate
 
-    monkeypatch.setattr(runners_tf, "tf_available", lambda: False)
+    monkeypatch.setattr(tf_worker, "tf_available", lambda: False)
     rng = np.random.default_rng(0)
     original = (K2SM / member).read_bytes()
     for i in range(FUZZ_CASES):
@@ -370,9 +370,9 @@ def test_subclassed_metadata_takes_the_graph_route(tmp_path: Path,
     """No Keras layer graph (a subclassed model): converted from the TF graph instead, still
     without TensorFlow, and the result matches the reference."""
     from modelconv.importers.tf import import_savedmodel
-    from modelconv.verification import runners_tf
+    from modelconv.workers import tf_worker
 
-    monkeypatch.setattr(runners_tf, "tf_available", lambda: False)
+    monkeypatch.setattr(tf_worker, "tf_available", lambda: False)
     folder = _copy_fixture(tmp_path)
     _rewrite_metadata(folder, lambda root: root.update(class_name="MyModel", config={}))
     sm = import_savedmodel(folder, ConvertOptions())
@@ -385,9 +385,9 @@ def test_subclassed_metadata_takes_the_graph_route(tmp_path: Path,
 
 def test_other_signature_is_read_from_the_graph(monkeypatch: pytest.MonkeyPatch) -> None:
     from modelconv.importers.tf import import_savedmodel
-    from modelconv.verification import runners_tf
+    from modelconv.workers import tf_worker
 
-    monkeypatch.setattr(runners_tf, "tf_available", lambda: False)
+    monkeypatch.setattr(tf_worker, "tf_available", lambda: False)
     with pytest.raises(ModelLoadError, match=r"no signature 'other'.*serving_default"):
         import_savedmodel(K2SM, ConvertOptions(signature="other"))
     sm = import_savedmodel(K2SM, ConvertOptions())
@@ -396,7 +396,7 @@ def test_other_signature_is_read_from_the_graph(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_keras_output_names() -> None:
-    from modelconv.importers.tf import keras_output_names
+    from modelconv.importers.tf.keras_route import keras_output_names
 
     assert keras_output_names(["d", "e", "d", "d"]) == ["d", "e", "d_1", "d_2"]
 
@@ -566,7 +566,7 @@ def tf_keras_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import subprocess
     import sys
 
-    from modelconv.verification.runners_tf import worker_env
+    from modelconv.workers.tf_worker import worker_env
 
     if importlib.util.find_spec("tf_keras") is None:
         pytest.skip("tf_keras not installed")
@@ -606,7 +606,7 @@ def test_tf_keras_savedmodel_native(name: str, verify: bool, tf_keras_models: Pa
 @pytest.mark.tf
 @needs_tf
 def test_tf_keras_weight_order_matches_layer_weights(tf_keras_models: Path) -> None:
-    from modelconv.importers.tf.files.object_graph import open_keras_savedmodel
+    from modelconv.importers.tf.keras_route import open_keras_savedmodel
 
     with np.load(tf_keras_models / "order_weights.npz") as data:
         ref = {k: data[k] for k in data.files}

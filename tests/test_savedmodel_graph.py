@@ -276,9 +276,9 @@ def test_file_ops_refused_before_conversion(tmp_path: Path) -> None:
 def test_unsupported_op_without_tensorflow_names_it(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from modelconv.importers.tf import import_savedmodel
-    from modelconv.verification import runners_tf
+    from modelconv.workers import tf_worker
 
-    monkeypatch.setattr(runners_tf, "tf_available", lambda: False)
+    monkeypatch.setattr(tf_worker, "tf_available", lambda: False)
     folder = _model(tmp_path / "sm", _body(mul_inputs=["f1:y:0", "c:output:0"],
                                            extra=[_node("f1", "FancyOp", ["a"])]))
     with pytest.raises(UnsupportedOpsError, match="FancyOp"):

@@ -118,7 +118,7 @@ def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
     root = tmp_path_factory.mktemp("tf_graph_ops")
     names = _selected(request.session) or list(TABLE.CASES)
-    from modelconv.verification.runners_tf import worker_env
+    from modelconv.workers.tf_worker import worker_env
 
     # KERAS_BACKEND=tensorflow: other test modules set it to torch in this process, and
     # tf.saved_model.save importing Keras-on-torch next to TensorFlow crashes the builder
@@ -195,7 +195,7 @@ def test_op(built: Built, name: str, tmp_path: Path) -> None:
 
 def test_every_registered_op_is_covered(built: Built) -> None:
     """Each registered op appears in the graph of a case (or is listed as unproducible)."""
-    from modelconv.importers.tf.files.tfgraph import reachable_ops, read_saved_model
+    from modelconv.importers.tf.files.saved_model import reachable_ops, read_saved_model
     from modelconv.importers.tf.graph.core import OPS  # the package import registers every op
 
     assert set(NOT_PRODUCIBLE) <= set(OPS.keys())

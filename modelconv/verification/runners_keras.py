@@ -143,7 +143,7 @@ class KerasRunner:
     def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Outputs for positional ``feeds``."""
         if self.major == 2:
-            from modelconv.verification.runners_tf import run_worker
+            from modelconv.workers.tf_worker import run_worker
 
             result = run_worker("keras2", self.path, list(feeds))
             return [result[f"out{i}"] for i in range(len(self._outputs))]

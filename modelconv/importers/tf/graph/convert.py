@@ -29,7 +29,7 @@ from modelconv.importers.tf.files import protowire as pw
 from modelconv.importers.tf.files import saved_model as gd
 from modelconv.importers.tf.files.bundle import OBJECT_GRAPH_KEY, TensorBundle
 from modelconv.importers.tf.files.object_graph import ObjectGraph
-from modelconv.importers.tf.files.tfgraph import Signature, read_saved_model
+from modelconv.importers.tf.files.saved_model import Signature, read_saved_model
 from modelconv.importers.tf.graph.core import OPS, OUTPUT_ARGS, TT, ConvertError, Ctx, Resource
 from modelconv.ir.builder import GraphBuilder
 
