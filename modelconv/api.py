@@ -28,7 +28,7 @@ from modelconv.errors import (
 )
 from modelconv.fileio import check_output_path
 from modelconv.formats import FORMATS, SourceModel, resolve_source_format, resolve_target_format
-from modelconv.ir.info import TensorSpec, graph_input_specs, graph_output_specs
+from modelconv.ir.info import ModelInfo, graph_input_specs, graph_output_specs
 from modelconv.options import ConvertOptions
 from modelconv.verification.report import VerificationReport
 
@@ -55,32 +55,6 @@ class ConversionResult:
     def verified(self) -> bool:
         """True when verification ran and passed."""
         return self.report is not None and not self.report.skipped and self.report.passed
-
-
-@dataclass
-class ModelInfo:
-    """What :func:`inspect` tells about a model file."""
-
-    path: str
-    format: str
-    inputs: list[TensorSpec]
-    outputs: list[TensorSpec]
-    op_counts: dict[str, int]
-    num_parameters: int
-    parameter_bytes: int
-    opset: int | None = None
-    producer: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "path": self.path, "format": self.format, "opset": self.opset,
-            "producer": self.producer,
-            "inputs": [s.to_dict() for s in self.inputs],
-            "outputs": [s.to_dict() for s in self.outputs],
-            "op_counts": self.op_counts, "num_parameters": self.num_parameters,
-            "parameter_bytes": self.parameter_bytes,
-        }
 
 
 def load(src: Source, options: ConvertOptions | None = None, **kwargs: Any) -> SourceModel:

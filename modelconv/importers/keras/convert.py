@@ -42,7 +42,8 @@ def load_handlers() -> None:
         importlib.import_module(f"modelconv.importers.keras.layers_{name}")
 
 
-def _dtype_name(spec: Any) -> str:
+def dtype_name(spec: Any) -> str:
+    """The numpy dtype name of a Keras ``dtype`` config (a name or a DTypePolicy dict)."""
     if isinstance(spec, dict):
         spec = (spec.get("config") or {}).get("name", "float32")
     name = str(spec or "float32")
@@ -115,7 +116,7 @@ class _Converter:
             dims: list[int | str | None] = [
                 int(d) if d is not None else ("batch" if i == 0 else f"{node.name}_d{i}")
                 for i, d in enumerate(shape)]
-            dtype = _dtype_name(cfg.get("dtype"))
+            dtype = dtype_name(cfg.get("dtype"))
             value = self.b.add_input(node.name, np.dtype(dtype), dims)
             out.append(KTensor(value, len(dims), LAST, dtype))
         return out

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from modelconv.importers.keras.tensors import FIRST, LAST, ir_axis, perm_to_first, perm_to_last
 from modelconv.importers.tf.files.saved_model import NodeDef
 from modelconv.ir.builder import GraphBuilder
+from modelconv.ir.layout import FIRST, LAST, ir_axis, perm_to_first, perm_to_last
 from modelconv.registry import Registry
 
 #: constants up to this many elements are shared between uses (GraphBuilder.const)

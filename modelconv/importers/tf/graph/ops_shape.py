@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from modelconv.importers.keras.tensors import perm_to_first, perm_to_last
 from modelconv.importers.tf.files.saved_model import NodeDef
 from modelconv.importers.tf.graph.core import (
     FIRST,
@@ -23,6 +22,7 @@ from modelconv.importers.tf.graph.core import (
     tf_op,
     with_known,
 )
+from modelconv.ir.layout import perm_to_first, perm_to_last
 
 INT_MAX = np.iinfo(np.int64).max
 INT_MIN = np.iinfo(np.int64).min
