@@ -191,8 +191,11 @@ def inspect(path: str | os.PathLike[str], options: ConvertOptions | None = None,
     opts = ConvertOptions.from_kwargs(options, **kwargs)
     fmt = resolve_source_format(p, opts.source_format) if p.suffix != ".tflite" else "tflite"
     if fmt == "tflite":
-        from modelconv.exporters.tflite.inspect import inspect_tflite
-
+        try:
+            from modelconv.exporters.tflite.inspect import inspect_tflite
+        except ImportError as exc:  # the package registers its lowerings: needs the extra
+            raise MissingDependencyError("ai-edge-litert", "tflite",
+                                         "Inspecting .tflite") from exc
         return inspect_tflite(p)
     source = load(p, opts, verify=False)
     graph = source.model.graph
