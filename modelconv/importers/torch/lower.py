@@ -18,7 +18,7 @@ from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind, OutputKind
 
 from modelconv.errors import ModelconvError, UnsupportedOpsError
-from modelconv.importers.torch.aten import ATEN_OPS, AtenBuilder, ir_dtype
+from modelconv.importers.torch.aten import ATEN_OPS, AtenBuilder, check_call, ir_dtype
 from modelconv.importers.torch.inplace import functional_key, mutates, safe_inplace
 
 #: FX targets the lowering handles itself (no registry entry)
@@ -86,7 +86,8 @@ def handler_keys(ep: ExportedProgram) -> tuple[dict[str, str], dict[str, list[st
     """(handler key per call_function node name, {unsupported op: [source names]}).
 
     In-place ops map to their functional handler where :func:`.inplace.safe_inplace`
-    allows it; other mutating ops and ops without a handler are unsupported.
+    allows it; other mutating ops and ops without a handler are unsupported, and so are
+    calls the handler's registered check refuses (listed as ``"key (reason)"``).
     """
     keys: dict[str, str] = {}
     missing: dict[str, list[str]] = {}
@@ -106,8 +107,22 @@ def handler_keys(ep: ExportedProgram) -> tuple[dict[str, str], dict[str, list[st
             key = functional if supported and functional is not None else key
         if not supported:
             missing.setdefault(key, []).append(source_name(node))
+        elif (reason := check_call(key, *_fake_args(node))) is not None:
+            missing.setdefault(f"{key} ({reason})", []).append(source_name(node))
         keys[node.name] = key
     return keys, missing
+
+
+def _fake_args(node: torch.fx.Node) -> tuple[list[Any], dict[str, Any]]:
+    """The node's arguments with every FX node replaced by its ``meta["val"]``."""
+    def fake(a: Any) -> Any:
+        if isinstance(a, torch.fx.Node):
+            return a.meta.get("val")
+        if isinstance(a, (list, tuple)):
+            return type(a)(fake(x) for x in a)
+        return a
+
+    return [fake(a) for a in node.args], {k: fake(v) for k, v in node.kwargs.items()}
 
 
 def check_supported(ep: ExportedProgram) -> None:

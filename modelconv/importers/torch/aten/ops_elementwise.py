@@ -45,7 +45,7 @@ def _logical(onnx_op: str) -> Any:
     return handler
 
 
-for _keys, _onnx in [
+for _logical_keys, _onnx in [
     (("aten.logical_and.default",), "And"),
     (("aten.bitwise_and.Tensor", "aten.bitwise_and.Scalar",
       "aten.__and__.Tensor", "aten.__and__.Scalar"), "And"),
@@ -56,7 +56,7 @@ for _keys, _onnx in [
     (("aten.bitwise_xor.Tensor", "aten.bitwise_xor.Scalar",
       "aten.__xor__.Tensor", "aten.__xor__.Scalar"), "Xor"),
 ]:
-    aten_op(*_keys)(_logical(_onnx))
+    aten_op(*_logical_keys)(_logical(_onnx))
 
 
 def _with_alpha(onnx_op: str) -> Any:
@@ -148,7 +148,7 @@ def _compare(onnx_op: str, negate: bool = False) -> Any:
     return handler
 
 
-for _keys, _onnx, _neg in [
+for _compare_keys, _onnx, _neg in [
     (("aten.eq.Tensor", "aten.eq.Scalar"), "Equal", False),
     (("aten.ne.Tensor", "aten.ne.Scalar"), "Equal", True),
     (("aten.lt.Tensor", "aten.lt.Scalar"), "Less", False),
@@ -156,7 +156,7 @@ for _keys, _onnx, _neg in [
     (("aten.gt.Tensor", "aten.gt.Scalar"), "Greater", False),
     (("aten.ge.Tensor", "aten.ge.Scalar"), "GreaterOrEqual", False),
 ]:
-    aten_op(*_keys)(_compare(_onnx, _neg))
+    aten_op(*_compare_keys)(_compare(_onnx, _neg))
 
 
 _UNARY = {
