@@ -32,31 +32,12 @@ Handler = Callable[..., Any]
 Check = Callable[[dict[str, Any]], str | None]
 
 ATEN_OPS: Registry[Handler] = Registry("aten op")
-ATEN_CHECKS: dict[str, Check] = {}
 
 
 def aten_op(*keys: str, check: Check | None = None) -> Callable[[Handler], Handler]:
-    """Decorator registering a handler for the ATen overloads ``keys`` (and its ``check``).
-
-    Args:
-        *keys: ATen overload names written in full (``"aten.mul.Tensor"``).
-        check: says why a call cannot be converted (None when it can); see the module doc.
-
-    Returns:
-        The decorator (it returns the handler unchanged).
-
-    Raises:
-        ValueError: a key already has a handler.
-    """
-    register = ATEN_OPS.register(*keys)
-
-    def deco(fn: Handler) -> Handler:
-        register(fn)
-        if check is not None:
-            ATEN_CHECKS.update(dict.fromkeys(keys, check))
-        return fn
-
-    return deco
+    """Decorator registering a handler for the ATen overloads ``keys`` (written in full:
+    ``"aten.mul.Tensor"``) and its ``check`` (see the module doc)."""
+    return ATEN_OPS.register(*keys, check=check)
 
 
 def check_call(key: str, args: Sequence[Any], kwargs: dict[str, Any]) -> str | None:
@@ -71,7 +52,7 @@ def check_call(key: str, args: Sequence[Any], kwargs: dict[str, Any]) -> str | N
         The registered check's reason, or None (no check, or the check accepts the call;
         a call that does not fit the handler's signature is left for the lowering to report).
     """
-    check = ATEN_CHECKS.get(key)
+    check = ATEN_OPS.check(key)
     handler = ATEN_OPS.get(key)
     if check is None or handler is None:
         return None
