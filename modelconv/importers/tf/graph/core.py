@@ -136,6 +136,14 @@ class Ctx:
         """A computed tensor."""
         return TT(self, value, rank=rank, layout=layout, dtype=dtype, length=length)
 
+    def gather(self, data: TT, indices: TT, axis: int) -> TT:
+        """``data`` gathered along TF axis ``axis`` (folded when both are constants)."""
+        if data.const is not None and indices.const is not None:
+            return self.const(np.take(data.const, indices.const, axis=axis))
+        rank = data.rank + indices.rank - 1 if data.rank >= 0 and indices.rank >= 0 else -1
+        value = self.b.Gather(self.last(data), self.last(indices), axis=axis)
+        return self.out(value, rank, data.dtype)
+
     # -- layouts -------------------------------------------------------------------
     def _view(self, x: TT, layout: str) -> ir.Value:
         if x.rank < 3 or x.layout == layout:

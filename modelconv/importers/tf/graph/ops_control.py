@@ -42,9 +42,7 @@ class TensorList:
             return item
         if self.source is None:
             raise ConvertError(f"item {index} read before it is written")
-        from modelconv.importers.tf.graph.ops_math import _gather_axis
-
-        return _gather_axis(cx, self.source, cx.const(np.asarray(index, np.int64)), 0)
+        return cx.gather(self.source, cx.const(np.asarray(index, np.int64)), 0)
 
     def set(self, index: int, item: TT) -> TensorList:
         """A new list with item ``index`` replaced."""

@@ -58,15 +58,7 @@ def _resource_gather(cx: Ctx, node: NodeDef, ins: list[Any]) -> TT:
     table, indices = _variable(cx, ins[0]), ins[1]
     if int(node.attr("batch_dims", 0)):
         raise ConvertError("batch_dims")
-    return _gather_axis(cx, table, indices, 0)
-
-
-def _gather_axis(cx: Ctx, data: TT, indices: TT, axis: int) -> TT:
-    if data.const is not None and indices.const is not None:
-        return cx.const(np.take(data.const, indices.const, axis=axis))
-    rank = data.rank + indices.rank - 1 if data.rank >= 0 and indices.rank >= 0 else -1
-    value = cx.b.Gather(cx.last(data), cx.last(indices), axis=axis)
-    return cx.out(value, rank, data.dtype)
+    return cx.gather(table, indices, 0)
 
 
 @tf_op("Identity", "StopGradient", "Snapshot", "PreventGradient", "EnsureShape",

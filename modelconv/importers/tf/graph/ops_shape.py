@@ -204,15 +204,13 @@ def _shape(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
 
 @tf_op("GatherV2", "Gather")
 def _gather(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
-    from modelconv.importers.tf.graph.ops_math import _gather_axis
-
     params, indices = ins[0], ins[1]
     axis = cx.int_values(ins[2], "axis")[0] if len(ins) > 2 else 0
     if int(node.attr("batch_dims", 0)):
         raise ConvertError("batch_dims")
     if params.rank >= 0 and axis < 0:
         axis += params.rank
-    out = _gather_axis(cx, params, indices, axis)
+    out = cx.gather(params, indices, axis)
     if params.rank == 1 and indices.rank == 1 and indices.const is not None:
         out.length = int(indices.const.size)
     values = known_values(params)
