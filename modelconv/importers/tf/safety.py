@@ -37,7 +37,6 @@ def refuse_unsafe_ops(saved: SavedModelProto, display: str) -> None:
         UnsafeModelError: naming the ops and up to three nodes holding each.
         ModelLoadError: the graph is corrupt.
     """
-
     ops, saver_ops = reachable_ops(saved)
     unsafe = {op: names for op, names in ops.items() if op in UNSAFE_TF_OPS}
     unsafe.update({op: names for op, names in saver_ops.items()
