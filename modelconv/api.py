@@ -76,6 +76,14 @@ def load(src: Source, options: ConvertOptions | None = None, **kwargs: Any) -> S
             f"cannot read the {fmt} model: {type(exc).__name__}: {_first_line(exc)}",
             path=where, hint="The file may be corrupt; run with --debug for details",
         ) from exc
+    if opts.input_names is not None or opts.output_names is not None:
+        from modelconv.ir.naming import rename_io
+
+        before = [v.name or "" for v in source.model.graph.inputs]
+        rename_io(source.model, opts.input_names, opts.output_names)
+        moved = dict(zip(before, (v.name or "" for v in source.model.graph.inputs),
+                         strict=True))
+        source.int_ranges = {moved.get(k, k): r for k, r in source.int_ranges.items()}
     return source
 
 
