@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from modelconv.importers.keras.tensors import FIRST, LAST, ir_axis, perm_to_first, perm_to_last
-from modelconv.importers.tf.graphdef import NodeDef
-from modelconv.importers.tfbundle import TF_DTYPES
+from modelconv.importers.tf.files.bundle import TF_DTYPES
+from modelconv.importers.tf.files.saved_model import NodeDef
 from modelconv.ir.builder import GraphBuilder
+from modelconv.ir.layout import FIRST, LAST, ir_axis, perm_to_first, perm_to_last
 from modelconv.registry import Registry
 
 #: constants up to this many elements are shared between uses (GraphBuilder.const)
@@ -228,6 +228,17 @@ class Ctx:
         """A computed tensor."""
         return TT(self, value, rank=rank, layout=layout, dtype=dtype, length=length)
 
+    def gather(self, data: TT, indices: TT, axis: int, batch_dims: int = 0) -> TT:
+        """``data`` gathered along TF axis ``axis`` (>= 0; folded when both are constants),
+        the first ``batch_dims`` (>= 0) dimensions of both paired up."""
+        if batch_dims:
+            return _gather_batched(self, data, indices, axis, batch_dims)
+        if data.const is not None and indices.const is not None:
+            return self.const(np.take(data.const, indices.const, axis=axis))
+        rank = data.rank + indices.rank - 1 if data.rank >= 0 and indices.rank >= 0 else -1
+        value = self.b.Gather(self.last(data), self.last(indices), axis=axis)
+        return self.out(value, rank, data.dtype)
+
     # -- layouts -------------------------------------------------------------------
     def _view(self, x: TT, layout: str) -> ir.Value:
         if x.rank < 3 or x.layout == layout:
@@ -279,6 +290,34 @@ class Ctx:
         if x.const is None:
             raise ConvertError(f"{what} must be a constant")
         return [int(v) for v in np.asarray(x.const).reshape(-1)]
+
+
+def _gather_batched(cx: Ctx, data: TT, indices: TT, axis: int, b: int) -> TT:
+    """Gather with ``b`` batch dims: ONNX GatherND(batch_dims=b) on ``data`` with ``axis``
+    moved to ``b``, then the index dims moved after ``data``'s dims ``b..axis``."""
+    if data.rank < 0 or indices.rank < 0:
+        raise ConvertError("batch_dims on operands of unknown rank")
+    if not b <= axis < data.rank or b > indices.rank:
+        raise ConvertError(f"batch_dims {b} with axis {axis}")
+    if data.const is not None and indices.const is not None:
+        flat_d = data.const.reshape(-1, *data.const.shape[b:])
+        flat_i = indices.const.reshape(-1, *indices.const.shape[b:])
+        parts = [np.take(d, i, axis=axis - b) for d, i in zip(flat_d, flat_i, strict=True)]
+        return cx.const(np.stack(parts).reshape(*data.const.shape[:b], *parts[0].shape))
+    move = [*range(b), axis, *range(b, axis), *range(axis + 1, data.rank)]
+    value = cx.last(data)
+    if move != sorted(move):
+        value = cx.b.Transpose(value, perm=move)
+    index = cx.b.Unsqueeze(cx.b.Cast(cx.last(indices), to=ir.DataType.INT64),
+                           cx.const(np.asarray([-1], np.int64)).value)
+    value = cx.b.GatherND(value, index, batch_dims=b)
+    n_idx, n_mid = indices.rank - b, axis - b
+    rank = data.rank + indices.rank - b - 1
+    if n_mid and n_idx:
+        perm = [*range(b), *range(b + n_idx, b + n_idx + n_mid), *range(b, b + n_idx),
+                *range(b + n_idx + n_mid, rank)]
+        value = cx.b.Transpose(value, perm=perm)
+    return cx.out(value, rank, data.dtype)
 
 
 def axis_in(axis: int, rank: int, layout: str) -> int:

@@ -9,8 +9,9 @@ import numpy as np
 import onnx_ir as ir
 
 from modelconv.errors import ModelLoadError
-from modelconv.importers import protowire as pw
-from modelconv.importers.tf.core import (
+from modelconv.importers.tf.files import protowire as pw
+from modelconv.importers.tf.files.saved_model import NodeDef, tensor_value
+from modelconv.importers.tf.graph.core import (
     FIRST,
     LAST,
     TT,
@@ -22,7 +23,6 @@ from modelconv.importers.tf.core import (
     np_dtype_of,
     tf_op,
 )
-from modelconv.importers.tf.graphdef import NodeDef, tensor_value
 
 # --------------------------------------------------------------------------------------
 # values and pass-through
@@ -61,47 +61,8 @@ def tf_resource_gather(cx: Ctx, node: NodeDef, ins: list[Any]) -> TT:
     table, indices = _variable(cx, ins[0]), ins[1]
     b = int(node.attr("batch_dims", 0))
     b = b + indices.rank if b < 0 and indices.rank >= 0 else b
-    return _gather_axis(cx, table, indices, b, b)
+    return cx.gather(table, indices, b, b)
 
-
-def _gather_axis(cx: Ctx, data: TT, indices: TT, axis: int, batch_dims: int = 0) -> TT:
-    """TF's gather of ``data`` along ``axis`` (>= 0) by ``indices``, the first
-    ``batch_dims`` (>= 0) dimensions of both paired up."""
-    if batch_dims:
-        return _gather_batched(cx, data, indices, axis, batch_dims)
-    if data.const is not None and indices.const is not None:
-        return cx.const(np.take(data.const, indices.const, axis=axis))
-    rank = data.rank + indices.rank - 1 if data.rank >= 0 and indices.rank >= 0 else -1
-    value = cx.b.Gather(cx.last(data), cx.last(indices), axis=axis)
-    return cx.out(value, rank, data.dtype)
-
-
-def _gather_batched(cx: Ctx, data: TT, indices: TT, axis: int, b: int) -> TT:
-    """Gather with ``b`` batch dims: ONNX GatherND(batch_dims=b) on ``data`` with ``axis``
-    moved to ``b``, then the index dims moved after ``data``'s dims ``b..axis``."""
-    if data.rank < 0 or indices.rank < 0:
-        raise ConvertError("batch_dims on operands of unknown rank")
-    if not b <= axis < data.rank or b > indices.rank:
-        raise ConvertError(f"batch_dims {b} with axis {axis}")
-    if data.const is not None and indices.const is not None:
-        flat_d = data.const.reshape(-1, *data.const.shape[b:])
-        flat_i = indices.const.reshape(-1, *indices.const.shape[b:])
-        parts = [np.take(d, i, axis=axis - b) for d, i in zip(flat_d, flat_i, strict=True)]
-        return cx.const(np.stack(parts).reshape(*data.const.shape[:b], *parts[0].shape))
-    move = [*range(b), axis, *range(b, axis), *range(axis + 1, data.rank)]
-    value = cx.last(data)
-    if move != sorted(move):
-        value = cx.b.Transpose(value, perm=move)
-    index = cx.b.Unsqueeze(cx.b.Cast(cx.last(indices), to=ir.DataType.INT64),
-                           cx.const(np.asarray([-1], np.int64)).value)
-    value = cx.b.GatherND(value, index, batch_dims=b)
-    n_idx, n_mid = indices.rank - b, axis - b
-    rank = data.rank + indices.rank - b - 1
-    if n_mid and n_idx:
-        perm = [*range(b), *range(b + n_idx, b + n_idx + n_mid), *range(b, b + n_idx),
-                *range(b + n_idx + n_mid, rank)]
-        value = cx.b.Transpose(value, perm=perm)
-    return cx.out(value, rank, data.dtype)
 
 
 @tf_op("Identity", "StopGradient", "Snapshot", "PreventGradient", "EnsureShape",

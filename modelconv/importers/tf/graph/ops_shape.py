@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from modelconv.importers.keras.tensors import perm_to_first, perm_to_last
-from modelconv.importers.tf.core import (
+from modelconv.importers.tf.files.saved_model import NodeDef
+from modelconv.importers.tf.graph.core import (
     FIRST,
     LAST,
     TT,
@@ -23,7 +23,7 @@ from modelconv.importers.tf.core import (
     tf_op,
     with_known,
 )
-from modelconv.importers.tf.graphdef import NodeDef
+from modelconv.ir.layout import perm_to_first, perm_to_last
 
 INT_MAX = np.iinfo(np.int64).max
 INT_MIN = np.iinfo(np.int64).min
@@ -218,15 +218,13 @@ def tf_shape(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
                                     "batch_dims"))
 def tf_gather(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     """GatherV2 on a constant axis and batch_dims (negative ones too), Gather (axis 0)."""
-    from modelconv.importers.tf.ops_math import _gather_axis
-
     params, indices = ins[0], ins[1]
     axis = cx.int_values(ins[2], "axis")[0] if len(ins) > 2 else 0
     if params.rank >= 0 and axis < 0:
         axis += params.rank
     b = int(node.attr("batch_dims", 0))
     b = b + indices.rank if b < 0 and indices.rank >= 0 else b
-    out = _gather_axis(cx, params, indices, axis, b)
+    out = cx.gather(params, indices, axis, b)
     if params.rank == 1 and indices.rank == 1 and indices.const is not None:
         out.length = int(indices.const.size)
     values = known_values(params)

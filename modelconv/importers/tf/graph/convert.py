@@ -26,10 +26,12 @@ import numpy as np
 import onnx_ir as ir
 
 from modelconv.errors import ModelLoadError, UnsupportedOpsError
-from modelconv.importers import protowire as pw
-from modelconv.importers.keras.savedmodel_native import ObjectGraph
-from modelconv.importers.tf import graphdef as gd
-from modelconv.importers.tf.core import (
+from modelconv.importers.tf.files import protowire as pw
+from modelconv.importers.tf.files import saved_model as gd
+from modelconv.importers.tf.files.bundle import OBJECT_GRAPH_KEY, TensorBundle
+from modelconv.importers.tf.files.object_graph import ObjectGraph
+from modelconv.importers.tf.files.saved_model import Signature, read_saved_model
+from modelconv.importers.tf.graph.core import (
     COMPUTABLE_DTYPES,
     OPS,
     OUTPUT_ARGS,
@@ -41,8 +43,6 @@ from modelconv.importers.tf.core import (
     dtype_name,
     np_dtype_of,
 )
-from modelconv.importers.tfbundle import OBJECT_GRAPH_KEY, TensorBundle
-from modelconv.importers.tfgraph import Signature, read_saved_model
 from modelconv.ir.builder import GraphBuilder
 
 #: function-call ops (inlined)
