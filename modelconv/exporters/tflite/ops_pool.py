@@ -9,6 +9,7 @@ from ai_edge_litert import schema_py_generated as s
 from modelconv.errors import ExportError
 from modelconv.exporters.tflite._geometry import Window, explicit_end_pads
 from modelconv.exporters.tflite.graph import LoweringContext
+from modelconv.exporters.tflite.kernels import dtype_reason, emit_typed, value_dtype
 from modelconv.exporters.tflite.ops_conv import as_nhwc4, finish_rank, prepare_window
 from modelconv.exporters.tflite.registry import attr, output_used, tflite_lowering
 
@@ -96,7 +97,7 @@ def _reduce(ctx: LoweringContext, x: int, axes: list[int], keep: bool, code: str
             dst: int) -> None:
     opts = s.ReducerOptionsT()
     opts.keepDims = keep
-    ctx.emit(code, [x, ctx.i32(axes, "axes")], [dst], opts)
+    emit_typed(ctx, code, [x, ctx.i32(axes, "axes")], dst, opts)
 
 
 @tflite_lowering("GlobalAveragePool", "GlobalMaxPool")
@@ -112,7 +113,25 @@ _REDUCERS = {"ReduceMean": "MEAN", "ReduceSum": "SUM", "ReduceMax": "REDUCE_MAX"
              "ReduceMin": "REDUCE_MIN", "ReduceProd": "REDUCE_PROD"}
 
 
-@tflite_lowering(*_REDUCERS, "ReduceL2", "ReduceSumSquare")
+_BOOL_REDUCERS = {"ReduceMax": "REDUCE_ANY", "ReduceMin": "REDUCE_ALL"}
+
+
+def reducer_code(node: ir.Node) -> str:
+    """The TFLite reducer for ``node`` (bool max / min are REDUCE_ANY / REDUCE_ALL)."""
+    if value_dtype(node.inputs[0]) == "bool" and node.op_type in _BOOL_REDUCERS:
+        return _BOOL_REDUCERS[node.op_type]
+    return _REDUCERS.get(node.op_type, "SUM")
+
+
+def check_reduce(node: ir.Node) -> str | None:
+    """The reducer kernel must take the input dtype (L2 / SumSquare: float only)."""
+    if node.op_type in ("ReduceL2", "ReduceSumSquare"):
+        name = value_dtype(node.inputs[0])
+        return None if name in (None, "float32") else f"{name} inputs"
+    return dtype_reason(reducer_code(node), node.inputs[0])
+
+
+@tflite_lowering(*_REDUCERS, "ReduceL2", "ReduceSumSquare", check=check_reduce)
 def lower_reduce(ctx: LoweringContext, node: ir.Node) -> None:
     """Reduce* -> MEAN/SUM/REDUCE_MAX/REDUCE_MIN/REDUCE_PROD (L2 and SumSquare composed)."""
     x = ctx.inp(node, 0)
@@ -139,12 +158,14 @@ def lower_reduce(ctx: LoweringContext, node: ir.Node) -> None:
         if total != dst:
             ctx.emit("SQRT", [total], [dst])
         return
-    _reduce(ctx, x, axes, bool(keep), _REDUCERS[node.op_type], dst)
+    _reduce(ctx, x, axes, bool(keep), reducer_code(node), dst)
 
 
 def check_arg(node: ir.Node) -> str | None:
-    """ARG_MAX / ARG_MIN return the first index only."""
-    return "select_last_index=1" if attr(node, "select_last_index", 0) else None
+    """ARG_MAX / ARG_MIN return the first index only; the kernel must take the dtype."""
+    if attr(node, "select_last_index", 0):
+        return "select_last_index=1"
+    return dtype_reason("ARG_MAX", node.inputs[0])
 
 
 @tflite_lowering("ArgMax", "ArgMin", check=check_arg)
@@ -162,6 +183,6 @@ def lower_argmax(ctx: LoweringContext, node: ir.Node) -> None:
     code = "ARG_MAX" if node.op_type == "ArgMax" else "ARG_MIN"
     opts = s.ArgMaxOptionsT() if code == "ARG_MAX" else s.ArgMinOptionsT()
     opts.outputType = s.TensorType.INT64
-    ctx.emit(code, [x, ctx.i32([axis], "axis")], [y], opts)
+    emit_typed(ctx, code, [x, ctx.i32([axis], "axis")], y, opts)
     if y != dst:
         ctx.reshape(y, ctx.t(dst).shape, dst=dst)

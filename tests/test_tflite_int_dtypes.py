@@ -1,0 +1,159 @@
+"""Integer / bool dtype table: every element-wise, comparison, reduction and matmul lowering
+for every dtype its ONNX schema allows either runs in LiteRT with exactly onnxruntime's (or
+the ONNX reference's) values, or is refused at export with an UnsupportedOpsError naming the
+op and dtype. LiteRT runs in a child process: a kernel abort fails one case, not pytest."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+from onnx import TensorProto, helper
+
+pytest.importorskip("ai_edge_litert")
+
+from modelconv.errors import UnsupportedOpsError  # noqa: E402
+from modelconv.exporters.tflite import convert_to_tflite  # noqa: E402
+from tests.litert_isolated import IsolatedLiteRT  # noqa: E402
+
+OPSET = 21
+DTYPES = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32,
+          "int64": np.int64, "uint16": np.uint16, "uint32": np.uint32, "bool": np.bool_}
+
+
+@dataclass
+class Op:
+    """One op of the table: how many runtime inputs, attributes, constant inputs."""
+
+    op: str
+    arity: int = 2
+    attrs: dict[str, Any] = field(default_factory=dict)
+    consts: list[np.ndarray] = field(default_factory=list)  # trailing constant inputs
+    shapes: list[list[int]] | None = None
+    nonzero: bool = False  # second input never 0 (Div, Mod)
+    small: bool = False  # small non-negative values (Pow)
+
+
+OPS = [
+    *[Op(n) for n in ("Add", "Sub", "Mul", "Max", "Min")],
+    Op("Div", nonzero=True), Op("Mod", nonzero=True), Op("Pow", small=True),
+    *[Op(n) for n in ("Equal", "Greater", "GreaterOrEqual", "Less", "LessOrEqual")],
+    Op("And"), Op("Or"), Op("Xor"), Op("Not", 1),
+    *[Op(n, 1) for n in ("Abs", "Neg", "Sign", "Relu", "Identity")],
+    Op("Clip", 1, consts=["lo", "hi"]),  # type: ignore[list-item]
+    *[Op(n, 1, {"keepdims": 0}, consts=[np.asarray([1], np.int64)])
+      for n in ("ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceMean")],
+    Op("ArgMax", 1, {"axis": 1}),
+    Op("MatMul", shapes=[[2, 3], [3, 4]]),
+    Op("Where", 3),
+]
+
+
+def allowed(op: str) -> dict[str, set[str]]:
+    """Type constraint name -> dtypes the ONNX schema (at OPSET) allows."""
+    schema = onnx.defs.get_schema(op, OPSET)
+    return {c.type_param_str: {t[7:-1] for t in c.allowed_type_strs}
+            for c in schema.type_constraints}
+
+
+def cases() -> Iterator[tuple[Op, str]]:
+    """(op, dtype) pairs the schema allows."""
+    for spec in OPS:
+        constraint = "T" if spec.op != "Where" else "T"
+        for name in DTYPES:
+            if name in allowed(spec.op).get(constraint, set()):
+                yield spec, name
+
+
+CASES = list(cases())
+
+
+def _values(rng: np.random.Generator, dtype: Any, shape: list[int], spec: Op, k: int
+            ) -> np.ndarray:
+    if np.dtype(dtype) == np.bool_:
+        return rng.integers(0, 2, shape).astype(np.bool_)
+    info = np.iinfo(dtype)
+    if spec.small:
+        return rng.integers(0, 4, shape).astype(dtype)
+    lo, hi = max(int(info.min), -100), min(int(info.max), 100)
+    arr = rng.integers(lo, hi + 1, shape).astype(dtype)
+    if spec.nonzero and k == 1:
+        arr[arr == 0] = 3
+    return arr
+
+
+def build(spec: Op, dtype_name: str) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """The one-node model for ``spec`` at ``dtype_name`` and its seeded feeds."""
+    dtype = DTYPES[dtype_name]
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    rng = np.random.default_rng(0)
+    shapes = spec.shapes or [[2, 3]] * spec.arity
+    names = [f"x{k}" for k in range(spec.arity)]
+    feeds = {n: _values(rng, dtype, s, spec, k)
+             for k, (n, s) in enumerate(zip(names, shapes, strict=True))}
+    infos = [helper.make_tensor_value_info(n, elem, s) for n, s in zip(names, shapes,
+                                                                        strict=True)]
+    inits = []
+    if spec.op == "Where":
+        feeds["x0"] = feeds["x0"].astype(np.bool_) if dtype_name != "bool" else feeds["x0"]
+        infos[0] = helper.make_tensor_value_info("x0", TensorProto.BOOL, shapes[0])
+    if spec.op == "Clip":
+        lo, hi = (np.asarray(v, dtype) for v in ((0, 1) if dtype_name.startswith("u")
+                                                  else (-5, 7)))
+        inits = [onnx.numpy_helper.from_array(lo, "lo"), onnx.numpy_helper.from_array(hi, "hi")]
+        names += ["lo", "hi"]
+    for k, c in enumerate(spec.consts):
+        if isinstance(c, np.ndarray):
+            inits.append(onnx.numpy_helper.from_array(c, f"c{k}"))
+            names.append(f"c{k}")
+    node = helper.make_node(spec.op, names, ["y"], **spec.attrs)
+    graph = helper.make_graph([node], "g", infos, [helper.make_value_info("y", onnx.TypeProto())],
+                              inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 10
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    model.graph.output[0].CopyFrom(inferred.graph.output[0])
+    return model, feeds
+
+
+def reference(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """onnxruntime's outputs, or the ONNX reference evaluator's where ORT has no kernel."""
+    import onnxruntime as ort
+
+    try:
+        sess = ort.InferenceSession(model.SerializeToString(),
+                                    providers=["CPUExecutionProvider"])
+        return [np.asarray(o) for o in sess.run(None, feeds)]
+    except Exception:  # NOT_IMPLEMENTED for this dtype: use the spec's reference
+        from onnx.reference import ReferenceEvaluator
+
+        return [np.asarray(o) for o in ReferenceEvaluator(model).run(None, feeds)]
+
+
+@pytest.fixture(scope="module")
+def litert() -> Iterator[IsolatedLiteRT]:
+    worker = IsolatedLiteRT()
+    yield worker
+    worker.close()
+
+
+@pytest.mark.parametrize(("spec", "dtype"), CASES, ids=[f"{s.op}-{d}" for s, d in CASES])
+def test_int_dtype(spec: Op, dtype: str, litert: IsolatedLiteRT) -> None:
+    model, feeds = build(spec, dtype)
+    try:
+        data = convert_to_tflite(ir.serde.deserialize_model(model))
+    except UnsupportedOpsError as exc:
+        assert any(spec.op in key and dtype in key for key in exc.unsupported), exc.unsupported
+        return
+    ref = reference(model, feeds)
+    got = litert.run(data, feeds)
+    assert got.status == "ok", got.message
+    assert len(got.outputs) == len(ref)
+    for r, g in zip(ref, got.outputs, strict=True):
+        assert g.dtype == r.dtype and g.shape == r.shape, (g.dtype, r.dtype, g.shape, r.shape)
+        np.testing.assert_array_equal(g, r)
