@@ -64,9 +64,8 @@ def allowed(op: str) -> dict[str, set[str]]:
 def cases() -> Iterator[tuple[Op, str]]:
     """(op, dtype) pairs the schema allows."""
     for spec in OPS:
-        constraint = "T" if spec.op != "Where" else "T"
         for name in DTYPES:
-            if name in allowed(spec.op).get(constraint, set()):
+            if name in allowed(spec.op).get("T", set()):
                 yield spec, name
 
 
@@ -149,6 +148,7 @@ def test_int_dtype(spec: Op, dtype: str, litert: IsolatedLiteRT) -> None:
         data = convert_to_tflite(ir.serde.deserialize_model(model))
     except UnsupportedOpsError as exc:
         assert any(spec.op in key and dtype in key for key in exc.unsupported), exc.unsupported
+        assert spec.op not in ALWAYS_LOWERED or dtype not in ALWAYS_LOWERED[spec.op]
         return
     ref = reference(model, feeds)
     got = litert.run(data, feeds)
@@ -157,3 +157,96 @@ def test_int_dtype(spec: Op, dtype: str, litert: IsolatedLiteRT) -> None:
     for r, g in zip(ref, got.outputs, strict=True):
         assert g.dtype == r.dtype and g.shape == r.shape, (g.dtype, r.dtype, g.shape, r.shape)
         np.testing.assert_array_equal(g, r)
+
+
+# Rows that must convert (not merely be refused): the integer types models really use.
+ALWAYS_LOWERED = {op: {"int8", "uint8", "int16", "int32", "int64"} for op in
+                  ("Add", "Sub", "Mul", "Max", "Min", "Equal", "Greater", "Less", "Clip",
+                   "Neg", "Abs", "Relu", "Where")}
+
+
+def _one_node(node: onnx.NodeProto, inputs: dict[str, np.ndarray],
+              consts: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:
+    infos = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype),
+                                           list(v.shape)) for n, v in inputs.items()]
+    inits = [onnx.numpy_helper.from_array(v, n) for n, v in (consts or {}).items()]
+    graph = helper.make_graph([node], "g", infos,
+                              [helper.make_value_info(o, onnx.TypeProto()) for o in node.output],
+                              inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 10
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    for out, inf in zip(model.graph.output, inferred.graph.output, strict=True):
+        out.CopyFrom(inf)
+    return model
+
+
+def _ok_or_refused(model: onnx.ModelProto, feeds: dict[str, np.ndarray], op: str,
+                   litert: IsolatedLiteRT, what: str) -> str:
+    """'refused' (typed, naming ``op`` and ``what``) or 'ok' after an exact LiteRT run."""
+    try:
+        data = convert_to_tflite(ir.serde.deserialize_model(model))
+    except UnsupportedOpsError as exc:
+        assert any(op in key and what in key for key in exc.unsupported), exc.unsupported
+        return "refused"
+    ref = reference(model, feeds)
+    got = litert.run(data, feeds)
+    assert got.status == "ok", got.message
+    for r, g in zip(ref, got.outputs, strict=True):
+        assert g.dtype == r.dtype and g.shape == r.shape, (g.dtype, r.dtype, g.shape, r.shape)
+        np.testing.assert_array_equal(g, r)
+    return "ok"
+
+
+CASTS = [(a, b) for a in DTYPES for b in ("int32", "int64", "float32", a) if a != b]
+
+
+@pytest.mark.parametrize(("src", "dst"), CASTS, ids=[f"{a}-to-{b}" for a, b in CASTS])
+def test_cast_both_ways(src: str, dst: str, litert: IsolatedLiteRT) -> None:
+    """CAST kernels take every TFLite integer type, both ways (values wrap as in ORT)."""
+    to = {**DTYPES, "float32": np.float32}
+    x = _values(np.random.default_rng(1), DTYPES[src], [2, 5], Op("Cast"), 0)
+    node = helper.make_node("Cast", ["x"], ["y"], to=helper.np_dtype_to_tensor_dtype(
+        np.dtype(to[dst])))
+    assert _ok_or_refused(_one_node(node, {"x": x}), {"x": x}, "Cast", litert, src) == "ok"
+
+
+POWS = [("int32", "float32", "ok"), ("float32", "int64", "ok"), ("float32", "int32", "ok"),
+        ("int32", "int64", "ok"), ("int64", "float32", "refused"), ("int64", "int64", "refused")]
+
+
+@pytest.mark.parametrize(("base", "exp", "expect"), POWS, ids=[f"{b}^{e}" for b, e, _ in POWS])
+def test_mixed_dtype_pow(base: str, exp: str, expect: str, litert: IsolatedLiteRT) -> None:
+    """ONNX Pow allows a base and an exponent of different dtypes; POW needs one dtype."""
+    to = {**DTYPES, "float32": np.float32}
+    x = np.asarray([[1, 2, 3], [4, 5, 2]], to[base])
+    e = np.asarray([2, 3, 1], to[exp])
+    node = helper.make_node("Pow", ["x", "e"], ["y"])
+    got = _ok_or_refused(_one_node(node, {"x": x}, {"e": e}), {"x": x}, "Pow", litert, base)
+    assert got == expect
+
+
+MATMULS = [([4], [4, 3]), ([2, 4], [4]), ([4], [4]), ([2, 3, 4], [4]), ([4], [2, 4, 3])]
+
+
+@pytest.mark.parametrize("const_b", [False, True], ids=["runtime_b", "const_b"])
+@pytest.mark.parametrize(("a", "b"), MATMULS, ids=[f"{a}x{b}" for a, b in MATMULS])
+def test_matmul_1d_operands(a: list[int], b: list[int], const_b: bool,
+                            litert: IsolatedLiteRT) -> None:
+    """numpy matmul of 1-D operands (a row on the left, a column on the right)."""
+    rng = np.random.default_rng(2)
+    xa, xb = (rng.integers(-3, 4, s).astype(np.float32) for s in (a, b))
+    node = helper.make_node("MatMul", ["a", "b"], ["y"])
+    feeds = {"a": xa} if const_b else {"a": xa, "b": xb}
+    model = _one_node(node, feeds, {"b": xb} if const_b else None)
+    assert _ok_or_refused(model, feeds, "MatMul", litert, "float32") == "ok"
+
+
+def test_empty_shape_output_refused() -> None:
+    """Shape with start > end is a zero-element output LiteRT cannot return: refused, named."""
+    x = np.zeros((2, 3, 4), np.float32)
+    model = _one_node(helper.make_node("Shape", ["x"], ["s"], start=2, end=1, name="shp"),
+                      {"x": x})
+    with pytest.raises(UnsupportedOpsError) as info:
+        convert_to_tflite(ir.serde.deserialize_model(model))
+    assert info.value.unsupported == {"Shape (zero-element graph output 's')": ["shp"]}
