@@ -17,9 +17,9 @@ from onnx import TensorProto, helper
 
 pytest.importorskip("ai_edge_litert")
 
-from modelconv.errors import UnsupportedOpsError  # noqa: E402
-from modelconv.exporters.tflite import convert_to_tflite  # noqa: E402
-from tests.litert_isolated import IsolatedLiteRT  # noqa: E402
+from modelconv.errors import UnsupportedOpsError
+from modelconv.exporters.tflite import convert_to_tflite
+from tests.litert_isolated import IsolatedLiteRT
 
 OPSET = 21
 DTYPES = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32,
@@ -45,12 +45,26 @@ OPS = [
     *[Op(n) for n in ("Equal", "Greater", "GreaterOrEqual", "Less", "LessOrEqual")],
     Op("And"), Op("Or"), Op("Xor"), Op("Not", 1),
     *[Op(n, 1) for n in ("Abs", "Neg", "Sign", "Relu", "Identity")],
-    Op("Clip", 1, consts=["lo", "hi"]),  # type: ignore[list-item]
+    Op("Clip", 1),  # bounds: see build()
     *[Op(n, 1, {"keepdims": 0}, consts=[np.asarray([1], np.int64)])
       for n in ("ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceMean")],
     Op("ArgMax", 1, {"axis": 1}),
     Op("MatMul", shapes=[[2, 3], [3, 4]]),
     Op("Where", 3),
+    Op("CumSum", 1, consts=[np.asarray(1, np.int64)]),
+    # Data movement: kernels differ in which types they copy.
+    Op("Concat", 2, {"axis": 1}), Op("Transpose", 1, {"perm": [1, 0]}),
+    Op("Gather", 1, {"axis": 1}, consts=[np.asarray([2, 0], np.int64)]),
+    Op("Slice", 1, consts=[np.asarray([1], np.int64), np.asarray([3], np.int64),
+                           np.asarray([1], np.int64)]),
+    Op("Pad", 1, consts=[np.asarray([0, 1, 1, 0], np.int64)]),
+    Op("Pad", 1, {"mode": "reflect"}, consts=[np.asarray([0, 1, 0, 1], np.int64)]),
+    Op("Pad", 1, consts=[np.asarray([0, 1, 1, 0], np.int64), "one"]),  # type: ignore[list-item]
+    Op("Tile", 1, consts=[np.asarray([2, 1], np.int64)]),
+    Op("Expand", 1, consts=[np.asarray([2, 2, 3], np.int64)]),
+    Op("Reshape", 1, consts=[np.asarray([3, 2], np.int64)]),
+    Op("Split", 1, {"axis": 1, "num_outputs": 3}),
+    Op("Split", 1, {"axis": 1}, consts=[np.asarray([1, 2], np.int64)]),
 ]
 
 
@@ -70,6 +84,15 @@ def cases() -> Iterator[tuple[Op, str]]:
 
 
 CASES = list(cases())
+
+
+def _case_id(spec: Op, dtype: str) -> str:
+    mode = f"-{spec.attrs['mode']}" if "mode" in spec.attrs else ""
+    variant = f"-{len(spec.consts)}" if spec.op in ("Pad", "Split") else ""
+    return f"{spec.op}{mode}{variant}-{dtype}"
+
+
+IDS = [_case_id(s, d) for s, d in CASES]
 
 
 def _values(rng: np.random.Generator, dtype: Any, shape: list[int], spec: Op, k: int
@@ -107,16 +130,22 @@ def build(spec: Op, dtype_name: str) -> tuple[onnx.ModelProto, dict[str, np.ndar
         inits = [onnx.numpy_helper.from_array(lo, "lo"), onnx.numpy_helper.from_array(hi, "hi")]
         names += ["lo", "hi"]
     for k, c in enumerate(spec.consts):
+        if isinstance(c, str):  # a constant of the data dtype
+            inits.append(onnx.numpy_helper.from_array(np.ones((), dtype), f"c{k}"))
+            names.append(f"c{k}")
         if isinstance(c, np.ndarray):
             inits.append(onnx.numpy_helper.from_array(c, f"c{k}"))
             names.append(f"c{k}")
-    node = helper.make_node(spec.op, names, ["y"], **spec.attrs)
-    graph = helper.make_graph([node], "g", infos, [helper.make_value_info("y", onnx.TypeProto())],
-                              inits)
+    n_out = spec.attrs.get("num_outputs", 2 if spec.op == "Split" else 1)
+    outs = [f"y{k}" for k in range(n_out)]
+    node = helper.make_node(spec.op, names, outs, **spec.attrs)
+    graph = helper.make_graph([node], "g", infos,
+                              [helper.make_value_info(o, onnx.TypeProto()) for o in outs], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 10
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    model.graph.output[0].CopyFrom(inferred.graph.output[0])
+    for out, inf in zip(model.graph.output, inferred.graph.output, strict=True):
+        out.CopyFrom(inf)
     return model, feeds
 
 
@@ -141,7 +170,7 @@ def litert() -> Iterator[IsolatedLiteRT]:
     worker.close()
 
 
-@pytest.mark.parametrize(("spec", "dtype"), CASES, ids=[f"{s.op}-{d}" for s, d in CASES])
+@pytest.mark.parametrize(("spec", "dtype"), CASES, ids=IDS)
 def test_int_dtype(spec: Op, dtype: str, litert: IsolatedLiteRT) -> None:
     model, feeds = build(spec, dtype)
     try:

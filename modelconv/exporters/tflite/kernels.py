@@ -54,6 +54,14 @@ PLAIN_DTYPES: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
     "BATCH_MATMUL": (_F32,),  # batch_matmul.cc: int8/int16 only quantized
     "FULLY_CONNECTED": (_F32,),
     "CUMSUM": (_F32, _I32, _I64),
+    # Data movement (concatenation.cc, gather.cc, pad.cc, split.cc, split_v.cc).
+    "CONCATENATION": (_F32, _I8, _U8, _I16, _I32, _U32, _I64, _BOOL),
+    "GATHER": (_F32, _I8, _U8, _I16, _I32, _I64, _BOOL),
+    "PAD": (_F32, _I8, _U8, _I16, _I32, _I64, _BOOL),
+    "PADV2": (_F32, _I8, _U8, _I16, _I32, _I64, _BOOL),
+    "MIRROR_PAD": (_F32, _I8, _U8, _I16, _I32, _I64, _BOOL),
+    "SPLIT": (_F32, _I8, _U8, _I16, _I32, _I64),
+    "SPLIT_V": (_F32, _I8, _U8, _I16, _I32, _I64),
 }.items()}
 
 # Ops whose result in a wider type is not the narrow type's result (a mean rounds once).
@@ -73,8 +81,8 @@ def compute_dtype(code: str, dtype: np.dtype | str) -> np.dtype | None:
     plain = PLAIN_DTYPES.get(code)
     if plain is None or name in plain:
         return np.dtype(name)
-    if name == _BOOL or code in _EXACT_ONLY:
-        return None  # bool arithmetic is refused, not emulated
+    if code in _EXACT_ONLY:
+        return None
     for wider in _WIDER.get(name, ()):
         if wider in plain:
             return np.dtype(wider)
@@ -129,25 +137,32 @@ def _widened(ctx: LoweringContext, t: int, dtype: np.dtype) -> int:
     return cast(ctx, t, dtype)
 
 
-def emit_typed(ctx: LoweringContext, code: str, inputs: list[int], dst: int,
-               options: Any = None) -> None:
+def emit_typed(ctx: LoweringContext, code: str, inputs: list[int], dst: int | list[int],
+               options: Any = None, data: int = 0) -> None:
     """Emit ``code`` so its kernel computes on a dtype it takes unquantized.
 
-    Inputs of a dtype the kernel does not take are CAST to :func:`compute_dtype`; an output
-    of the inputs' dtype is CAST back (bool / index outputs are written directly)."""
-    src = ctx.t(inputs[0]).dtype
+    Inputs of the data input's (index ``data``) dtype that the kernel does not take are
+    CAST to :func:`compute_dtype`; outputs of that dtype are CAST back (bool / index outputs
+    are written directly)."""
+    outs = [dst] if isinstance(dst, int) else list(dst)
+    src = ctx.t(inputs[data]).dtype
     work = compute_dtype(code, src)
     if work is None:
         where = ctx.node.name if ctx.node is not None else "?"
         raise ExportError(f"no LiteRT {code} kernel computes on {src.name} (node {where})")
     if work == src:
-        ctx.emit(code, inputs, [dst], options)
+        ctx.emit(code, inputs, outs, options)
         return
     ins = [_widened(ctx, i, work) if ctx.t(i).dtype == src else i for i in inputs]
-    if ctx.t(dst).dtype != src:
-        ctx.emit(code, ins, [dst], options)
-        return
-    wide = ctx.like(dst, f"{code.lower()}_{work.name}")
-    ctx.t(wide).dtype = work
-    ctx.emit(code, ins, [wide], options)
-    cast(ctx, wide, src, dst)
+    wide = []
+    for o in outs:
+        if ctx.t(o).dtype != src:
+            wide.append(o)
+            continue
+        w = ctx.like(o, f"{code.lower()}_{work.name}")
+        ctx.t(w).dtype = work
+        wide.append(w)
+    ctx.emit(code, ins, wide, options)
+    for o, w in zip(outs, wide, strict=True):
+        if o != w:
+            cast(ctx, w, src, o)

@@ -87,7 +87,13 @@ def lower_matmul(ctx: LoweringContext, node: ir.Node) -> None:
         x = ctx.reshape(x, [1, x_shape[0]], "as_row")
     if b >= 0 and len(ctx.t(b).shape) == 1:
         b = ctx.reshape(b, [ctx.t(b).shape[0], 1], "as_column")
-    out_shape = [*ctx.t(x).shape[:-1], (ctx.t(b).shape[-1] if b >= 0 else int(w.shape[1]))]
+    xs = ctx.t(x).shape
+    if b >= 0 or w is None:
+        bs = ctx.t(b).shape
+        batch = list(np.broadcast_shapes(tuple(xs[:-2]), tuple(bs[:-2])))
+        out_shape = [*batch, xs[-2], bs[-1]]
+    else:
+        out_shape = [*xs[:-1], int(w.shape[1])]
     y = dst if out_shape == ctx.t(dst).shape else ctx.like(dst, "matmul2d", out_shape)
     if b < 0:
         assert w is not None

@@ -9,6 +9,7 @@ from ai_edge_litert import schema_py_generated as s
 
 from modelconv.errors import ExportError
 from modelconv.exporters.tflite.graph import LoweringContext
+from modelconv.exporters.tflite.kernels import dtype_reason, emit_typed
 from modelconv.exporters.tflite.registry import tflite_lowering
 from modelconv.passes.nhwc import NHWC_DOMAIN
 
@@ -33,7 +34,15 @@ def lower_transpose(ctx: LoweringContext, node: ir.Node) -> None:
     ctx.transpose(x, list(perm), dst=ctx.out(node))  # type: ignore[call-overload]
 
 
-@tflite_lowering("Concat")
+def _data_check(code: str) -> object:
+    def check(node: ir.Node) -> str | None:
+        return dtype_reason(code, node.inputs[0])
+
+    check.__doc__ = f"The {code} kernel (or a wider type it takes) must hold the dtype."
+    return check
+
+
+@tflite_lowering("Concat", check=_data_check("CONCATENATION"))  # type: ignore[arg-type]
 def lower_concat(ctx: LoweringContext, node: ir.Node) -> None:
     """Concat -> CONCATENATION."""
     dst = ctx.out(node)
@@ -41,10 +50,10 @@ def lower_concat(ctx: LoweringContext, node: ir.Node) -> None:
     opts.axis = int(_a(node, "axis")) % len(ctx.t(dst).shape)  # type: ignore[call-overload]
     ins = [ctx.inp(node, i) for i in range(len(node.inputs))
            if 0 not in ctx.shape(node.inputs[i])]  # type: ignore[arg-type]
-    ctx.emit("CONCATENATION", ins, [dst], opts)
+    emit_typed(ctx, "CONCATENATION", ins, dst, opts)
 
 
-@tflite_lowering("Split")
+@tflite_lowering("Split", check=_data_check("SPLIT"))  # type: ignore[arg-type]
 def lower_split(ctx: LoweringContext, node: ir.Node) -> None:
     """Split -> SPLIT (equal parts) or SPLIT_V."""
     x = ctx.inp(node, 0)
@@ -55,11 +64,11 @@ def lower_split(ctx: LoweringContext, node: ir.Node) -> None:
     if len(set(sizes)) == 1:
         opts = s.SplitOptionsT()
         opts.numSplits = len(outs)
-        ctx.emit("SPLIT", [ctx.i32(axis, "axis"), x], outs, opts)
+        emit_typed(ctx, "SPLIT", [ctx.i32(axis, "axis"), x], outs, opts, data=1)
         return
     opts_v = s.SplitVOptionsT()
     opts_v.numSplits = len(outs)
-    ctx.emit("SPLIT_V", [x, ctx.i32(sizes, "sizes"), ctx.i32(axis, "axis")], outs, opts_v)
+    emit_typed(ctx, "SPLIT_V", [x, ctx.i32(sizes, "sizes"), ctx.i32(axis, "axis")], outs, opts_v)
 
 
 @tflite_lowering("Slice")
@@ -93,7 +102,7 @@ def lower_slice(ctx: LoweringContext, node: ir.Node) -> None:
                                ctx.i32(stride, "strides")], [ctx.out(node)], opts)
 
 
-@tflite_lowering("Gather")
+@tflite_lowering("Gather", check=_data_check("GATHER"))  # type: ignore[arg-type]
 def lower_gather(ctx: LoweringContext, node: ir.Node) -> None:
     """Gather -> GATHER (constant negative indices are wrapped; embedding lookups)."""
     x = ctx.inp(node, 0)
@@ -107,7 +116,7 @@ def lower_gather(ctx: LoweringContext, node: ir.Node) -> None:
         idx = ctx.inp(node, 1)
     opts = s.GatherOptionsT()
     opts.axis = axis
-    ctx.emit("GATHER", [x, idx], [ctx.out(node)], opts)
+    emit_typed(ctx, "GATHER", [x, idx], ctx.out(node), opts)
 
 
 @tflite_lowering("Expand")
@@ -134,7 +143,7 @@ def check_pad(node: ir.Node) -> str | None:
         return "run-time pads"
     if (pads.const_value.numpy() < 0).any():
         return "negative pads (cropping)"
-    return None
+    return dtype_reason("PAD", node.inputs[0])
 
 
 @tflite_lowering("Pad", check=check_pad)
@@ -154,26 +163,26 @@ def lower_pad(ctx: LoweringContext, node: ir.Node) -> None:
     if mode == "reflect":
         opts = s.MirrorPadOptionsT()
         opts.mode = s.MirrorPadMode.REFLECT
-        ctx.emit("MIRROR_PAD", [x, paddings], [dst], opts)
+        emit_typed(ctx, "MIRROR_PAD", [x, paddings], dst, opts)
         return
     if mode != "constant":
         raise ExportError(f"Pad mode '{mode}' is not supported for TFLite")
     value = ctx.array(node.inputs[2]) if len(node.inputs) > 2 else None
     if value is None or not np.any(value):
-        ctx.emit("PAD", [x, paddings], [dst])
+        emit_typed(ctx, "PAD", [x, paddings], dst)
     else:
         v = ctx.const(np.asarray(value, ctx.t(x).dtype).reshape(1), "pad_value")
-        ctx.emit("PADV2", [x, paddings, v], [dst])
+        emit_typed(ctx, "PADV2", [x, paddings, v], dst)
 
 
-@tflite_lowering("CumSum")
+@tflite_lowering("CumSum", check=_data_check("CUMSUM"))  # type: ignore[arg-type]
 def lower_cumsum(ctx: LoweringContext, node: ir.Node) -> None:
     """CumSum -> CUMSUM."""
     axis = int(ctx.need_array(node.inputs[1], "axis").reshape(-1)[0])
     axis %= len(ctx.t(ctx.inp(node, 0)).shape)
     opts = s.CumsumOptionsT()
     opts.exclusive, opts.reverse = bool(_a(node, "exclusive", 0)), bool(_a(node, "reverse", 0))
-    ctx.emit("CUMSUM", [ctx.inp(node, 0), ctx.i32(axis, "axis")], [ctx.out(node)], opts)
+    emit_typed(ctx, "CUMSUM", [ctx.inp(node, 0), ctx.i32(axis, "axis")], ctx.out(node), opts)
 
 
 _NEAREST_FLAGS = {("asymmetric", "floor"): (False, False),

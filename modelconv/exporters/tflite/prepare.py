@@ -101,8 +101,8 @@ def check_supported(model: ir.Model, extra: dict[str, list[str]] | None = None) 
     node whose attributes / inputs its lowering cannot express (the registered checks),
     plus ``extra`` entries found earlier (:func:`infer_and_fold`)."""
     missing: dict[str, list[str]] = defaultdict(list)
-    for key, where in (extra or {}).items():
-        missing[key].extend(where)
+    for key, places in (extra or {}).items():
+        missing[key].extend(places)
     for node in model.graph:
         key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
         where = source_name_of(node) or node.name or "?"
