@@ -147,8 +147,18 @@ def lower_unary(ctx: LoweringContext, node: ir.Node) -> None:
 
 
 def check_dropout(node: ir.Node) -> str | None:
-    """Inference-mode Dropout only (no mask output)."""
-    return "mask output" if node.op_type == "Dropout" and output_used(node, 1) else None
+    """Inference-mode Dropout only: no mask output, training_mode absent or constant false
+    (a training Dropout zeroes and rescales at random; the identity would be wrong)."""
+    if node.op_type != "Dropout":
+        return None
+    if output_used(node, 1):
+        return "mask output"
+    mode = node.inputs[2] if len(node.inputs) > 2 else None
+    if mode is None:
+        return None
+    if mode.const_value is None:
+        return "run-time training_mode"
+    return "training_mode=True" if bool(np.asarray(mode.const_value.numpy()).any()) else None
 
 
 @tflite_lowering("Identity", "Dropout", check=check_dropout)

@@ -8,9 +8,10 @@ import onnx_ir as ir
 from ai_edge_litert import schema_py_generated as s
 
 from modelconv.errors import ExportError
+from modelconv.exporters.tflite._resize import ResizeAxis, resize_plan
 from modelconv.exporters.tflite.graph import LoweringContext
 from modelconv.exporters.tflite.kernels import dtype_reason, emit_typed
-from modelconv.exporters.tflite.registry import tflite_lowering
+from modelconv.exporters.tflite.registry import attr, tflite_lowering
 from modelconv.passes.nhwc import NHWC_DOMAIN
 
 
@@ -185,28 +186,35 @@ def lower_cumsum(ctx: LoweringContext, node: ir.Node) -> None:
     emit_typed(ctx, "CUMSUM", [ctx.inp(node, 0), ctx.i32(axis, "axis")], ctx.out(node), opts)
 
 
-_NEAREST_FLAGS = {("asymmetric", "floor"): (False, False),
-                  ("half_pixel", "round_prefer_ceil"): (False, True),
-                  ("tf_half_pixel_for_nn", "floor"): (False, True),
-                  ("align_corners", "round_prefer_ceil"): (True, False)}
-_LINEAR_CT = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")
+def _resize_plan(node: ir.Node) -> tuple[str, bool, bool] | str:
+    """The TFLite op and flags for a Resize node (NCHW, or NHWC after the layout pass)."""
+    x, y = node.inputs[0], node.outputs[0]
+    if attr(node, "axes") is not None:
+        return "axes attribute"
+    if x is None or x.shape is None or y.shape is None or len(x.shape) != 4 or not all(
+            isinstance(d, int) for d in (*x.shape, *y.shape)):
+        return "resizes other than the H/W dims of a rank-4 tensor"
+    hw = (1, 2) if node.domain == NHWC_DOMAIN else (2, 3)
+    keep = [i for i in range(4) if i not in hw]
+    in_shape = [d for d in x.shape if isinstance(d, int)]
+    out_shape = [d for d in y.shape if isinstance(d, int)]
+    if [in_shape[i] for i in keep] != [out_shape[i] for i in keep]:
+        return "resizes other than the H/W dims of a rank-4 tensor"
+    scales = node.inputs[2] if len(node.inputs) > 2 else None
+    given = None if scales is None or scales.const_value is None else scales.const_value.numpy()
+    axes = [ResizeAxis(in_shape[i], out_shape[i], float(given[i]) if given is not None and
+                       given.size == 4 else out_shape[i] / in_shape[i]) for i in hw]
+    if 0 in (*in_shape, *out_shape):
+        return "empty tensors"
+    return resize_plan({k: a.value for k, a in node.attributes.items()}, axes)
 
 
 def check_resize(node: ir.Node) -> str | None:
-    """RESIZE_BILINEAR / RESIZE_NEAREST_NEIGHBOR: the H/W dims of a rank-4 tensor and a
-    coordinate mode that TFLite's alignCorners / halfPixelCenters flags can express."""
-    mode = str(_a(node, "mode", "nearest"))
-    ct = str(_a(node, "coordinate_transformation_mode", "half_pixel"))
-    nearest = str(_a(node, "nearest_mode", "round_prefer_floor"))
-    ok = ct in _LINEAR_CT if mode == "linear" else (ct, nearest) in _NEAREST_FLAGS
-    if mode not in ("linear", "nearest") or not ok:
-        return f"mode={mode} coordinate_transformation_mode={ct}" + (
-            f" nearest_mode={nearest}" if mode == "nearest" else "")
-    x, y = node.inputs[0], node.outputs[0]
-    if x is None or x.shape is None or y.shape is None or len(x.shape) != 4 or list(
-            x.shape)[:2] != list(y.shape)[:2]:
-        return "resizes other than the H/W dims of a rank-4 tensor"
-    return None
+    """RESIZE_BILINEAR / RESIZE_NEAREST_NEIGHBOR reproduce the ONNX coordinates exactly for
+    these sizes (see :mod:`._resize`); the rest (cubic, antialias downsampling, crop and
+    resize, coordinate modes no flag pair matches) is refused."""
+    plan = _resize_plan(node)
+    return plan if isinstance(plan, str) else None
 
 
 @tflite_lowering("Resize", check=check_resize)
@@ -214,23 +222,16 @@ def lower_resize(ctx: LoweringContext, node: ir.Node) -> None:
     """Resize (channels-last, 2-D) -> RESIZE_NEAREST_NEIGHBOR / RESIZE_BILINEAR."""
     if node.domain != NHWC_DOMAIN:
         raise ExportError("Resize must act on the spatial dims of a rank-4 tensor for TFLite")
-    mode = str(_a(node, "mode", "nearest"))
-    ct = str(_a(node, "coordinate_transformation_mode", "half_pixel"))
-    nearest = str(_a(node, "nearest_mode", "round_prefer_floor"))
+    plan = _resize_plan(node)
+    if isinstance(plan, str):
+        raise ExportError(f"Resize {node.name}: {plan} has no TFLite equivalent")
+    code, align, half = plan
     dst = ctx.out(node)
     size = ctx.i32(ctx.t(dst).shape[1:3], "size")
-    if mode == "linear" and ct in _LINEAR_CT:
-        opts = s.ResizeBilinearOptionsT()
-        opts.alignCorners, opts.halfPixelCenters = ct == "align_corners", "half_pixel" in ct
-        ctx.emit("RESIZE_BILINEAR", [ctx.inp(node, 0), size], [dst], opts)
-        return
-    flags = _NEAREST_FLAGS
-    if mode != "nearest" or (ct, nearest) not in flags:
-        raise ExportError(f"Resize mode={mode} coordinate_transformation_mode={ct} "
-                          f"nearest_mode={nearest} has no TFLite equivalent")
-    opts_n = s.ResizeNearestNeighborOptionsT()
-    opts_n.alignCorners, opts_n.halfPixelCenters = flags[(ct, nearest)]
-    ctx.emit("RESIZE_NEAREST_NEIGHBOR", [ctx.inp(node, 0), size], [dst], opts_n)
+    opts = s.ResizeBilinearOptionsT() if code == "RESIZE_BILINEAR" else \
+        s.ResizeNearestNeighborOptionsT()
+    opts.alignCorners, opts.halfPixelCenters = align, half
+    ctx.emit(code, [ctx.inp(node, 0), size], [dst], opts)
 
 
 def check_depth_space(node: ir.Node) -> str | None:
