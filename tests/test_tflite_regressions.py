@@ -133,9 +133,14 @@ def test_activation_never_fused_where_the_kernel_ignores_it() -> None:
     relu = schema.AddOptionsT()
     relu.fusedActivationFunction = schema.ActivationFunctionType.RELU6
     ctx.emit("ADD", [a, b], [r], relu)
+    lstm = schema.UnidirectionalSequenceLSTMOptionsT()
+    lstm.fusedActivationFunction = schema.ActivationFunctionType.TANH  # the cell activation
+    ctx.emit("UNIDIRECTIONAL_SEQUENCE_LSTM", [a], [z], lstm)
     assert [(op.code, op.outputs[0] in (y, z, r)) for op in g.ops] == [
-        ("CONCATENATION", False), ("RELU", True), ("ADD", False), ("TANH", True), ("ADD", True)]
-    assert [getattr(op.options, "fusedActivationFunction", 0) for op in g.ops] == [0, 0, 0, 0, 3]
+        ("CONCATENATION", False), ("RELU", True), ("ADD", False), ("TANH", True), ("ADD", True),
+        ("UNIDIRECTIONAL_SEQUENCE_LSTM", True)]
+    assert [getattr(op.options, "fusedActivationFunction", 0) for op in g.ops] == [
+        0, 0, 0, 0, 3, 4]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch")

@@ -28,6 +28,13 @@ FUSED_ACTIVATION_OPS = frozenset({
     "TRANSPOSE_CONV", "AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D", "L2_NORMALIZATION",
 })
 KERNEL_ACTIVATIONS = {1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}  # ActivationFunctionType codes
+# Recurrent kernels read the same field as their cell / hidden activation (lstm_eval.cc,
+# basic_rnn.cc, svdf.cc apply TANH, RELU, SIGMOID... inside the recurrence): not an output
+# clamp, so emit() leaves it alone.
+RECURRENT_ACTIVATION_OPS = frozenset({
+    "LSTM", "UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "RNN",
+    "UNIDIRECTIONAL_SEQUENCE_RNN", "BIDIRECTIONAL_SEQUENCE_RNN", "SVDF",
+})
 _STANDALONE_ACTIVATIONS = {1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH"}
 
 
@@ -258,7 +265,7 @@ class LoweringContext:
         (:data:`FUSED_ACTIVATION_OPS`, float outputs, :data:`KERNEL_ACTIVATIONS`); otherwise
         the op writes a temporary and the activation follows as its own op."""
         act = int(getattr(options, "fusedActivationFunction", 0) or 0)
-        if act and not (code in FUSED_ACTIVATION_OPS and act in KERNEL_ACTIVATIONS
+        if act and code not in RECURRENT_ACTIVATION_OPS and not (code in FUSED_ACTIVATION_OPS and act in KERNEL_ACTIVATIONS
                         and len(outputs) == 1 and self.t(outputs[0]).dtype == np.float32):
             if act not in _STANDALONE_ACTIVATIONS or len(outputs) != 1:
                 raise ExportError(f"internal error: {code} cannot carry activation {act}")
