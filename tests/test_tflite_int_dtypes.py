@@ -23,7 +23,8 @@ from tests.litert_isolated import IsolatedLiteRT
 
 OPSET = 21
 DTYPES = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32,
-          "int64": np.int64, "uint16": np.uint16, "uint32": np.uint32, "bool": np.bool_}
+          "int64": np.int64, "uint16": np.uint16, "uint32": np.uint32, "bool": np.bool_,
+          "float16": np.float16}
 
 
 @dataclass
@@ -79,6 +80,8 @@ def cases() -> Iterator[tuple[Op, str]]:
     """(op, dtype) pairs the schema allows."""
     for spec in OPS:
         for name in DTYPES:
+            if name == "float16" and spec.op == "Mod":
+                continue  # float Mod needs fmod=1 (refused: FLOOR_MOD is Python-style)
             if name in allowed(spec.op).get("T", set()):
                 yield spec, name
 
@@ -99,7 +102,7 @@ def _values(rng: np.random.Generator, dtype: Any, shape: list[int], spec: Op, k:
             ) -> np.ndarray:
     if np.dtype(dtype) == np.bool_:
         return rng.integers(0, 2, shape).astype(np.bool_)
-    info = np.iinfo(dtype)
+    info = np.iinfo(dtype) if np.dtype(dtype).kind != "f" else np.iinfo(np.int16)
     if spec.small:
         return rng.integers(0, 4, shape).astype(dtype)
     lo, hi = max(int(info.min), -100), min(int(info.max), 100)
@@ -185,8 +188,15 @@ def test_int_dtype(spec: Op, dtype: str, litert: IsolatedLiteRT) -> None:
     assert len(got.outputs) == len(ref)
     for r, g in zip(ref, got.outputs, strict=True):
         assert g.dtype == r.dtype and g.shape == r.shape, (g.dtype, r.dtype, g.shape, r.shape)
-        np.testing.assert_array_equal(g, r)
+        if dtype == "float16" and spec.op in ACCUMULATING:
+            np.testing.assert_allclose(g, r, rtol=2e-3)  # f32 accumulation, ORT's differs
+        else:
+            np.testing.assert_array_equal(g, r)
 
+
+# float16 reductions: LiteRT accumulates in float32 (CAST around the op), onnxruntime in
+# its own order and precision, so they agree to float16 precision, not bit for bit.
+ACCUMULATING = {"MatMul", "ReduceSum", "ReduceMean", "ReduceProd", "CumSum"}
 
 # Rows that must convert (not merely be refused): the integer types models really use.
 ALWAYS_LOWERED = {op: {"int8", "uint8", "int16", "int32", "int64"} for op in

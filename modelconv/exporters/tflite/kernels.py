@@ -67,8 +67,9 @@ PLAIN_DTYPES: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
 # Ops whose result in a wider type is not the narrow type's result (a mean rounds once).
 _EXACT_ONLY = frozenset({"MEAN"})
 # Wider dtypes that hold every value of a narrower one, narrowest first.
+# float16 -> float32 is exact for one correctly rounded op (24 >= 2 * 11 + 2 bits).
 _WIDER = {_I8: (_I16, _I32, _I64), _U8: (_I16, _I32, _I64), _I16: (_I32, _I64),
-          _U16: (_I32, _I64), _U32: (_I64,), _BOOL: (_I32,)}
+          _U16: (_I32, _I64), _U32: (_I64,), _BOOL: (_I32,), "float16": (_F32,)}
 
 
 def compute_dtype(code: str, dtype: np.dtype | str) -> np.dtype | None:

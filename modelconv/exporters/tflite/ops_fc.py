@@ -7,7 +7,7 @@ import onnx_ir as ir
 from ai_edge_litert import schema_py_generated as s
 
 from modelconv.exporters.tflite.graph import LoweringContext
-from modelconv.exporters.tflite.kernels import dtype_reason
+from modelconv.exporters.tflite.kernels import dtype_reason, emit_typed, value_dtype
 from modelconv.exporters.tflite.registry import tflite_lowering
 
 
@@ -27,7 +27,13 @@ def check_matmul(node: ir.Node) -> str | None:
     return dtype_reason("BATCH_MATMUL", *node.inputs[:2])
 
 
-@tflite_lowering("Gemm", check=check_matmul)
+def check_gemm(node: ir.Node) -> str | None:
+    """Gemm is lowered on float32 only (FULLY_CONNECTED / BATCH_MATMUL + MUL + ADD)."""
+    name = value_dtype(node.inputs[0])
+    return None if name in (None, "float32") else f"{name} inputs"
+
+
+@tflite_lowering("Gemm", check=check_gemm)
 def lower_gemm(ctx: LoweringContext, node: ir.Node) -> None:
     """Gemm: alpha * A' B' + beta * C."""
     a = {k: v.value for k, v in node.attributes.items()}
@@ -81,7 +87,9 @@ def lower_matmul(ctx: LoweringContext, node: ir.Node) -> None:
     reshaped to rank 2 first and the result reshaped back: the kernels need rank >= 2."""
     x, dst = ctx.inp(node, 0), ctx.out(node)
     w = ctx.array(node.inputs[1])
-    b = ctx.inp(node, 1) if w is None or w.ndim != 2 else -1
+    fc = w is not None and w.ndim == 2 and w.dtype == np.float32 and \
+        ctx.t(x).dtype == np.float32
+    b = -1 if fc else ctx.inp(node, 1)
     x_shape = ctx.t(x).shape
     if len(x_shape) == 1:
         x = ctx.reshape(x, [1, x_shape[0]], "as_row")
@@ -99,6 +107,6 @@ def lower_matmul(ctx: LoweringContext, node: ir.Node) -> None:
         assert w is not None
         fully_connected(ctx, x, w.T, None, y, keep_dims=True)
     else:
-        ctx.emit("BATCH_MATMUL", [x, b], [y], s.BatchMatMulOptionsT())
+        emit_typed(ctx, "BATCH_MATMUL", [x, b], y, s.BatchMatMulOptionsT())
     if y != dst:
         ctx.reshape(y, ctx.t(dst).shape, dst=dst)
