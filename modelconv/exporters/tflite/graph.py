@@ -265,8 +265,9 @@ class LoweringContext:
         (:data:`FUSED_ACTIVATION_OPS`, float outputs, :data:`KERNEL_ACTIVATIONS`); otherwise
         the op writes a temporary and the activation follows as its own op."""
         act = int(getattr(options, "fusedActivationFunction", 0) or 0)
-        if act and code not in RECURRENT_ACTIVATION_OPS and not (code in FUSED_ACTIVATION_OPS and act in KERNEL_ACTIVATIONS
-                        and len(outputs) == 1 and self.t(outputs[0]).dtype == np.float32):
+        applied = code in FUSED_ACTIVATION_OPS and act in KERNEL_ACTIVATIONS and len(
+            outputs) == 1 and self.t(outputs[0]).dtype == np.float32
+        if act and code not in RECURRENT_ACTIVATION_OPS and not applied:
             if act not in _STANDALONE_ACTIVATIONS or len(outputs) != 1:
                 raise ExportError(f"internal error: {code} cannot carry activation {act}")
             options.fusedActivationFunction = 0
