@@ -64,6 +64,11 @@ OPS = [
     Op("Tile", 1, consts=[np.asarray([2, 1], np.int64)]),
     Op("Expand", 1, consts=[np.asarray([2, 2, 3], np.int64)]),
     Op("Reshape", 1, consts=[np.asarray([3, 2], np.int64)]),
+    Op("DepthToSpace", 1, {"blocksize": 2}, shapes=[[1, 4, 2, 3]]),
+    Op("SpaceToDepth", 1, {"blocksize": 2}, shapes=[[1, 2, 4, 6]]),
+    Op("MaxPool", 1, {"kernel_shape": [2, 2]}, shapes=[[1, 2, 4, 6]]),
+    Op("MaxPool", 1, {"kernel_shape": [2, 2], "pads": [1, 0, 0, 1]}, shapes=[[1, 2, 4, 6]]),
+    Op("ArgMin", 1, {"axis": 0}),
     Op("Split", 1, {"axis": 1, "num_outputs": 3}),
     Op("Split", 1, {"axis": 1}, consts=[np.asarray([1, 2], np.int64)]),
 ]
@@ -91,6 +96,7 @@ CASES = list(cases())
 
 def _case_id(spec: Op, dtype: str) -> str:
     mode = f"-{spec.attrs['mode']}" if "mode" in spec.attrs else ""
+    mode += "-pads" if "pads" in spec.attrs else ""
     variant = f"-{len(spec.consts)}" if spec.op in ("Pad", "Split") else ""
     return f"{spec.op}{mode}{variant}-{dtype}"
 

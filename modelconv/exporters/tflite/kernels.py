@@ -62,6 +62,12 @@ PLAIN_DTYPES: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
     "MIRROR_PAD": (_F32, _I8, _U8, _I16, _I32, _I64, _BOOL),
     "SPLIT": (_F32, _I8, _U8, _I16, _I32, _I64),
     "SPLIT_V": (_F32, _I8, _U8, _I16, _I32, _I64),
+    "DEPTH_TO_SPACE": (_F32, _I8, _U8, _I32, _I64),  # depth_to_space.cc
+    "SPACE_TO_DEPTH": (_F32, _I8, _U8, _I32, _I64),
+    # pooling.cc: max pooling copies int8/uint8 values (no rescale, full-range clamp);
+    # average pooling rounds quantized values, so it is float only here.
+    "MAX_POOL_2D": (_F32, _I8, _U8),
+    "AVERAGE_POOL_2D": (_F32,),
 }.items()}
 
 # Ops whose result in a wider type is not the narrow type's result (a mean rounds once).

@@ -44,8 +44,8 @@ def pad_input(ctx: LoweringContext, x: int, w: Window, in_hw: list[int],
     if value == 0.0:
         ctx.emit("PAD", [x, paddings], [y])
     else:
-        ctx.emit("PADV2", [x, paddings, ctx.const(np.asarray([value], np.float32), "pad_value")],
-                 [y])
+        pad_value = ctx.const(np.asarray([value], ctx.t(x).dtype), "pad_value")
+        ctx.emit("PADV2", [x, paddings, pad_value], [y])
     return y
 
 

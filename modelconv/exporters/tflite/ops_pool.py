@@ -9,11 +9,15 @@ from ai_edge_litert import schema_py_generated as s
 from modelconv.errors import ExportError
 from modelconv.exporters.tflite._geometry import Window, explicit_end_pads
 from modelconv.exporters.tflite.graph import LoweringContext
-from modelconv.exporters.tflite.kernels import dtype_reason, emit_typed, value_dtype
+from modelconv.exporters.tflite.kernels import (
+    cast,
+    compute_dtype,
+    dtype_reason,
+    emit_typed,
+    value_dtype,
+)
 from modelconv.exporters.tflite.ops_conv import as_nhwc4, finish_rank, prepare_window
 from modelconv.exporters.tflite.registry import attr, output_used, tflite_lowering
-
-_LOWEST = float(np.finfo(np.float32).min)
 
 
 def _pool_options(w: Window, padding: int) -> s.Pool2DOptionsT:
@@ -24,21 +28,27 @@ def _pool_options(w: Window, padding: int) -> s.Pool2DOptionsT:
 
 
 def _pool(ctx: LoweringContext, node: ir.Node, code: str) -> None:
-    x_in = ctx.inp(node, 0)
+    x_in, final = ctx.inp(node, 0), ctx.out(node)
+    dtype = ctx.t(x_in).dtype
+    work = compute_dtype(code, dtype) or dtype
+    dst = final
+    if work != dtype:  # e.g. float16: pool in float32 (exact), cast back
+        x_in = cast(ctx, x_in, work)
+        dst = ctx.tmp("pool_wide", work, ctx.t(final).shape)
     x = as_nhwc4(ctx, x_in)
     kernel = list(node.attributes["kernel_shape"].value)
     if any(d != 1 for d in (node.attributes["dilations"].value
                             if "dilations" in node.attributes else [])):
         raise ExportError("TFLite pooling has no dilation")
     include = "count_include_pad" in node.attributes and node.attributes["count_include_pad"].value
-    value = _LOWEST if code == "MAX_POOL_2D" else 0.0
+    lowest = np.finfo(work).min if work.kind == "f" else np.iinfo(work).min
+    value = float(lowest) if code == "MAX_POOL_2D" else 0.0
     in_hw = ctx.t(x).shape[1:3]
     xp, w, padding = prepare_window(ctx, node, x, kernel, value)
     if code == "AVERAGE_POOL_2D" and include and padding == s.Padding.SAME and any(w.pads):
         xp = _explicit(ctx, x, w, in_hw)
         padding = s.Padding.VALID
-    dst = ctx.out(node)
-    y = dst if len(ctx.t(dst).shape) == 4 else ctx.tmp("pool4d", np.float32,
+    y = dst if len(ctx.t(dst).shape) == 4 else ctx.tmp("pool4d", work,
                                                         [ctx.t(x).shape[0], *w.out,
                                                          ctx.t(x).shape[3]])
     padded = xp != x
@@ -51,6 +61,8 @@ def _pool(ctx: LoweringContext, node: ir.Node, code: str) -> None:
         ctx.emit(code, [xp], [y], _pool_options(w, padding))
     if y != dst:
         finish_rank(ctx, y, dst)
+    if dst != final:
+        cast(ctx, dst, dtype, final)
 
 
 def _explicit(ctx: LoweringContext, x: int, w: Window, in_hw: list[int]) -> int:
@@ -76,7 +88,10 @@ def check_pool(node: ir.Node) -> str | None:
     """TFLite pooling has no dilation and no indices output."""
     if any(d != 1 for d in attr(node, "dilations", None) or []):  # type: ignore[attr-defined]
         return "dilations"
-    return "indices output" if output_used(node, 1) else None
+    if output_used(node, 1):
+        return "indices output"
+    return dtype_reason("MAX_POOL_2D" if node.op_type == "MaxPool" else "AVERAGE_POOL_2D",
+                        node.inputs[0])
 
 
 @tflite_lowering("MaxPool", check=check_pool)

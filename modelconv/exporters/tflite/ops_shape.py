@@ -235,8 +235,11 @@ def lower_resize(ctx: LoweringContext, node: ir.Node) -> None:
 
 
 def check_depth_space(node: ir.Node) -> str | None:
-    """DEPTH_TO_SPACE is DCR only."""
-    return None if _a(node, "mode", "DCR") == "DCR" else f"mode={_a(node, 'mode')}"
+    """DEPTH_TO_SPACE is DCR only; the kernel (or a wider type it takes) holds the dtype."""
+    if _a(node, "mode", "DCR") != "DCR":
+        return f"mode={_a(node, 'mode')}"
+    code = "DEPTH_TO_SPACE" if node.op_type == "DepthToSpace" else "SPACE_TO_DEPTH"
+    return dtype_reason(code, node.inputs[0])
 
 
 @tflite_lowering("DepthToSpace", "SpaceToDepth", check=check_depth_space)
@@ -247,4 +250,4 @@ def lower_depth_space(ctx: LoweringContext, node: ir.Node) -> None:
     code = "DEPTH_TO_SPACE" if node.op_type == "DepthToSpace" else "SPACE_TO_DEPTH"
     opts = s.DepthToSpaceOptionsT() if code == "DEPTH_TO_SPACE" else s.SpaceToDepthOptionsT()
     opts.blockSize = int(_a(node, "blocksize"))  # type: ignore[call-overload]
-    ctx.emit(code, [ctx.inp(node, 0)], [ctx.out(node)], opts)
+    emit_typed(ctx, code, [ctx.inp(node, 0)], ctx.out(node), opts)
