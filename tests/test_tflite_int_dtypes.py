@@ -295,3 +295,28 @@ def test_empty_shape_output_refused() -> None:
     with pytest.raises(UnsupportedOpsError) as info:
         convert_to_tflite(ir.serde.deserialize_model(model))
     assert info.value.unsupported == {"Shape (zero-element graph output 's')": ["shp"]}
+
+
+def test_dtype_and_mode_limits_reported_together() -> None:
+    """All kernel limits of a model come in ONE UnsupportedOpsError, before any lowering."""
+    a = helper.make_tensor_value_info("a", TensorProto.INT64, [2, 3])
+    m = helper.make_tensor_value_info("m", TensorProto.INT32, [3, 3])
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])
+    nodes = [helper.make_node("Div", ["a", "a"], ["d"], name="div"),
+             helper.make_node("MatMul", ["m", "m"], ["mm"], name="mm"),
+             helper.make_node("Resize", ["x", "", "sc"], ["r"], name="rs", mode="cubic"),
+             helper.make_node("Dropout", ["x", "", "t"], ["dr"], name="drop")]
+    consts = [onnx.numpy_helper.from_array(np.asarray([1, 1, 2, 2], np.float32), "sc"),
+              onnx.numpy_helper.from_array(np.asarray(True), "t")]
+    graph = helper.make_graph(nodes, "g", [a, m, x], [helper.make_value_info(o, onnx.TypeProto())
+                                                       for o in ("d", "mm", "r", "dr")], consts)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model = onnx.shape_inference.infer_shapes(model)  # fills the outputs' types
+    with pytest.raises(UnsupportedOpsError) as info:
+        convert_to_tflite(ir.serde.deserialize_model(model))
+    assert info.value.unsupported == {
+        "Div (int64 inputs: no LiteRT DIV kernel)": ["div"],
+        "MatMul (int32 inputs: no LiteRT BATCH_MATMUL kernel)": ["mm"],
+        "Resize (mode=cubic coordinate_transformation_mode=half_pixel)": ["rs"],
+        "Dropout (training_mode=True)": ["drop"],
+    }
