@@ -12,7 +12,7 @@ from modelconv.exporters.tflite._resize import ResizeAxis, resize_plan
 from modelconv.exporters.tflite.graph import LoweringContext
 from modelconv.exporters.tflite.kernels import dtype_reason, emit_typed
 from modelconv.exporters.tflite.registry import attr, tflite_lowering
-from modelconv.passes.nhwc import NHWC_DOMAIN
+from modelconv.passes.tflite.nhwc import NHWC_DOMAIN
 
 
 def _a(node: ir.Node, name: str, default: object = None) -> object:
