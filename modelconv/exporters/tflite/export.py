@@ -35,8 +35,8 @@ def build_graph(model: ir.Model, options: ConvertOptions) -> TflGraph:
     work = prepare.clone(model)
     signatures = prepare.fix_input_shapes(work, options)
     options.report_progress("tflite: shapes", 0.1)
-    prepare.infer_and_fold(work)
-    prepare.check_supported(work)
+    empty = prepare.infer_and_fold(work)
+    prepare.check_supported(work, empty)
     prepare.check_static(work)
     source_inputs = {v.name or "": LoweringContext.shape(v) for v in work.graph.inputs}
     prepare.optimize(work, options)
