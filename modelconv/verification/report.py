@@ -22,6 +22,10 @@ class LayerError:
     max_rel: float
     passed: bool
     fused_with: list[str] = field(default_factory=list)  # layers folded into these ops
+    #: how the converted tensor was found: name, source_name, scope or position
+    matched_by: str = ""
+    cosine: float = float("nan")
+    mean_abs: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
