@@ -165,3 +165,37 @@ def test_scope_path_reads_torch_onnx_node_names() -> None:
     assert loc.scope_path("/layer1/layer1.0/conv1/Conv") == "layer1.0.conv1"
     assert loc.scope_path("/conv1/Conv") == "conv1"
     assert loc.scope_path("/Flatten") is None and loc.scope_path("Conv_3") is None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None, reason="needs litert")
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_int8_localisation_reports_each_layers_quantization_error_worst_first(
+        tmp_path: Path) -> None:
+    from modelconv.verification.html import render_html
+
+    good, _ = _pair(tmp_path)
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=np.random.default_rng(1).standard_normal((8, 1, 3, 16, 16)).astype(
+        np.float32))
+    out = tmp_path / "a_int8.tflite"
+    modelconv.convert(good, out, quantize="int8", calibration=str(calib), verify=False)
+    report = modelconv.verify(good, out, quantize="int8", localize=True)
+    assert report.passed, report.to_table()
+    compared = [layer.source_name for layer in report.layers]
+    assert "/block.0/act/Relu" in compared and "/fc/MatMul" in compared, compared
+    worst = report.worst_layers()
+    rels = [layer.max_rel for layer in worst]
+    assert rels == sorted(rels, reverse=True) and rels[0] > 1e-4  # int8 error, not fp32 noise
+    assert all(np.isfinite(layer.cosine) for layer in worst)
+    table = report.to_table()
+    assert "per-layer int8 quantization error" in table
+    assert table.index(worst[0].source_name) < table.index(worst[-1].source_name)
+    data = report.to_dict()
+    assert [w["source_name"] for w in data["worst_layers"]] == [w.source_name for w in worst][:10]
+    page = render_html(report)
+    assert 'id="worst-layers"' in page and worst[0].source_name in page
+    # the same layers in the fp32 file are exact: the error is the quantization's
+    fp32 = tmp_path / "a.tflite"
+    modelconv.convert(good, fp32, verify=False)
+    exact = modelconv.verify(good, fp32, localize=True)
+    assert max(layer.max_rel for layer in exact.layers) < 1e-4 < rels[0]

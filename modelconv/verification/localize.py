@@ -286,9 +286,9 @@ def localize(
     hidden: list[str] = []  # layers since the last compared one that the file does not expose
     for batch in _batches(probes, target):
         try:
-            src_vals = source_runner.intermediates(  # type: ignore[attr-defined]
+            src_vals = source_runner.intermediates(
                 feeds, [p.key for p in batch if p.tensor])
-            tgt_vals = target_runner.intermediates(  # type: ignore[attr-defined]
+            tgt_vals = target_runner.intermediates(
                 feeds, list(dict.fromkeys(p.tensor for p in batch if p.tensor)))
         except Exception as exc:
             report.notes.append(f"layer localisation failed: {_first_line(exc)}")

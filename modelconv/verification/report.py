@@ -9,6 +9,9 @@ from typing import Any
 
 from modelconv.verification.compare import OutputMetrics, Tolerance
 
+#: layers listed in the table / JSON ``worst_layers`` / HTML, worst first
+WORST_SHOWN = 10
+
 
 @dataclass
 class LayerError:
@@ -70,12 +73,43 @@ class VerificationReport:
             "outputs": [o.to_dict() for o in self.outputs],
             "first_divergence": self.first_divergence.to_dict() if self.first_divergence else None,
             "layers": [layer.to_dict() for layer in self.layers],
+            "worst_layers": [layer.to_dict() for layer in self.worst_layers(WORST_SHOWN)],
             "notes": self.notes,
         }
 
     def to_json(self, indent: int | None = 2) -> str:
         """The report as JSON text."""
         return json.dumps(_clean(self.to_dict()), indent=indent, allow_nan=False)
+
+    def worst_layers(self, limit: int | None = None) -> list[LayerError]:
+        """Compared layers by decreasing max relative error (graph order on ties).
+
+        Args:
+            limit: at most this many (all when None).
+
+        Returns:
+            The layers, worst first: for a quantized model, where the quantization error is.
+        """
+        def key(layer: LayerError) -> tuple[float, int]:
+            rel = layer.max_rel if not math.isnan(layer.max_rel) else math.inf
+            return (-rel, layer.index)
+
+        ranked = sorted(self.layers, key=key)
+        return ranked if limit is None else ranked[:limit]
+
+    def layer_table(self, limit: int = WORST_SHOWN) -> list[str]:
+        """Lines of the per-layer table (worst first), empty without localisation data."""
+        if not self.layers:
+            return []
+        what = {"int8": "int8", "dynamic": "dynamic-range int8", "float16": "fp16"}.get(self.mode)
+        title = (f"per-layer {what} quantization error" if what else "per-layer error")
+        lines = [f"{title}, worst {min(limit, len(self.layers))} of {len(self.layers)} layers:",
+                 f"  {'layer':<32} {'max abs':>10} {'max rel':>10} {'cosine':>10}  ok  matched by"]
+        for layer in self.worst_layers(limit):
+            lines.append(f"  {layer.source_name[-32:]:<32} {layer.max_abs:>10.3g} "
+                         f"{layer.max_rel:>10.3g} {layer.cosine:>10.6f}  "
+                         f"{'yes' if layer.passed else 'NO ':<3} {layer.matched_by}")
+        return lines
 
     def failing(self) -> list[OutputMetrics]:
         """Outputs that did not pass."""
@@ -114,6 +148,7 @@ class VerificationReport:
             )
             if o.reason:
                 lines.append(f"    {o.reason}")
+        lines.extend(self.layer_table())
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 

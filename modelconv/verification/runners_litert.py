@@ -90,7 +90,7 @@ class LiteRTRunner:
             self._preserved = _load(self._content, self._path, threads=self._threads,
                                     preserve_all=True)
         by_name = {d["name"]: d for d in self._preserved.meta["tensors"]}
-        fed = {int(by_name[n]["index"]): np.asarray(x, by_name[n]["dtype"])
+        fed = {int(by_name[n]["index"]): _to_input(x, by_name[n])  # int8 I/O: quantized
                for n, x in zip(self._inputs, feeds, strict=True)}
         wanted = {n: int(by_name[n]["index"]) for n in names if n in by_name}
         values = self._preserved.tensors(fed, list(dict.fromkeys(wanted.values())))
