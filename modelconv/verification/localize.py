@@ -46,7 +46,7 @@ _PERMS = [(0, 2, 3, 1), (0, 3, 1, 2), (0, 2, 1), (0, 2, 3, 4, 1), (0, 4, 1, 2, 3
 #: at most this many bytes (estimated from shapes) of intermediate tensors per run
 BATCH_BYTES = 256 * 2**20
 #: at most this many tensors marked as outputs per run
-BATCH_TENSORS = 256
+BATCH_TENSORS = 1024
 _UNKNOWN_BYTES = 4 * 2**20
 _WEAK = ("scope", "position")
 Shape = tuple[int | None, ...]
@@ -303,7 +303,19 @@ def localize(
             hidden = []
             report.layers.append(entry)
         del src_vals, tgt_vals
+        if not options.localize and _first_divergence(report.layers, final=False) is not None:
+            report.notes.append("layer localisation stopped at the first diverging layer "
+                                "(--localize compares every layer)")
+            break
     report.first_divergence = _first_divergence(report.layers)
+    unconfirmed = [layer.source_name for layer in report.layers
+                   if not layer.passed and layer is not report.first_divergence
+                   and layer.matched_by in _WEAK and _next_passes(report.layers, layer)]
+    if unconfirmed:
+        report.notes.append(
+            f"not counted as divergences (weakly matched, and the next layer agrees, so "
+            f"probably fused into a later op): {', '.join(unconfirmed[:5])}"
+            + (f" (+{len(unconfirmed) - 5})" if len(unconfirmed) > 5 else ""))
     if not report.layers:
         report.notes.append("layer localisation found no comparable intermediate tensors")
     weak = sum(1 for layer in report.layers if layer.matched_by in _WEAK)
@@ -350,14 +362,25 @@ def _compare(index: int, p: _Probe, src_vals: dict[str, Any], tgt_vals: dict[str
                       mean_abs=m.mean_abs)
 
 
-def _first_divergence(layers: list[LayerError]) -> LayerError | None:
-    """The first failing layer; a weakly matched one only when the next one fails too."""
+def _first_divergence(layers: list[LayerError], final: bool = True) -> LayerError | None:
+    """The first failing layer; a weakly matched one only when the next one fails too
+    (``final``: no more layers follow, so a weak failure at the end counts)."""
     for k, layer in enumerate(layers):
         if layer.passed:
             continue
-        if layer.matched_by not in _WEAK or k + 1 == len(layers) or not layers[k + 1].passed:
+        if layer.matched_by not in _WEAK:
+            return layer
+        if k + 1 < len(layers):
+            if not layers[k + 1].passed:
+                return layer
+        elif final:
             return layer
     return None
+
+
+def _next_passes(layers: list[LayerError], layer: LayerError) -> bool:
+    k = layers.index(layer)
+    return k + 1 < len(layers) and layers[k + 1].passed
 
 
 def _main_tensor(value: Any) -> np.ndarray:

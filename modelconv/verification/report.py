@@ -128,7 +128,8 @@ class VerificationReport:
             text += f"max rel {worst.max_rel:.3g}, cosine {worst.cosine:.6f}"
         if self.first_divergence is not None:
             d = self.first_divergence
-            fused = f", fused with {', '.join(d.fused_with)}" if d.fused_with else ""
+            more = f" (+{len(d.fused_with) - 6})" if len(d.fused_with) > 6 else ""
+            fused = f", fused with {', '.join(d.fused_with[:6])}{more}" if d.fused_with else ""
             text += (f"; first diverging layer: '{d.source_name}' (max rel {d.max_rel:.3g}, "
                      f"converted ops: {', '.join(d.converted_ops[:6])}{fused})")
         return text
