@@ -157,8 +157,8 @@ class LiteRTWorker:
             if generation is not None and generation != self.generation:
                 raise _Stale
             generation = self.generation
-            closing = [h for g, h in self._closing if g == generation]
-            self._closing.clear()
+            pending, self._closing = self._closing, []
+            closing = [h for g, h in pending if g == generation]
             if closing:
                 header = {**header, "close": closing}
             assert self._stderr is not None and proc.stdin is not None
@@ -174,6 +174,10 @@ class LiteRTWorker:
                 body = self._read(proc, timeout)
             except (BrokenPipeError, EOFError, ConnectionError) as exc:
                 raise self._died(proc, start) from exc
+            except TimeoutError as exc:
+                self._stop()
+                raise RuntimeCrashError(f"LiteRT did not finish within {timeout:.0f} s; its "
+                                        "worker process was stopped") from exc
             except BaseException:  # timeout, Ctrl-C, ...: the reply is lost; start afresh
                 self._stop()
                 raise
@@ -303,6 +307,8 @@ class LiteRTModel:
     def _load(self) -> None:
         try:
             reply, _ = self._worker.request({"cmd": "load", **self._params}, self._content)
+        except RuntimeCrashError as exc:  # a timeout: say which file
+            raise _with_path(exc, self.path) from exc
         except _WorkerDied as died:
             if not self._diagnose:
                 raise
@@ -325,6 +331,8 @@ class LiteRTModel:
                 reply, body = self._worker.request(
                     {**header, "handle": self._handle, "arrays": layout}, data,
                     generation=self._generation)
+        except RuntimeCrashError as exc:
+            raise _with_path(exc, self.path) from exc
         except _WorkerDied as died:
             if not self._diagnose:
                 raise
@@ -369,10 +377,20 @@ class LiteRTModel:
 # crash diagnosis
 
 
+def _with_path(exc: RuntimeCrashError, path: str | None) -> RuntimeCrashError:
+    return exc if exc.path or not path else RuntimeCrashError(exc.message, path=path,
+                                                               hint=exc.hint)
+
+
 def _crash_error(content: bytes, path: str | None, died: _WorkerDied,
                  feeds: Mapping[int, np.ndarray] | None,
                  params: Mapping[str, Any]) -> RuntimeCrashError:
     how = _SIGNALS.get(died.returncode or 0, f"exit code {died.returncode}")
+    if not died.phase:  # it never got to the model: the worker itself could not start
+        return RuntimeCrashError(
+            f"the LiteRT worker process ended ({how}) before loading the model: "
+            f"{died.stderr[-400:] or 'no message'}", path=path,
+            hint="Check that `python -m modelconv.workers.litert` can import ai_edge_litert")
     phase = {"allocate": "preparing", "invoke": "running", "load": "loading"}.get(
         died.phase, "running")
     op = _first_crashing_op(content, feeds, params) if died.phase in ("allocate", "invoke") \
