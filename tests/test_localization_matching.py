@@ -73,6 +73,28 @@ def test_onnx_vs_onnx_clean_passes_every_tensor(tmp_path: Path) -> None:
     assert {layer.matched_by for layer in report.layers} == {"name"}
 
 
+def test_renamed_tensors_are_matched_by_position(tmp_path: Path) -> None:
+    """B's nodes and tensors renamed (a name-only tool such as Polygraphy compares nothing
+    but the output): the shape/position match still names the perturbed Mul."""
+    good, _ = _pair(tmp_path)
+    model = cnn(scale_bump=1.5)
+    renamed: dict[str, str] = {}
+    for k, node in enumerate(model.graph.node):
+        node.name = f"n{k}"
+        for i, name in enumerate(node.input):
+            node.input[i] = renamed.get(name, name)
+        for i, name in enumerate(node.output):
+            if name != "y":
+                renamed[name] = node.output[i] = f"t{k}"
+    bad = tmp_path / "renamed.onnx"
+    onnx.save(model, bad)
+    report = modelconv.verify(good, bad, localize=True)
+    assert report.first_divergence is not None, report.notes
+    assert report.first_divergence.source_name == "/block.1/Mul"
+    assert report.first_divergence.matched_by == "position"
+    assert [layer.passed for layer in report.layers[:3]] == [True, True, True]
+
+
 def test_batches_bound_the_tensors_marked_per_run(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from modelconv.verification.runners import OnnxRuntimeRunner

@@ -154,6 +154,9 @@ def source_probes(source: SourceModel) -> list[_Probe]:
     """What to compare, in source graph order (see the module docstring)."""
     nodes = list(source.model.graph)
     shapes = {o.name: _ir_shape(o) for n in nodes for o in n.outputs if o.name}
+    if source.format == "onnx" and source.path and Path(source.path).is_file():
+        inferred = onnx_shapes(onnx.load(source.path, load_external_data=False))
+        shapes = {k: v if v is not None else inferred.get(k) for k, v in shapes.items()}
     if source.format == "onnx":
         return [_Probe(_metadata(n).get(SOURCE_KEY) or n.name or o.name, o.name, o.name,
                        [n.op_type], shapes.get(o.name))
@@ -167,16 +170,7 @@ def describe_target(source: SourceModel, out: Path) -> _Target:
     if out.suffix == ".tflite":
         return _tflite_target(source, out)
     proto = onnx.load(str(out), load_external_data=False)
-    target = _Target()
-    try:
-        inferred = onnx.shape_inference.infer_shapes(proto).graph
-    except Exception:  # shapes only help the position match
-        inferred = proto.graph
-    for info in [*inferred.value_info, *inferred.output]:
-        dims = info.type.tensor_type.shape.dim if info.type.HasField("tensor_type") else []
-        if info.type.HasField("tensor_type") and info.type.tensor_type.HasField("shape"):
-            target.shapes[info.name] = tuple(d.dim_value if d.HasField("dim_value") else None
-                                             for d in dims)
+    target = _Target(shapes=onnx_shapes(proto))
     nodes = list(proto.graph.node)
     target.names = [o for n in nodes for o in n.output if o]
     if any(SOURCE_KEY in _metadata(n) for n in nodes):
@@ -184,6 +178,20 @@ def describe_target(source: SourceModel, out: Path) -> _Target:
         target.fused = fused_layers(nodes)
     target.scopes = layer_map_from_nodes(nodes, lambda n: scope_path(n.name or ""))
     return target
+
+
+def onnx_shapes(proto: onnx.ModelProto) -> dict[str, Shape]:
+    """Tensor name -> shape from ONNX shape inference (empty where it cannot tell)."""
+    try:
+        graph = onnx.shape_inference.infer_shapes(proto).graph
+    except Exception:  # shapes only help the position match
+        graph = proto.graph
+    shapes: dict[str, Shape] = {}
+    for info in [*graph.value_info, *graph.output]:
+        if info.type.HasField("tensor_type") and info.type.tensor_type.HasField("shape"):
+            shapes[info.name] = tuple(d.dim_value if d.HasField("dim_value") else None
+                                      for d in info.type.tensor_type.shape.dim)
+    return shapes
 
 
 def _tflite_target(source: SourceModel, out: Path) -> _Target:
