@@ -129,6 +129,40 @@ def test_onnx_vs_tflite_names_the_drifting_layer(tmp_path: Path) -> None:
     assert report.layers[0].passed and report.layers[0].matched_by == "name"
 
 
+@pytest.mark.skipif(importlib.util.find_spec("keras") is None, reason="needs keras to run")
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_keras_vs_tf2onnx_style_names_are_matched_by_scope(tmp_path: Path) -> None:
+    """A Keras model against an ONNX file named as tf2onnx names nodes
+    ('sequential/conv2d_1/Conv'), with no source_name metadata and renamed tensors."""
+    src = Path(__file__).resolve().parents[1] / "fixtures" / "keras" / "k3_cnn.keras"
+    modelconv.convert(src, tmp_path / "k3.onnx", verify=False)
+    model = onnx.load(str(tmp_path / "k3.onnx"))
+    outputs, renamed, weight = {o.name for o in model.graph.output}, {}, None
+    for k, node in enumerate(model.graph.node):
+        layer = {p.key: p.value for p in node.metadata_props}.get("source_name", "input")
+        if layer == "conv2d_1" and node.op_type == "Conv":
+            weight = node.input[1]
+        node.name = f"sequential/{layer}/{node.op_type}"
+        del node.metadata_props[:]
+        for i, name in enumerate(node.input):
+            node.input[i] = renamed.get(name, name)
+        for i, name in enumerate(node.output):
+            if name not in outputs:
+                renamed[name] = node.output[i] = f"t{k}"
+    for init in model.graph.initializer:
+        if init.name == weight:
+            arr = numpy_helper.to_array(init).copy()
+            arr.flat[0] += 3.0
+            init.CopyFrom(numpy_helper.from_array(arr, init.name))
+    bad = tmp_path / "bad.onnx"
+    onnx.save(model, bad)
+    report = modelconv.verify(src, bad, localize=True)
+    first = report.first_divergence
+    assert first is not None and first.source_name == "conv2d_1", report.notes
+    assert first.matched_by == "scope"
+    assert all(layer.passed for layer in report.layers[:first.index])
+
+
 torch = pytest.importorskip("torch")
 
 

@@ -11,7 +11,8 @@ order of evidence:
 2. **source_name**: the converted model's nodes record the source layer they came from
    (modelconv's ONNX metadata); the layer's value is the output of its last node;
 3. **scope**: files written by other converters: a node name such as
-   ``/layer1/layer1.0/conv1/Conv`` (torch.onnx) names the module ``layer1.0.conv1``;
+   ``/layer1/layer1.0/conv1/Conv`` (torch.onnx) names the module ``layer1.0.conv1``, and
+   ``model/conv2d_1/BiasAdd`` (tf2onnx) the Keras layer ``conv2d_1``;
 4. **position**: a tensor of the same (or layout-transposed) shape between the neighbouring
    matched tensors, in graph order.
 
@@ -69,6 +70,7 @@ class _Target:
     shapes: dict[str, Shape] = field(default_factory=dict)
     layers: dict[str, tuple[str, list[str]]] = field(default_factory=dict)  # by source_name
     scopes: dict[str, tuple[str, list[str]]] = field(default_factory=dict)  # by node scope
+    segments: dict[str, tuple[str, list[str]]] = field(default_factory=dict)  # name parts
     fused: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -177,6 +179,12 @@ def describe_target(source: SourceModel, out: Path) -> _Target:
         target.layers = layer_map_from_nodes(nodes, lambda n: _metadata(n).get(SOURCE_KEY))
         target.fused = fused_layers(nodes)
     target.scopes = layer_map_from_nodes(nodes, lambda n: scope_path(n.name or ""))
+    for node in nodes:  # tf2onnx-style 'model/conv2d_1/BiasAdd': the layer is a part
+        tensor = _first_output(node)
+        if "/" in (node.name or "") and tensor:
+            for seg in node.name.strip("/").split("/")[:-1]:
+                target.segments[seg] = (tensor, [*target.segments.get(seg, ("", []))[1],
+                                                 node.op_type])
     return target
 
 
@@ -230,6 +238,8 @@ def match(probes: list[_Probe], target: _Target) -> None:
             p.tensor, p.how = target.layers[p.layer][0], "source_name"
         elif p.layer in target.scopes:
             p.tensor, p.how = target.scopes[p.layer][0], "scope"
+        elif p.layer in target.segments:
+            p.tensor, p.how = target.segments[p.layer][0], "scope"
     _match_by_position(probes, target)
 
 
