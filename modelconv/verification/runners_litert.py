@@ -72,8 +72,9 @@ class LiteRTRunner:
         """Run with positional ``feeds``; outputs in SignatureDef order."""
         if not self._has_sig():
             meta = self._model.meta
-            return self._model.run([np.asarray(x, d["dtype"])
+            outs = self._model.run([_to_input(x, d)
                                     for d, x in zip(meta["inputs"], feeds, strict=True)])
+            return [_from_output(y, d) for y, d in zip(outs, meta["outputs"], strict=True)]
         details = self._model.meta["signature_inputs"]
         kwargs = {n: _to_input(x, details[n]) for n, x in zip(self._inputs, feeds, strict=True)}
         outs = self._model.run_signature("serving_default", kwargs)
