@@ -160,3 +160,15 @@ def test_cli_convert_to_an_aborting_file_exits_2_and_leaves_nothing(
     err = capsys.readouterr().err
     assert "RuntimeCrashError" in err and "LESS" in err and "Traceback" not in err, err
     assert not dst.exists()
+
+
+def test_worker_package_is_a_leaf() -> None:
+    """modelconv.workers imports nothing from the verifier or the importers at module level."""
+    import ast
+
+    for path in (ROOT / "modelconv" / "workers").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = [a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module or "" for n in tree.body if isinstance(n, ast.ImportFrom)]
+        bad = [n for n in names if n.startswith(("modelconv.verification", "modelconv.importers"))]
+        assert not bad, (path.name, bad)

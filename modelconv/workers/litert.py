@@ -24,6 +24,7 @@ This module imports nothing from ``modelconv.verification`` or ``modelconv.impor
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import json
 import os
 import select
@@ -127,11 +128,8 @@ class LiteRTWorker:
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
         self._stop()
-        try:
-            import ai_edge_litert  # noqa: F401  (fail here, with a clear message)
-        except ImportError as exc:
-            raise MissingDependencyError("ai-edge-litert", "tflite", "Running .tflite models") \
-                from exc
+        if importlib.util.find_spec("ai_edge_litert") is None:  # say so here, clearly
+            raise MissingDependencyError("ai-edge-litert", "tflite", "Running .tflite models")
         self._stderr = tempfile.TemporaryFile(prefix="modelconv-litert-")  # noqa: SIM115
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "modelconv.workers.litert"], stdin=subprocess.PIPE,
