@@ -420,17 +420,19 @@ def _first_crashing_op(content: bytes, feeds: Mapping[int, np.ndarray] | None,
         return None
     probe = LiteRTWorker()
     try:
-        lo, hi, probes = 0, len(ops) - 1, 0  # invariant: the full model (prefix hi) crashes
+        lo, hi, probes = 0, len(ops) - 1, 0  # the first crashing prefix lies in [lo, hi]
+        crashed: set[int] = set()
         while lo < hi and probes < _MAX_PROBES:
             mid = (lo + hi) // 2
             probes += 1
             if _prefix_crashes(model, ops, mid, feeds, params, probe):
                 hi = mid
+                crashed.add(mid)
             else:
                 lo = mid + 1
-        if lo == hi and (lo > 0 or _prefix_crashes(model, ops, 0, feeds, params, probe)):
+        if lo == hi and (lo in crashed or _prefix_crashes(model, ops, lo, feeds, params, probe)):
             return _describe_op(model, lo)
-        return None
+        return None  # the crash does not reproduce op by op: name no op rather than a wrong one
     finally:
         probe.close()
 
