@@ -77,9 +77,9 @@ class LiteRTRunner:
             return [_from_output(y, d) for y, d in zip(outs, meta["outputs"], strict=True)]
         details = self._model.meta["signature_inputs"]
         kwargs = {n: _to_input(x, details[n]) for n, x in zip(self._inputs, feeds, strict=True)}
-        outs = self._model.run_signature("serving_default", kwargs)
+        by_name = self._model.run_signature("serving_default", kwargs)
         out_details = self._model.meta["signature_outputs"]
-        return [_from_output(np.array(outs[n]), out_details[n]) for n in self._outputs]
+        return [_from_output(np.array(by_name[n]), out_details[n]) for n in self._outputs]
 
     def intermediates(self, feeds: Sequence[np.ndarray], names: Sequence[str]) -> dict[str, Any]:
         """Float values of the tensors called ``names`` (quantized ones are dequantized).
