@@ -163,6 +163,21 @@ def test_keras_vs_tf2onnx_style_names_are_matched_by_scope(tmp_path: Path) -> No
     assert all(layer.passed for layer in report.layers[:first.index])
 
 
+@pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None, reason="needs litert")
+def test_onnx_source_tflite_weight_fault_names_the_conv(tmp_path: Path) -> None:
+    from tests.test_localization import _perturb_tflite_conv
+
+    good, _ = _pair(tmp_path)
+    out = tmp_path / "a.tflite"
+    assert modelconv.convert(good, out).verified
+    _perturb_tflite_conv(out, 1)  # the second CONV_2D: /block.1/conv (Mul, Relu folded in)
+    report = modelconv.verify(good, out, localize=True)
+    first = report.first_divergence
+    assert first is not None, report.notes
+    assert "/block.1/conv/Conv" in [first.source_name, *first.fused_with], first
+    assert all(layer.passed for layer in report.layers[:first.index])
+
+
 torch = pytest.importorskip("torch")
 
 
