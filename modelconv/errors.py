@@ -107,6 +107,12 @@ class MissingDependencyError(ModelconvError):
         )
 
 
+class RuntimeCrashError(ModelconvError):
+    """A runtime (e.g. the LiteRT interpreter) crashed on the model: it aborted or segfaulted in
+    its worker process. modelconv survives; the message names the file and, when it can be
+    found, the op that failed."""
+
+
 class ConversionTimeoutError(ModelconvError):
     """The conversion ran past the time limit the caller set."""
 

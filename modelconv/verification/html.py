@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import math
 
-from modelconv.verification.report import VerificationReport
+from modelconv.verification.report import WORST_SHOWN, VerificationReport
 
 _W, _H, _PAD = 760, 260, 48
 
@@ -60,6 +60,22 @@ def _chart(report: VerificationReport) -> str:
     return "\n".join(parts)
 
 
+def _worst_table(report: VerificationReport) -> str:
+    """The layers with the largest error first (for int8: the quantization error by layer)."""
+    esc = html.escape
+    worst = report.worst_layers(WORST_SHOWN)
+    if not worst:
+        return ""
+    rows = "\n".join(
+        f"<tr{' class=bad' if not layer.passed else ''}><td>{esc(layer.source_name)}</td>"
+        f"<td>{esc(layer.tensor)}</td><td>{layer.max_abs:.3g}</td><td>{layer.max_rel:.3g}</td>"
+        f"<td>{layer.cosine:.6f}</td><td>{esc(layer.matched_by)}</td></tr>" for layer in worst)
+    title = esc(report.layer_table(WORST_SHOWN)[0].rstrip(":"))
+    return (f'<h2 id="worst-layers">{title}</h2>\n<table><tr><th>source layer</th>'
+            "<th>converted tensor</th><th>max abs</th><th>max rel</th><th>cosine</th>"
+            f"<th>matched by</th></tr>{rows}</table>")
+
+
 def render_html(report: VerificationReport) -> str:
     """The whole page as a string (no external resources)."""
     esc = html.escape
@@ -94,6 +110,7 @@ text-align:right}}td:first-child,th:first-child{{text-align:left}}tr.bad td{{bac
 <table><tr><th>output</th><th>shape</th><th>max abs</th><th>max rel</th><th>mean abs</th>
 <th>cosine</th><th>top-1</th><th>NaN/Inf diff</th><th>ok</th><th>reason</th></tr>
 {rows}</table>
+{_worst_table(report)}
 <h2>Error by layer</h2>
 {_chart(report)}
 <table><tr><th>#</th><th>source layer</th><th>converted ops</th><th>max abs</th><th>max rel</th>

@@ -9,6 +9,9 @@ from typing import Any
 
 from modelconv.verification.compare import OutputMetrics, Tolerance
 
+#: layers listed in the table / JSON ``worst_layers`` / HTML, worst first
+WORST_SHOWN = 10
+
 
 @dataclass
 class LayerError:
@@ -22,6 +25,10 @@ class LayerError:
     max_rel: float
     passed: bool
     fused_with: list[str] = field(default_factory=list)  # layers folded into these ops
+    #: how the converted tensor was found: name, source_name, scope or position
+    matched_by: str = ""
+    cosine: float = float("nan")
+    mean_abs: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -66,12 +73,43 @@ class VerificationReport:
             "outputs": [o.to_dict() for o in self.outputs],
             "first_divergence": self.first_divergence.to_dict() if self.first_divergence else None,
             "layers": [layer.to_dict() for layer in self.layers],
+            "worst_layers": [layer.to_dict() for layer in self.worst_layers(WORST_SHOWN)],
             "notes": self.notes,
         }
 
     def to_json(self, indent: int | None = 2) -> str:
         """The report as JSON text."""
         return json.dumps(_clean(self.to_dict()), indent=indent, allow_nan=False)
+
+    def worst_layers(self, limit: int | None = None) -> list[LayerError]:
+        """Compared layers by decreasing max relative error (graph order on ties).
+
+        Args:
+            limit: at most this many (all when None).
+
+        Returns:
+            The layers, worst first: for a quantized model, where the quantization error is.
+        """
+        def key(layer: LayerError) -> tuple[float, int]:
+            rel = layer.max_rel if not math.isnan(layer.max_rel) else math.inf
+            return (-rel, layer.index)
+
+        ranked = sorted(self.layers, key=key)
+        return ranked if limit is None else ranked[:limit]
+
+    def layer_table(self, limit: int = WORST_SHOWN) -> list[str]:
+        """Lines of the per-layer table (worst first), empty without localisation data."""
+        if not self.layers:
+            return []
+        what = {"int8": "int8", "dynamic": "dynamic-range int8", "float16": "fp16"}.get(self.mode)
+        title = (f"per-layer {what} quantization error" if what else "per-layer error")
+        lines = [f"{title}, worst {min(limit, len(self.layers))} of {len(self.layers)} layers:",
+                 f"  {'layer':<32} {'max abs':>10} {'max rel':>10} {'cosine':>10}  ok  matched by"]
+        for layer in self.worst_layers(limit):
+            lines.append(f"  {layer.source_name[-32:]:<32} {layer.max_abs:>10.3g} "
+                         f"{layer.max_rel:>10.3g} {layer.cosine:>10.6f}  "
+                         f"{'yes' if layer.passed else 'NO ':<3} {layer.matched_by}")
+        return lines
 
     def failing(self) -> list[OutputMetrics]:
         """Outputs that did not pass."""
@@ -90,7 +128,8 @@ class VerificationReport:
             text += f"max rel {worst.max_rel:.3g}, cosine {worst.cosine:.6f}"
         if self.first_divergence is not None:
             d = self.first_divergence
-            fused = f", fused with {', '.join(d.fused_with)}" if d.fused_with else ""
+            more = f" (+{len(d.fused_with) - 6})" if len(d.fused_with) > 6 else ""
+            fused = f", fused with {', '.join(d.fused_with[:6])}{more}" if d.fused_with else ""
             text += (f"; first diverging layer: '{d.source_name}' (max rel {d.max_rel:.3g}, "
                      f"converted ops: {', '.join(d.converted_ops[:6])}{fused})")
         return text
@@ -110,6 +149,7 @@ class VerificationReport:
             )
             if o.reason:
                 lines.append(f"    {o.reason}")
+        lines.extend(self.layer_table())
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 

@@ -57,6 +57,8 @@ class OnnxRuntimeRunner:
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         self._opts = opts
+        self._proto: Any = None  # parsed on the first intermediates() call
+        self._computed: set[str] = set()
         try:
             source = model if isinstance(model, bytes) else str(model)
             self.session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
@@ -89,23 +91,32 @@ class OnnxRuntimeRunner:
         return [np.asarray(o) for o in outs]
 
     def intermediates(self, feeds: Sequence[np.ndarray], names: Sequence[str]) -> dict[str, Any]:
-        """Values of ``names`` (tensor names or aliased layer names) as extra outputs."""
+        """Values of ``names`` (tensor names or aliased layer names) as extra outputs.
+
+        Names that are no tensor a node computes are skipped (asking onnxruntime for them
+        would make the model invalid). The model is parsed once; each call marks only the
+        tensors it asks for, so callers bound memory by asking in batches.
+        """
         import onnx
         import onnxruntime as ort
 
-        proto = (
-            onnx.load_from_string(self._model)
-            if isinstance(self._model, bytes)
-            else onnx.load(str(self._model))
-        )
+        if self._proto is None:
+            self._proto = (onnx.load_from_string(self._model) if isinstance(self._model, bytes)
+                           else onnx.load(str(self._model)))
+            self._computed = {o for n in self._proto.graph.node for o in n.output if o}
+        proto = self._proto
         existing = {o.name for o in proto.graph.output}
         tensors = {n: self.aliases.get(n, n) for n in names}
-        for t in dict.fromkeys(tensors.values()):
-            if t not in existing:
-                proto.graph.output.append(onnx.ValueInfoProto(name=t))
-        session = ort.InferenceSession(
-            proto.SerializeToString(), self._opts, providers=["CPUExecutionProvider"]
-        )
+        tensors = {n: t for n, t in tensors.items() if t in self._computed}
+        added = [t for t in dict.fromkeys(tensors.values()) if t not in existing]
+        for t in added:
+            proto.graph.output.append(onnx.ValueInfoProto(name=t))
+        try:
+            data = proto.SerializeToString()
+        finally:
+            del proto.graph.output[len(proto.graph.output) - len(added):]
+        session = ort.InferenceSession(data, self._opts, providers=["CPUExecutionProvider"])
+        del data
         input_names = [i.name for i in session.get_inputs()]
         out_names = [o.name for o in session.get_outputs()]
         values = dict(zip(out_names, session.run(None, dict(zip(input_names, feeds, strict=True))),

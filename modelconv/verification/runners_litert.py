@@ -1,4 +1,5 @@
-"""LiteRTRunner: runs a .tflite file with ``ai_edge_litert``'s interpreter (1 thread).
+"""LiteRTRunner: runs a .tflite file with ``ai_edge_litert``'s interpreter (1 thread), in
+modelconv's LiteRT worker process so that an interpreter abort cannot end modelconv.
 
 Inputs and outputs follow the model's ``serving_default`` SignatureDef order (as written by
 the modelconv exporter: the source model's order). For models with int8 I/O, float feeds
@@ -17,20 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from modelconv.errors import MissingDependencyError, ModelLoadError
+from modelconv.errors import ModelLoadError
 from modelconv.ir.info import TensorSpec
-
-
-def _interpreter_module() -> Any:
-    try:
-        from ai_edge_litert import interpreter
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise MissingDependencyError("ai-edge-litert", "tflite", "Running .tflite models") from exc
-    return interpreter
+from modelconv.workers.litert import LiteRTError, LiteRTModel
 
 
 class LiteRTRunner:
-    """Runs a TFLite flatbuffer on the CPU, single-threaded for determinism."""
+    """Runs a TFLite flatbuffer on the CPU, single-threaded for determinism.
+
+    The interpreter lives in modelconv's LiteRT worker process
+    (:mod:`modelconv.workers.litert`): a file that makes LiteRT abort raises
+    :class:`~modelconv.errors.RuntimeCrashError` instead of ending this process.
+    """
 
     name = "litert"
 
@@ -38,18 +37,14 @@ class LiteRTRunner:
         self._content = model if isinstance(model, bytes) else Path(model).read_bytes()
         self._path = None if isinstance(model, bytes) else str(model)
         self._threads = threads
-        lite = _interpreter_module()
-        try:
-            self.interpreter = lite.Interpreter(model_content=self._content, num_threads=threads)
-            self.interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise ModelLoadError(f"LiteRT cannot load the model: {exc}", path=self._path) from exc
+        self._model = _load(self._content, self._path, threads=threads)
+        self._preserved: LiteRTModel | None = None
+        meta = self._model.meta
         self._inputs, self._outputs = _signature(self._content)
-        details = {d["name"]: d for d in self.interpreter.get_tensor_details()}
         if not self._inputs:  # no SignatureDef: fall back to subgraph order
-            self._inputs = [d["name"] for d in self.interpreter.get_input_details()]
-            self._outputs = [d["name"] for d in self.interpreter.get_output_details()]
-        self._details = details
+            self._inputs = [d["name"] for d in meta["inputs"]]
+            self._outputs = [d["name"] for d in meta["outputs"]]
+        self._details = {d["name"]: d for d in meta["tensors"]}
 
     @classmethod
     def from_path(cls, path: str | os.PathLike[str], options: Any = None) -> LiteRTRunner:
@@ -58,15 +53,12 @@ class LiteRTRunner:
 
     def input_specs(self) -> list[TensorSpec]:
         """Inputs in SignatureDef order (dynamic dims from shape_signature are None)."""
-        runner = self.interpreter.get_signature_runner("serving_default") if self._has_sig() \
-            else None
+        by_name = self._model.meta.get("signature_inputs", {})
         specs = []
-        by_name = runner.get_input_details() if runner is not None else {}
         for name in self._inputs:
             d = by_name.get(name) or self._details[name]
-            sig = d.get("shape_signature", d["shape"])
-            dims = tuple(None if int(s) < 0 else int(s) for s in sig)
-            specs.append(TensorSpec(name, np.dtype(d["dtype"]).name, dims))
+            dims = tuple(None if int(s) < 0 else int(s) for s in d["shape_signature"])
+            specs.append(TensorSpec(name, d["dtype"], dims))
         return specs
 
     def output_names(self) -> list[str]:
@@ -74,51 +66,53 @@ class LiteRTRunner:
         return list(self._outputs)
 
     def _has_sig(self) -> bool:
-        return "serving_default" in self.interpreter.get_signature_list()
+        return "serving_default" in self._model.meta.get("signatures", [])
 
     def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run with positional ``feeds``; outputs in SignatureDef order."""
         if not self._has_sig():
-            for d, x in zip(self.interpreter.get_input_details(), feeds, strict=True):
-                self.interpreter.set_tensor(d["index"], np.asarray(x, d["dtype"]))
-            self.interpreter.invoke()
-            return [np.array(self.interpreter.get_tensor(d["index"]))
-                    for d in self.interpreter.get_output_details()]
-        runner = self.interpreter.get_signature_runner("serving_default")
-        details = runner.get_input_details()
+            meta = self._model.meta
+            outs = self._model.run([_to_input(x, d)
+                                    for d, x in zip(meta["inputs"], feeds, strict=True)])
+            return [_from_output(y, d) for y, d in zip(outs, meta["outputs"], strict=True)]
+        details = self._model.meta["signature_inputs"]
         kwargs = {n: _to_input(x, details[n]) for n, x in zip(self._inputs, feeds, strict=True)}
-        outs = runner(**kwargs)
-        out_details = runner.get_output_details()
-        return [_from_output(np.array(outs[n]), out_details[n]) for n in self._outputs]
+        by_name = self._model.run_signature("serving_default", kwargs)
+        out_details = self._model.meta["signature_outputs"]
+        return [_from_output(np.array(by_name[n]), out_details[n]) for n in self._outputs]
 
     def intermediates(self, feeds: Sequence[np.ndarray], names: Sequence[str]) -> dict[str, Any]:
-        """Float values of the tensors called ``names`` (quantized ones are dequantized)."""
-        lite = _interpreter_module()
-        interp = lite.Interpreter(
-            model_content=self._content, num_threads=self._threads,
-            experimental_preserve_all_tensors=True,
-            experimental_op_resolver_type=lite.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-        )
-        interp.allocate_tensors()
-        by_name = {d["name"]: d for d in interp.get_tensor_details()}
-        for name, x in zip(self._inputs, feeds, strict=True):
-            d = by_name[name]
-            interp.set_tensor(d["index"], np.asarray(x, d["dtype"]))
-        interp.invoke()
+        """Float values of the tensors called ``names`` (quantized ones are dequantized).
+
+        The first call loads a second interpreter that keeps every tensor (and runs without
+        delegates); later calls (localisation asks in batches) reuse it.
+        """
+        if self._preserved is None:
+            self._preserved = _load(self._content, self._path, threads=self._threads,
+                                    preserve_all=True)
+        by_name = {d["name"]: d for d in self._preserved.meta["tensors"]}
+        fed = {int(by_name[n]["index"]): _to_input(x, by_name[n])  # int8 I/O: quantized
+               for n, x in zip(self._inputs, feeds, strict=True)}
+        wanted = {n: int(by_name[n]["index"]) for n in names if n in by_name}
+        values = self._preserved.tensors(fed, list(dict.fromkeys(wanted.values())))
         result: dict[str, Any] = {}
-        for name in names:
-            d = by_name.get(name)
-            if d is None:
+        for name, index in wanted.items():
+            if index not in values:  # tensor without data (e.g. optional)
                 continue
-            try:
-                value = np.array(interp.get_tensor(d["index"]))
-            except ValueError:  # tensor without data (e.g. optional)
-                continue
-            scale, zero = d.get("quantization", (0.0, 0))
+            value = values[index]
+            scale, zero = by_name[name]["quantization"]
             if scale and value.dtype in (np.int8, np.uint8, np.int16):
                 value = (value.astype(np.float32) - zero) * scale
             result[name] = value
         return result
+
+
+def _load(content: bytes, path: str | None, **kwargs: Any) -> LiteRTModel:
+    """``content`` loaded in the LiteRT worker; the interpreter's refusals are ModelLoadError."""
+    try:
+        return LiteRTModel(content, path=path, **kwargs)
+    except LiteRTError as exc:
+        raise ModelLoadError(f"LiteRT cannot load the model: {exc}", path=path) from exc
 
 
 def _to_input(x: Any, detail: dict[str, Any]) -> np.ndarray:

@@ -97,32 +97,27 @@ def _to_layout(arr: np.ndarray, logical: list[int], physical: list[int]) -> np.n
 
 def collect_ranges(model: bytes, graph: TflGraph,
                    samples: list[list[np.ndarray]]) -> dict[int, tuple[float, float]]:
-    """min/max of every float tensor over ``samples`` (tensor index -> (lo, hi))."""
-    from ai_edge_litert import interpreter as lite
+    """min/max of every float tensor over ``samples`` (tensor index -> (lo, hi)).
 
-    interp = lite.Interpreter(
-        model_content=model, num_threads=1, experimental_preserve_all_tensors=True,
-        experimental_op_resolver_type=lite.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interp.allocate_tensors()
+    The float model runs in modelconv's LiteRT worker process, so a LiteRT abort is a
+    :class:`~modelconv.errors.RuntimeCrashError`, not the end of the process.
+    """
+    from modelconv.workers.litert import LiteRTError, LiteRTModel
+
+    try:
+        interp = LiteRTModel(model, threads=1, preserve_all=True, describe=False)
+    except LiteRTError as exc:
+        raise ExportError(f"LiteRT cannot load the float model for calibration: {exc}") from exc
     wanted = [i for i, t in enumerate(graph.tensors)
               if t.dtype == np.float32 and t.data is None]
     ranges: dict[int, tuple[float, float]] = {}
     for feeds in samples:
-        for idx, x in zip(graph.inputs, feeds, strict=True):
-            interp.set_tensor(idx, x)
         try:
-            interp.invoke()
-        except RuntimeError as exc:
+            found = interp.minmax(dict(zip(graph.inputs, feeds, strict=True)), wanted)
+        except LiteRTError as exc:
             raise ExportError(f"calibration run of the float model failed: {exc}",
                               hint="Check the calibration samples") from exc
-        for i in wanted:
-            try:
-                v = interp.get_tensor(i)
-            except ValueError:
-                continue
-            if v.size == 0:
-                continue
-            lo, hi = float(np.min(v)), float(np.max(v))
+        for i, (lo, hi) in found.items():
             old = ranges.get(i)
             ranges[i] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
     return ranges
