@@ -156,7 +156,7 @@ def run_case(case: Any, target: str, workdir: Path) -> Outcome:
     import onnx
 
     import modelconv
-    from modelconv.errors import ModelconvError
+    from modelconv.errors import ModelconvError, RuntimeCrashError
 
     op = op_of(case)
     inputs, expected = case.data_sets[0]
@@ -185,6 +185,8 @@ def run_case(case: Any, target: str, workdir: Path) -> Outcome:
                        f"internal {type(exc).__name__}: {_first_line(exc)}")
     try:
         actual = _run_converted(dst, target, inputs)
+    except RuntimeCrashError as exc:  # the LiteRT worker died on the written file
+        return Outcome(case.name, op, target, "crash", _first_line(exc))
     except Exception as exc:
         return Outcome(case.name, op, target, "runtime_fail",
                        f"{type(exc).__name__}: {_first_line(exc)}")
