@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import math
 
-from modelconv.verification.report import VerificationReport
+from modelconv.verification.report import VerificationReport, describe_tolerance
 
 _W, _H, _PAD = 760, 260, 48
 
@@ -60,12 +60,24 @@ def _chart(report: VerificationReport) -> str:
     return "\n".join(parts)
 
 
-def render_html(report: VerificationReport) -> str:
-    """The whole page as a string (no external resources)."""
+def _facts(report: VerificationReport) -> str:
+    """The what-was-compared table: both files, runtimes, inputs, tolerance, verdict."""
     esc = html.escape
-    verdict = "SKIPPED" if report.skipped else ("PASSED" if report.passed else "FAILED")
-    color = {"PASSED": "#16a34a", "FAILED": "#dc2626", "SKIPPED": "#a16207"}[verdict]
-    rows = "\n".join(
+    rows = [("verdict", report.verdict),
+            ("source", f"{report.source_path or '(in memory)'} ({report.source_runtime or '-'})"),
+            ("converted", f"{report.target_path or '-'} ({report.target_runtime or '-'})"),
+            ("inputs", report.inputs or "-")]
+    if report.tolerance is not None:
+        rows.append(("tolerance", describe_tolerance(report.mode, report.tolerance)))
+    if report.skipped:
+        rows.append(("not verified because", report.skip_reason))
+    body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+    return f'<table class="facts">{body}</table>'
+
+
+def _output_rows(report: VerificationReport) -> str:
+    esc = html.escape
+    return "\n".join(
         f"<tr><td>{esc(o.name)}</td><td>{esc(str(o.shape))}</td><td>{o.max_abs:.3g}</td>"
         f"<td>{o.max_rel:.3g}</td><td>{o.mean_abs:.3g}</td><td>{o.cosine:.6f}</td>"
         f"<td>{'-' if o.top1_agreement is None else f'{o.top1_agreement:.2f}'}</td>"
@@ -73,6 +85,27 @@ def render_html(report: VerificationReport) -> str:
         f"<td>{esc(o.reason)}</td></tr>"
         for o in report.outputs
     )
+
+
+_OUTPUT_HEADER = ("<tr><th>output</th><th>shape</th><th>max abs</th><th>max rel</th>"
+                  "<th>mean abs</th><th>cosine</th><th>top-1</th><th>NaN/Inf diff</th>"
+                  "<th>ok</th><th>reason</th></tr>")
+_COLORS = {"PASSED": "#16a34a", "FAILED": "#dc2626", "NOT VERIFIED": "#a16207"}
+
+
+def report_fragment(report: VerificationReport) -> str:
+    """A compact HTML block (verdict, facts, outputs) for notebooks (``_repr_html_``)."""
+    color = _COLORS[report.verdict]
+    return (f'<div><b style="color:{color}">verification {html.escape(report.verdict)}</b>'
+            f"{_facts(report)}<table>{_OUTPUT_HEADER}{_output_rows(report)}</table></div>")
+
+
+def render_html(report: VerificationReport) -> str:
+    """The whole page as a string (no external resources)."""
+    esc = html.escape
+    verdict = report.verdict
+    color = _COLORS[verdict]
+    rows = _output_rows(report)
     layer_rows = "\n".join(
         f"<tr{' class=bad' if not layer.passed else ''}><td>{layer.index}</td>"
         f"<td>{esc(layer.source_name)}"
@@ -87,12 +120,12 @@ def render_html(report: VerificationReport) -> str:
 <style>body{{font:14px system-ui,sans-serif;margin:24px;color:#111}}
 table{{border-collapse:collapse;margin:12px 0}}td,th{{border:1px solid #ddd;padding:4px 8px;
 text-align:right}}td:first-child,th:first-child{{text-align:left}}tr.bad td{{background:#fee2e2}}
-.verdict{{color:{color};font-weight:bold}}</style></head><body>
-<h1>modelconv verification: <span class="verdict">{verdict}</span></h1>
+table.facts td{{text-align:left}}.verdict{{color:{color};font-weight:bold}}</style></head><body>
+<h1>modelconv verification: <span class="verdict">{esc(verdict)}</span></h1>
+{_facts(report)}
 <p>{esc(report.summary())}</p>
 <h2>Outputs</h2>
-<table><tr><th>output</th><th>shape</th><th>max abs</th><th>max rel</th><th>mean abs</th>
-<th>cosine</th><th>top-1</th><th>NaN/Inf diff</th><th>ok</th><th>reason</th></tr>
+<table>{_OUTPUT_HEADER}
 {rows}</table>
 <h2>Error by layer</h2>
 {_chart(report)}

@@ -80,9 +80,9 @@ class LiteRTRunner:
         """Run with positional ``feeds``; outputs in SignatureDef order."""
         if not self._has_sig():
             for d, x in zip(self.interpreter.get_input_details(), feeds, strict=True):
-                self.interpreter.set_tensor(d["index"], np.asarray(x, d["dtype"]))
+                self.interpreter.set_tensor(d["index"], _to_input(x, d))
             self.interpreter.invoke()
-            return [np.array(self.interpreter.get_tensor(d["index"]))
+            return [_from_output(np.array(self.interpreter.get_tensor(d["index"])), d)
                     for d in self.interpreter.get_output_details()]
         runner = self.interpreter.get_signature_runner("serving_default")
         details = runner.get_input_details()
@@ -103,7 +103,7 @@ class LiteRTRunner:
         by_name = {d["name"]: d for d in interp.get_tensor_details()}
         for name, x in zip(self._inputs, feeds, strict=True):
             d = by_name[name]
-            interp.set_tensor(d["index"], np.asarray(x, d["dtype"]))
+            interp.set_tensor(d["index"], _to_input(x, d))
         interp.invoke()
         result: dict[str, Any] = {}
         for name in names:
