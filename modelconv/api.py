@@ -238,11 +238,11 @@ def _verify_written(source: SourceModel, out: Path, target: str,
     from modelconv.verification.precision import file_precision, loosest
     from modelconv.verification.verifier import mode_for, verify_reference, verify_runners
 
-    mode = loosest(mode_for(opts), file_precision(out, target))
     try:
         target_runner = _component(target, "runner")(out, opts)
     except MissingDependencyError as exc:
         return _skipped(str(exc), source, out)
+    mode = loosest(mode_for(opts), file_precision(out, target))
     if opts.reference is not None:
         report = verify_reference(target_runner, opts, opts.reference, mode)
         return _name_files(report, source, out)
@@ -253,10 +253,11 @@ def _verify_written(source: SourceModel, out: Path, target: str,
         source_runner = source.make_runner()
     except MissingDependencyError as exc:
         return _skipped(str(exc), source, out)
-    int_ranges = {**infer_int_ranges(source.model.graph), **source.int_ranges}
+    # the importer's ranges, plus index inputs found in the IR (also seen by localize)
+    source.int_ranges = {**infer_int_ranges(source.model.graph), **source.int_ranges}
     try:
-        report = verify_runners(source_runner, target_runner, opts, int_ranges=int_ranges,
-                                mode=mode)
+        report = verify_runners(source_runner, target_runner, opts,
+                                int_ranges=source.int_ranges, mode=mode)
     except RunnerUnavailableError as exc:
         return _skipped(exc.message, source, out)
     _name_files(report, source, out)

@@ -402,3 +402,9 @@ def test_inputs_are_matched_by_name(tmp_path: Path) -> None:
 
     ab, ba = sub(tmp_path / "ab.onnx", ["a", "b"]), sub(tmp_path / "ba.onnx", ["b", "a"])
     assert modelconv.verify(ab, ba).passed
+
+
+def test_channels_last_tflite_is_fed_transposed_inputs(tmp_path: Path) -> None:
+    pytest.importorskip("ai_edge_litert")
+    result = modelconv.convert(CNN, tmp_path / "nhwc.tflite", nhwc_io=True)
+    assert result.verified

@@ -12,7 +12,6 @@ activations with calibrated scales; int8 I/O included).
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 #: tolerance modes ordered from the tightest to the loosest
@@ -42,11 +41,13 @@ def file_precision(path: str | Path, fmt: str) -> str | None:
         One of :data:`PRECISION_ORDER`'s float/quantized modes, or ``None`` when the file
         cannot be read here (the caller then keeps the options' precision).
     """
-    with contextlib.suppress(ImportError, OSError, ValueError, RuntimeError):
+    try:
         if fmt == "tflite":
             return tflite_precision(Path(path).read_bytes())
         if fmt == "onnx":
             return onnx_precision(path)
+    except Exception:  # flatbuffers and protobuf raise assorted errors on bad files
+        return None  # the runner, which loads the file first, reports a corrupt file
     return None
 
 
