@@ -72,7 +72,7 @@ class VerificationReport:
 
     def __repr__(self) -> str:
         files = f"{self.source_path or 'source'} -> {self.target_path or 'converted'}"
-        return f"<VerificationReport {self.verdict}: {files}; {self.summary()}>"
+        return f"<VerificationReport {files}: {self.summary()}>"
 
     def _repr_html_(self) -> str:
         from modelconv.verification.html import report_fragment
