@@ -66,8 +66,10 @@ def _add_verify_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--samples", type=int, metavar="N",
                    help="generated samples to verify on (default 3; plus one of batch 2 "
                         "when the batch is dynamic)")
-    g.add_argument("--rtol", type=float, help="relative tolerance (default by dtype)")
-    g.add_argument("--atol", type=float, help="absolute tolerance (default by dtype)")
+    g.add_argument("--rtol", type=float,
+                   help="relative tolerance (default: by the converted file's precision)")
+    g.add_argument("--atol", type=float,
+                   help="absolute tolerance (default: by the converted file's precision)")
     g.add_argument("--seed", type=int, default=0, help="seed for generated inputs")
     g.add_argument("--batch-size", type=int, default=1, help="batch size for generated inputs")
     g.add_argument("--dim", action="append", type=_parse_dim, default=[], metavar="NAME=VALUE",

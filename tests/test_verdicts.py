@@ -363,6 +363,9 @@ def test_three_samples_by_default_plus_batch_two(tmp_path: Path) -> None:
     assert report is not None
     assert report.samples == 4 and "seeds 0..2" in report.inputs and "batch 2" in report.inputs
     assert modelconv.verify(MLP, MLP, samples=5).samples == 5  # static batch: no batch-2 sample
+    assert main(["verify", str(MLP), str(MLP), "--samples", "2", "--report",
+                 str(tmp_path / "r.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["samples"] == 2
 
 
 # --- 9. self-describing reports --------------------------------------------------------

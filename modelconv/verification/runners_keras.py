@@ -149,6 +149,16 @@ class KerasRunner:
             return [result[f"out{i}"] for i in range(len(self._outputs))]
         return self._call(self._keras3(), feeds)
 
+    def run_many(self, samples: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
+        """Outputs for several samples; a Keras 2 file runs them in one worker process."""
+        if self.major != 2:
+            return [self.run(feeds) for feeds in samples]
+        from modelconv.verification.runners_tf import per_sample, run_worker
+
+        flat = [np.asarray(f) for sample in samples for f in sample]
+        result = run_worker("keras2", self.path, flat, samples=len(samples))
+        return per_sample(result, len(samples), len(self._outputs))
+
     @staticmethod
     def _call(model: Any, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
         import keras

@@ -47,7 +47,8 @@ def worker_env() -> dict[str, str]:
 
 def run_worker(job: str, path: str, feeds: Sequence[np.ndarray] | None = None,
                **params: Any) -> dict[str, np.ndarray]:
-    """Run ``job`` on ``path`` in the TensorFlow worker; returns its arrays (``out<i>``)."""
+    """Run ``job`` on ``path`` in the TensorFlow worker; returns its arrays (``out<i>``;
+    ``s<j>_out<i>`` for sample ``j`` when ``samples=N`` passes N samples' feeds in a row)."""
     if not tf_available():
         raise MissingDependencyError("tensorflow", "tf", f"Running '{job}'")
     with tempfile.TemporaryDirectory(prefix="modelconv-tf-") as tmp:
@@ -109,6 +110,34 @@ class TFSavedModelRunner:
                             names=names)
         return [result[f"out{i}"] for i in range(len(self.output_names()))]
 
+    def run_many(self, samples: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
+        """Outputs for several samples in one worker process (TensorFlow starts once)."""
+        names = [s.name for s in self.input_specs()]
+        flat = [np.asarray(f) for sample in samples for f in sample]
+        result = run_worker("savedmodel", self.path, flat, signature=self.signature,
+                            names=names, samples=len(samples))
+        return per_sample(result, len(samples), len(self.output_names()))
+
+
+def per_sample(result: dict[str, np.ndarray], samples: int,
+               outputs: int) -> list[list[np.ndarray]]:
+    """A ``samples=N`` worker result as one list of outputs per sample."""
+    return [[result[f"s{j}_out{i}"] for i in range(outputs)] for j in range(samples)]
+
+
+def _split_feeds(spec: dict[str, Any], feeds: list[np.ndarray]) -> list[list[np.ndarray]]:
+    """Worker side: the feeds of each sample (``samples`` samples in a row, or one)."""
+    count = int(spec.get("samples", 0))
+    if not count:
+        return [feeds]
+    per = len(feeds) // count
+    return [feeds[j * per:(j + 1) * per] for j in range(count)]
+
+
+def _keyed(spec: dict[str, Any], j: int, outs: Sequence[Any]) -> dict[str, np.ndarray]:
+    prefix = f"s{j}_" if spec.get("samples") else ""
+    return {f"{prefix}out{i}": np.asarray(o) for i, o in enumerate(outs)}
+
 
 # --------------------------------------------------------------------------------------
 # worker side (runs with TensorFlow imported)
@@ -131,11 +160,11 @@ def _job_keras2(spec: dict[str, Any]) -> dict[str, np.ndarray]:
     except Exception as exc:  # tf_keras raises many exception types on load
         raise RunnerUnavailableError(
             f"tf_keras {tf_keras.__version__} cannot load this file to run it: {exc}") from exc
-    feeds = _load_feeds(spec["feeds"])
-    outs = model(feeds if len(feeds) > 1 else feeds[0], training=False)
-    if not isinstance(outs, list | tuple):
-        outs = [outs]
-    return {f"out{i}": np.asarray(o) for i, o in enumerate(outs)}
+    result: dict[str, np.ndarray] = {}
+    for j, feeds in enumerate(_split_feeds(spec, _load_feeds(spec["feeds"]))):
+        outs = model(feeds if len(feeds) > 1 else feeds[0], training=False)
+        result.update(_keyed(spec, j, outs if isinstance(outs, list | tuple) else [outs]))
+    return result
 
 
 def _signature(spec: dict[str, Any]) -> Any:
@@ -165,10 +194,12 @@ def _job_savedmodel(spec: dict[str, Any]) -> dict[str, np.ndarray]:
     import tensorflow as tf
 
     _, fn = _signature(spec)
-    feeds = _load_feeds(spec["feeds"])
-    kwargs = {n: tf.constant(v) for n, v in zip(spec["names"], feeds, strict=True)}
-    outs = fn(**kwargs)
-    return {f"out{i}": np.asarray(outs[k]) for i, k in enumerate(sorted(outs))}
+    result: dict[str, np.ndarray] = {}
+    for j, feeds in enumerate(_split_feeds(spec, _load_feeds(spec["feeds"]))):
+        kwargs = {n: tf.constant(v) for n, v in zip(spec["names"], feeds, strict=True)}
+        outs = fn(**kwargs)
+        result.update(_keyed(spec, j, [outs[k] for k in sorted(outs)]))
+    return result
 
 
 def _worker_main(argv: list[str]) -> int:

@@ -23,6 +23,7 @@ import numpy as np
 from modelconv.errors import (
     ModelconvError,
     ModelLoadError,
+    RunnerUnavailableError,
     ShapeError,
     SignatureMismatchError,
     VerificationError,
@@ -253,32 +254,35 @@ def verify_runners(
     batch = None
     if samples is None:
         samples, batch = _samples(source, options, int_ranges, target)
+    notes: list[str] = []
+    source_feeds = [cast_for(f, source_specs) for f in samples]
+    batch_ref: list[np.ndarray] | None = None
     refs: list[list[np.ndarray]] = []
-    acts: list[list[np.ndarray]] = []
-    for feeds in samples:
-        refs.append(_run(source, cast_for(feeds, source_specs), "source model", ModelLoadError))
-        acts.append(_run(target, cast_for(mapping.feeds(feeds), target_specs),
-                         "converted model", VerificationError))
-    notes = []
     if batch is not None:
-        try:
-            ref = _run(source, cast_for(batch, source_specs), "source model", ModelLoadError)
+        try:  # with the others: a source in a worker process starts once
+            *refs, batch_ref = _run_all(source, [*source_feeds, cast_for(batch, source_specs)],
+                                        "source model", ModelLoadError)
+        except RunnerUnavailableError:
+            raise
         except ModelLoadError as exc:
             notes.append(f"the source fails with batch 2 although its batch is dynamic, so "
                          f"the dynamic batch was not verified ({exc.message})")
+    if batch_ref is None:
+        refs = _run_all(source, source_feeds, "source model", ModelLoadError)
+    acts = _run_all(target, [cast_for(mapping.feeds(f), target_specs) for f in samples],
+                    "converted model", VerificationError)
+    if batch is not None and batch_ref is not None:
+        try:
+            act = _run(target, cast_for(mapping.feeds(batch), target_specs),
+                       "converted model", VerificationError)
+        except VerificationError as exc:
+            # a defect of the file's dynamic batch, reported loudly; batch-1 evidence stands
+            notes.append(f"WARNING: the converted model declares a dynamic batch but fails "
+                         f"with batch 2 ({exc.message}); it was verified with batch 1 only")
         else:
-            try:
-                act = _run(target, cast_for(mapping.feeds(batch), target_specs),
-                           "converted model", VerificationError)
-            except VerificationError as exc:
-                # a defect of the file's dynamic batch, reported loudly; batch-1 evidence stands
-                notes.append(f"WARNING: the converted model declares a dynamic batch but "
-                             f"fails with batch 2 ({exc.message}); it was verified with "
-                             f"batch 1 only")
-            else:
-                samples = [*samples, batch]
-                refs.append(ref)
-                acts.append(act)
+            samples = [*samples, batch]
+            refs.append(batch_ref)
+            acts.append(act)
     report = compare_outputs(refs, acts, source.output_names(), target.output_names(), tol)
     report.notes.extend(notes)
     report.source_runtime, report.target_runtime, report.mode = source.name, target.name, mode
@@ -389,6 +393,22 @@ def _grouped(name: str, pairs: list[tuple[np.ndarray, np.ndarray]],
         metrics.shape = list(members[0][0].shape)  # one sample's shape, not the stack's
         parts.append(metrics)
     return merge_metrics(parts)
+
+
+def _run_all(runner: Runner, samples: list[list[np.ndarray]], what: str,
+             error: type[ModelconvError]) -> list[list[np.ndarray]]:
+    """Outputs for every sample: in one call when the runner has ``run_many`` (a worker
+    process then starts once), else sample by sample."""
+    run_many = getattr(runner, "run_many", None)
+    if run_many is None or len(samples) < 2:
+        return [_run(runner, feeds, what, error) for feeds in samples]
+    try:
+        return [list(outs) for outs in run_many(samples)]
+    except ModelconvError:
+        raise
+    except Exception as exc:
+        raise error(f"the {what} fails to run in {runner.name}: {_first_line(exc)}",
+                    hint="Check the inputs (--inputs) and dynamic dims (--dim)") from exc
 
 
 def _run(runner: Runner, feeds: list[np.ndarray], what: str,
