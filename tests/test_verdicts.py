@@ -265,10 +265,12 @@ def test_int8_needs_calibration_or_an_explicit_random(
     with pytest.raises(ExportError, match="calibration"):
         modelconv.convert(CNN, out, quantize="int8")
     assert main(["convert", str(CNN), str(out), "--quantize", "int8", "--calibration",
-                 "random", "--quiet"]) == 0
+                 "random", "--quiet", "--report", str(tmp_path / "r.json")]) == 0
     err = capsys.readouterr().err
     assert "warning: int8 ranges were calibrated on random" in err
     assert "UserWarning" not in err and ".py:" not in err
+    # several samples, none of them the calibration's own first sample (seed 0)
+    assert "seeds 1..3" in json.loads((tmp_path / "r.json").read_text())["inputs"]
 
 
 def test_int8_verifies_on_the_calibration_data(tmp_path: Path) -> None:

@@ -97,15 +97,22 @@ def _samples(
     cal = _calibration_file(options)
     if cal is not None:
         return split_samples(load_inputs(cal, specs), specs, MAX_CALIBRATION_SAMPLES), None
-    count = max(1, int(options.samples))
-    samples = [generate_inputs(specs, seed=options.seed + k, dim_values=options.dim_values,
+    count, first = max(1, int(options.samples)), _first_seed(options)
+    samples = [generate_inputs(specs, seed=first + k, dim_values=options.dim_values,
                                batch_size=options.batch_size, int_ranges=int_ranges)
                for k in range(count)]
     batch = None
     if _batch_is_dynamic(specs, target) and options.batch_size == 1:
-        batch = generate_inputs(specs, seed=options.seed + count, dim_values=options.dim_values,
+        batch = generate_inputs(specs, seed=first + count, dim_values=options.dim_values,
                                 batch_size=2, int_ranges=int_ranges)
     return samples, batch
+
+
+def _first_seed(options: ConvertOptions) -> int:
+    """The first sample's seed: ``seed``, or ``seed + 1`` for int8 calibrated on random
+    samples, whose first one is the ``seed`` stream itself (never verify on calibration)."""
+    random_int8 = options.quantize == "int8" and str(options.calibration) == "random"
+    return options.seed + (1 if random_int8 else 0)
 
 
 def _batch_is_dynamic(specs: Sequence[TensorSpec], target: Runner | None) -> bool:
@@ -124,10 +131,10 @@ def describe_inputs(options: ConvertOptions, samples: Sequence[Sequence[np.ndarr
     cal = _calibration_file(options)
     if cal is not None:
         return f"calibration data {cal} ({n} sample(s))"
-    seeds = max(1, int(options.samples))
-    text = f"generated, seeds {options.seed}..{options.seed + seeds - 1}"
+    seeds, first = max(1, int(options.samples)), _first_seed(options)
+    text = f"generated, seeds {first}..{first + seeds - 1}"
     if n > seeds:
-        text += f" plus seed {options.seed + seeds} with batch 2"
+        text += f" plus seed {first + seeds} with batch 2"
     return f"{text} ({n} sample(s))"
 
 

@@ -23,8 +23,6 @@ MAX_SAMPLES = 64
 RANDOM_SAMPLES = 8
 #: ``calibration`` value that asks for seeded random samples
 RANDOM = "random"
-#: the random calibration samples' stream is distinct from the verifier's (seed, seed+1...)
-_RANDOM_STREAM = 0xCA1
 
 
 def check_calibration(quantize: str | None, calibration: str | Path | None) -> str | None:
@@ -65,7 +63,7 @@ def load_samples(graph: TflGraph, source: str | Path | None,
     check_calibration("int8", source)
     assert source is not None  # refused above
     if str(source) == RANDOM:
-        rng = np.random.default_rng([seed, _RANDOM_STREAM])
+        rng = np.random.default_rng(seed)
         return [[_random(rng, s, d) for s, d in zip(shapes, dtypes, strict=True)]
                 for _ in range(RANDOM_SAMPLES)]
     path = Path(source)
