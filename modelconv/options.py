@@ -47,6 +47,12 @@ class ConvertOptions:
     input_dtypes: list[str] | None = None
     dynamic_batch: bool = False
     dynamic_dims: dict[str, dict[int, str]] = field(default_factory=dict)
+    #: (min, max) bounds of named dynamic dims (None: unbounded / torch's bound)
+    dim_ranges: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
+    # names of the converted model's inputs / outputs (torch: the forward parameters the
+    # example inputs bind to); None keeps the names the source gives
+    input_names: list[str] | None = None
+    output_names: list[str] | None = None
     # TF SavedModel
     signature: str = "serving_default"
     # TFLite output

@@ -21,7 +21,7 @@ import pytest
 
 import modelconv
 from modelconv.errors import ModelLoadError, UnsafeModelError, UnsupportedOpsError
-from modelconv.importers.tf.convert import convert_signature
+from modelconv.importers.tf.graph.convert import convert_signature
 from modelconv.options import ConvertOptions
 from modelconv.verification.runners import OnnxRuntimeRunner
 
@@ -132,7 +132,7 @@ def _tensor(array: np.ndarray, dims: list[int] | None = None, raw: bytes | None 
 
 
 def _attr(key: str, kind: str, value: object) -> bytes:
-    numbers = {"s": 2, "i": 3, "type": 6, "tensor": 8}
+    numbers = {"s": 2, "i": 3, "b": 5, "type": 6, "tensor": 8}
     if kind == "func":
         body = _f(10, _f(1, str(value)))
     elif kind == "ilist":
@@ -155,15 +155,16 @@ def _function(name: str, args: list[str], outs: list[str], nodes: list[bytes],
 
 
 def _write(folder: Path, graph_nodes: list[bytes], functions: list[bytes],
-           outputs: dict[str, str], inputs: dict[str, str] | None = None) -> Path:
+           outputs: dict[str, str], inputs: dict[str, str] | None = None,
+           input_dtype: int = 1) -> Path:
     inputs = inputs if inputs is not None else {"x": "x:0"}
     graph = b"".join(_f(1, n) for n in graph_nodes)
     graph += _f(2, b"".join(_f(1, fn) for fn in functions))
 
-    def info(name: str) -> bytes:
-        return _f(1, name) + _f(2, 1) + _f(3, _shape([-1, 4]))
+    def info(name: str, dtype: int = 1) -> bytes:
+        return _f(1, name) + _f(2, dtype) + _f(3, _shape([-1, 4]))
 
-    sig = b"".join(_f(1, _f(1, k) + _f(2, info(v))) for k, v in inputs.items())
+    sig = b"".join(_f(1, _f(1, k) + _f(2, info(v, input_dtype))) for k, v in inputs.items())
     sig += b"".join(_f(2, _f(1, k) + _f(2, info(v))) for k, v in outputs.items())
     meta = _f(1, _f(4, "serve")) + _f(2, graph) + _f(5, _f(1, "serving_default") + _f(2, sig))
     folder.mkdir(parents=True, exist_ok=True)
@@ -265,8 +266,136 @@ def test_broken_graphs_are_refused(tmp_path: Path, case: str, error: type, match
     assert str(folder) in str(info.value)
 
 
+def _attr_body(mul_attrs: list[bytes], extra: list[bytes] | None = None,
+               relu_input: str = "m:z:0") -> list[bytes]:
+    return [_node("c", "Const", [], _attr("dtype", "type", 1), _attr("value", "tensor",
+                                                                    _tensor(SCALE))),
+            _node("m", "Mul", ["a", "c:output:0"], *mul_attrs),
+            *(extra or []),
+            _node("r", "Relu", [relu_input])]
+
+
+_INT = {"dtype": _attr("dtype", "type", 3)}
+GATHER_INPUTS = [_node("i", "Const", [], _INT["dtype"],
+                       _attr("value", "tensor", _tensor(np.asarray([[1, 0]], np.int32)))),
+                 _node("ax", "Const", [], _INT["dtype"],
+                       _attr("value", "tensor", _tensor(np.asarray(1, np.int32))))]
+CAST = [_node("k", "Cast", ["m:z:0"], _attr("SrcT", "type", 1), _attr("DstT", "type", 1),
+              _attr("Truncate", "b", 1))]
+
+
+@pytest.mark.parametrize("mul_attrs, extra, relu_input, refused", [
+    ([_attr("frobnicate", "i", 3)], None, "m:z:0", ["Mul (attribute frobnicate=3 is not read)"]),
+    ([_attr("incompatible_shape_error", "b", 0)], None, "m:z:0",  # Mul has no such attribute
+     ["Mul (attribute incompatible_shape_error=False is not read)"]),
+    ([_attr("T", "type", 8)], None, "m:z:0", ["Mul (attribute T=complex64)"]),
+    ([], CAST, "k:y:0", ["Cast (attribute Truncate=True)"]),
+    ([_attr("T", "type", 7)], CAST, "k:y:0",  # all at once, before anything is emitted
+     ["Cast (attribute Truncate=True)", "Mul (attribute T=string)"]),
+])
+def test_attributes_a_handler_does_not_take_are_refused(
+        tmp_path: Path, mul_attrs: list[bytes], extra: list[bytes] | None, relu_input: str,
+        refused: list[str]) -> None:
+    """Consume or refuse: an attribute the op's handler does not declare, a fixed one at
+    another value than TensorFlow's default, or a dtype it cannot compute in is named (op,
+    attribute and value, node) in one UnsupportedOpsError before any node is converted."""
+    folder = _model(tmp_path / "sm", _attr_body(mul_attrs, extra, relu_input))
+    with pytest.raises(UnsupportedOpsError) as info:
+        convert_signature(folder, "serving_default")
+    assert sorted(info.value.unsupported) == refused
+    for where in info.value.unsupported.values():
+        assert where and all(w.startswith("fn/") for w in where), where
+
+
+def test_runtime_annotations_and_declared_attributes_are_accepted(tmp_path: Path) -> None:
+    """``_``-prefixed annotations (never OpDef attributes) and declared attributes at any
+    value convert; a fixed attribute present at its default value too."""
+    gather_ok = [*GATHER_INPUTS,
+                 _node("g", "GatherV2", ["m:z:0", "i:output:0", "ax:output:0"],
+                       _attr("batch_dims", "i", 0), _attr("Taxis", "type", 3)),
+                 _node("k", "Cast", ["g:output:0"], _attr("SrcT", "type", 1),
+                       _attr("DstT", "type", 1), _attr("Truncate", "b", 0))]
+    body = _attr_body([_attr("_class", "s", b"loc:@c"), _attr("T", "type", 1),
+                       _attr("_has_manual_control_dependencies", "b", 1)], gather_ok,
+                      "k:y:0")
+    path = tmp_path / "m.onnx"
+    ir.save(convert_signature(_model(tmp_path / "sm", body), "serving_default").model, path)
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    _close(_run(path, [x]), [np.maximum(x * SCALE, 0)[:, [1, 0]][:, None]])
+
+
+@pytest.mark.parametrize("dtype, name", [(7, "string"), (8, "complex64")])
+def test_signature_input_of_an_uncomputable_dtype_is_refused(tmp_path: Path, dtype: int,
+                                                             name: str) -> None:
+    """A string or complex signature input is refused naming it (it used to be declared
+    float32, numpy's stand-in for a dtype the converter does not know)."""
+    fn = _function("fn", ["a"], ["y"], _body(), {"y": "r:activations:0"})
+    call = _node("call", "PartitionedCall", ["x"], _attr("f", "func", "fn"))
+    folder = _write(tmp_path / "sm", [PLACEHOLDER, call], [fn], {"y": "call:0"},
+                    input_dtype=dtype)
+    with pytest.raises(UnsupportedOpsError) as info:
+        convert_signature(folder, "serving_default")
+    assert info.value.unsupported == {name: ["signature input 'x'"]}
+
+
+def _attr_reads(module: object) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """Per top-level function of ``module``: the attribute names it reads with a literal
+    (``node.attr("padding")``, nested functions and lambdas included) and the functions of
+    the module it calls."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(module))  # type: ignore[arg-type]
+    reads: dict[str, set[str]] = {}
+    calls: dict[str, set[str]] = {}
+    for fn in tree.body:
+        if not isinstance(fn, ast.FunctionDef):
+            continue
+        reads[fn.name], calls[fn.name] = set(), set()
+        for node in ast.walk(fn):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            if isinstance(func, ast.Attribute) and func.attr == "attr" and node.args and \
+                    isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value,
+                                                                          str):
+                reads[fn.name].add(node.args[0].value)
+            elif isinstance(func, ast.Name):
+                calls[fn.name].add(func.id)
+    return reads, calls
+
+
+def test_handlers_declare_every_attribute_they_read() -> None:
+    """The other direction of consume or refuse, without TensorFlow: every attribute a
+    handler (or a helper of its module it calls) reads is one it declares, so that no read
+    attribute escapes :func:`attr_problems`."""
+    import importlib
+
+    from modelconv.importers.tf.graph.core import OP_ATTRS, OPS
+
+    undeclared = {}
+    for op in OPS:
+        handler = OPS.get(op)
+        assert handler is not None and handler.__doc__, f"{op}: handler without a docstring"
+        reads, calls = _attr_reads(importlib.import_module(handler.__module__))
+        top = handler.__qualname__.split(".")[0]
+        seen, stack, read = set(), [top], set()
+        while stack:
+            name = stack.pop()
+            if name in seen or name not in reads:
+                continue
+            seen.add(name)
+            read |= reads[name]
+            stack.extend(calls[name])
+        spec = OP_ATTRS[op]
+        missing = read - spec.attrs - set(spec.fixed) - {"_output_shapes"}
+        if missing:
+            undeclared[op] = sorted(missing)
+    assert not undeclared, undeclared
+
+
 def test_file_ops_refused_before_conversion(tmp_path: Path) -> None:
-    from modelconv.importers.savedmodel import import_savedmodel
+    from modelconv.importers.tf import import_savedmodel
 
     folder = _model(tmp_path / "sm", _body(extra=[_node("leak", "ReadFile", ["a"])]))
     with pytest.raises(UnsafeModelError, match="ReadFile"):
@@ -275,10 +404,10 @@ def test_file_ops_refused_before_conversion(tmp_path: Path) -> None:
 
 def test_unsupported_op_without_tensorflow_names_it(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from modelconv.importers.savedmodel import import_savedmodel
-    from modelconv.verification import runners_tf
+    from modelconv.importers.tf import import_savedmodel
+    from modelconv.workers import tf_worker
 
-    monkeypatch.setattr(runners_tf, "tf_available", lambda: False)
+    monkeypatch.setattr(tf_worker, "tf_available", lambda: False)
     folder = _model(tmp_path / "sm", _body(mul_inputs=["f1:y:0", "c:output:0"],
                                            extra=[_node("f1", "FancyOp", ["a"])]))
     with pytest.raises(UnsupportedOpsError, match="FancyOp"):

@@ -1,7 +1,7 @@
 """Per-op matrix of the TensorFlow-free SavedModel graph importer (modelconv.importers.tf)
 against TensorFlow itself.
 
-Every op with a handler in ``modelconv.importers.tf.core.OPS`` that a ``tf.function`` can
+Every op with a handler in ``modelconv.importers.tf.graph.core.OPS`` that a ``tf.function`` can
 produce on CPU appears in at least one case (``test_every_registered_op_is_covered`` checks
 that from the saved graphs), the layout-sensitive ones (convolutions, pools, FusedBatchNorm,
 BiasAdd, Resize, element-wise ops, reductions, slicing, padding, concatenation... after a
@@ -25,6 +25,10 @@ floats, which ONNX's ``Mod`` cannot express; a training-mode ``FusedBatchNormV3`
 ``is_training`` attribute is left out of the graph because True is its default) make
 ``convert_signature`` raise UnsupportedOpsError naming the op, and ``modelconv.convert``
 still converts the Cumsum model through tf2onnx, with a warning naming the graph route.
+
+``test_every_handler_declares_the_attributes_of_its_ops`` holds every handler's attribute
+declarations (consume or refuse, ``core.tf_op(attrs=, fixed=)``) against TensorFlow's OpDefs,
+read in a subprocess.
 """
 
 from __future__ import annotations
@@ -118,7 +122,7 @@ def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
     root = tmp_path_factory.mktemp("tf_graph_ops")
     names = _selected(request.session) or list(TABLE.CASES)
-    from modelconv.verification.runners_tf import worker_env
+    from modelconv.workers.tf_worker import worker_env
 
     # KERAS_BACKEND=tensorflow: other test modules set it to torch in this process, and
     # tf.saved_model.save importing Keras-on-torch next to TensorFlow crashes the builder
@@ -177,7 +181,7 @@ def _transposes(path: Path) -> tuple[int, int]:
 
 @pytest.mark.parametrize("name", CASES)
 def test_op(built: Built, name: str, tmp_path: Path) -> None:
-    from modelconv.importers.tf.convert import convert_signature
+    from modelconv.importers.tf.graph.convert import convert_signature
 
     folder = built.folder(name)
     converted = convert_signature(folder, SIGNATURE)  # a refused op fails here, named
@@ -195,8 +199,8 @@ def test_op(built: Built, name: str, tmp_path: Path) -> None:
 
 def test_every_registered_op_is_covered(built: Built) -> None:
     """Each registered op appears in the graph of a case (or is listed as unproducible)."""
-    from modelconv.importers.tf.core import OPS  # the package import registers every op
-    from modelconv.importers.tfgraph import reachable_ops, read_saved_model
+    from modelconv.importers.tf.files.saved_model import reachable_ops, read_saved_model
+    from modelconv.importers.tf.graph.core import OPS  # the package import registers every op
 
     assert set(NOT_PRODUCIBLE) <= set(OPS.keys())
     seen: set[str] = set()
@@ -208,9 +212,74 @@ def test_every_registered_op_is_covered(built: Built) -> None:
     assert not set(NOT_PRODUCIBLE) & seen, "an op listed as unproducible is produced"
 
 
+_OPDEF_ATTRS = """
+import json, sys
+from tensorflow.python.framework import op_def_registry
+
+def default(a):
+    if not a.HasField("default_value"):
+        return ["none"]
+    v = a.default_value
+    kind = v.WhichOneof("value")
+    if kind == "list":
+        return ["list", list(v.list.i) or list(v.list.s) or list(v.list.type)]
+    if kind == "s":
+        return ["s", v.s.decode()]
+    return [kind, getattr(v, kind)]
+
+out = {}
+for name in sys.argv[1:]:
+    op = op_def_registry.get(name)
+    out[name] = None if op is None else {a.name: default(a) for a in op.attr}
+print(json.dumps(out))
+"""
+
+
+def test_every_handler_declares_the_attributes_of_its_ops() -> None:
+    """Consume or refuse, checked against TensorFlow's op definitions: every attribute of
+    every registered op is declared by its handler (read, meaningless, or fixed), a fixed
+    attribute's one value is TensorFlow's default (what a SavedModel leaves out), and a
+    handler declares nothing that none of its ops has (a misspelt declaration)."""
+    import json
+
+    from modelconv.importers.tf.graph.core import OP_ATTRS, OPS
+    from modelconv.workers.tf_worker import worker_env
+
+    assert set(OP_ATTRS) == set(OPS.keys())
+    proc = subprocess.run([sys.executable, "-c", _OPDEF_ATTRS, *OPS.keys()], env=worker_env(),
+                          capture_output=True, text=True, timeout=300, check=True)
+    opdefs: dict[str, dict[str, list[Any]] | None] = json.loads(proc.stdout.splitlines()[-1])
+    problems = []
+    groups: dict[int, list[str]] = {}
+    for op, spec in OP_ATTRS.items():
+        groups.setdefault(id(spec), []).append(op)
+        defs = opdefs[op]
+        if defs is None:
+            problems.append(f"{op}: TensorFlow has no such op")
+            continue
+        undeclared = set(defs) - spec.attrs - set(spec.fixed)
+        if undeclared:
+            problems.append(f"{op}: undeclared {sorted(undeclared)}")
+        for name, value in spec.fixed.items():
+            if name not in defs:  # another op of the handler has it (checked below)
+                continue
+            kind, *default = defs[name]
+            shown = value.decode() if isinstance(value, bytes) else value
+            if kind == "none" or default[0] != shown:
+                problems.append(f"{op}: {name} fixed at {value!r}, TensorFlow's default "
+                                f"is {kind} {default}")
+    for ops in groups.values():
+        spec = OP_ATTRS[ops[0]]
+        known = set().union(*(opdefs[o] or {} for o in ops))
+        extra = (spec.attrs | set(spec.fixed)) - known
+        if extra:
+            problems.append(f"{'/'.join(ops)}: declares {sorted(extra)}, which none has")
+    assert not problems, "\n".join(problems)
+
+
 @pytest.mark.parametrize("name", UNSUPPORTED)
 def test_unsupported_op_is_refused(built: Built, name: str) -> None:
-    from modelconv.importers.tf.convert import convert_signature
+    from modelconv.importers.tf.graph.convert import convert_signature
 
     op = TABLE.CASES[name].unsupported
     with pytest.raises(UnsupportedOpsError) as info:

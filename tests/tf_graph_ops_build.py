@@ -872,6 +872,104 @@ def _(v):
     }
 
 
+PATCH_IMG: Spec = ((None, 16, 16, 3), "float32", "normal")
+
+
+def _patches(w: Any, b: Any, x: Any) -> tuple[Any, Any]:
+    """keras_hub ViTPatchingAndEmbedding's patching: a stride-4 Conv2D + BiasAdd (held
+    channels-first by the importer; the bias read, reshaped to [1, 1, 1, dim] and squeezed,
+    as Keras 3 writes it) reshaped to [batch, patches, dim] with a shape Packed from
+    tf.shape; returns (patches, tf.shape of the conv output)."""
+    bias = tf.squeeze(tf.reshape(b.read_value(), [1, 1, 1, -1]))
+    y = tf.nn.bias_add(tf.nn.conv2d(x, w, 4, "VALID"), bias)
+    s = tf.shape(y)
+    return tf.reshape(y, tf.stack([s[0], -1, s[-1]])), s
+
+
+@case("vit_patch_embedding", x=PATCH_IMG)
+def _(v):
+    """The ops of keras_hub's ViTPatchingAndEmbedding as ``model.export()`` writes them:
+    position ids a captured constant, Keras Embedding's index wrap (Less, AddV2, SelectV2
+    folded on constants), GatherV2 on the read table, the class token Tiled to the batch
+    and concatenated on axis 1, then the position embedding added."""
+    w, b, cls, table = v(4, 4, 3, 8), v(8), v(1, 1, 8), v(17, 8)
+    ids = tf.constant(np.arange(17, dtype=np.int32)[None])  # eager: a captured constant
+
+    def fn(x: Any) -> Any:
+        y, s = _patches(w, b, x)
+        params = table.read_value()
+        idx = tf.where(ids < 0, ids + tf.shape(params)[0], ids)
+        pos = tf.gather(params, idx, axis=0)
+        token = tf.tile(cls, tf.stack([s[0], 1, 1]))
+        return {"with_token": tf.concat([token, y], axis=1) + pos,
+                "no_token": y + pos[:, 1:]}
+    return fn
+
+
+@case("vit_patch_embedding_variants", x=PATCH_IMG)
+def _(v):
+    """The same block written other ways: class token broadcast_to the batch, concat on
+    a negative axis, position ids from Range + ExpandDims, the embedding gathered on a
+    negative axis, token read-out and slices with shrink/new-axis/ellipsis masks."""
+    w, b, cls, table = v(4, 4, 3, 8), v(8), v(1, 1, 8), v(8, 17)
+
+    def fn(x: Any) -> Any:
+        y, s = _patches(w, b, x)
+        token = tf.broadcast_to(cls, tf.stack([s[0], 1, tf.shape(cls)[-1]]))
+        joined = tf.concat([token, y], axis=-2)
+        ids = tf.expand_dims(tf.range(tf.shape(joined)[1]), 0)  # computed: [1, 17]
+        pos = tf.transpose(tf.gather(table, ids, axis=-1), [1, 2, 0])  # ReadVariableOp+GatherV2
+        z = joined + pos
+        return {"z": z, "token": z[:, 0], "last": z[:, -1, ::2],
+                "new_axis": z[:, tf.newaxis, 1:, 3], "ellipsis": z[..., -1],
+                "concat_neg1": tf.concat([z, y[:, :1]], axis=-2),
+                "concat_last": tf.concat([z, -z], axis=-1)}
+    return fn
+
+
+@case("select_folded_constants", x=VEC)
+def _(v):
+    """SelectV2/Select whose operands are all constants fold in numpy: the result has the
+    branches' dtype (int32, float32), not the condition's."""
+    i = tf.constant([[-2, 0, 3, -1, 5, 1]])
+    f = tf.constant([[-1.5, 0.25, 2.0, -0.5, 4.0, 1.0]])
+
+    def fn(x: Any) -> Any:
+        wrapped = tf.where(i < 0, i + 6, i)
+        return {"int": tf.gather(x, wrapped[0], axis=1),
+                "float": x * tf.where(f < 0.0, -f, f * 2.0),
+                "v1": x + tf.compat.v1.where(f > 0.0, f, f * 3.0)}
+    return fn
+
+
+@case("gather_batch_dims", x=((None, 5, 3), "float32", "normal"),
+      i=((None, 2), "int32", "index5"))
+def _(v):
+    """GatherV2/ResourceGather with batch_dims (the batch is BATCH = 2 for the table and
+    the constants), on the axis after the batch dims, a later axis, negative axis and
+    batch_dims, two batch dims, a conv output, and folded on constants."""
+    c = conv(v)
+    table = v(BATCH, 5, 3)
+    k = const((BATCH, 5, 3), 15)
+    ki = tf.constant([[0, 4], [3, 3]])
+
+    def fn(x: Any, i: Any) -> Any:
+        per_row = tf.tile(i[:, None, :], [1, 5, 1]) % 3  # [B, 5, 2]
+        img = tf.image.resize(x[..., None], [9, 9])[..., 0]  # [B, 9, 9]
+        return {
+            "axis1": tf.gather(x, i, axis=1, batch_dims=1),
+            "axis2": tf.gather(x, i % 3, axis=2, batch_dims=1),
+            "negative": tf.gather(x, i, axis=-2, batch_dims=-1),
+            "two_batch_dims": tf.gather(x, per_row, axis=2, batch_dims=2),
+            "conv_channels": tf.gather(c(tf.stack([img] * 3, -1)), i % 4, axis=3,
+                                       batch_dims=1),
+            "resource": tf.raw_ops.ResourceGather(resource=table.handle, indices=i,
+                                                  dtype=tf.float32, batch_dims=1),
+            "folded": x[:, :2] + tf.gather(k, ki, axis=1, batch_dims=1),
+        }
+    return fn
+
+
 @case("nested_function_captured_constant", x=VEC)
 def _(v):
     w = v(6, 6)

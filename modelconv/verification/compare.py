@@ -21,6 +21,12 @@ class Tolerance:
         return asdict(self)
 
 
+def describe_tolerance(mode: str, tol: Tolerance) -> str:
+    """``float32: rtol 0.0001, atol 1e-05`` (plus the minimum cosine when there is one)."""
+    text = f"{mode}: rtol {tol.rtol:g}, atol {tol.atol:g}"
+    return text + (f", cosine >= {tol.min_cosine:g}" if tol.min_cosine is not None else "")
+
+
 #: defaults by the kind of the converted model (its precision)
 DEFAULT_TOLERANCES = {
     "float32": Tolerance(rtol=1e-4, atol=1e-5),

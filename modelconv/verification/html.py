@@ -5,7 +5,11 @@ from __future__ import annotations
 import html
 import math
 
-from modelconv.verification.report import VerificationReport, describe_tolerance
+from modelconv.verification.html_summary import COLORS as _COLORS
+from modelconv.verification.html_summary import OUTPUT_HEADER as _OUTPUT_HEADER
+from modelconv.verification.html_summary import facts as _facts
+from modelconv.verification.html_summary import output_rows as _output_rows
+from modelconv.verification.report import VerificationReport
 
 _W, _H, _PAD = 760, 260, 48
 
@@ -58,46 +62,6 @@ def _chart(report: VerificationReport) -> str:
     parts.append(f'<text x="14" y="{_H / 2}" font-size="12" transform="rotate(-90 14 {_H / 2})"'
                  ' text-anchor="middle">max rel error</text></svg>')
     return "\n".join(parts)
-
-
-def _facts(report: VerificationReport) -> str:
-    """The what-was-compared table: both files, runtimes, inputs, tolerance, verdict."""
-    esc = html.escape
-    rows = [("verdict", report.verdict),
-            ("source", f"{report.source_path or '(in memory)'} ({report.source_runtime or '-'})"),
-            ("converted", f"{report.target_path or '-'} ({report.target_runtime or '-'})"),
-            ("inputs", report.inputs or "-")]
-    if report.tolerance is not None:
-        rows.append(("tolerance", describe_tolerance(report.mode, report.tolerance)))
-    if report.skipped:
-        rows.append(("not verified because", report.skip_reason))
-    body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
-    return f'<table class="facts">{body}</table>'
-
-
-def _output_rows(report: VerificationReport) -> str:
-    esc = html.escape
-    return "\n".join(
-        f"<tr><td>{esc(o.name)}</td><td>{esc(str(o.shape))}</td><td>{o.max_abs:.3g}</td>"
-        f"<td>{o.max_rel:.3g}</td><td>{o.mean_abs:.3g}</td><td>{o.cosine:.6f}</td>"
-        f"<td>{'-' if o.top1_agreement is None else f'{o.top1_agreement:.2f}'}</td>"
-        f"<td>{o.nan_mismatch}/{o.inf_mismatch}</td><td>{'yes' if o.passed else 'NO'}</td>"
-        f"<td>{esc(o.reason)}</td></tr>"
-        for o in report.outputs
-    )
-
-
-_OUTPUT_HEADER = ("<tr><th>output</th><th>shape</th><th>max abs</th><th>max rel</th>"
-                  "<th>mean abs</th><th>cosine</th><th>top-1</th><th>NaN/Inf diff</th>"
-                  "<th>ok</th><th>reason</th></tr>")
-_COLORS = {"PASSED": "#16a34a", "FAILED": "#dc2626", "NOT VERIFIED": "#a16207"}
-
-
-def report_fragment(report: VerificationReport) -> str:
-    """A compact HTML block (verdict, facts, outputs) for notebooks (``_repr_html_``)."""
-    color = _COLORS[report.verdict]
-    return (f'<div><b style="color:{color}">verification {html.escape(report.verdict)}</b>'
-            f"{_facts(report)}<table>{_OUTPUT_HEADER}{_output_rows(report)}</table></div>")
 
 
 def render_html(report: VerificationReport) -> str:

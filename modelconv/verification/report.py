@@ -7,7 +7,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from modelconv.verification.compare import OutputMetrics, Tolerance
+from modelconv.verification.compare import OutputMetrics, Tolerance, describe_tolerance
 
 
 @dataclass
@@ -75,7 +75,7 @@ class VerificationReport:
         return f"<VerificationReport {files}: {self.summary()}>"
 
     def _repr_html_(self) -> str:
-        from modelconv.verification.html import report_fragment
+        from modelconv.verification.html_summary import report_fragment
 
         return report_fragment(self)
 
@@ -149,12 +149,6 @@ class VerificationReport:
             lines.append(f"tolerance: {describe_tolerance(self.mode, self.tolerance)}")
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
-
-
-def describe_tolerance(mode: str, tol: Tolerance) -> str:
-    """``float32: rtol 0.0001, atol 1e-05`` (plus the minimum cosine when there is one)."""
-    text = f"{mode}: rtol {tol.rtol:g}, atol {tol.atol:g}"
-    return text + (f", cosine >= {tol.min_cosine:g}" if tol.min_cosine is not None else "")
 
 
 def _badness(o: OutputMetrics) -> tuple[bool, bool, float]:

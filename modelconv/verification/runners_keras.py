@@ -37,7 +37,7 @@ APPLICATION_LAYERS = {
 
 def _specs_from_file(path: str) -> tuple[list[TensorSpec], list[str], int]:
     from modelconv.importers.keras.config import parse_model
-    from modelconv.importers.keras.convert import _dtype_name, check_layers
+    from modelconv.importers.keras.convert import check_layers, dtype_name
     from modelconv.importers.keras.reader import open_keras_file
 
     with open_keras_file(path) as kf:
@@ -50,7 +50,7 @@ def _specs_from_file(path: str) -> tuple[list[TensorSpec], list[str], int]:
         shape = cfg.get("batch_shape") or cfg.get("batch_input_shape") or []
         dims = tuple(int(d) if d is not None else ("batch" if i == 0 else None)
                      for i, d in enumerate(shape))
-        specs.append(TensorSpec(ref.layer, _dtype_name(cfg.get("dtype")), dims))
+        specs.append(TensorSpec(ref.layer, dtype_name(cfg.get("dtype")), dims))
     return specs, [r.layer for r in graph.outputs], major
 
 
@@ -117,6 +117,13 @@ def load_keras3(path: str) -> Any:
             f"{' '.join(str(exc).split())[:300]}", path=path) from exc
 
 
+def per_sample(result: dict[str, np.ndarray], samples: int,
+               outputs: int) -> list[list[np.ndarray]]:
+    """A ``samples=N`` TensorFlow worker result (``s<j>_out<i>``) as one list of outputs
+    per sample."""
+    return [[result[f"s{j}_out{i}"] for i in range(outputs)] for j in range(samples)]
+
+
 class KerasRunner:
     """Runs a Keras model file (see module docstring for which runtime)."""
 
@@ -143,7 +150,7 @@ class KerasRunner:
     def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Outputs for positional ``feeds``."""
         if self.major == 2:
-            from modelconv.verification.runners_tf import run_worker
+            from modelconv.workers.tf_worker import run_worker
 
             result = run_worker("keras2", self.path, list(feeds))
             return [result[f"out{i}"] for i in range(len(self._outputs))]
@@ -153,7 +160,7 @@ class KerasRunner:
         """Outputs for several samples; a Keras 2 file runs them in one worker process."""
         if self.major != 2:
             return [self.run(feeds) for feeds in samples]
-        from modelconv.verification.runners_tf import per_sample, run_worker
+        from modelconv.workers.tf_worker import run_worker
 
         flat = [np.asarray(f) for sample in samples for f in sample]
         result = run_worker("keras2", self.path, flat, samples=len(samples))

@@ -17,6 +17,26 @@ from modelconv.errors import ExportError
 
 FUSED_ATTR = "fused_activation"
 
+# Builtins whose LiteRT kernels apply ``fused_activation_function`` (tflite/kernels add.cc,
+# sub.cc, mul.cc, div.cc, conv.cc, depthwise_conv.cc, fully_connected.cc, transpose_conv.cc,
+# pooling.cc, l2norm.cc read ``params->activation`` through CalculateActivationRange[Quantized]).
+# Those helpers clamp for RELU, RELU6 and RELU_N1_TO_1 only and treat every other value (TANH,
+# SIGN_BIT) as NONE; CONCATENATION's Prepare requires NONE. Any other (op, activation) pair is
+# written as the op followed by a separate activation op (see LoweringContext.emit).
+FUSED_ACTIVATION_OPS = frozenset({
+    "ADD", "SUB", "MUL", "DIV", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
+    "TRANSPOSE_CONV", "AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D", "L2_NORMALIZATION",
+})
+KERNEL_ACTIVATIONS = {1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}  # ActivationFunctionType codes
+# Recurrent kernels read the same field as their cell / hidden activation (lstm_eval.cc,
+# basic_rnn.cc, svdf.cc apply TANH, RELU, SIGMOID... inside the recurrence): not an output
+# clamp, so emit() leaves it alone.
+RECURRENT_ACTIVATION_OPS = frozenset({
+    "LSTM", "UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "RNN",
+    "UNIDIRECTIONAL_SEQUENCE_RNN", "BIDIRECTIONAL_SEQUENCE_RNN", "SVDF",
+})
+_STANDALONE_ACTIVATIONS = {1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH"}
+
 
 @dataclass
 class QuantParams:
@@ -239,7 +259,22 @@ class LoweringContext:
 
     # -- ops ---------------------------------------------------------------------------
     def emit(self, code: str, inputs: list[int], outputs: list[int], options: Any = None) -> Op:
-        """Append one builtin operator."""
+        """Append one builtin operator.
+
+        A fused activation is kept only where the op's LiteRT kernel applies it
+        (:data:`FUSED_ACTIVATION_OPS`, float outputs, :data:`KERNEL_ACTIVATIONS`); otherwise
+        the op writes a temporary and the activation follows as its own op."""
+        act = int(getattr(options, "fusedActivationFunction", 0) or 0)
+        applied = code in FUSED_ACTIVATION_OPS and act in KERNEL_ACTIVATIONS and len(
+            outputs) == 1 and self.t(outputs[0]).dtype == np.float32
+        if act and code not in RECURRENT_ACTIVATION_OPS and not applied:
+            if act not in _STANDALONE_ACTIVATIONS or len(outputs) != 1:
+                raise ExportError(f"internal error: {code} cannot carry activation {act}")
+            options.fusedActivationFunction = 0
+            raw = self.like(outputs[0], f"{code.lower()}_raw")
+            op = self.emit(code, inputs, [raw], options)
+            self.emit(_STANDALONE_ACTIVATIONS[act], [raw], list(outputs))
+            return op
         op = Op(code, list(inputs), list(outputs), options)
         self.g.ops.append(op)
         return op

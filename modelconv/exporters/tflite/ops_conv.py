@@ -1,4 +1,4 @@
-"""Convolutions: Conv -> CONV_2D / DEPTHWISE_CONV_2D (grouped via SPLIT), ConvTranspose."""
+"""Convolutions: Conv -> CONV_2D (grouped too) / DEPTHWISE_CONV_2D, ConvTranspose."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from modelconv.exporters.tflite._geometry import (
 )
 from modelconv.exporters.tflite.graph import LoweringContext
 from modelconv.exporters.tflite.registry import attr, tflite_lowering
-from modelconv.passes.nhwc import NHWC_DOMAIN
+from modelconv.passes.tflite.nhwc import NHWC_DOMAIN
 
 
 def as_nhwc4(ctx: LoweringContext, x: int) -> int:
@@ -44,8 +44,8 @@ def pad_input(ctx: LoweringContext, x: int, w: Window, in_hw: list[int],
     if value == 0.0:
         ctx.emit("PAD", [x, paddings], [y])
     else:
-        ctx.emit("PADV2", [x, paddings, ctx.const(np.asarray([value], np.float32), "pad_value")],
-                 [y])
+        pad_value = ctx.const(np.asarray([value], ctx.t(x).dtype), "pad_value")
+        ctx.emit("PADV2", [x, paddings, pad_value], [y])
     return y
 
 
@@ -65,7 +65,10 @@ def prepare_window(ctx: LoweringContext, node: ir.Node, x4: int, kernel: list[in
 
 @tflite_lowering("Conv")
 def lower_conv(ctx: LoweringContext, node: ir.Node) -> None:
-    """Conv (channels-last) -> CONV_2D, DEPTHWISE_CONV_2D or SPLIT + CONV_2D + CONCAT."""
+    """Conv (channels-last) -> CONV_2D (one op for any group count) or DEPTHWISE_CONV_2D.
+
+    LiteRT's CONV_2D takes groups = input channels / filter input channels (conv.cc
+    Prepare) on its float, int8/int16 per-channel and hybrid paths."""
     if node.domain != NHWC_DOMAIN:
         raise ExportError(f"Conv '{node.name}' was not moved to NHWC (rank-3/4 only)")
     x = as_nhwc4(ctx, ctx.inp(node, 0))
@@ -84,9 +87,7 @@ def lower_conv(ctx: LoweringContext, node: ir.Node) -> None:
     y = dst if len(ctx.t(dst).shape) == 4 else ctx.tmp("conv4d", np.float32,
                                                         [*ctx.t(x).shape[:1], *w.out, out_ch])
     act, in_ch = ctx.activation(node), ctx.t(x).shape[3]
-    if group == 1:
-        conv2d(ctx, x, weight, bias, w, padding, act, y)
-    elif group == in_ch and in_per_group == 1:
+    if group > 1 and group == in_ch and in_per_group == 1:
         opts = s.DepthwiseConv2DOptionsT()
         opts.padding, opts.strideH, opts.strideW = padding, w.strides[0], w.strides[1]
         opts.dilationHFactor, opts.dilationWFactor = w.dilations[0], w.dilations[1]
@@ -94,40 +95,20 @@ def lower_conv(ctx: LoweringContext, node: ir.Node) -> None:
         kernel = ctx.const(np.transpose(weight, (1, 2, 3, 0)), "depthwise_weight")
         ctx.emit("DEPTHWISE_CONV_2D", [x, kernel, ctx.const(bias, "bias")], [y], opts)
     else:
-        grouped_conv(ctx, x, weight, bias, group, w, padding, act, y)
+        conv2d(ctx, x, weight, bias, w, padding, act, y)
     if y != dst:
         finish_rank(ctx, y, dst)
 
 
 def conv2d(ctx: LoweringContext, x: int, weight: np.ndarray, bias: np.ndarray, w: Window,
            padding: int, act: int, y: int) -> None:
-    """Emit one CONV_2D (weights OIHW -> OHWI)."""
+    """Emit one CONV_2D (weights OIHW -> OHWI; I < input channels makes it grouped)."""
     opts = s.Conv2DOptionsT()
     opts.padding, opts.strideH, opts.strideW = padding, w.strides[0], w.strides[1]
     opts.dilationHFactor, opts.dilationWFactor = w.dilations[0], w.dilations[1]
     opts.fusedActivationFunction = act
     kernel = ctx.const(np.transpose(weight, (0, 2, 3, 1)), "weight")
     ctx.emit("CONV_2D", [x, kernel, ctx.const(bias, "bias")], [y], opts)
-
-
-def grouped_conv(ctx: LoweringContext, x: int, weight: np.ndarray, bias: np.ndarray, group: int,
-                 w: Window, padding: int, act: int, y: int) -> None:
-    """Grouped convolution as SPLIT on channels, one CONV_2D per group, CONCATENATION."""
-    shape = ctx.t(x).shape
-    per_in, per_out = shape[3] // group, weight.shape[0] // group
-    parts = [ctx.like(x, f"group{g}_in", [*shape[:3], per_in]) for g in range(group)]
-    split = s.SplitOptionsT()
-    split.numSplits = group
-    ctx.emit("SPLIT", [ctx.i32(3, "axis"), x], parts, split)
-    outs = []
-    for g in range(group):
-        out = ctx.like(y, f"group{g}_out", [*ctx.t(y).shape[:3], per_out])
-        sl = slice(g * per_out, (g + 1) * per_out)
-        conv2d(ctx, parts[g], weight[sl], bias[sl], w, padding, 0, out)
-        outs.append(out)
-    opts = s.ConcatenationOptionsT()
-    opts.axis, opts.fusedActivationFunction = 3, act
-    ctx.emit("CONCATENATION", outs, [y], opts)
 
 
 def check_conv_transpose(node: ir.Node) -> str | None:

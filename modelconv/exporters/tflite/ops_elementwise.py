@@ -8,6 +8,7 @@ from ai_edge_litert import schema_py_generated as s
 
 from modelconv.errors import ExportError
 from modelconv.exporters.tflite.graph import LoweringContext
+from modelconv.exporters.tflite.kernels import cast, dtype_reason, emit_typed, value_dtype
 from modelconv.exporters.tflite.registry import attr, output_used, tflite_lowering
 from modelconv.exporters.tflite.writer import tensor_type
 
@@ -15,7 +16,7 @@ _BINARY = {
     "Add": "ADD", "Sub": "SUB", "Mul": "MUL", "Div": "DIV", "Pow": "POW", "Max": "MAXIMUM",
     "Min": "MINIMUM", "Sum": "ADD", "Equal": "EQUAL", "Greater": "GREATER",
     "GreaterOrEqual": "GREATER_EQUAL", "Less": "LESS", "LessOrEqual": "LESS_EQUAL",
-    "And": "LOGICAL_AND", "Or": "LOGICAL_OR", "Mod": "FLOOR_MOD",
+    "And": "LOGICAL_AND", "Or": "LOGICAL_OR", "Mod": "FLOOR_MOD", "Xor": "NOT_EQUAL",
 }
 _FUSABLE = {"ADD": s.AddOptionsT, "SUB": s.SubOptionsT, "MUL": s.MulOptionsT, "DIV": s.DivOptionsT}
 _UNARY = {
@@ -41,18 +42,52 @@ def scalar(ctx: LoweringContext, like: int, value: float, name: str) -> int:
 
 
 def check_binary(node: ir.Node) -> str | None:
-    """FLOOR_MOD is Python-style modulo: no fmod=1."""
-    return "fmod=1" if node.op_type == "Mod" and attr(node, "fmod", 0) else None
+    """FLOOR_MOD is Python-style modulo (no fmod=1); the kernel must take the dtype; POW with
+    a float exponent on an integer base needs the base to fit float32."""
+    if node.op_type == "Mod" and attr(node, "fmod", 0):
+        return "fmod=1"
+    if node.op_type == "Pow":
+        return _pow_reason(node)
+    return dtype_reason(_BINARY[node.op_type], *node.inputs)
+
+
+def _pow_reason(node: ir.Node) -> str | None:
+    base, exp = (value_dtype(v) for v in node.inputs[:2])
+    if base == exp or base == "float32":
+        return dtype_reason("POW", node.inputs[0])
+    if base == "int32" and exp == "float32":
+        return None  # computed in float32 and truncated, as onnxruntime does
+    if base == "int32" and exp is not None and exp.startswith(("int", "uint")):
+        e = node.inputs[1].const_value if node.inputs[1] is not None else None
+        if e is not None and np.abs(e.numpy()).max(initial=0) < 2**31:
+            return None
+    return f"{base} base with {exp} exponent: no LiteRT POW kernel"
 
 
 @tflite_lowering(*_BINARY, check=check_binary)
 def lower_binary(ctx: LoweringContext, node: ir.Node) -> None:
-    """Add/Sub/Mul/Div/Pow/Max/Min/Sum/comparisons/logical -> the TFLite builtin (chained)."""
+    """Add/Sub/Mul/Div/Pow/Max/Min/Sum/comparisons/logical -> the TFLite builtin (chained).
+
+    Float uses the op directly (with its fused activation); other dtypes go through
+    :func:`emit_typed` (computed in a dtype the kernel takes unquantized)."""
     code = _BINARY[node.op_type]
     if node.op_type == "Mod" and "fmod" in node.attributes and node.attributes["fmod"].value:
         raise ExportError("Mod with fmod=1 is not supported by TFLite")
     ins = [ctx.inp(node, i) for i in range(len(node.inputs))]
     dst = ctx.out(node)
+    if node.op_type == "Pow":
+        _pow(ctx, ins[0], ins[1], dst)
+        return
+    if ctx.t(ins[0]).dtype != np.float32:
+        acc = ins[0]
+        for k, other in enumerate(ins[1:]):
+            out = dst if k == len(ins) - 2 else ctx.like(dst, f"partial{k}")
+            emit_typed(ctx, code, [acc, other], out, _FUSABLE[code]() if code in _FUSABLE
+                       else None)
+            acc = out
+        if len(ins) == 1:
+            ctx.reshape(acc, ctx.t(dst).shape, dst=dst)
+        return
     acc = ins[0]
     for k, other in enumerate(ins[1:]):
         last = k == len(ins) - 2
@@ -63,15 +98,67 @@ def lower_binary(ctx: LoweringContext, node: ir.Node) -> None:
         ctx.reshape(acc, ctx.t(dst).shape, dst=dst)
 
 
-@tflite_lowering(*_UNARY)
+def _pow(ctx: LoweringContext, base: int, exp: int, dst: int) -> None:
+    """POW with both operands in one dtype the kernel takes (mixed ONNX Pow is cast)."""
+    b, e = ctx.t(base).dtype, ctx.t(exp).dtype
+    if b == e:
+        emit_typed(ctx, "POW", [base, exp], dst)
+    elif b == np.float32:
+        ctx.emit("POW", [base, cast(ctx, exp, np.dtype(np.float32))], [dst])
+    elif e == np.float32:  # integer base, float exponent: pow in float, truncate
+        y = ctx.like(exp, "pow_float", ctx.t(dst).shape)
+        ctx.emit("POW", [cast(ctx, base, np.dtype(np.float32)), exp], [y])
+        cast(ctx, y, b, dst)
+    else:
+        ctx.emit("POW", [base, cast(ctx, exp, b)], [dst])
+
+
+def check_unary(node: ir.Node) -> str | None:
+    """Integer Abs / Neg / Sign / Relu: a kernel (or exact rewrite) must take the dtype."""
+    name = value_dtype(node.inputs[0])
+    if name in (None, "float32") or node.op_type == "Not":
+        return None
+    if node.op_type == "Relu" or (node.op_type == "Abs" and name in ("int64", "uint8", "uint16",
+                                                                      "uint32")):
+        return dtype_reason("MAXIMUM", node.inputs[0])  # MAXIMUM(x, 0) / identity / |x|
+    return dtype_reason(_UNARY[node.op_type], node.inputs[0])
+
+
+@tflite_lowering(*_UNARY, check=check_unary)
 def lower_unary(ctx: LoweringContext, node: ir.Node) -> None:
-    """One-input builtins (RELU, LOGISTIC, TANH, SQRT, EXP, LOG, ABS, NEG, HARD_SWISH, ...)."""
-    ctx.emit(_UNARY[node.op_type], [ctx.inp(node, 0)], [ctx.out(node)])
+    """One-input builtins (RELU, LOGISTIC, TANH, SQRT, EXP, LOG, ABS, NEG, HARD_SWISH, ...).
+
+    Integer Relu is MAXIMUM(x, 0); Abs of an unsigned type is the identity and of int64
+    MAXIMUM(x, NEG(x)); other integer dtypes go through :func:`emit_typed`."""
+    x, dst, code = ctx.inp(node, 0), ctx.out(node), _UNARY[node.op_type]
+    dtype = ctx.t(x).dtype
+    if dtype == np.float32 or code == "LOGICAL_NOT":
+        ctx.emit(code, [x], [dst])
+    elif code == "RELU":
+        emit_typed(ctx, "MAXIMUM", [x, scalar(ctx, x, 0, "zero")], dst)
+    elif code == "ABS" and dtype.kind == "u":
+        ctx.reshape(x, ctx.t(dst).shape, dst=dst)
+    elif code == "ABS" and dtype == np.int64:
+        neg = ctx.like(x, "negated")
+        ctx.emit("NEG", [x], [neg])
+        ctx.emit("MAXIMUM", [x, neg], [dst])
+    else:
+        emit_typed(ctx, code, [x], dst)
 
 
 def check_dropout(node: ir.Node) -> str | None:
-    """Inference-mode Dropout only (no mask output)."""
-    return "mask output" if node.op_type == "Dropout" and output_used(node, 1) else None
+    """Inference-mode Dropout only: no mask output, training_mode absent or constant false
+    (a training Dropout zeroes and rescales at random; the identity would be wrong)."""
+    if node.op_type != "Dropout":
+        return None
+    if output_used(node, 1):
+        return "mask output"
+    mode = node.inputs[2] if len(node.inputs) > 2 else None
+    if mode is None:
+        return None
+    if mode.const_value is None:
+        return "run-time training_mode"
+    return "training_mode=True" if bool(np.asarray(mode.const_value.numpy()).any()) else None
 
 
 @tflite_lowering("Identity", "Dropout", check=check_dropout)
@@ -124,7 +211,12 @@ def lower_reciprocal(ctx: LoweringContext, node: ir.Node) -> None:
     binary(ctx, "DIV", scalar(ctx, x, 1.0, "one"), x, ctx.out(node))
 
 
-@tflite_lowering("Clip")
+def check_clip(node: ir.Node) -> str | None:
+    """Clip is MAXIMUM / MINIMUM: the kernel must take the dtype."""
+    return dtype_reason("MAXIMUM", node.inputs[0])
+
+
+@tflite_lowering("Clip", check=check_clip)
 def lower_clip(ctx: LoweringContext, node: ir.Node) -> None:
     """Clip -> RELU / RELU6 / RELU_N1_TO_1 when exact, else MAXIMUM + MINIMUM."""
     x = ctx.inp(node, 0)
@@ -140,10 +232,10 @@ def lower_clip(ctx: LoweringContext, node: ir.Node) -> None:
     if len(node.inputs) > 1 and node.inputs[1] is not None:
         out = dst if not (len(node.inputs) > 2 and node.inputs[2] is not None) else ctx.like(
             x, "clip_lo")
-        ctx.emit("MAXIMUM", [cur, ctx.inp(node, 1)], [out])
+        emit_typed(ctx, "MAXIMUM", [cur, ctx.inp(node, 1)], out)
         cur = out
     if len(node.inputs) > 2 and node.inputs[2] is not None:
-        ctx.emit("MINIMUM", [cur, ctx.inp(node, 2)], [dst])
+        emit_typed(ctx, "MINIMUM", [cur, ctx.inp(node, 2)], dst)
         cur = dst
     if cur != dst:
         ctx.reshape(cur, ctx.t(dst).shape, dst=dst)

@@ -7,6 +7,7 @@ import onnx_ir as ir
 from ai_edge_litert import schema_py_generated as s
 
 from modelconv.exporters.tflite.graph import LoweringContext
+from modelconv.exporters.tflite.kernels import dtype_reason, emit_typed, value_dtype
 from modelconv.exporters.tflite.registry import tflite_lowering
 
 
@@ -21,7 +22,18 @@ def fully_connected(ctx: LoweringContext, x: int, weight: np.ndarray, bias: np.n
     ctx.emit("FULLY_CONNECTED", [x, w, b], [y], opts)
 
 
-@tflite_lowering("Gemm")
+def check_matmul(node: ir.Node) -> str | None:
+    """FULLY_CONNECTED / BATCH_MATMUL compute on float32 only (int8/int16 quantized)."""
+    return dtype_reason("BATCH_MATMUL", *node.inputs[:2])
+
+
+def check_gemm(node: ir.Node) -> str | None:
+    """Gemm is lowered on float32 only (FULLY_CONNECTED / BATCH_MATMUL + MUL + ADD)."""
+    name = value_dtype(node.inputs[0])
+    return None if name in (None, "float32") else f"{name} inputs"
+
+
+@tflite_lowering("Gemm", check=check_gemm)
 def lower_gemm(ctx: LoweringContext, node: ir.Node) -> None:
     """Gemm: alpha * A' B' + beta * C."""
     a = {k: v.value for k, v in node.attributes.items()}
@@ -67,13 +79,34 @@ def _general_gemm(ctx: LoweringContext, node: ir.Node, x: int, trans_b: bool, al
     ctx.apply_activation(node, y, dst)
 
 
-@tflite_lowering("MatMul")
+@tflite_lowering("MatMul", check=check_matmul)
 def lower_matmul(ctx: LoweringContext, node: ir.Node) -> None:
-    """MatMul: constant 2-D right operand -> FULLY_CONNECTED(keep_num_dims), else BATCH_MATMUL."""
-    x = ctx.inp(node, 0)
+    """MatMul: constant 2-D right operand -> FULLY_CONNECTED(keep_num_dims), else BATCH_MATMUL.
+
+    1-D operands (numpy semantics: [K] is a row on the left, a column on the right) are
+    reshaped to rank 2 first and the result reshaped back: the kernels need rank >= 2."""
+    x, dst = ctx.inp(node, 0), ctx.out(node)
     w = ctx.array(node.inputs[1])
-    dst = ctx.out(node)
-    if w is not None and w.ndim == 2 and len(ctx.t(x).shape) >= 2 and w.dtype == np.float32:
-        fully_connected(ctx, x, w.T, None, dst, keep_dims=True)
-        return
-    ctx.emit("BATCH_MATMUL", [x, ctx.inp(node, 1)], [dst], s.BatchMatMulOptionsT())
+    fc = w is not None and w.ndim == 2 and w.dtype == np.float32 and \
+        ctx.t(x).dtype == np.float32
+    b = -1 if fc else ctx.inp(node, 1)
+    x_shape = ctx.t(x).shape
+    if len(x_shape) == 1:
+        x = ctx.reshape(x, [1, x_shape[0]], "as_row")
+    if b >= 0 and len(ctx.t(b).shape) == 1:
+        b = ctx.reshape(b, [ctx.t(b).shape[0], 1], "as_column")
+    xs = ctx.t(x).shape
+    if b >= 0 or w is None:
+        bs = ctx.t(b).shape
+        batch = list(np.broadcast_shapes(tuple(xs[:-2]), tuple(bs[:-2])))
+        out_shape = [*batch, xs[-2], bs[-1]]
+    else:
+        out_shape = [*xs[:-1], int(w.shape[1])]
+    y = dst if out_shape == ctx.t(dst).shape else ctx.like(dst, "matmul2d", out_shape)
+    if b < 0:
+        assert w is not None
+        fully_connected(ctx, x, w.T, None, y, keep_dims=True)
+    else:
+        emit_typed(ctx, "BATCH_MATMUL", [x, b], y, s.BatchMatMulOptionsT())
+    if y != dst:
+        ctx.reshape(y, ctx.t(dst).shape, dst=dst)

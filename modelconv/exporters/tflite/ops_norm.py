@@ -9,8 +9,8 @@ from ai_edge_litert import schema_py_generated as s
 
 from modelconv.exporters.tflite.graph import LoweringContext
 from modelconv.exporters.tflite.ops_elementwise import binary
-from modelconv.exporters.tflite.registry import tflite_lowering
-from modelconv.passes.nhwc import NHWC_DOMAIN
+from modelconv.exporters.tflite.registry import attr, output_used, tflite_lowering
+from modelconv.passes.tflite.nhwc import NHWC_DOMAIN
 
 
 def _channel_shape(ctx: LoweringContext, node: ir.Node, x: int) -> list[int]:
@@ -21,7 +21,19 @@ def _channel_shape(ctx: LoweringContext, node: ir.Node, x: int) -> list[int]:
     return [shape[1]] + [1] * (len(shape) - 2)
 
 
-@tflite_lowering("BatchNormalization")
+def check_norm_training(node: ir.Node) -> str | None:
+    """Inference normalisation only: BatchNormalization training_mode=1 (batch statistics)
+    and the optional statistics outputs (running mean / var, LayerNormalization's Mean and
+    InvStdDev) are refused, naming the output."""
+    if node.op_type == "BatchNormalization" and attr(node, "training_mode", 0):
+        return "training_mode=1"
+    names = {"BatchNormalization": ("running_mean", "running_var"),
+             "LayerNormalization": ("Mean", "InvStdDev")}.get(node.op_type, ())
+    used = [n for i, n in enumerate(names, start=1) if output_used(node, i)]
+    return f"{' and '.join(used)} output{'s' if len(used) > 1 else ''}" if used else None
+
+
+@tflite_lowering("BatchNormalization", check=check_norm_training)
 def lower_batchnorm(ctx: LoweringContext, node: ir.Node) -> None:
     """Inference BatchNormalization -> MUL(scale) + ADD(shift) with folded constants."""
     x = ctx.inp(node, 0)
@@ -67,7 +79,7 @@ def _affine(ctx: LoweringContext, y: int, scale: int, bias: int, dst: int) -> No
     binary(ctx, "ADD", scaled, bias, dst)
 
 
-@tflite_lowering("LayerNormalization")
+@tflite_lowering("LayerNormalization", check=check_norm_training)
 def lower_layernorm(ctx: LoweringContext, node: ir.Node) -> None:
     """LayerNormalization over axes [axis, rank) -> normalize + MUL(scale) + ADD(bias)."""
     x = ctx.inp(node, 0)

@@ -9,10 +9,15 @@ from ai_edge_litert import schema_py_generated as s
 from modelconv.errors import ExportError
 from modelconv.exporters.tflite._geometry import Window, explicit_end_pads
 from modelconv.exporters.tflite.graph import LoweringContext
+from modelconv.exporters.tflite.kernels import (
+    cast,
+    compute_dtype,
+    dtype_reason,
+    emit_typed,
+    value_dtype,
+)
 from modelconv.exporters.tflite.ops_conv import as_nhwc4, finish_rank, prepare_window
 from modelconv.exporters.tflite.registry import attr, output_used, tflite_lowering
-
-_LOWEST = float(np.finfo(np.float32).min)
 
 
 def _pool_options(w: Window, padding: int) -> s.Pool2DOptionsT:
@@ -23,21 +28,27 @@ def _pool_options(w: Window, padding: int) -> s.Pool2DOptionsT:
 
 
 def _pool(ctx: LoweringContext, node: ir.Node, code: str) -> None:
-    x_in = ctx.inp(node, 0)
+    x_in, final = ctx.inp(node, 0), ctx.out(node)
+    dtype = ctx.t(x_in).dtype
+    work = compute_dtype(code, dtype) or dtype
+    dst = final
+    if work != dtype:  # e.g. float16: pool in float32 (exact), cast back
+        x_in = cast(ctx, x_in, work)
+        dst = ctx.tmp("pool_wide", work, ctx.t(final).shape)
     x = as_nhwc4(ctx, x_in)
     kernel = list(node.attributes["kernel_shape"].value)
     if any(d != 1 for d in (node.attributes["dilations"].value
                             if "dilations" in node.attributes else [])):
         raise ExportError("TFLite pooling has no dilation")
     include = "count_include_pad" in node.attributes and node.attributes["count_include_pad"].value
-    value = _LOWEST if code == "MAX_POOL_2D" else 0.0
+    lowest = np.finfo(work).min if work.kind == "f" else np.iinfo(work).min
+    value = float(lowest) if code == "MAX_POOL_2D" else 0.0
     in_hw = ctx.t(x).shape[1:3]
     xp, w, padding = prepare_window(ctx, node, x, kernel, value)
     if code == "AVERAGE_POOL_2D" and include and padding == s.Padding.SAME and any(w.pads):
         xp = _explicit(ctx, x, w, in_hw)
         padding = s.Padding.VALID
-    dst = ctx.out(node)
-    y = dst if len(ctx.t(dst).shape) == 4 else ctx.tmp("pool4d", np.float32,
+    y = dst if len(ctx.t(dst).shape) == 4 else ctx.tmp("pool4d", work,
                                                         [ctx.t(x).shape[0], *w.out,
                                                          ctx.t(x).shape[3]])
     padded = xp != x
@@ -50,6 +61,8 @@ def _pool(ctx: LoweringContext, node: ir.Node, code: str) -> None:
         ctx.emit(code, [xp], [y], _pool_options(w, padding))
     if y != dst:
         finish_rank(ctx, y, dst)
+    if dst != final:
+        cast(ctx, dst, dtype, final)
 
 
 def _explicit(ctx: LoweringContext, x: int, w: Window, in_hw: list[int]) -> int:
@@ -75,7 +88,10 @@ def check_pool(node: ir.Node) -> str | None:
     """TFLite pooling has no dilation and no indices output."""
     if any(d != 1 for d in attr(node, "dilations", None) or []):  # type: ignore[attr-defined]
         return "dilations"
-    return "indices output" if output_used(node, 1) else None
+    if output_used(node, 1):
+        return "indices output"
+    return dtype_reason("MAX_POOL_2D" if node.op_type == "MaxPool" else "AVERAGE_POOL_2D",
+                        node.inputs[0])
 
 
 @tflite_lowering("MaxPool", check=check_pool)
@@ -96,7 +112,7 @@ def _reduce(ctx: LoweringContext, x: int, axes: list[int], keep: bool, code: str
             dst: int) -> None:
     opts = s.ReducerOptionsT()
     opts.keepDims = keep
-    ctx.emit(code, [x, ctx.i32(axes, "axes")], [dst], opts)
+    emit_typed(ctx, code, [x, ctx.i32(axes, "axes")], dst, opts)
 
 
 @tflite_lowering("GlobalAveragePool", "GlobalMaxPool")
@@ -112,7 +128,25 @@ _REDUCERS = {"ReduceMean": "MEAN", "ReduceSum": "SUM", "ReduceMax": "REDUCE_MAX"
              "ReduceMin": "REDUCE_MIN", "ReduceProd": "REDUCE_PROD"}
 
 
-@tflite_lowering(*_REDUCERS, "ReduceL2", "ReduceSumSquare")
+_BOOL_REDUCERS = {"ReduceMax": "REDUCE_ANY", "ReduceMin": "REDUCE_ALL"}
+
+
+def reducer_code(node: ir.Node) -> str:
+    """The TFLite reducer for ``node`` (bool max / min are REDUCE_ANY / REDUCE_ALL)."""
+    if value_dtype(node.inputs[0]) == "bool" and node.op_type in _BOOL_REDUCERS:
+        return _BOOL_REDUCERS[node.op_type]
+    return _REDUCERS.get(node.op_type, "SUM")
+
+
+def check_reduce(node: ir.Node) -> str | None:
+    """The reducer kernel must take the input dtype (L2 / SumSquare: float only)."""
+    if node.op_type in ("ReduceL2", "ReduceSumSquare"):
+        name = value_dtype(node.inputs[0])
+        return None if name in (None, "float32") else f"{name} inputs"
+    return dtype_reason(reducer_code(node), node.inputs[0])
+
+
+@tflite_lowering(*_REDUCERS, "ReduceL2", "ReduceSumSquare", check=check_reduce)
 def lower_reduce(ctx: LoweringContext, node: ir.Node) -> None:
     """Reduce* -> MEAN/SUM/REDUCE_MAX/REDUCE_MIN/REDUCE_PROD (L2 and SumSquare composed)."""
     x = ctx.inp(node, 0)
@@ -139,12 +173,14 @@ def lower_reduce(ctx: LoweringContext, node: ir.Node) -> None:
         if total != dst:
             ctx.emit("SQRT", [total], [dst])
         return
-    _reduce(ctx, x, axes, bool(keep), _REDUCERS[node.op_type], dst)
+    _reduce(ctx, x, axes, bool(keep), reducer_code(node), dst)
 
 
 def check_arg(node: ir.Node) -> str | None:
-    """ARG_MAX / ARG_MIN return the first index only."""
-    return "select_last_index=1" if attr(node, "select_last_index", 0) else None
+    """ARG_MAX / ARG_MIN return the first index only; the kernel must take the dtype."""
+    if attr(node, "select_last_index", 0):
+        return "select_last_index=1"
+    return dtype_reason("ARG_MAX", node.inputs[0])
 
 
 @tflite_lowering("ArgMax", "ArgMin", check=check_arg)
@@ -162,6 +198,6 @@ def lower_argmax(ctx: LoweringContext, node: ir.Node) -> None:
     code = "ARG_MAX" if node.op_type == "ArgMax" else "ARG_MIN"
     opts = s.ArgMaxOptionsT() if code == "ARG_MAX" else s.ArgMinOptionsT()
     opts.outputType = s.TensorType.INT64
-    ctx.emit(code, [x, ctx.i32([axis], "axis")], [y], opts)
+    emit_typed(ctx, code, [x, ctx.i32([axis], "axis")], y, opts)
     if y != dst:
         ctx.reshape(y, ctx.t(dst).shape, dst=dst)

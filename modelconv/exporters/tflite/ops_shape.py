@@ -8,9 +8,11 @@ import onnx_ir as ir
 from ai_edge_litert import schema_py_generated as s
 
 from modelconv.errors import ExportError
+from modelconv.exporters.tflite._resize import ResizeAxis, resize_plan
 from modelconv.exporters.tflite.graph import LoweringContext
-from modelconv.exporters.tflite.registry import tflite_lowering
-from modelconv.passes.nhwc import NHWC_DOMAIN
+from modelconv.exporters.tflite.kernels import dtype_reason, emit_typed
+from modelconv.exporters.tflite.registry import attr, tflite_lowering
+from modelconv.passes.tflite.nhwc import NHWC_DOMAIN
 
 
 def _a(node: ir.Node, name: str, default: object = None) -> object:
@@ -33,7 +35,15 @@ def lower_transpose(ctx: LoweringContext, node: ir.Node) -> None:
     ctx.transpose(x, list(perm), dst=ctx.out(node))  # type: ignore[call-overload]
 
 
-@tflite_lowering("Concat")
+def _data_check(code: str) -> object:
+    def check(node: ir.Node) -> str | None:
+        return dtype_reason(code, node.inputs[0])
+
+    check.__doc__ = f"The {code} kernel (or a wider type it takes) must hold the dtype."
+    return check
+
+
+@tflite_lowering("Concat", check=_data_check("CONCATENATION"))  # type: ignore[arg-type]
 def lower_concat(ctx: LoweringContext, node: ir.Node) -> None:
     """Concat -> CONCATENATION."""
     dst = ctx.out(node)
@@ -41,10 +51,10 @@ def lower_concat(ctx: LoweringContext, node: ir.Node) -> None:
     opts.axis = int(_a(node, "axis")) % len(ctx.t(dst).shape)  # type: ignore[call-overload]
     ins = [ctx.inp(node, i) for i in range(len(node.inputs))
            if 0 not in ctx.shape(node.inputs[i])]  # type: ignore[arg-type]
-    ctx.emit("CONCATENATION", ins, [dst], opts)
+    emit_typed(ctx, "CONCATENATION", ins, dst, opts)
 
 
-@tflite_lowering("Split")
+@tflite_lowering("Split", check=_data_check("SPLIT"))  # type: ignore[arg-type]
 def lower_split(ctx: LoweringContext, node: ir.Node) -> None:
     """Split -> SPLIT (equal parts) or SPLIT_V."""
     x = ctx.inp(node, 0)
@@ -55,11 +65,11 @@ def lower_split(ctx: LoweringContext, node: ir.Node) -> None:
     if len(set(sizes)) == 1:
         opts = s.SplitOptionsT()
         opts.numSplits = len(outs)
-        ctx.emit("SPLIT", [ctx.i32(axis, "axis"), x], outs, opts)
+        emit_typed(ctx, "SPLIT", [ctx.i32(axis, "axis"), x], outs, opts, data=1)
         return
     opts_v = s.SplitVOptionsT()
     opts_v.numSplits = len(outs)
-    ctx.emit("SPLIT_V", [x, ctx.i32(sizes, "sizes"), ctx.i32(axis, "axis")], outs, opts_v)
+    emit_typed(ctx, "SPLIT_V", [x, ctx.i32(sizes, "sizes"), ctx.i32(axis, "axis")], outs, opts_v)
 
 
 @tflite_lowering("Slice")
@@ -93,7 +103,7 @@ def lower_slice(ctx: LoweringContext, node: ir.Node) -> None:
                                ctx.i32(stride, "strides")], [ctx.out(node)], opts)
 
 
-@tflite_lowering("Gather")
+@tflite_lowering("Gather", check=_data_check("GATHER"))  # type: ignore[arg-type]
 def lower_gather(ctx: LoweringContext, node: ir.Node) -> None:
     """Gather -> GATHER (constant negative indices are wrapped; embedding lookups)."""
     x = ctx.inp(node, 0)
@@ -107,7 +117,7 @@ def lower_gather(ctx: LoweringContext, node: ir.Node) -> None:
         idx = ctx.inp(node, 1)
     opts = s.GatherOptionsT()
     opts.axis = axis
-    ctx.emit("GATHER", [x, idx], [ctx.out(node)], opts)
+    emit_typed(ctx, "GATHER", [x, idx], ctx.out(node), opts)
 
 
 @tflite_lowering("Expand")
@@ -134,7 +144,7 @@ def check_pad(node: ir.Node) -> str | None:
         return "run-time pads"
     if (pads.const_value.numpy() < 0).any():
         return "negative pads (cropping)"
-    return None
+    return dtype_reason("PAD", node.inputs[0])
 
 
 @tflite_lowering("Pad", check=check_pad)
@@ -154,50 +164,57 @@ def lower_pad(ctx: LoweringContext, node: ir.Node) -> None:
     if mode == "reflect":
         opts = s.MirrorPadOptionsT()
         opts.mode = s.MirrorPadMode.REFLECT
-        ctx.emit("MIRROR_PAD", [x, paddings], [dst], opts)
+        emit_typed(ctx, "MIRROR_PAD", [x, paddings], dst, opts)
         return
     if mode != "constant":
         raise ExportError(f"Pad mode '{mode}' is not supported for TFLite")
     value = ctx.array(node.inputs[2]) if len(node.inputs) > 2 else None
     if value is None or not np.any(value):
-        ctx.emit("PAD", [x, paddings], [dst])
+        emit_typed(ctx, "PAD", [x, paddings], dst)
     else:
         v = ctx.const(np.asarray(value, ctx.t(x).dtype).reshape(1), "pad_value")
-        ctx.emit("PADV2", [x, paddings, v], [dst])
+        emit_typed(ctx, "PADV2", [x, paddings, v], dst)
 
 
-@tflite_lowering("CumSum")
+@tflite_lowering("CumSum", check=_data_check("CUMSUM"))  # type: ignore[arg-type]
 def lower_cumsum(ctx: LoweringContext, node: ir.Node) -> None:
     """CumSum -> CUMSUM."""
     axis = int(ctx.need_array(node.inputs[1], "axis").reshape(-1)[0])
     axis %= len(ctx.t(ctx.inp(node, 0)).shape)
     opts = s.CumsumOptionsT()
     opts.exclusive, opts.reverse = bool(_a(node, "exclusive", 0)), bool(_a(node, "reverse", 0))
-    ctx.emit("CUMSUM", [ctx.inp(node, 0), ctx.i32(axis, "axis")], [ctx.out(node)], opts)
+    emit_typed(ctx, "CUMSUM", [ctx.inp(node, 0), ctx.i32(axis, "axis")], ctx.out(node), opts)
 
 
-_NEAREST_FLAGS = {("asymmetric", "floor"): (False, False),
-                  ("half_pixel", "round_prefer_ceil"): (False, True),
-                  ("tf_half_pixel_for_nn", "floor"): (False, True),
-                  ("align_corners", "round_prefer_ceil"): (True, False)}
-_LINEAR_CT = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")
+def _resize_plan(node: ir.Node) -> tuple[str, bool, bool] | str:
+    """The TFLite op and flags for a Resize node (NCHW, or NHWC after the layout pass)."""
+    x, y = node.inputs[0], node.outputs[0]
+    if attr(node, "axes") is not None:
+        return "axes attribute"
+    if x is None or x.shape is None or y.shape is None or len(x.shape) != 4 or not all(
+            isinstance(d, int) for d in (*x.shape, *y.shape)):
+        return "resizes other than the H/W dims of a rank-4 tensor"
+    hw = (1, 2) if node.domain == NHWC_DOMAIN else (2, 3)
+    keep = [i for i in range(4) if i not in hw]
+    in_shape = [d for d in x.shape if isinstance(d, int)]
+    out_shape = [d for d in y.shape if isinstance(d, int)]
+    if [in_shape[i] for i in keep] != [out_shape[i] for i in keep]:
+        return "resizes other than the H/W dims of a rank-4 tensor"
+    scales = node.inputs[2] if len(node.inputs) > 2 else None
+    given = None if scales is None or scales.const_value is None else scales.const_value.numpy()
+    axes = [ResizeAxis(in_shape[i], out_shape[i], float(given[i]) if given is not None and
+                       given.size == 4 else out_shape[i] / in_shape[i]) for i in hw]
+    if 0 in (*in_shape, *out_shape):
+        return "empty tensors"
+    return resize_plan({k: a.value for k, a in node.attributes.items()}, axes)
 
 
 def check_resize(node: ir.Node) -> str | None:
-    """RESIZE_BILINEAR / RESIZE_NEAREST_NEIGHBOR: the H/W dims of a rank-4 tensor and a
-    coordinate mode that TFLite's alignCorners / halfPixelCenters flags can express."""
-    mode = str(_a(node, "mode", "nearest"))
-    ct = str(_a(node, "coordinate_transformation_mode", "half_pixel"))
-    nearest = str(_a(node, "nearest_mode", "round_prefer_floor"))
-    ok = ct in _LINEAR_CT if mode == "linear" else (ct, nearest) in _NEAREST_FLAGS
-    if mode not in ("linear", "nearest") or not ok:
-        return f"mode={mode} coordinate_transformation_mode={ct}" + (
-            f" nearest_mode={nearest}" if mode == "nearest" else "")
-    x, y = node.inputs[0], node.outputs[0]
-    if x is None or x.shape is None or y.shape is None or len(x.shape) != 4 or list(
-            x.shape)[:2] != list(y.shape)[:2]:
-        return "resizes other than the H/W dims of a rank-4 tensor"
-    return None
+    """RESIZE_BILINEAR / RESIZE_NEAREST_NEIGHBOR reproduce the ONNX coordinates exactly for
+    these sizes (see :mod:`._resize`); the rest (cubic, antialias downsampling, crop and
+    resize, coordinate modes no flag pair matches) is refused."""
+    plan = _resize_plan(node)
+    return plan if isinstance(plan, str) else None
 
 
 @tflite_lowering("Resize", check=check_resize)
@@ -205,28 +222,24 @@ def lower_resize(ctx: LoweringContext, node: ir.Node) -> None:
     """Resize (channels-last, 2-D) -> RESIZE_NEAREST_NEIGHBOR / RESIZE_BILINEAR."""
     if node.domain != NHWC_DOMAIN:
         raise ExportError("Resize must act on the spatial dims of a rank-4 tensor for TFLite")
-    mode = str(_a(node, "mode", "nearest"))
-    ct = str(_a(node, "coordinate_transformation_mode", "half_pixel"))
-    nearest = str(_a(node, "nearest_mode", "round_prefer_floor"))
+    plan = _resize_plan(node)
+    if isinstance(plan, str):
+        raise ExportError(f"Resize {node.name}: {plan} has no TFLite equivalent")
+    code, align, half = plan
     dst = ctx.out(node)
     size = ctx.i32(ctx.t(dst).shape[1:3], "size")
-    if mode == "linear" and ct in _LINEAR_CT:
-        opts = s.ResizeBilinearOptionsT()
-        opts.alignCorners, opts.halfPixelCenters = ct == "align_corners", "half_pixel" in ct
-        ctx.emit("RESIZE_BILINEAR", [ctx.inp(node, 0), size], [dst], opts)
-        return
-    flags = _NEAREST_FLAGS
-    if mode != "nearest" or (ct, nearest) not in flags:
-        raise ExportError(f"Resize mode={mode} coordinate_transformation_mode={ct} "
-                          f"nearest_mode={nearest} has no TFLite equivalent")
-    opts_n = s.ResizeNearestNeighborOptionsT()
-    opts_n.alignCorners, opts_n.halfPixelCenters = flags[(ct, nearest)]
-    ctx.emit("RESIZE_NEAREST_NEIGHBOR", [ctx.inp(node, 0), size], [dst], opts_n)
+    opts = s.ResizeBilinearOptionsT() if code == "RESIZE_BILINEAR" else \
+        s.ResizeNearestNeighborOptionsT()
+    opts.alignCorners, opts.halfPixelCenters = align, half
+    ctx.emit(code, [ctx.inp(node, 0), size], [dst], opts)
 
 
 def check_depth_space(node: ir.Node) -> str | None:
-    """DEPTH_TO_SPACE is DCR only."""
-    return None if _a(node, "mode", "DCR") == "DCR" else f"mode={_a(node, 'mode')}"
+    """DEPTH_TO_SPACE is DCR only; the kernel (or a wider type it takes) holds the dtype."""
+    if _a(node, "mode", "DCR") != "DCR":
+        return f"mode={_a(node, 'mode')}"
+    code = "DEPTH_TO_SPACE" if node.op_type == "DepthToSpace" else "SPACE_TO_DEPTH"
+    return dtype_reason(code, node.inputs[0])
 
 
 @tflite_lowering("DepthToSpace", "SpaceToDepth", check=check_depth_space)
@@ -237,4 +250,4 @@ def lower_depth_space(ctx: LoweringContext, node: ir.Node) -> None:
     code = "DEPTH_TO_SPACE" if node.op_type == "DepthToSpace" else "SPACE_TO_DEPTH"
     opts = s.DepthToSpaceOptionsT() if code == "DEPTH_TO_SPACE" else s.SpaceToDepthOptionsT()
     opts.blockSize = int(_a(node, "blocksize"))  # type: ignore[call-overload]
-    ctx.emit(code, [ctx.inp(node, 0)], [ctx.out(node)], opts)
+    emit_typed(ctx, code, [ctx.inp(node, 0)], ctx.out(node), opts)

@@ -14,12 +14,13 @@ from modelconv.ir.builder import source_name_of
 from modelconv.ir.info import graph_input_specs
 from modelconv.options import ConvertOptions
 from modelconv.passes.constant_folding import FoldConstantsPass
-from modelconv.passes.fuse_activation import FuseActivationPass
 from modelconv.passes.fuse_batchnorm import FuseBatchNormPass
 from modelconv.passes.fuse_bias import FuseBiasPass
 from modelconv.passes.fuse_gelu import FuseGeluPass
 from modelconv.passes.fuse_pad import FusePadPass
-from modelconv.passes.nhwc import NhwcLayoutPass
+from modelconv.passes.pipeline import failed_pass
+from modelconv.passes.tflite.fuse_activation import FuseActivationPass
+from modelconv.passes.tflite.nhwc import NhwcLayoutPass
 from modelconv.verification.inputs import resolve_shape
 
 
@@ -58,26 +59,55 @@ def fix_input_shapes(model: ir.Model, options: ConvertOptions) -> dict[str, list
     return signatures
 
 
-def infer_and_fold(model: ir.Model) -> None:
-    """Shape inference and constant folding until nothing changes (at most 3 rounds)."""
+def infer_and_fold(model: ir.Model) -> dict[str, list[str]]:
+    """Shape inference and constant folding until nothing changes (at most 3 rounds).
+
+    Returns:
+        The graph outputs LiteRT cannot return (zero elements), keyed like
+        UnsupportedOpsError entries by their producing op, found before folding hides it.
+
+    Raises:
+        UnsupportedOpsError: shape inference failed and some ops have no lowering.
+        ExportError: shape inference or folding failed (the pass and its error named).
+    """
     TopologicalSortPass()(model)
+    rounds = ir.passes.PassManager([ShapeInferencePass(), FoldConstantsPass(allow_growth=True)],
+                                   steps=3, early_stop=True)
+    empty: dict[str, list[str]] = {}
     try:
-        for _ in range(3):
-            ShapeInferencePass()(model)
-            if not FoldConstantsPass(allow_growth=True)(model).modified:
-                break
         ShapeInferencePass()(model)
-    except Exception as exc:  # onnx raises several types; report unsupported ops first
-        check_supported(model)
-        raise ExportError(f"shape inference failed: {str(exc).splitlines()[0][:300]}",
+        empty = empty_outputs(model)
+        ir.passes.Sequential(rounds, ShapeInferencePass())(model)
+    except ir.passes.PassError as exc:  # report unsupported ops first: they are the cause
+        check_supported(model, empty)
+        raise ExportError(f"shape inference failed: {failed_pass(exc)}",
                           hint="Check the model with onnx.checker") from exc
     RemoveUnusedNodesPass()(model)
+    return empty
 
 
-def check_supported(model: ir.Model) -> None:
+def empty_outputs(model: ir.Model) -> dict[str, list[str]]:
+    """Graph outputs with a static zero-element shape (e.g. Shape with start > end): LiteRT's
+    interpreter returns no zero-size tensor, so they are refused with the op that makes them."""
+    found: dict[str, list[str]] = defaultdict(list)
+    for value in model.graph.outputs:
+        if value.shape is None or not all(isinstance(d, int) for d in value.shape):
+            continue
+        if 0 in list(value.shape):
+            node = value.producer()
+            op = node.op_type if node is not None else "constant"
+            where = (source_name_of(node) or node.name) if node is not None else value.name
+            found[f"{op} (zero-element graph output '{value.name}')"].append(where or "?")
+    return dict(found)
+
+
+def check_supported(model: ir.Model, extra: dict[str, list[str]] | None = None) -> None:
     """Raise one UnsupportedOpsError listing every op without a TFLite lowering and every
-    node whose attributes / inputs its lowering cannot express (the registered checks)."""
+    node whose attributes / inputs its lowering cannot express (the registered checks),
+    plus ``extra`` entries found earlier (:func:`infer_and_fold`)."""
     missing: dict[str, list[str]] = defaultdict(list)
+    for key, places in (extra or {}).items():
+        missing[key].extend(places)
     for node in model.graph:
         key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
         where = source_name_of(node) or node.name or "?"
@@ -106,11 +136,8 @@ def check_static(model: ir.Model) -> None:
 
 
 def optimize(model: ir.Model, options: ConvertOptions) -> None:
-    """Fusion and layout passes, in order."""
-    FuseGeluPass()(model)
-    FusePadPass()(model)
-    FuseBatchNormPass()(model)
-    FuseBiasPass()(model)
-    NhwcLayoutPass(nhwc_io=options.nhwc_io)(model)
-    FuseActivationPass()(model)
-    RemoveUnusedNodesPass()(model)
+    """Fusion and layout passes, in order (a failing pass is named in the PassError)."""
+    ir.passes.Sequential(
+        FuseGeluPass(), FusePadPass(), FuseBatchNormPass(), FuseBiasPass(),
+        NhwcLayoutPass(nhwc_io=options.nhwc_io), FuseActivationPass(), RemoveUnusedNodesPass(),
+    )(model)

@@ -188,8 +188,12 @@ class _Int8Rewriter:
         return affine_params(lo, hi)
 
     def is_q(self, i: int) -> bool:
-        """True for a run-time int8 tensor."""
-        return self.t(i).dtype == np.int8 and self.t(i).data is None
+        """True for a run-time *quantized* int8 tensor (one this rewriter gave parameters).
+
+        A model's own int8 data (no parameters) is plain integers: ops on it are left as
+        lowered, never requantized."""
+        t = self.t(i)
+        return t.dtype == np.int8 and t.data is None and t.quant is not None
 
     def to_int8(self, i: int, q: QuantParams | None = None) -> int:
         """int8 view of float/int8 tensor ``i`` (with params ``q`` if given)."""

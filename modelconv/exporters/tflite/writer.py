@@ -211,8 +211,17 @@ def _model(graph: TflGraph, description: str, external: bool,
 
 
 def _op_version(graph: TflGraph, op: object) -> int:
-    """Kernel version: the minimum registered one (int8 kernels need a higher version)."""
-    return _MIN_VERSION.get(getattr(op, "code", ""), 1)
+    """Kernel version: the minimum registered one (int8 kernels need a higher version).
+
+    A grouped CONV_2D (filter input channels < input channels) is version 6, the first
+    whose kernel reads groups."""
+    code = getattr(op, "code", "")
+    if code == "CONV_2D":
+        ins = getattr(op, "inputs", [])
+        x, f = graph.tensors[ins[0]].shape, graph.tensors[ins[1]].shape
+        if len(x) == 4 and len(f) == 4 and f[3] != x[3]:
+            return 6
+    return _MIN_VERSION.get(code, 1)
 
 
 def _tensor_map(name: str, index: int) -> s.TensorMapT:

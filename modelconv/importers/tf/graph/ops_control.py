@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from modelconv.importers.tf.core import TT, ConvertError, Ctx, tf_op
-from modelconv.importers.tf.graphdef import NodeDef
+from modelconv.importers.tf.files.saved_model import NodeDef
+from modelconv.importers.tf.graph.core import TT, ConvertError, Ctx, tf_op
 
 #: longest loop unrolled (a sequence model's time steps)
 MAX_UNROLL = 1024
@@ -42,9 +42,7 @@ class TensorList:
             return item
         if self.source is None:
             raise ConvertError(f"item {index} read before it is written")
-        from modelconv.importers.tf.ops_math import _gather_axis
-
-        return _gather_axis(cx, self.source, cx.const(np.asarray(index, np.int64)), 0)
+        return cx.gather(self.source, cx.const(np.asarray(index, np.int64)), 0)
 
     def set(self, index: int, item: TT) -> TensorList:
         """A new list with item ``index`` replaced."""
@@ -67,8 +65,10 @@ def _index(cx: Ctx, t: Any) -> int:
     return cx.int_values(t, "list index (a loop with a dynamic trip count?)")[0]
 
 
-@tf_op("While", "StatelessWhile")
-def _while(cx: Ctx, node: NodeDef, ins: list[Any]) -> list[Any]:
+@tf_op("While", "StatelessWhile", attrs=("T", "cond", "body", "output_shapes",
+                                         "parallel_iterations"))
+def tf_while(cx: Ctx, node: NodeDef, ins: list[Any]) -> list[Any]:
+    """While, StatelessWhile: unrolled while the condition folds to a constant."""
     cond, body = node.attr("cond"), node.attr("body")
     if not isinstance(cond, str) or not isinstance(body, str):
         raise ConvertError("cond/body are not functions")
@@ -90,16 +90,18 @@ def _while(cx: Ctx, node: NodeDef, ins: list[Any]) -> list[Any]:
     raise ConvertError("unreachable")  # pragma: no cover
 
 
-@tf_op("TensorListReserve")
-def _reserve(cx: Ctx, node: NodeDef, ins: list[Any]) -> TensorList:
+@tf_op("TensorListReserve", attrs=("element_dtype", "shape_type"))
+def tf_tensor_list_reserve(cx: Ctx, node: NodeDef, ins: list[Any]) -> TensorList:
+    """TensorListReserve: a list of a constant number of unwritten items."""
     count = _index(cx, ins[1])
     if not 0 <= count <= MAX_UNROLL:
         raise ConvertError(f"list of {count} elements")
     return TensorList((None,) * count)
 
 
-@tf_op("TensorListFromTensor")
-def _from_tensor(cx: Ctx, node: NodeDef, ins: list[Any]) -> TensorList:
+@tf_op("TensorListFromTensor", attrs=("element_dtype", "shape_type"))
+def tf_tensor_list_from_tensor(cx: Ctx, node: NodeDef, ins: list[Any]) -> TensorList:
+    """TensorListFromTensor: the slices along axis 0 of a tensor of known length."""
     src = ins[0]
     if not isinstance(src, TT) or src.rank < 1:
         raise ConvertError("source of unknown rank")
@@ -110,25 +112,30 @@ def _from_tensor(cx: Ctx, node: NodeDef, ins: list[Any]) -> TensorList:
     return TensorList((None,) * int(count), src)
 
 
-@tf_op("TensorListGetItem")
-def _get_item(cx: Ctx, node: NodeDef, ins: list[Any]) -> TT:
+@tf_op("TensorListGetItem", attrs=("element_dtype", "Tshape"))
+def tf_tensor_list_get_item(cx: Ctx, node: NodeDef, ins: list[Any]) -> TT:
+    """TensorListGetItem at a constant index."""
     return _list(ins[0]).get(cx, _index(cx, ins[1]))
 
 
-@tf_op("TensorListSetItem")
-def _set_item(cx: Ctx, node: NodeDef, ins: list[Any]) -> TensorList:
+@tf_op("TensorListSetItem", attrs=("element_dtype",),
+       fixed={"resize_if_index_out_of_bounds": False})
+def tf_tensor_list_set_item(cx: Ctx, node: NodeDef, ins: list[Any]) -> TensorList:
+    """TensorListSetItem at a constant index inside the list."""
     if not isinstance(ins[2], TT):
         raise ConvertError("item is not a tensor")
     return _list(ins[0]).set(_index(cx, ins[1]), ins[2])
 
 
 @tf_op("TensorListLength")
-def _length(cx: Ctx, node: NodeDef, ins: list[Any]) -> TT:
+def tf_tensor_list_length(cx: Ctx, node: NodeDef, ins: list[Any]) -> TT:
+    """TensorListLength: the list's (constant) length."""
     return cx.const(np.asarray(len(_list(ins[0]).items), np.int32))
 
 
-@tf_op("TensorListStack")
-def _stack(cx: Ctx, node: NodeDef, ins: list[Any]) -> TT:
+@tf_op("TensorListStack", attrs=("element_dtype", "num_elements"))
+def tf_tensor_list_stack(cx: Ctx, node: NodeDef, ins: list[Any]) -> TT:
+    """TensorListStack: Unsqueeze + Concat of every item."""
     lst = _list(ins[0])
     if not lst.items:
         raise ConvertError("stacking an empty list")
@@ -142,9 +149,10 @@ def _stack(cx: Ctx, node: NodeDef, ins: list[Any]) -> TT:
     return cx.out(value, rank, items[0].dtype)
 
 
-@tf_op("ReverseV2")
-def _reverse(cx: Ctx, node: NodeDef, ins: list[Any]) -> TT:
-    from modelconv.importers.tf.core import axis_in
+@tf_op("ReverseV2", attrs=("Tidx", "T"))
+def tf_reverse_v2(cx: Ctx, node: NodeDef, ins: list[Any]) -> TT:
+    """ReverseV2: a Slice with step -1 on each constant axis."""
+    from modelconv.importers.tf.graph.core import axis_in
 
     x, axes_t = ins
     axes = cx.int_values(axes_t, "axes")

@@ -11,20 +11,30 @@ constants fold in numpy as the graph is read.
 
 A handler is ``fn(cx, node, ins) -> TT | list[TT]``: the converter context, the NodeDef
 and its data inputs; it returns the node's outputs in TensorFlow's output order.
+
+Consume or refuse: a handler is registered with the NodeDef attributes it understands
+(``tf_op(..., attrs=...)``: read, or proven not to change the result) and those it handles at
+one value only (``fixed=``, TensorFlow's default: a SavedModel leaves out attributes that
+hold their default, so an absent one has that value). :func:`attr_problems` refuses every
+other attribute, and any dtype attribute naming a type the converter cannot compute in,
+before a handler runs. Attributes whose name starts with ``_`` are annotations of the
+runtime (``_output_shapes``, ``_class``, ``_has_manual_control_dependencies``), never part
+of an op's definition (OpDef attribute names start with a letter).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import onnx_ir as ir
 
-from modelconv.importers.keras.tensors import FIRST, LAST, ir_axis, perm_to_first, perm_to_last
-from modelconv.importers.tf.graphdef import NodeDef
+from modelconv.importers.tf.files.bundle import TF_DTYPES
+from modelconv.importers.tf.files.saved_model import NodeDef
 from modelconv.ir.builder import GraphBuilder
+from modelconv.ir.layout import FIRST, LAST, ir_axis, perm_to_first, perm_to_last
 from modelconv.registry import Registry
 
 #: constants up to this many elements are shared between uses (GraphBuilder.const)
@@ -100,7 +110,89 @@ class TT:
 
 OpHandler = Callable[["Ctx", NodeDef, list[Any]], Any]  # TT, list of outputs, or a handle
 OPS: Registry[OpHandler] = Registry("tensorflow op")
-tf_op = OPS.register
+
+
+@dataclass(frozen=True)
+class AttrSpec:
+    """The NodeDef attributes a handler understands (any value) and those it handles at
+    one value only (attribute -> that value, as the decoder gives it)."""
+
+    attrs: frozenset[str]
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: op name -> the attributes its handler declares (filled by :func:`tf_op`)
+OP_ATTRS: dict[str, AttrSpec] = {}
+#: TensorFlow dtype enums the converter computes in (numeric, bool, bfloat16 as float32),
+#: plus resource (20) and variant (21) handles of variables and TensorLists
+COMPUTABLE_DTYPES = frozenset({*TF_DTYPES, 14, 20, 21})
+#: names of the TensorFlow dtypes the converter refuses (for messages)
+_DTYPE_NAMES = {7: "string", 8: "complex64", 11: "qint8", 12: "quint8", 13: "qint32",
+                15: "qint16", 16: "quint16", 18: "complex128", 20: "resource", 21: "variant"}
+
+
+def tf_op(*names: str, attrs: Iterable[str] = (), fixed: Mapping[str, Any] | None = None
+          ) -> Callable[[OpHandler], OpHandler]:
+    """Register a handler for the TensorFlow ops ``names``.
+
+    Args:
+        names: the op names (NodeDef ``op``) the handler converts.
+        attrs: the attributes it understands at any value (reads, or that cannot change
+            the result, such as ``use_cudnn_on_gpu``).
+        fixed: attributes it handles at one value only (TensorFlow's default).
+
+    Returns:
+        The decorator, which registers the handler in :data:`OPS` and its attributes in
+        :data:`OP_ATTRS`.
+    """
+    spec = AttrSpec(frozenset(attrs), dict(fixed or {}))
+
+    def deco(fn: OpHandler) -> OpHandler:
+        OPS.register(*names)(fn)
+        for name in names:
+            OP_ATTRS[name] = spec
+        return fn
+    return deco
+
+
+def attr_problems(node: NodeDef) -> list[str]:
+    """What the handler of ``node`` cannot take about its attributes, one phrase each
+    (``attribute batch_dims=1``): an attribute it does not declare, a fixed attribute at
+    another value, a dtype attribute of a type the converter cannot compute in."""
+    spec = OP_ATTRS.get(node.op)
+    if spec is None:
+        return []
+    problems = []
+    for name, attr in sorted(node.attrs.items()):
+        if name.startswith("_"):
+            continue
+        if name in spec.fixed:
+            if attr.value != spec.fixed[name]:
+                problems.append(f"attribute {name}={_shown(attr.value)}")
+        elif name not in spec.attrs:
+            problems.append(f"attribute {name}={_shown(attr.value)} is not read")
+        elif attr.kind == "type" and attr.value not in COMPUTABLE_DTYPES:
+            problems.append(f"attribute {name}={dtype_name(attr.value)}")
+    return problems
+
+
+def dtype_name(type_enum: int) -> str:
+    """A TensorFlow dtype enum as a name for messages (numeric types by numpy's name)."""
+    if type_enum == 14:
+        return "bfloat16"
+    if type_enum in TF_DTYPES:
+        return TF_DTYPES[type_enum].name
+    return _DTYPE_NAMES.get(type_enum, f"TensorFlow dtype {type_enum}")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")[:40]
+    if isinstance(value, memoryview):
+        return "<tensor>"
+    return str(value)[:40]
+
+
 #: output argument names of ops with more than one (``node:arg:index`` references)
 OUTPUT_ARGS: dict[str, list[str]] = {
     "FusedBatchNorm": ["y", "batch_mean", "batch_variance", "reserve_space_1",
@@ -135,6 +227,17 @@ class Ctx:
             length: int | None = None) -> TT:
         """A computed tensor."""
         return TT(self, value, rank=rank, layout=layout, dtype=dtype, length=length)
+
+    def gather(self, data: TT, indices: TT, axis: int, batch_dims: int = 0) -> TT:
+        """``data`` gathered along TF axis ``axis`` (>= 0; folded when both are constants),
+        the first ``batch_dims`` (>= 0) dimensions of both paired up."""
+        if batch_dims:
+            return _gather_batched(self, data, indices, axis, batch_dims)
+        if data.const is not None and indices.const is not None:
+            return self.const(np.take(data.const, indices.const, axis=axis))
+        rank = data.rank + indices.rank - 1 if data.rank >= 0 and indices.rank >= 0 else -1
+        value = self.b.Gather(self.last(data), self.last(indices), axis=axis)
+        return self.out(value, rank, data.dtype)
 
     # -- layouts -------------------------------------------------------------------
     def _view(self, x: TT, layout: str) -> ir.Value:
@@ -189,6 +292,34 @@ class Ctx:
         return [int(v) for v in np.asarray(x.const).reshape(-1)]
 
 
+def _gather_batched(cx: Ctx, data: TT, indices: TT, axis: int, b: int) -> TT:
+    """Gather with ``b`` batch dims: ONNX GatherND(batch_dims=b) on ``data`` with ``axis``
+    moved to ``b``, then the index dims moved after ``data``'s dims ``b..axis``."""
+    if data.rank < 0 or indices.rank < 0:
+        raise ConvertError("batch_dims on operands of unknown rank")
+    if not b <= axis < data.rank or b > indices.rank:
+        raise ConvertError(f"batch_dims {b} with axis {axis}")
+    if data.const is not None and indices.const is not None:
+        flat_d = data.const.reshape(-1, *data.const.shape[b:])
+        flat_i = indices.const.reshape(-1, *indices.const.shape[b:])
+        parts = [np.take(d, i, axis=axis - b) for d, i in zip(flat_d, flat_i, strict=True)]
+        return cx.const(np.stack(parts).reshape(*data.const.shape[:b], *parts[0].shape))
+    move = [*range(b), axis, *range(b, axis), *range(axis + 1, data.rank)]
+    value = cx.last(data)
+    if move != sorted(move):
+        value = cx.b.Transpose(value, perm=move)
+    index = cx.b.Unsqueeze(cx.b.Cast(cx.last(indices), to=ir.DataType.INT64),
+                           cx.const(np.asarray([-1], np.int64)).value)
+    value = cx.b.GatherND(value, index, batch_dims=b)
+    n_idx, n_mid = indices.rank - b, axis - b
+    rank = data.rank + indices.rank - b - 1
+    if n_mid and n_idx:
+        perm = [*range(b), *range(b + n_idx, b + n_idx + n_mid), *range(b, b + n_idx),
+                *range(b + n_idx + n_mid, rank)]
+        value = cx.b.Transpose(value, perm=perm)
+    return cx.out(value, rank, data.dtype)
+
+
 def axis_in(axis: int, rank: int, layout: str) -> int:
     """The IR axis holding TF axis ``axis`` of a rank-``rank`` tensor in ``layout`` (the
     Keras importer's mapping; out of range is a ConvertError)."""
@@ -214,9 +345,8 @@ def kept_layout(rank: int, layout: str, dropped: set[int]) -> str | None:
 
 
 def np_dtype_of(type_enum: int) -> np.dtype[Any]:
-    """numpy dtype of a TensorFlow dtype enum (float32 for unknown ones)."""
-    from modelconv.importers.tfbundle import TF_DTYPES
-
+    """numpy dtype of a TensorFlow dtype enum (float32 for unknown ones: attributes of
+    other types are refused before a handler runs, see :func:`attr_problems`)."""
     if type_enum == 14:  # bfloat16 is computed in float32
         return np.dtype(np.float32)
     return TF_DTYPES.get(type_enum, np.dtype(np.float32))

@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from modelconv.importers.keras.common import same_pads
-from modelconv.importers.tf.core import FIRST, LAST, TT, ConvertError, Ctx, tf_op
-from modelconv.importers.tf.graphdef import NodeDef, Shape
+from modelconv.importers.tf.files.saved_model import NodeDef, Shape
+from modelconv.importers.tf.graph.core import FIRST, LAST, TT, ConvertError, Ctx, tf_op
+from modelconv.ir.layout import same_pads
 
 
 def _channels_last(node: NodeDef) -> bool:
@@ -36,7 +36,9 @@ def _data(cx: Ctx, x: TT, channels_last: bool) -> tuple[ir.Value, str]:
 
 
 def _pads(cx: Ctx, node: NodeDef, kernel: list[int], strides: list[int],
-          dilations: list[int], channels_last: bool) -> dict[str, Any]:
+          dilations: list[int], channels_last: bool, explicit: list[Any]) -> dict[str, Any]:
+    """ONNX padding attributes for the node's ``padding`` (``explicit``: the node's
+    explicit_paddings, for the ops that have them; others pass [])."""
     padding = (node.attr("padding") or b"VALID").decode("ascii", "replace")
     n = len(kernel)
     if padding == "VALID":
@@ -46,7 +48,7 @@ def _pads(cx: Ctx, node: NodeDef, kernel: list[int], strides: list[int],
             return {"pads": same_pads(tuple(kernel), tuple(dilations))}
         return {"auto_pad": "SAME_UPPER"}
     if padding == "EXPLICIT":
-        raw = [int(v) for v in node.attr("explicit_paddings", [])]
+        raw = [int(v) for v in explicit]
         if len(raw) != 2 * (n + 2):
             raise ConvertError("explicit_paddings")
         pairs = [raw[2 * i:2 * i + 2] for i in range(n + 2)]
@@ -61,8 +63,11 @@ def _kernel(cx: Ctx, w: TT, perm: list[int]) -> ir.Value:
     return cx.b.Transpose(cx.last(w), perm=perm)
 
 
-@tf_op("Conv2D", "Conv3D")
-def _conv(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("Conv2D", "Conv3D", attrs=("T", "strides", "padding", "explicit_paddings",
+                                   "data_format", "dilations", "use_cudnn_on_gpu"))
+def tf_conv(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """Conv2D, Conv3D: ONNX Conv, NHWC/NCHW, strides, dilations, VALID/SAME/EXPLICIT
+    padding, grouped when the input has a multiple of the kernel's input channels."""
     x, w = ins
     if w.rank < 3:
         raise ConvertError("kernel of unknown rank")
@@ -81,15 +86,17 @@ def _conv(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
             groups = in_channels // w.const.shape[n]
     data, layout = _data(cx, x, cl)
     pads = _pads(cx, node, list(w.const.shape[:n]) if w.const is not None else [1] * n,
-                 strides, dilations, cl)
+                 strides, dilations, cl, node.attr("explicit_paddings", []))
     if w.const is None and "pads" in pads and any(pads["pads"]):
         raise ConvertError("SAME padding with a computed kernel")
     out = cx.b.Conv(data, kernel_w, strides=strides, dilations=dilations, group=groups, **pads)
     return cx.out(out, n + 2, x.dtype, layout)
 
 
-@tf_op("DepthwiseConv2dNative")
-def _depthwise(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("DepthwiseConv2dNative", attrs=("T", "strides", "padding", "explicit_paddings",
+                                          "data_format", "dilations"))
+def tf_depthwise_conv2d(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """DepthwiseConv2dNative: a grouped Conv (constant kernel, any channel multiplier)."""
     x, w = ins
     if w.const is None:
         raise ConvertError("computed depthwise kernel")
@@ -101,7 +108,8 @@ def _depthwise(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     data, layout = _data(cx, x, cl)
     out = cx.b.Conv(data, cx.const(np.ascontiguousarray(weight)).value, strides=strides,
                     dilations=dilations, group=cin,
-                    **_pads(cx, node, [kh, kw], strides, dilations, cl))
+                    **_pads(cx, node, [kh, kw], strides, dilations, cl,
+                            node.attr("explicit_paddings", [])))
     return cx.out(out, 4, x.dtype, layout)
 
 
@@ -120,8 +128,12 @@ def _output_size(cx: Ctx, node: NodeDef, sizes: TT) -> list[int]:
     raise ConvertError("output size must be a constant or statically known")
 
 
-@tf_op("Conv2DBackpropInput")
-def _conv_transpose(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("Conv2DBackpropInput", attrs=("T", "strides", "padding", "data_format", "dilations",
+                                        "use_cudnn_on_gpu"),
+       fixed={"explicit_paddings": []})
+def tf_conv2d_backprop_input(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """Conv2DBackpropInput (Conv2DTranspose): ONNX ConvTranspose, VALID/SAME padding,
+    constant kernel, output size constant or recorded by TensorFlow."""
     sizes, w, x = ins
     if w.const is None:
         raise ConvertError("computed kernel")
@@ -146,8 +158,9 @@ def _conv_transpose(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return cx.out(out, 4, x.dtype, layout)
 
 
-@tf_op("BiasAdd", "BiasAddV1")
-def _bias_add(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("BiasAdd", "BiasAddV1", attrs=("T", "data_format"))
+def tf_bias_add(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """BiasAdd (NHWC/NCHW), BiasAddV1: Add of the bias on the channel axis."""
     x, bias = ins
     if x.const is not None and bias.const is not None:
         if node.op == "BiasAdd" and not _channels_last(node):
@@ -171,8 +184,11 @@ def _bias_add(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return x.like(cx.b.Add(x.value, b_value))
 
 
-@tf_op("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
-def _fused_bn(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
+@tf_op("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3",
+       attrs=("T", "U", "epsilon", "data_format", "is_training", "exponential_avg_factor"))
+def tf_fused_batch_norm(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
+    """FusedBatchNorm, V2, V3 in inference mode: ONNX BatchNormalization (is_training=True
+    refused; exponential_avg_factor only updates training statistics)."""
     x, scale, offset, mean, var = ins[:5]
     # SavedModels drop attributes that hold the op's default: is_training=True, eps=1e-4
     if node.attr("is_training", True):
@@ -188,7 +204,12 @@ def _fused_bn(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
     return [out, mean, var, mean, var, mean]
 
 
-def _pool(cx: Ctx, node: NodeDef, ins: list[TT], onnx_op: str) -> TT:
+#: attributes of the pooling ops (MaxPoolV2 has no ksize/strides, only MaxPool has
+#: explicit_paddings)
+POOL_ATTRS = ("T", "ksize", "strides", "padding", "data_format")
+
+
+def _pool(cx: Ctx, node: NodeDef, ins: list[TT], onnx_op: str, explicit: list[Any]) -> TT:
     x = ins[0]
     n = x.rank - 2
     if n < 1:
@@ -199,25 +220,30 @@ def _pool(cx: Ctx, node: NodeDef, ins: list[TT], onnx_op: str) -> TT:
     kernel = _spatial(ksize, cl, n)
     strides = _spatial(strides, cl, n)
     data, layout = _data(cx, x, cl)
-    attrs = _pads(cx, node, kernel, strides, [1] * n, cl)
+    attrs = _pads(cx, node, kernel, strides, [1] * n, cl, explicit)
     if onnx_op == "AveragePool":
         attrs["count_include_pad"] = 0  # TensorFlow averages over valid positions only
     return cx.out(cx.b.op(onnx_op, [data], kernel_shape=kernel, strides=strides, **attrs),
                   x.rank, x.dtype, layout)
 
 
-@tf_op("MaxPool", "MaxPoolV2", "MaxPool3D")
-def _max_pool(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
-    return _pool(cx, node, ins, "MaxPool")
+@tf_op("MaxPool", "MaxPoolV2", "MaxPool3D", attrs=(*POOL_ATTRS, "explicit_paddings"))
+def tf_max_pool(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """MaxPool, MaxPoolV2 (ksize/strides as inputs), MaxPool3D: ONNX MaxPool."""
+    return _pool(cx, node, ins, "MaxPool", node.attr("explicit_paddings", []))
 
 
-@tf_op("AvgPool", "AvgPool3D")
-def _avg_pool(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
-    return _pool(cx, node, ins, "AveragePool")
+@tf_op("AvgPool", "AvgPool3D", attrs=POOL_ATTRS)
+def tf_avg_pool(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """AvgPool, AvgPool3D: ONNX AveragePool over valid positions only."""
+    return _pool(cx, node, ins, "AveragePool", [])  # AvgPool has no EXPLICIT padding
 
 
-@tf_op("ResizeBilinear", "ResizeNearestNeighbor")
-def _resize(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("ResizeBilinear", "ResizeNearestNeighbor", attrs=("T", "align_corners",
+                                                           "half_pixel_centers"))
+def tf_resize(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """ResizeBilinear, ResizeNearestNeighbor: ONNX Resize to a constant size, in the
+    align_corners / half_pixel_centers / asymmetric coordinate modes."""
     x, size = ins
     if x.rank != 4:
         raise ConvertError("input is not rank 4")
@@ -244,8 +270,9 @@ def _resize(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return cx.out(out, 4, x.dtype, FIRST)
 
 
-@tf_op("LRN")
-def _lrn(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("LRN", attrs=("T", "depth_radius", "bias", "alpha", "beta"))
+def tf_lrn(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """LRN: ONNX LRN over the channels (size 2 * depth_radius + 1)."""
     x = ins[0]
     radius = int(node.attr("depth_radius", 5))
     size = 2 * radius + 1

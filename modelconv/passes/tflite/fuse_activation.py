@@ -7,6 +7,12 @@ The attribute ``fused_activation`` (one of RELU, RELU6, RELU_N1_TO_1) is not ONN
 this pass only right before an exporter that understands it (TFLite). TANH is never fused:
 the schema has the enum value, but TFLite's float kernels only clamp (RELU family) and
 silently skip TANH, which made a fused Mul+Tanh return the un-activated product.
+
+The attribute records the intent on the IR node; whether the TFLite op a lowering emits
+carries it is decided per kernel when the op is emitted (``FUSED_ACTIVATION_OPS`` in
+``modelconv/exporters/tflite/graph.py``): a producer lowered to several ops, or to an op
+whose kernel ignores the field (CONCATENATION refuses it at prepare), gets the activation as
+a separate op instead.
 """
 
 from __future__ import annotations

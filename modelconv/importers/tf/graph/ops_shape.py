@@ -3,13 +3,14 @@ moved to TensorFlow's axis order first unless the op can remap its axes."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import onnx_ir as ir
 
-from modelconv.importers.keras.tensors import perm_to_first, perm_to_last
-from modelconv.importers.tf.core import (
+from modelconv.importers.tf.files.saved_model import NodeDef
+from modelconv.importers.tf.graph.core import (
     FIRST,
     LAST,
     TT,
@@ -22,12 +23,13 @@ from modelconv.importers.tf.core import (
     tf_op,
     with_known,
 )
-from modelconv.importers.tf.graphdef import NodeDef
+from modelconv.ir.layout import perm_to_first, perm_to_last
 
 INT_MAX = np.iinfo(np.int64).max
 INT_MIN = np.iinfo(np.int64).min
 #: largest tensor a constant-folded Fill/Tile/Range may create
 MAX_FOLD_ELEMENTS = 1 << 24
+SLICE_MASKS = ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask", "shrink_axis_mask")
 
 
 def _i64(cx: Ctx, t: TT) -> ir.Value:
@@ -48,8 +50,10 @@ def _small(shape: Any) -> None:
         raise ConvertError(f"would create a tensor of shape {list(shape)[:8]}")
 
 
-@tf_op("Reshape")
-def _reshape(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("Reshape", attrs=("T", "Tshape"))
+def tf_reshape(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """Reshape to a constant or computed shape (partly known shapes become constants
+    with -1 for the one unknown dim)."""
     x, shape = ins
     if shape.const is not None and x.const is not None:
         return cx.const(x.const.reshape([int(v) for v in shape.const.reshape(-1)]))
@@ -63,8 +67,9 @@ def _reshape(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return cx.out(out, rank, x.dtype)
 
 
-@tf_op("Squeeze")
-def _squeeze(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("Squeeze", attrs=("T", "squeeze_dims"))
+def tf_squeeze(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """Squeeze of the squeeze_dims axes (negative ones too), or of every size-1 dim."""
     x = ins[0]
     axes = [int(a) for a in node.attr("squeeze_dims", [])]
     if x.const is not None:
@@ -84,8 +89,9 @@ def _squeeze(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return cx.out(out, x.rank - len(logical), x.dtype, layout)
 
 
-@tf_op("ExpandDims")
-def _expand_dims(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("ExpandDims", attrs=("T", "Tdim"))
+def tf_expand_dims(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """ExpandDims at a constant axis (negative counts from the end of the result)."""
     x, axis_t = ins
     axis = cx.int_values(axis_t, "axis")[0]
     if x.const is not None:
@@ -97,8 +103,9 @@ def _expand_dims(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return cx.out(out, x.rank + 1, x.dtype, length=1 if x.rank == 0 else None)
 
 
-@tf_op("Transpose")
-def _transpose(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("Transpose", attrs=("T", "Tperm"))
+def tf_transpose(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """Transpose by a constant permutation (composed with the held layout)."""
     x, perm_t = ins
     perm = cx.int_values(perm_t, "permutation")
     if x.const is not None:
@@ -115,8 +122,10 @@ def _transpose(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return cx.out(cx.b.Transpose(x.value, perm=q), len(perm), x.dtype)
 
 
-@tf_op("ConcatV2", "Concat")
-def _concat(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("ConcatV2", "Concat", attrs=("N", "T", "Tidx"))
+def tf_concat(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """ConcatV2 (axis last), Concat (axis first): ONNX Concat on a constant axis,
+    negative too, in the operands' layout."""
     if node.op == "Concat":
         axis_t, parts = ins[0], ins[1:]
     else:
@@ -145,8 +154,9 @@ def _concat(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return joined
 
 
-@tf_op("Pack")
-def _pack(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("Pack", attrs=("N", "T", "axis"))
+def tf_pack(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """Pack (tf.stack): Unsqueeze + Concat on axis (negative too)."""
     axis = int(node.attr("axis", 0))
     if all(t.const is not None for t in ins):
         return cx.const(np.stack([t.const for t in ins if t.const is not None], axis=axis))
@@ -167,8 +177,9 @@ def _pack(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return packed
 
 
-@tf_op("Unpack")
-def _unpack(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
+@tf_op("Unpack", attrs=("num", "T", "axis"))
+def tf_unpack(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
+    """Unpack (tf.unstack): Split + Squeeze on axis (negative too)."""
     x = ins[0]
     num = int(node.attr("num", 0))
     axis = int(node.attr("axis", 0))
@@ -184,8 +195,9 @@ def _unpack(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
     return [cx.out(cx.b.Squeeze(p, axes), x.rank - 1, x.dtype) for p in parts]
 
 
-@tf_op("Shape")
-def _shape(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("Shape", attrs=("T", "out_type"))
+def tf_shape(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """Shape as out_type (a constant when the static shape is known)."""
     x = ins[0]
     dtype = np_dtype_of(int(node.attr("out_type", 3)))
     if x.const is not None:
@@ -202,17 +214,17 @@ def _shape(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return out
 
 
-@tf_op("GatherV2", "Gather")
-def _gather(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
-    from modelconv.importers.tf.ops_math import _gather_axis
-
+@tf_op("GatherV2", "Gather", attrs=("Tparams", "Tindices", "Taxis", "validate_indices",
+                                    "batch_dims"))
+def tf_gather(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """GatherV2 on a constant axis and batch_dims (negative ones too), Gather (axis 0)."""
     params, indices = ins[0], ins[1]
     axis = cx.int_values(ins[2], "axis")[0] if len(ins) > 2 else 0
-    if int(node.attr("batch_dims", 0)):
-        raise ConvertError("batch_dims")
     if params.rank >= 0 and axis < 0:
         axis += params.rank
-    out = _gather_axis(cx, params, indices, axis)
+    b = int(node.attr("batch_dims", 0))
+    b = b + indices.rank if b < 0 and indices.rank >= 0 else b
+    out = cx.gather(params, indices, axis, b)
     if params.rank == 1 and indices.rank == 1 and indices.const is not None:
         out.length = int(indices.const.size)
     values = known_values(params)
@@ -229,8 +241,7 @@ def _gather(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
 def _slice_specs(node: NodeDef, begin: list[int], end: list[int], strides: list[int]
                  ) -> list[Any]:
     """The StridedSlice as a numpy index: slices, ints, None (new axis), Ellipsis."""
-    masks = {k: int(node.attr(k, 0)) for k in ("begin_mask", "end_mask", "ellipsis_mask",
-                                                "new_axis_mask", "shrink_axis_mask")}
+    masks = {k: int(node.attr(k, 0)) for k in SLICE_MASKS}
     specs: list[Any] = []
     for i, (b, e, s) in enumerate(zip(begin, end, strides, strict=True)):
         bit = 1 << i
@@ -248,8 +259,96 @@ def _slice_specs(node: NodeDef, begin: list[int], end: list[int], strides: list[
     return specs
 
 
-@tf_op("StridedSlice")
-def _strided_slice(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+def _expand_ellipsis(specs: list[Any], rank: int) -> list[Any]:
+    """The index with its ellipsis (or, without one, the axes it leaves out at the end)
+    written as full slices, so that it has one entry per input axis plus new axes."""
+    if specs.count(Ellipsis) > 1:
+        raise ConvertError("two ellipses")
+    used = sum(1 for s in specs if s is not None and s is not Ellipsis)
+    if Ellipsis not in specs:
+        return specs + [slice(None)] * (rank - used)
+    at = specs.index(Ellipsis)
+    return specs[:at] + [slice(None)] * (rank - used) + specs[at + 1:]
+
+
+@dataclass
+class _SliceParams:
+    """An expanded StridedSlice index as ONNX Slice inputs (TF axis order), the input
+    axes shrunk away, the output axes inserted, and the output rank."""
+
+    starts: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    axes: list[int] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
+    squeeze: list[int] = field(default_factory=list)
+    new_axes: list[int] = field(default_factory=list)
+    rank: int = 0
+
+    def add(self, start: int, end: int, axis: int, step: int) -> None:
+        """One sliced axis."""
+        self.starts.append(start)
+        self.ends.append(end)
+        self.axes.append(axis)
+        self.steps.append(step)
+
+
+def _slice_params(specs: list[Any]) -> _SliceParams:
+    """Slice/Squeeze/Unsqueeze parameters of an index without ellipsis: an int shrinks its
+    axis, None inserts one, a slice other than ``:`` becomes a Slice axis."""
+    p = _SliceParams()
+    in_axis = 0
+    for spec in specs:
+        if spec is None:
+            p.new_axes.append(p.rank)
+            p.rank += 1
+            continue
+        if isinstance(spec, int):
+            p.add(spec, spec + 1 if spec != -1 else INT_MAX, in_axis, 1)
+            p.squeeze.append(in_axis)
+        else:
+            step = spec.step or 1
+            if spec != slice(None, None, step) or step != 1:
+                p.add(spec.start if spec.start is not None else (0 if step > 0 else INT_MAX),
+                      spec.stop if spec.stop is not None
+                      else (INT_MAX if step > 0 else INT_MIN), in_axis, step)
+            p.rank += 1
+        in_axis += 1
+    return p
+
+
+def _emit_slice(cx: Ctx, value: ir.Value, p: _SliceParams, axes: list[int]) -> ir.Value:
+    """Slice (on IR ``axes``), then Squeeze and Unsqueeze, as far as each is needed."""
+    if axes:
+        value = cx.b.Slice(value, cx.const(_ints(p.starts)).value,
+                           cx.const(_ints(p.ends)).value, cx.const(_ints(axes)).value,
+                           cx.const(_ints(p.steps)).value)
+    if p.squeeze:
+        value = cx.b.Squeeze(value, cx.const(_ints(p.squeeze)).value)
+    if p.new_axes:
+        value = cx.b.Unsqueeze(value, cx.const(_ints(p.new_axes)).value)
+    return value
+
+
+def _sliced_known(cx: Ctx, x: TT, specs: list[Any], p: _SliceParams, out: TT) -> TT:
+    """``out`` with the length and known values of a sliced integer vector ``x``."""
+    if p.rank == 1 and x.rank == 1 and x.length is not None and len(p.axes) == 1 \
+            and not p.squeeze:
+        out.length = len(range(*slice(p.starts[0], p.ends[0], p.steps[0]).indices(x.length)))
+    values = known_values(x)
+    if values is None or x.rank != 1:
+        return out
+    try:
+        picked = np.asarray(np.array(values, dtype=object)[tuple(specs)])
+    except IndexError as exc:
+        raise ConvertError("slice out of range") from exc
+    return with_known(cx, out, list(picked.reshape(-1)), picked.shape) if picked.ndim <= 1 \
+        else out
+
+
+@tf_op("StridedSlice", attrs=("T", "Index", *SLICE_MASKS))
+def tf_strided_slice(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """StridedSlice with constant bounds: begin/end/ellipsis/new_axis/shrink_axis
+    masks, negative strides."""
     x = ins[0]
     begin, end, strides = (cx.int_values(t, "slice bounds") for t in ins[1:4])
     specs = _slice_specs(node, begin, end, strides)
@@ -257,70 +356,19 @@ def _strided_slice(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
         return cx.const(np.asarray(x.const[tuple(specs)]))
     if x.rank < 0:
         raise ConvertError("input of unknown rank")
-    if specs.count(Ellipsis) > 1:
-        raise ConvertError("two ellipses")
-    used = sum(1 for s in specs if s is not None and s is not Ellipsis)
-    if Ellipsis in specs:
-        at = specs.index(Ellipsis)
-        specs = specs[:at] + [slice(None)] * (x.rank - used) + specs[at + 1:]
-    else:
-        specs = specs + [slice(None)] * (x.rank - used)
-    starts, ends, axes, steps, squeeze, new_axes = [], [], [], [], [], []
-    in_axis = out_axis = 0
-    for spec in specs:
-        if spec is None:
-            new_axes.append(out_axis)
-            out_axis += 1
-            continue
-        if isinstance(spec, int):
-            starts.append(spec)
-            ends.append(spec + 1 if spec != -1 else INT_MAX)
-            axes.append(in_axis)
-            steps.append(1)
-            squeeze.append(in_axis)
-        else:
-            step = spec.step or 1
-            if spec != slice(None, None, step) or step != 1:
-                starts.append(spec.start if spec.start is not None
-                              else (0 if step > 0 else INT_MAX))
-                ends.append(spec.stop if spec.stop is not None
-                            else (INT_MAX if step > 0 else INT_MIN))
-                axes.append(in_axis)
-                steps.append(step)
-            out_axis += 1
-        in_axis += 1
-    layout = LAST
-    if x.layout == FIRST and x.rank >= 3 and not squeeze and not new_axes:
-        layout = FIRST  # plain slices (Cropping): slice the channels-first value in place
-        value = x.value
-        axes = [axis_in(a, x.rank, FIRST) for a in axes]
-    else:
-        value = cx.last(x)
-    if axes:
-        value = cx.b.Slice(value, cx.const(_ints(starts)).value, cx.const(_ints(ends)).value,
-                           cx.const(_ints(axes)).value, cx.const(_ints(steps)).value)
-    if squeeze:
-        value = cx.b.Squeeze(value, cx.const(_ints(squeeze)).value)
-    if new_axes:
-        value = cx.b.Unsqueeze(value, cx.const(_ints(new_axes)).value)
-    length = None
-    if out_axis == 1 and x.rank == 1 and x.length is not None and len(axes) == 1 \
-            and not squeeze:
-        length = len(range(*slice(starts[0], ends[0], steps[0]).indices(x.length)))
-    out = cx.out(value, out_axis, x.dtype, layout, length=length)
-    values = known_values(x)
-    if values is not None and x.rank == 1:
-        try:
-            picked = np.asarray(np.array(values, dtype=object)[tuple(specs)])
-        except IndexError as exc:
-            raise ConvertError("slice out of range") from exc
-        if picked.ndim <= 1:
-            return with_known(cx, out, list(picked.reshape(-1)), picked.shape)
-    return out
+    specs = _expand_ellipsis(specs, x.rank)
+    p = _slice_params(specs)
+    # plain slices (Cropping) of a channels-first value are taken in place
+    in_place = x.layout == FIRST and x.rank >= 3 and not p.squeeze and not p.new_axes
+    axes = [axis_in(a, x.rank, FIRST) for a in p.axes] if in_place else p.axes
+    value = _emit_slice(cx, x.value if in_place else cx.last(x), p, axes)
+    out = cx.out(value, p.rank, x.dtype, FIRST if in_place else LAST)
+    return _sliced_known(cx, x, specs, p, out)
 
 
-@tf_op("Slice")
-def _slice(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("Slice", attrs=("T", "Index"))
+def tf_slice(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """Slice with constant begin and size (-1: to the end)."""
     x = ins[0]
     begin = cx.int_values(ins[1], "begin")
     size = cx.int_values(ins[2], "size")
@@ -333,8 +381,10 @@ def _slice(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return cx.out(value, x.rank, x.dtype)
 
 
-@tf_op("Pad", "PadV2", "MirrorPad")
-def _pad(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("Pad", "PadV2", "MirrorPad", attrs=("T", "Tpaddings", "mode"))
+def tf_pad(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """Pad, PadV2 (constant value), MirrorPad (REFLECT; SYMMETRIC refused) with constant
+    paddings."""
     x = ins[0]
     pads = cx.int_values(ins[1], "paddings")
     rank = len(pads) // 2
@@ -364,8 +414,9 @@ def _pad(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return x.like(cx.b.Pad(*args, mode=mode))
 
 
-@tf_op("Tile")
-def _tile(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("Tile", attrs=("T", "Tmultiples"))
+def tf_tile(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """Tile by constant or computed multiples."""
     x, reps = ins
     if x.const is not None and reps.const is not None:
         _small(np.asarray(x.const.shape) * reps.const.reshape(-1))
@@ -373,8 +424,9 @@ def _tile(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return cx.out(cx.b.Tile(cx.last(x), _i64(cx, reps)), x.rank, x.dtype)
 
 
-@tf_op("Fill")
-def _fill(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("Fill", attrs=("T", "index_type"))
+def tf_fill(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """Fill: ONNX Expand of the value to constant or computed dims."""
     dims, value = ins
     if dims.const is not None and value.const is not None:
         _small(dims.const.reshape(-1))
@@ -383,8 +435,9 @@ def _fill(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return cx.out(cx.b.Expand(cx.last(value), _i64(cx, dims)), rank, value.dtype)
 
 
-@tf_op("BroadcastTo")
-def _broadcast_to(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("BroadcastTo", attrs=("T", "Tidx"))
+def tf_broadcast_to(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """BroadcastTo: ONNX Expand to a constant or computed shape."""
     x, shape = ins
     if x.const is not None and shape.const is not None:
         _small(shape.const.reshape(-1))
@@ -393,8 +446,9 @@ def _broadcast_to(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     return cx.out(cx.b.Expand(cx.last(x), _i64(cx, shape)), rank, x.dtype)
 
 
-@tf_op("Range")
-def _range(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("Range", attrs=("Tidx",))
+def tf_range(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """Range of constant or computed start, limit, delta."""
     if all(t.const is not None for t in ins):
         start, limit, delta = (t.const.item() for t in ins)  # type: ignore[union-attr]
         if delta == 0:
@@ -411,8 +465,9 @@ def _split_axis(cx: Ctx, x: TT, axis: int) -> tuple[int, str]:
     return axis_in(axis, x.rank, x.layout), x.layout
 
 
-@tf_op("Split")
-def _split(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
+@tf_op("Split", attrs=("num_split", "T"))
+def tf_split(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
+    """Split into num_split equal parts on a constant axis."""
     axis_t, x = ins
     num = int(node.attr("num_split", 1))
     axis = cx.int_values(axis_t, "axis")[0]
@@ -425,8 +480,9 @@ def _split(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
     return [x.like(p, layout=layout) for p in parts]
 
 
-@tf_op("SplitV")
-def _split_v(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
+@tf_op("SplitV", attrs=("num_split", "T", "Tlen"))
+def tf_split_v(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
+    """SplitV: constant sizes (one may be -1) on a constant axis."""
     x, sizes_t, axis_t = ins
     sizes = cx.int_values(sizes_t, "split sizes")
     axis = cx.int_values(axis_t, "axis")[0]
@@ -444,8 +500,9 @@ def _split_v(cx: Ctx, node: NodeDef, ins: list[TT]) -> list[TT]:
     return [x.like(p, layout=layout) for p in parts]
 
 
-@tf_op("ZerosLike", "OnesLike")
-def _fill_like(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+@tf_op("ZerosLike", "OnesLike", attrs=("T",))
+def tf_zeros_like(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
+    """ZerosLike, OnesLike: a constant when the shape is known, else ConstantOfShape."""
     x = ins[0]
     fill = 0 if node.op == "ZerosLike" else 1
     if x.const is not None:

@@ -8,7 +8,8 @@ checkpoint's object graph gives each object's key in the tensor bundle. Function
 functions (Keras: signature wrapper -> ``__call__``); calls are inlined.
 
 Before anything is emitted every op reachable from the signature is checked against the
-handler registry and all unsupported ones are reported at once (UnsupportedOpsError): the
+handler registry, and every node's attributes against those its handler declares
+(``core.attr_problems``); all unsupported ones are reported at once (UnsupportedOpsError): the
 SavedModel importer then falls back to tf2onnx when TensorFlow is installed. TF1-style
 graphs (variables as graph nodes, keys = their names) work the same way.
 """
@@ -25,12 +26,23 @@ import numpy as np
 import onnx_ir as ir
 
 from modelconv.errors import ModelLoadError, UnsupportedOpsError
-from modelconv.importers import protowire as pw
-from modelconv.importers.keras.savedmodel_native import ObjectGraph
-from modelconv.importers.tf import graphdef as gd
-from modelconv.importers.tf.core import OPS, OUTPUT_ARGS, TT, ConvertError, Ctx, Resource
-from modelconv.importers.tfbundle import OBJECT_GRAPH_KEY, TensorBundle
-from modelconv.importers.tfgraph import Signature, read_saved_model
+from modelconv.importers.tf.files import protowire as pw
+from modelconv.importers.tf.files import saved_model as gd
+from modelconv.importers.tf.files.bundle import OBJECT_GRAPH_KEY, TensorBundle
+from modelconv.importers.tf.files.object_graph import ObjectGraph
+from modelconv.importers.tf.files.saved_model import Signature, read_saved_model
+from modelconv.importers.tf.graph.core import (
+    COMPUTABLE_DTYPES,
+    OPS,
+    OUTPUT_ARGS,
+    TT,
+    ConvertError,
+    Ctx,
+    Resource,
+    attr_problems,
+    dtype_name,
+    np_dtype_of,
+)
 from modelconv.ir.builder import GraphBuilder
 
 #: function-call ops (inlined)
@@ -120,6 +132,10 @@ class GraphConverter:
             elif node.op not in OPS and (where or node.op not in GRAPH_OPS):
                 # graph-level Placeholder/VarHandleOp/... are read by the walker itself
                 missing[node.op].append(f"{where}/{node.name}" if where else node.name)
+            else:
+                for problem in attr_problems(node):
+                    missing[f"{node.op} ({problem})"].append(
+                        f"{where}/{node.name}" if where else node.name)
             for name in funcs:
                 if name in seen:
                     continue
@@ -281,6 +297,11 @@ class GraphConverter:
         handler = OPS.get(node.op)
         if handler is None:
             raise UnsupportedOpsError("TensorFlow op", {node.op: [node.name]}, path=self.display)
+        problems = attr_problems(node)
+        if problems:  # check_ops reports these up front; never let a handler see them
+            raise UnsupportedOpsError("TensorFlow op",
+                                      {f"{node.op} ({p})": [f"{where}/{node.name}"]
+                                       for p in problems}, path=self.display)
         with self.b.source(node.name):
             try:
                 out = handler(self.cx, node, ins)
@@ -369,8 +390,6 @@ def _topo(root: str, deps: Any, done: dict[str, Any], display: str) -> list[str]
 def convert_signature(folder: str | Path, signature: str, display: str | None = None
                       ) -> GraphModel:
     """Convert ``signature`` of the SavedModel in ``folder`` to an IR model."""
-    from modelconv.importers.tf.core import np_dtype_of
-
     base = Path(folder)
     shown = display or str(base)
     saved = read_saved_model(base, shown)
@@ -389,7 +408,8 @@ def convert_signature(folder: str | Path, signature: str, display: str | None = 
         conv = GraphConverter(graph, objects, bound, variables, shown)
         roots = [_graph_ref(info.name)[0] for info in sig.outputs.values()]
         conv.check_ops(roots)
-        inputs = _declare_inputs(conv, sig, roots, np_dtype_of)
+        _check_signature_dtypes(sig, shown)
+        inputs = _declare_inputs(conv, sig, roots)
         keys = sorted(sig.outputs)
         values = []
         try:
@@ -434,8 +454,20 @@ def _claim_output_names(b: GraphBuilder, keys: list[str]) -> None:
         value.name = key
 
 
-def _declare_inputs(conv: GraphConverter, sig: Signature, roots: list[str],
-                    np_dtype_of: Any) -> list[tuple[str, str, tuple[int | None, ...]]]:
+def _check_signature_dtypes(sig: Signature, display: str) -> None:
+    """Refuse signature inputs/outputs of a dtype the converter cannot compute in (string,
+    complex, quantized), all at once."""
+    bad: dict[str, list[str]] = defaultdict(list)
+    for side, infos in (("input", sig.inputs), ("output", sig.outputs)):
+        for key, info in infos.items():
+            if info.dtype not in COMPUTABLE_DTYPES or info.dtype in (20, 21):
+                bad[dtype_name(info.dtype)].append(f"signature {side} '{key}'")
+    if bad:
+        raise UnsupportedOpsError("TensorFlow dtype", bad, path=display)
+
+
+def _declare_inputs(conv: GraphConverter, sig: Signature, roots: list[str]
+                    ) -> list[tuple[str, str, tuple[int | None, ...]]]:
     """Graph inputs for the signature's Placeholders, in the order the call passes them."""
     position: dict[str, int] = {}
     for node in conv._graph_closure(roots):

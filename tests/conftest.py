@@ -1,0 +1,23 @@
+"""Shared pytest configuration."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--conformance", action="store_true",
+                     help="run only the ONNX backend node suite (marker 'conformance')")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # the node suite is its own CI step: deselected (and counted as such) by default,
+    # the only thing selected with --conformance
+    wanted = config.getoption("--conformance")
+    keep, dropped = [], []
+    for item in items:
+        marked = item.get_closest_marker("conformance") is not None
+        (keep if marked == wanted else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
