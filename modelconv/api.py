@@ -53,8 +53,24 @@ class ConversionResult:
 
     @property
     def verified(self) -> bool:
-        """True when verification ran and passed."""
+        """True when verification ran and passed (False when skipped or not requested)."""
         return self.report is not None and not self.report.skipped and self.report.passed
+
+    def __repr__(self) -> str:
+        state = self.report.summary() if self.report else "not verified (verification off)"
+        return (f"<ConversionResult {self.source_format} -> {self.target_format}: "
+                f"{', '.join(str(p) for p in self.outputs)}; {state}>")
+
+    def _repr_html_(self) -> str:
+        import html
+
+        files = ", ".join(html.escape(str(p)) for p in self.outputs)
+        head = (f"<p><b>{html.escape(self.source_format)} &rarr; "
+                f"{html.escape(self.target_format)}</b>: {files}</p>")
+        warnings = "".join(f"<li>{html.escape(w)}</li>" for w in self.warnings)
+        body = self.report._repr_html_() if self.report is not None else \
+            "<p>not verified (verification off)</p>"
+        return f"<div>{head}{body}<ul>{warnings}</ul></div>"
 
 
 def load(src: Source, options: ConvertOptions | None = None, **kwargs: Any) -> SourceModel:
@@ -118,6 +134,9 @@ def convert(
     opts = ConvertOptions.from_kwargs(options, **kwargs)
     dst_path = check_output_path(dst, overwrite=opts.overwrite)
     target = resolve_target_format(dst_path, opts.target_format)
+    from modelconv.exporters.tflite.calibration import check_calibration
+
+    calibration_warning = check_calibration(opts.quantize, opts.calibration)
     timings: dict[str, float] = {}
     with _time_limit(opts.timeout):
         with _stage(timings, "import", opts):
@@ -126,6 +145,8 @@ def convert(
 
         with _stage(timings, "passes", opts):
             warnings = list(source.warnings) + cleanup(source.model)
+        if calibration_warning:
+            warnings.append(calibration_warning)
         with _stage(timings, "export", opts):
             outputs = save(source.model, dst_path, opts, target_format=target)
         report = None
@@ -154,42 +175,91 @@ def convert(
 
 def verify(
     src: Source, dst: str | os.PathLike[str], inputs: Any = None,
-    options: ConvertOptions | None = None, **kwargs: Any,
+    options: ConvertOptions | None = None, *, reference: Any = None, **kwargs: Any,
 ) -> VerificationReport:
-    """Run ``src`` and the converted ``dst`` on the same inputs and compare their outputs."""
+    """Run ``src`` and the converted ``dst`` on the same inputs and compare their outputs.
+
+    The tolerance follows ``dst``'s precision, read from the file (fp16 weights,
+    dynamic-range int8, full int8), as :func:`convert` picks it; ``rtol``/``atol`` override.
+
+    Args:
+        src: the source model (path or in-memory torch module).
+        dst: the converted file (.onnx or .tflite).
+        inputs: samples (.npz / .npy / folder / arrays); default: generated ones.
+        options: a :class:`ConvertOptions` (keyword arguments override its fields).
+        reference: expected outputs recorded elsewhere (.npz keyed by output names or
+            ``output_0``...; needs ``inputs``): compared instead of running ``src``.
+
+    Returns:
+        The report; ``skipped`` (and not ``passed``) when the source cannot run here.
+
+    Raises:
+        SignatureMismatchError: the two models' inputs/outputs do not correspond.
+        ModelconvError: a model cannot be read or run.
+    """
     opts = ConvertOptions.from_kwargs(options, **kwargs)
     if inputs is not None:
         opts.inputs = inputs
+    if reference is not None:
+        opts.reference = reference
     target = resolve_source_format(dst, None) if Path(dst).suffix != ".tflite" else "tflite"
     source = load(src, opts)
     report = _verify_written(source, Path(dst), target, opts)
     return report
 
 
+#: how to verify when the source cannot run here (shown with a skipped verification)
+VERIFY_ANYWAY = ("to verify anyway, run the source where it works, save its outputs for "
+                 "inputs X.npz to OUTPUTS.npz (keys = output names), then: modelconv verify "
+                 "SRC DST --inputs X.npz --reference OUTPUTS.npz")
+
+
 def _verify_written(source: SourceModel, out: Path, target: str,
                     opts: ConvertOptions) -> VerificationReport:
-    from modelconv.verification.verifier import verify_runners
+    from modelconv.ir.info import infer_int_ranges
+    from modelconv.verification.precision import file_precision, loosest
+    from modelconv.verification.verifier import mode_for, verify_reference, verify_runners
 
-    if source.make_runner is None:
-        return VerificationReport.skip(source.runner_unavailable or
-                                       f"no runner for {source.format} sources")
-    try:
-        source_runner = source.make_runner()
-    except MissingDependencyError as exc:
-        return VerificationReport.skip(str(exc))
     try:
         target_runner = _component(target, "runner")(out, opts)
     except MissingDependencyError as exc:
-        return VerificationReport.skip(str(exc))
+        return _skipped(str(exc), source, out)
+    mode = loosest(mode_for(opts), file_precision(out, target))
+    if opts.reference is not None:
+        report = verify_reference(target_runner, opts, opts.reference, mode)
+        return _name_files(report, source, out)
+    if source.make_runner is None:
+        return _skipped(source.runner_unavailable or f"no runner for {source.format} sources",
+                        source, out)
     try:
-        report = verify_runners(source_runner, target_runner, opts, int_ranges=source.int_ranges)
+        source_runner = source.make_runner()
+    except MissingDependencyError as exc:
+        return _skipped(str(exc), source, out)
+    # the importer's ranges, plus index inputs found in the IR (also seen by localize)
+    source.int_ranges = {**infer_int_ranges(source.model.graph), **source.int_ranges}
+    try:
+        report = verify_runners(source_runner, target_runner, opts,
+                                int_ranges=source.int_ranges, mode=mode)
     except RunnerUnavailableError as exc:
-        return VerificationReport.skip(exc.message)
-    if (opts.localize or not report.passed) and not report.skipped:
+        return _skipped(exc.message, source, out)
+    _name_files(report, source, out)
+    if opts.localize or not report.passed:
         from modelconv.verification.localize import localize
 
         localize(report, source, source_runner, target_runner, out, opts)
     return report
+
+
+def _name_files(report: VerificationReport, source: SourceModel,
+                out: Path) -> VerificationReport:
+    report.source_path, report.target_path = source.path or "", str(out)
+    return report
+
+
+def _skipped(reason: str, source: SourceModel, out: Path) -> VerificationReport:
+    report = VerificationReport.skip(reason)
+    report.notes.append(VERIFY_ANYWAY)
+    return _name_files(report, source, out)
 
 
 def inspect(path: str | os.PathLike[str], options: ConvertOptions | None = None,

@@ -1,6 +1,7 @@
 """The ``modelconv`` command: convert, verify, inspect, formats, ops.
 
-Exit codes: 0 success/equivalent, 1 not equivalent, 2 any other error.
+Exit codes: 0 success/equivalent, 1 not equivalent, 2 any other error, 3 converted but
+not verified (verification was requested but could not run).
 """
 
 from __future__ import annotations
@@ -15,7 +16,17 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-EXIT_OK, EXIT_NOT_EQUIVALENT, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_NOT_EQUIVALENT, EXIT_ERROR, EXIT_NOT_VERIFIED = 0, 1, 2, 3
+
+EXIT_CODES_HELP = """exit codes:
+  0  converted / equivalent (verified within tolerance)
+  1  not equivalent: the converted model's outputs differ beyond tolerance
+  2  error: the model could not be read, converted or run, or the two models'
+     signatures do not correspond
+  3  converted, not verified: verification was requested (the default) but could not
+     run (e.g. the source's framework is missing or cannot load the file); verify with
+     --inputs X.npz --reference OUTPUTS.npz, or pass --no-verify to skip it knowingly
+"""
 
 
 def _parse_shape(text: str) -> tuple[int, ...]:
@@ -84,8 +95,16 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
 def _add_verify_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("verification")
     g.add_argument("--inputs", metavar="FILE", help=".npz/.npy file or folder of samples")
-    g.add_argument("--rtol", type=float, help="relative tolerance (default by dtype)")
-    g.add_argument("--atol", type=float, help="absolute tolerance (default by dtype)")
+    g.add_argument("--reference", metavar="OUTPUTS.npz",
+                   help="expected outputs for --inputs recorded elsewhere (keys = output "
+                        "names or output_0...): compared instead of running the source")
+    g.add_argument("--samples", type=int, metavar="N",
+                   help="generated samples to verify on (default 3; plus one of batch 2 "
+                        "when the batch is dynamic)")
+    g.add_argument("--rtol", type=float,
+                   help="relative tolerance (default: by the converted file's precision)")
+    g.add_argument("--atol", type=float,
+                   help="absolute tolerance (default: by the converted file's precision)")
     g.add_argument("--seed", type=int, default=0, help="seed for generated inputs")
     g.add_argument("--batch-size", type=int, default=1, help="batch size for generated inputs")
     g.add_argument("--dim", action="append", type=_parse_dim, default=[], metavar="NAME=VALUE",
@@ -100,12 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="modelconv",
         description="Convert trained models between frameworks and verify the result.",
+        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--version", action="store_true", help="print the version")
     sub = parser.add_subparsers(dest="command")
 
-    c = sub.add_parser("convert", help="convert SRC to DST and verify it")
+    c = sub.add_parser("convert", help="convert SRC to DST and verify it",
+                       epilog=EXIT_CODES_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("src")
     c.add_argument("dst")
     c.add_argument("--to", dest="target_format", metavar="FMT", help="target format")
@@ -117,14 +139,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long")
     c.add_argument("--fp16", action="store_true", help="TFLite: fp16 weights")
     c.add_argument("--quantize", choices=["dynamic", "int8"], help="TFLite quantization")
-    c.add_argument("--calibration", metavar="DATA", help="samples for --quantize int8")
+    c.add_argument("--calibration", metavar="DIR|FILE|random",
+                   help="samples for --quantize int8 (required): a folder or .npz of real "
+                        "inputs, or 'random' to accept random ranges knowingly")
     c.add_argument("--int8-io", action="store_true", help="TFLite int8: integer inputs/outputs")
     c.add_argument("--nhwc-io", action="store_true", help="TFLite: NHWC inputs/outputs")
     c.add_argument("--quiet", action="store_true", help="no progress output")
     _add_source_options(c)
     _add_verify_options(c)
 
-    v = sub.add_parser("verify", help="compare SRC with its conversion DST")
+    v = sub.add_parser("verify", help="compare SRC with its conversion DST",
+                       epilog=EXIT_CODES_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     v.add_argument("src")
     v.add_argument("dst")
     _add_source_options(v)
@@ -145,7 +171,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     keys = ["source_format", "target_format", "opset", "external_data", "verify", "overwrite",
             "timeout", "fp16", "quantize", "calibration", "int8_io", "nhwc_io", "trust_code",
             "model", "dynamic_batch", "signature", "inputs", "rtol", "atol", "seed",
-            "batch_size", "localize"]
+            "batch_size", "localize", "reference", "samples"]
     opts = {k: getattr(args, k) for k in keys if hasattr(args, k)}
     if getattr(args, "model", None) and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # --model names a module of the user's project
@@ -227,6 +253,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     opts = _options(args)
     if not args.quiet:
         opts["progress"] = _Progress()
+    from modelconv.exporters.tflite.calibration import check_calibration
+
+    calibration_warning = check_calibration(args.quantize, args.calibration)
+    if calibration_warning:  # say it before the run, not after
+        print(f"warning: {calibration_warning}", file=sys.stderr)
     try:
         result = convert(args.src, args.dst, **opts)
     except VerificationError as exc:
@@ -239,11 +270,24 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     timing = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
     print(f"{result.source_format} -> {result.target_format} ({timing})")
     for warning in result.warnings:
-        print(f"warning: {warning}")
+        if warning != calibration_warning:
+            print(f"warning: {warning}")
     if result.report is not None:
         print(result.report.to_table())
         _write_report(result.report, args.report)
+    if args.verify and (result.report is None or result.report.skipped):
+        return _not_verified(result.report.skip_reason if result.report else "")
     return EXIT_OK
+
+
+def _not_verified(reason: str) -> int:
+    """Say loudly that the file was written but not verified; the exit code 3."""
+    print(textwrap.fill(f"NOT VERIFIED: converted, but the verification could not run"
+                        f"{': ' + reason if reason else ''}. To verify anyway, record the "
+                        "source's outputs where it runs and pass --inputs X.npz --reference "
+                        "OUTPUTS.npz; --no-verify skips verification (exit 0).", width=100),
+          file=sys.stderr)
+    return EXIT_NOT_VERIFIED
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -253,7 +297,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     print(report.to_table())
     _write_report(report, args.report)
     if report.skipped:
-        return EXIT_ERROR
+        return _not_verified(report.skip_reason)
     return EXIT_OK if report.passed else EXIT_NOT_EQUIVALENT
 
 

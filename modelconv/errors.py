@@ -119,3 +119,8 @@ class ConversionTimeoutError(ModelconvError):
 
 class OutputExistsError(ModelconvError):
     """The output path exists and overwriting was not requested."""
+
+
+class SignatureMismatchError(ShapeError):
+    """The two models' inputs or outputs do not correspond (count, names or shapes), so
+    their outputs cannot be compared: an error (exit 2), not a "not equivalent" verdict."""

@@ -30,6 +30,12 @@ class ConvertOptions:
     batch_size: int = 1
     dim_values: dict[str, int] = field(default_factory=dict)
     localize: bool = False
+    #: generated samples to verify on (seeds seed, seed+1...; one of batch 2 is added when
+    #: the batch is dynamic); ignored when ``inputs`` are given
+    samples: int = 3
+    #: expected outputs recorded elsewhere (.npz / folder / mapping), compared with the
+    #: converted model on ``inputs`` instead of running the source
+    reference: str | Path | Mapping[str, Any] | Sequence[Any] | None = None
     # safety / IO
     trust_code: bool = False
     overwrite: bool = False
@@ -52,6 +58,8 @@ class ConvertOptions:
     # TFLite output
     fp16: bool = False
     quantize: str | None = None  # None | "dynamic" | "int8"
+    #: int8 calibration samples (folder or .npz), or "random" (seeded normal samples:
+    #: ranges that may not fit real inputs); required for ``quantize="int8"``
     calibration: str | Path | None = None
     int8_io: bool = False
     nhwc_io: bool = False

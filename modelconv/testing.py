@@ -23,18 +23,36 @@ def assert_equivalent(
     inputs: Any = None,
     rtol: float | None = None,
     atol: float | None = None,
+    reference: Any = None,
     **options: Any,
 ) -> VerificationReport:
     """Assert ``converted`` computes the same outputs as ``src``; return the report.
 
-    Raises AssertionError naming the failing output, the metric that failed and the
-    first diverging source layer, or saying why verification could not run.
+    Args:
+        src: the source model (path or in-memory torch module).
+        converted: the converted file.
+        inputs: samples (.npz / .npy / folder / arrays); default: generated ones.
+        rtol: relative tolerance (default: by the converted file's precision).
+        atol: absolute tolerance (default: by the converted file's precision).
+        reference: expected outputs recorded elsewhere (needs ``inputs``), compared
+            instead of running ``src``.
+        **options: other :class:`~modelconv.ConvertOptions` fields.
+
+    Returns:
+        The report of a passed verification.
+
+    Raises:
+        AssertionError: naming the failing output, the metric that failed and the first
+            diverging source layer; or, when the verification could not run (skipped),
+            saying why: a skipped verification never passes.
     """
     from modelconv.api import verify
 
-    report = verify(src, converted, inputs=inputs, rtol=rtol, atol=atol, **options)
-    if report.skipped:
-        raise AssertionError(f"could not verify {converted}: {report.skip_reason}")
+    report = verify(src, converted, inputs=inputs, rtol=rtol, atol=atol, reference=reference,
+                    **options)
+    if report.skipped or not report.outputs:
+        raise AssertionError(f"could not verify {converted} (not verified): "
+                             f"{report.skip_reason or 'no outputs compared'}")
     if report.passed:
         return report
     lines = [f"{converted} is not equivalent to its source ({report.source_runtime} vs "

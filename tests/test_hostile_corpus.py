@@ -35,7 +35,9 @@ def test_hostile_input(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_nan_and_inf_weights_convert_and_are_reported(tmp_path: Path) -> None:
-    """Non-finite weights are not an attack on the converter: convert, but say so."""
+    """Non-finite weights are not an attack on the converter: the file is written, but an
+    output without any finite value is no evidence of equivalence: verification fails
+    (exit 1), saying why, and the file stays for inspection."""
     import numpy as np
     import onnx
     from onnx import numpy_helper
@@ -51,6 +53,11 @@ def test_nan_and_inf_weights_convert_and_are_reported(tmp_path: Path) -> None:
             init.CopyFrom(numpy_helper.from_array(arr, init.name))
     src = tmp_path / "nan.onnx"
     onnx.save(model, src)
-    result = modelconv.convert(src, tmp_path / "out.onnx")
-    assert result.report is not None and result.report.passed
-    assert any("NaN/Inf" in note for note in result.report.notes)
+    from modelconv.errors import VerificationError
+
+    with pytest.raises(VerificationError, match="no finite value") as info:
+        modelconv.convert(src, tmp_path / "out.onnx")
+    report = info.value.report
+    assert report is not None and not report.passed
+    assert any("NaN/Inf" in note for note in report.notes)
+    assert (tmp_path / "out.onnx").exists()

@@ -13,6 +13,7 @@ from onnx import TensorProto, helper
 
 pytest.importorskip("ai_edge_litert")
 
+from modelconv.errors import ExportError
 from modelconv.exporters.tflite import convert_to_tflite
 from modelconv.options import ConvertOptions
 from modelconv.verification.runners_litert import LiteRTRunner
@@ -341,7 +342,7 @@ def test_full_int8_with_calibration_folder(cnn: Any, tmp_path: Any) -> None:
     assert _cosine(ref, got) >= 0.98, _cosine(ref, got)
 
 
-def test_full_int8_npz_int8_io_and_random_warning(tmp_path: Any) -> None:
+def test_full_int8_npz_int8_io_and_calibration_required(tmp_path: Any) -> None:
     model = resnet()
     rng = np.random.default_rng(1)
     np.savez(tmp_path / "cal.npz", input=rng.standard_normal((5, 3, 32, 32)).astype(np.float32))
@@ -353,17 +354,13 @@ def test_full_int8_npz_int8_io_and_random_warning(tmp_path: Any) -> None:
     x = rng.standard_normal((1, 3, 32, 32)).astype(np.float32)
     ref = LiteRTRunner(convert_to_tflite(ir.serde.deserialize_model(model))).run([x])[0]
     assert _cosine(ref, runner.run([x])[0]) >= 0.98  # runner (de)quantizes at the boundary
-    with pytest.warns(UserWarning, match="calibration"):
+    with pytest.raises(ExportError, match="calibration"):
         convert_to_tflite(ir.serde.deserialize_model(model), ConvertOptions(quantize="int8"))
 
 
 def test_int8_lstm_falls_back_where_needed() -> None:
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        data = convert_to_tflite(ir.serde.deserialize_model(lstm_model()),
-                                 ConvertOptions(quantize="int8"))
+    data = convert_to_tflite(ir.serde.deserialize_model(lstm_model()),
+                             ConvertOptions(quantize="int8", calibration="random"))
     x = np.random.default_rng(0).standard_normal((6, 2, 8)).astype(np.float32)
     ref = LiteRTRunner(convert_to_tflite(ir.serde.deserialize_model(lstm_model()))).run([x])
     got = LiteRTRunner(data).run([x])

@@ -80,16 +80,33 @@ def graph_output_specs(graph: ir.Graph) -> list[TensorSpec]:
     return [_spec(v) for v in graph.outputs]
 
 
-def infer_int_ranges(graph: ir.Graph) -> dict[str, tuple[int, int]]:
-    """For integer inputs used as Gather indices into a constant table, the valid [lo, hi).
+#: ops that pass an index tensor's values through unchanged (reshaped or recast)
+_VALUE_PRESERVING = {"Cast", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity",
+                     "Expand"}
 
-    Lets the verifier generate token ids inside an embedding's vocabulary.
+
+def _index_uses(value: ir.Value, depth: int = 0) -> list[tuple[ir.Node, int]]:
+    """Uses of ``value``, looking through ops that only reshape or recast it."""
+    uses: list[tuple[ir.Node, int]] = []
+    for user, index in value.uses():
+        if user.op_type in _VALUE_PRESERVING and index == 0 and depth < 4 and user.outputs:
+            uses.extend(_index_uses(user.outputs[0], depth + 1))
+        else:
+            uses.append((user, index))
+    return uses
+
+
+def infer_int_ranges(graph: ir.Graph) -> dict[str, tuple[int, int]]:
+    """For inputs used as Gather indices into a constant table, the valid [lo, hi).
+
+    Lets the verifier generate token ids inside an embedding's vocabulary. The index may
+    reach the Gather through a Cast (a float Keras input) or a Reshape/Squeeze/Unsqueeze.
     """
     ranges: dict[str, tuple[int, int]] = {}
     for value in graph.inputs:
-        if value.dtype not in (ir.DataType.INT64, ir.DataType.INT32):
+        if value.dtype not in (ir.DataType.INT64, ir.DataType.INT32, ir.DataType.FLOAT):
             continue
-        for user, index in value.uses():
+        for user, index in _index_uses(value):
             if user.op_type != "Gather" or index != 1:
                 continue
             data = user.inputs[0]

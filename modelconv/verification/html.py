@@ -5,6 +5,10 @@ from __future__ import annotations
 import html
 import math
 
+from modelconv.verification.html_summary import COLORS as _COLORS
+from modelconv.verification.html_summary import OUTPUT_HEADER as _OUTPUT_HEADER
+from modelconv.verification.html_summary import facts as _facts
+from modelconv.verification.html_summary import output_rows as _output_rows
 from modelconv.verification.report import WORST_SHOWN, VerificationReport
 
 _W, _H, _PAD = 760, 260, 48
@@ -79,16 +83,9 @@ def _worst_table(report: VerificationReport) -> str:
 def render_html(report: VerificationReport) -> str:
     """The whole page as a string (no external resources)."""
     esc = html.escape
-    verdict = "SKIPPED" if report.skipped else ("PASSED" if report.passed else "FAILED")
-    color = {"PASSED": "#16a34a", "FAILED": "#dc2626", "SKIPPED": "#a16207"}[verdict]
-    rows = "\n".join(
-        f"<tr><td>{esc(o.name)}</td><td>{esc(str(o.shape))}</td><td>{o.max_abs:.3g}</td>"
-        f"<td>{o.max_rel:.3g}</td><td>{o.mean_abs:.3g}</td><td>{o.cosine:.6f}</td>"
-        f"<td>{'-' if o.top1_agreement is None else f'{o.top1_agreement:.2f}'}</td>"
-        f"<td>{o.nan_mismatch}/{o.inf_mismatch}</td><td>{'yes' if o.passed else 'NO'}</td>"
-        f"<td>{esc(o.reason)}</td></tr>"
-        for o in report.outputs
-    )
+    verdict = report.verdict
+    color = _COLORS[verdict]
+    rows = _output_rows(report)
     layer_rows = "\n".join(
         f"<tr{' class=bad' if not layer.passed else ''}><td>{layer.index}</td>"
         f"<td>{esc(layer.source_name)}"
@@ -103,12 +100,12 @@ def render_html(report: VerificationReport) -> str:
 <style>body{{font:14px system-ui,sans-serif;margin:24px;color:#111}}
 table{{border-collapse:collapse;margin:12px 0}}td,th{{border:1px solid #ddd;padding:4px 8px;
 text-align:right}}td:first-child,th:first-child{{text-align:left}}tr.bad td{{background:#fee2e2}}
-.verdict{{color:{color};font-weight:bold}}</style></head><body>
-<h1>modelconv verification: <span class="verdict">{verdict}</span></h1>
+table.facts td{{text-align:left}}.verdict{{color:{color};font-weight:bold}}</style></head><body>
+<h1>modelconv verification: <span class="verdict">{esc(verdict)}</span></h1>
+{_facts(report)}
 <p>{esc(report.summary())}</p>
 <h2>Outputs</h2>
-<table><tr><th>output</th><th>shape</th><th>max abs</th><th>max rel</th><th>mean abs</th>
-<th>cosine</th><th>top-1</th><th>NaN/Inf diff</th><th>ok</th><th>reason</th></tr>
+<table>{_OUTPUT_HEADER}
 {rows}</table>
 {_worst_table(report)}
 <h2>Error by layer</h2>

@@ -7,7 +7,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from modelconv.verification.compare import OutputMetrics, Tolerance
+from modelconv.verification.compare import OutputMetrics, Tolerance, describe_tolerance
 
 #: layers listed in the table / JSON ``worst_layers`` / HTML, worst first
 WORST_SHOWN = 10
@@ -52,16 +52,45 @@ class VerificationReport:
     layers: list[LayerError] = field(default_factory=list)
     first_divergence: LayerError | None = None
     notes: list[str] = field(default_factory=list)
+    #: the source model's and the converted model's files ("" for an in-memory model)
+    source_path: str = ""
+    target_path: str = ""
+    #: where the samples came from: a file, calibration data, or generated with seeds
+    inputs: str = ""
 
     @classmethod
     def skip(cls, reason: str) -> VerificationReport:
-        """A report for a verification that could not run."""
-        return cls(passed=True, skipped=True, skip_reason=reason)
+        """A report for a verification that could not run: ``skipped``, never ``passed``.
+
+        Args:
+            reason: why it could not run (shown to the user with how to verify anyway).
+
+        Returns:
+            The report.
+        """
+        return cls(passed=False, skipped=True, skip_reason=reason)
+
+    @property
+    def verdict(self) -> str:
+        """``PASSED``, ``FAILED`` or ``NOT VERIFIED`` (skipped)."""
+        if self.skipped:
+            return "NOT VERIFIED"
+        return "PASSED" if self.passed else "FAILED"
+
+    def __repr__(self) -> str:
+        files = f"{self.source_path or 'source'} -> {self.target_path or 'converted'}"
+        return f"<VerificationReport {files}: {self.summary()}>"
+
+    def _repr_html_(self) -> str:
+        from modelconv.verification.html_summary import report_fragment
+
+        return report_fragment(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
             "passed": self.passed,
+            "verdict": self.verdict,
             "skipped": self.skipped,
             "skip_reason": self.skip_reason,
             "source_runtime": self.source_runtime,
@@ -69,6 +98,9 @@ class VerificationReport:
             "mode": self.mode,
             "tolerance": self.tolerance.to_dict() if self.tolerance else None,
             "samples": self.samples,
+            "source_path": self.source_path,
+            "target_path": self.target_path,
+            "inputs": self.inputs,
             "input_shapes": self.input_shapes,
             "outputs": [o.to_dict() for o in self.outputs],
             "first_divergence": self.first_divergence.to_dict() if self.first_divergence else None,
@@ -118,14 +150,15 @@ class VerificationReport:
     def summary(self) -> str:
         """One line: verdict and the worst output."""
         if self.skipped:
-            return f"verification skipped: {self.skip_reason}"
-        worst = max(self.outputs, key=lambda o: o.max_rel, default=None)
-        verdict = "PASSED" if self.passed else "FAILED"
-        text = f"verification {verdict} ({self.source_runtime} vs {self.target_runtime}"
+            return f"verification skipped (not verified): {self.skip_reason}"
+        worst = min(self.outputs, key=_badness, default=None)
+        text = f"verification {self.verdict} ({self.source_runtime} vs {self.target_runtime}"
         text += f", {self.samples} sample(s))"
         if worst is not None:
             text += f"; worst output '{worst.name}': max abs {worst.max_abs:.3g}, "
             text += f"max rel {worst.max_rel:.3g}, cosine {worst.cosine:.6f}"
+            if not worst.passed and worst.reason:
+                text += f" ({worst.reason})"
         if self.first_divergence is not None:
             d = self.first_divergence
             more = f" (+{len(d.fused_with) - 6})" if len(d.fused_with) > 6 else ""
@@ -137,7 +170,7 @@ class VerificationReport:
     def to_table(self) -> str:
         """A readable fixed-width table for the terminal."""
         if self.skipped:
-            return self.summary()
+            return "\n".join([self.summary(), *(f"note: {n}" for n in self.notes)])
         header = f"{'output':<24} {'shape':<18} {'max abs':>10} {'max rel':>10} " \
                  f"{'mean abs':>10} {'cosine':>10} {'top1':>6}  ok"
         lines = [self.summary(), header, "-" * len(header)]
@@ -150,8 +183,18 @@ class VerificationReport:
             if o.reason:
                 lines.append(f"    {o.reason}")
         lines.extend(self.layer_table())
+        if self.inputs:
+            lines.append(f"inputs: {self.inputs}")
+        if self.tolerance is not None:
+            lines.append(f"tolerance: {describe_tolerance(self.mode, self.tolerance)}")
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
+
+
+def _badness(o: OutputMetrics) -> tuple[bool, bool, float]:
+    """Sort key: failing outputs first, then outputs without evidence, then by max rel."""
+    rel = o.max_rel
+    return (o.passed, not math.isnan(rel), -rel if not math.isnan(rel) else 0.0)
 
 
 def _clean(value: Any) -> Any:

@@ -117,6 +117,13 @@ def load_keras3(path: str) -> Any:
             f"{' '.join(str(exc).split())[:300]}", path=path) from exc
 
 
+def per_sample(result: dict[str, np.ndarray], samples: int,
+               outputs: int) -> list[list[np.ndarray]]:
+    """A ``samples=N`` TensorFlow worker result (``s<j>_out<i>``) as one list of outputs
+    per sample."""
+    return [[result[f"s{j}_out{i}"] for i in range(outputs)] for j in range(samples)]
+
+
 class KerasRunner:
     """Runs a Keras model file (see module docstring for which runtime)."""
 
@@ -148,6 +155,16 @@ class KerasRunner:
             result = run_worker("keras2", self.path, list(feeds))
             return [result[f"out{i}"] for i in range(len(self._outputs))]
         return self._call(self._keras3(), feeds)
+
+    def run_many(self, samples: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
+        """Outputs for several samples; a Keras 2 file runs them in one worker process."""
+        if self.major != 2:
+            return [self.run(feeds) for feeds in samples]
+        from modelconv.workers.tf_worker import run_worker
+
+        flat = [np.asarray(f) for sample in samples for f in sample]
+        result = run_worker("keras2", self.path, flat, samples=len(samples))
+        return per_sample(result, len(samples), len(self._outputs))
 
     @staticmethod
     def _call(model: Any, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -15,6 +15,7 @@ import numpy as np
 
 from modelconv.errors import ModelconvError, RunnerUnavailableError
 from modelconv.ir.info import TensorSpec
+from modelconv.verification.runners_keras import per_sample
 from modelconv.workers.tf_worker import load_feeds, run_worker
 
 
@@ -55,6 +56,28 @@ class TFSavedModelRunner:
                             names=names)
         return [result[f"out{i}"] for i in range(len(self.output_names()))]
 
+    def run_many(self, samples: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
+        """Outputs for several samples in one worker process (TensorFlow starts once)."""
+        names = [s.name for s in self.input_specs()]
+        flat = [np.asarray(f) for sample in samples for f in sample]
+        result = run_worker("savedmodel", self.path, flat, signature=self.signature,
+                            names=names, samples=len(samples))
+        return per_sample(result, len(samples), len(self.output_names()))
+
+
+def _split_feeds(spec: dict[str, Any], feeds: list[np.ndarray]) -> list[list[np.ndarray]]:
+    """Worker side: the feeds of each sample (``samples`` samples in a row, or one)."""
+    count = int(spec.get("samples", 0))
+    if not count:
+        return [feeds]
+    per = len(feeds) // count
+    return [feeds[j * per:(j + 1) * per] for j in range(count)]
+
+
+def _keyed(spec: dict[str, Any], j: int, outs: Sequence[Any]) -> dict[str, np.ndarray]:
+    prefix = f"s{j}_" if spec.get("samples") else ""
+    return {f"{prefix}out{i}": np.asarray(o) for i, o in enumerate(outs)}
+
 
 # --------------------------------------------------------------------------------------
 # worker side (runs with TensorFlow imported)
@@ -72,11 +95,11 @@ def _job_keras2(spec: dict[str, Any]) -> dict[str, np.ndarray]:
     except Exception as exc:  # tf_keras raises many exception types on load
         raise RunnerUnavailableError(
             f"tf_keras {tf_keras.__version__} cannot load this file to run it: {exc}") from exc
-    feeds = load_feeds(spec["feeds"])
-    outs = model(feeds if len(feeds) > 1 else feeds[0], training=False)
-    if not isinstance(outs, list | tuple):
-        outs = [outs]
-    return {f"out{i}": np.asarray(o) for i, o in enumerate(outs)}
+    result: dict[str, np.ndarray] = {}
+    for j, feeds in enumerate(_split_feeds(spec, load_feeds(spec["feeds"]))):
+        outs = model(feeds if len(feeds) > 1 else feeds[0], training=False)
+        result.update(_keyed(spec, j, outs if isinstance(outs, list | tuple) else [outs]))
+    return result
 
 
 def _signature(spec: dict[str, Any]) -> Any:
@@ -106,7 +129,9 @@ def _job_savedmodel(spec: dict[str, Any]) -> dict[str, np.ndarray]:
     import tensorflow as tf
 
     _, fn = _signature(spec)
-    feeds = load_feeds(spec["feeds"])
-    kwargs = {n: tf.constant(v) for n, v in zip(spec["names"], feeds, strict=True)}
-    outs = fn(**kwargs)
-    return {f"out{i}": np.asarray(outs[k]) for i, k in enumerate(sorted(outs))}
+    result: dict[str, np.ndarray] = {}
+    for j, feeds in enumerate(_split_feeds(spec, load_feeds(spec["feeds"]))):
+        kwargs = {n: tf.constant(v) for n, v in zip(spec["names"], feeds, strict=True)}
+        outs = fn(**kwargs)
+        result.update(_keyed(spec, j, [outs[k] for k in sorted(outs)]))
+    return result

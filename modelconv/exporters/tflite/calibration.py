@@ -2,15 +2,16 @@
 
 Samples come from ``options.calibration``: an ``.npz`` file (keys = input names, or
 ``arr_0``...; a leading sample axis is allowed) or a folder of ``.npy`` (single-input
-models) / ``.npz`` files, one sample each. Without calibration data, seeded standard
-normal samples are generated and a warning says so. Ranges are collected by running the
+models) / ``.npz`` files, one sample each. Calibration data is required: ranges taken
+from random samples look fine on random samples and not on real inputs, so random
+samples are used only when asked for explicitly (``calibration="random"``), and
+:func:`check_calibration` gives the warning the caller shows. Ranges are collected by running the
 *float* TFLite model (the exact graph that gets quantized, including tensors created by
 lowerings) in LiteRT with every intermediate preserved.
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,37 @@ from modelconv.exporters.tflite.graph import TflGraph
 
 MAX_SAMPLES = 64
 RANDOM_SAMPLES = 8
+#: ``calibration`` value that asks for seeded random samples
+RANDOM = "random"
+
+
+def check_calibration(quantize: str | None, calibration: str | Path | None) -> str | None:
+    """Refuse full-int8 quantization without calibration data.
+
+    Args:
+        quantize: the requested quantization (only ``"int8"`` needs calibration).
+        calibration: a folder / .npz of samples, ``"random"`` or ``None``.
+
+    Returns:
+        The warning to show (in command-line terms) for ``"random"``, else ``None``.
+
+    Raises:
+        ExportError: ``quantize="int8"`` without ``calibration``.
+    """
+    if quantize != "int8":
+        return None
+    if calibration is None:
+        raise ExportError(
+            "--quantize int8 needs calibration data: activation ranges taken from random "
+            "samples fit random samples, not your model's real inputs",
+            hint="Pass --calibration DIR|FILE.npz with a few dozen real input samples "
+                 "(calibration=... in Python), or --calibration random to accept random "
+                 "ranges knowingly")
+    if str(calibration) == RANDOM:
+        return ("int8 ranges were calibrated on random normal samples (--calibration random): "
+                "accuracy on real inputs is unknown and may be poor; pass --calibration "
+                "DIR|FILE.npz with real samples for a trustworthy int8 model")
+    return None
 
 
 def load_samples(graph: TflGraph, source: str | Path | None,
@@ -28,10 +60,9 @@ def load_samples(graph: TflGraph, source: str | Path | None,
     names = graph.input_names
     shapes = [graph.tensors[i].shape for i in graph.inputs]
     dtypes = [graph.tensors[i].dtype for i in graph.inputs]
-    if source is None:
-        warnings.warn("int8 quantization without calibration data: using seeded random normal "
-                      "samples; pass calibration=<folder or .npz> for accurate ranges",
-                      UserWarning, stacklevel=3)
+    check_calibration("int8", source)
+    assert source is not None  # refused above
+    if str(source) == RANDOM:
         rng = np.random.default_rng(seed)
         return [[_random(rng, s, d) for s, d in zip(shapes, dtypes, strict=True)]
                 for _ in range(RANDOM_SAMPLES)]
