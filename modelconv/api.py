@@ -200,7 +200,8 @@ def _verify_written(source: SourceModel, out: Path, target: str,
     except MissingDependencyError as exc:
         return VerificationReport.skip(str(exc))
     try:
-        report = verify_runners(source_runner, target_runner, opts, int_ranges=source.int_ranges)
+        report = verify_runners(source_runner, target_runner, opts, int_ranges=source.int_ranges,
+                                mode=_written_precision(out, target, opts))
     except RunnerUnavailableError as exc:
         return VerificationReport.skip(exc.message)
     if (opts.localize or not report.passed) and not report.skipped:
@@ -208,6 +209,15 @@ def _verify_written(source: SourceModel, out: Path, target: str,
 
         localize(report, source, source_runner, target_runner, out, opts)
     return report
+
+
+def _written_precision(out: Path, target: str, opts: ConvertOptions) -> str | None:
+    """The precision of a written ONNX file, when the options do not state one (verify)."""
+    if target != "onnx" or opts.fp16 or opts.quantize:
+        return None
+    from modelconv.exporters.onnx_quantize import precision_of
+
+    return precision_of(out)
 
 
 def inspect(path: str | os.PathLike[str], options: ConvertOptions | None = None,

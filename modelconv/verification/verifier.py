@@ -40,9 +40,14 @@ def verify_runners(
     *,
     int_ranges: Mapping[str, tuple[int, int]] | None = None,
     samples: Sequence[Sequence[np.ndarray]] | None = None,
+    mode: str | None = None,
 ) -> VerificationReport:
-    """Compare ``target`` against ``source`` output by output (matched by position)."""
-    mode = mode_for(options)
+    """Compare ``target`` against ``source`` output by output (matched by position).
+
+    ``mode`` (a DEFAULT_TOLERANCES key, e.g. the precision read from the converted file)
+    chooses the tolerance; by default the conversion options imply it (:func:`mode_for`).
+    """
+    mode = mode or mode_for(options)
     tol = tolerance_for(mode, options.rtol, options.atol)
     if samples is None:
         samples = sample_inputs(source, options, int_ranges)

@@ -25,9 +25,32 @@ RANDOM_SAMPLES = 8
 def load_samples(graph: TflGraph, source: str | Path | None,
                  source_shapes: dict[str, list[int]], seed: int = 0) -> list[list[np.ndarray]]:
     """Calibration feeds (one list per sample, graph-input order, TFLite layout)."""
-    names = graph.input_names
-    shapes = [graph.tensors[i].shape for i in graph.inputs]
-    dtypes = [graph.tensors[i].dtype for i in graph.inputs]
+    return read_samples(graph.input_names, [graph.tensors[i].shape for i in graph.inputs],
+                        [graph.tensors[i].dtype for i in graph.inputs], source,
+                        source_shapes, seed)
+
+
+def read_samples(names: list[str], shapes: list[list[int]], dtypes: list[np.dtype],
+                 source: str | Path | None, source_shapes: dict[str, list[int]] | None = None,
+                 seed: int = 0) -> list[list[np.ndarray]]:
+    """Calibration feeds for inputs ``names`` of ``shapes``/``dtypes`` (one list per sample).
+
+    Args:
+        names: Input names, in order.
+        shapes: Their static shapes in the target's layout.
+        dtypes: Their dtypes.
+        source: An .npz file or a folder of .npy/.npz samples; None generates seeded
+            random samples (with a warning).
+        source_shapes: Shapes in the source layout (NCHW) where they differ (NHWC inputs).
+        seed: Seed of the generated samples.
+
+    Returns:
+        Up to MAX_SAMPLES samples, each a list of arrays in input order.
+
+    Raises:
+        ExportError: the data is missing, or does not fit the inputs.
+    """
+    source_shapes = source_shapes or {}
     if source is None:
         warnings.warn("int8 quantization without calibration data: using seeded random normal "
                       "samples; pass calibration=<folder or .npz> for accurate ranges",
