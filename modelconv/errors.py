@@ -113,3 +113,7 @@ class ConversionTimeoutError(ModelconvError):
 
 class OutputExistsError(ModelconvError):
     """The output path exists and overwriting was not requested."""
+
+
+class OptionsError(ModelconvError):
+    """The options ask for something the chosen source or target would not do."""
