@@ -106,7 +106,7 @@ def _load_weights(module: Any, path: Path) -> Any:
 def _torch_modelconv(job: Job) -> Outcome:
     module, _ = _torch_setup(job)
     import modelconv
-    import modelconv.api  # noqa: F401 - the library, imported before the timer like an anchor's
+    import modelconv.api
 
     def call() -> Any:
         return modelconv.convert(
@@ -158,7 +158,7 @@ def _source_file(job: Job) -> Path:
 
 def _file_modelconv(job: Job) -> Outcome:
     import modelconv
-    import modelconv.api  # noqa: F401 - the library, imported before the timer like an anchor's
+    import modelconv.api
 
     src = _source_file(job)
     result, secs = _timed(lambda: modelconv.convert(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from modelconv._version import __version__
 
 __all__ = [
     "ConversionResult",
@@ -28,7 +28,8 @@ __all__ = [
 
 if TYPE_CHECKING:
     from modelconv import errors
-    from modelconv.api import ConversionResult, ModelInfo, convert, inspect, load, save, verify
+    from modelconv.api import ConversionResult, convert, inspect, load, save, verify
+    from modelconv.ir.info import ModelInfo
     from modelconv.options import ConvertOptions
 
 _LAZY = {
@@ -38,7 +39,7 @@ _LAZY = {
     "load": "modelconv.api",
     "save": "modelconv.api",
     "ConversionResult": "modelconv.api",
-    "ModelInfo": "modelconv.api",
+    "ModelInfo": "modelconv.ir.info",
     "ConvertOptions": "modelconv.options",
 }
 

@@ -28,7 +28,7 @@ from modelconv.errors import (
 )
 from modelconv.fileio import check_output_path
 from modelconv.formats import FORMATS, SourceModel, resolve_source_format, resolve_target_format
-from modelconv.ir.info import TensorSpec, graph_input_specs, graph_output_specs
+from modelconv.ir.info import ModelInfo, graph_input_specs, graph_output_specs
 from modelconv.options import ConvertOptions, check_route
 from modelconv.verification.report import VerificationReport
 
@@ -57,32 +57,6 @@ class ConversionResult:
         return self.report is not None and not self.report.skipped and self.report.passed
 
 
-@dataclass
-class ModelInfo:
-    """What :func:`inspect` tells about a model file."""
-
-    path: str
-    format: str
-    inputs: list[TensorSpec]
-    outputs: list[TensorSpec]
-    op_counts: dict[str, int]
-    num_parameters: int
-    parameter_bytes: int
-    opset: int | None = None
-    producer: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "path": self.path, "format": self.format, "opset": self.opset,
-            "producer": self.producer,
-            "inputs": [s.to_dict() for s in self.inputs],
-            "outputs": [s.to_dict() for s in self.outputs],
-            "op_counts": self.op_counts, "num_parameters": self.num_parameters,
-            "parameter_bytes": self.parameter_bytes,
-        }
-
-
 def load(src: Source, options: ConvertOptions | None = None, **kwargs: Any) -> SourceModel:
     """Import ``src`` (a file, folder or in-memory model) into the IR."""
     opts = ConvertOptions.from_kwargs(options, **kwargs)
@@ -103,6 +77,14 @@ def load(src: Source, options: ConvertOptions | None = None, **kwargs: Any) -> S
             f"cannot read the {fmt} model: {type(exc).__name__}: {_first_line(exc)}",
             path=where, hint="The file may be corrupt; run with --debug for details",
         ) from exc
+    if opts.input_names is not None or opts.output_names is not None:
+        from modelconv.ir.naming import rename_io
+
+        before = [v.name or "" for v in source.model.graph.inputs]
+        rename_io(source.model, opts.input_names, opts.output_names)
+        moved = dict(zip(before, (v.name or "" for v in source.model.graph.inputs),
+                         strict=True))
+        source.int_ranges = {moved.get(k, k): r for k, r in source.int_ranges.items()}
     return source
 
 
@@ -230,8 +212,11 @@ def inspect(path: str | os.PathLike[str], options: ConvertOptions | None = None,
     opts = ConvertOptions.from_kwargs(options, **kwargs)
     fmt = resolve_source_format(p, opts.source_format) if p.suffix != ".tflite" else "tflite"
     if fmt == "tflite":
-        from modelconv.exporters.tflite.inspect import inspect_tflite
-
+        try:
+            from modelconv.exporters.tflite.inspect import inspect_tflite
+        except ImportError as exc:  # the package registers its lowerings: needs the extra
+            raise MissingDependencyError("ai-edge-litert", "tflite",
+                                         "Inspecting .tflite") from exc
         return inspect_tflite(p)
     source = load(p, opts, verify=False)
     graph = source.model.graph

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import textwrap
 import time
@@ -31,6 +32,30 @@ def _parse_dim(text: str) -> tuple[str, int]:
     return name, int(value)
 
 
+_DYNAMIC_DIM = re.compile(r"^(?P<input>[^:=]+):(?P<axis>-?\d+)=(?P<name>[A-Za-z_][\w]*)"
+                          r"(?::(?P<min>\d*):(?P<max>\d*))?$")
+
+
+def _parse_dynamic_dim(text: str) -> tuple[str, int, str, int | None, int | None]:
+    m = _DYNAMIC_DIM.match(text)
+    if not m:
+        raise argparse.ArgumentTypeError(
+            f"bad --dynamic-dim '{text}' (use INPUT:AXIS=NAME or INPUT:AXIS=NAME:MIN:MAX, "
+            "e.g. input_ids:1=seq:1:512)")
+    lo = int(m["min"]) if m["min"] else None
+    hi = int(m["max"]) if m["max"] else None
+    if lo is not None and hi is not None and lo > hi:
+        raise argparse.ArgumentTypeError(f"bad --dynamic-dim '{text}': MIN {lo} > MAX {hi}")
+    return m["input"], int(m["axis"]), m["name"], lo, hi
+
+
+def _parse_names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"bad name list '{text}' (use a,b,c; no repeats)")
+    return names
+
+
 def _add_source_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("source")
     g.add_argument("--from", dest="source_format", metavar="FMT", help="source format")
@@ -42,7 +67,17 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
                    help="shape of each torch input, e.g. 1,3,224,224 (repeat per input)")
     g.add_argument("--input-dtype", action="append", metavar="DTYPE",
                    help="dtype of each torch input (default float32)")
-    g.add_argument("--dynamic-batch", action="store_true", help="make dim 0 symbolic")
+    g.add_argument("--dynamic-batch", action="store_true",
+                   help="make dim 0 of every input symbolic (named 'batch')")
+    g.add_argument("--dynamic-dim", action="append", type=_parse_dynamic_dim, default=[],
+                   metavar="INPUT:AXIS=NAME[:MIN:MAX]",
+                   help="make one input dim symbolic (repeatable; the same NAME ties dims "
+                   "across inputs; MIN/MAX bound it), e.g. input_ids:1=seq:1:512")
+    g.add_argument("--input-names", type=_parse_names, metavar="A,B,...",
+                   help="names of the inputs (torch: the forward() parameters the "
+                   "--input-shape entries are passed as, e.g. input_ids,token_type_ids)")
+    g.add_argument("--output-names", type=_parse_names, metavar="A,B,...",
+                   help="names of the converted model's outputs, in order")
     g.add_argument("--signature", default="serving_default", help="SavedModel signature")
 
 
@@ -120,6 +155,24 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         opts["input_dtypes"] = args.input_dtype
     if getattr(args, "dim", None):
         opts["dim_values"] = dict(args.dim)
+    for key in ("input_names", "output_names"):
+        if getattr(args, key, None):
+            opts[key] = getattr(args, key)
+    if getattr(args, "dynamic_dim", None):
+        dims: dict[str, dict[int, str]] = {}
+        ranges: dict[str, tuple[int | None, int | None]] = {}
+        for inp, axis, name, lo, hi in args.dynamic_dim:
+            dims.setdefault(inp, {})[axis] = name
+            if lo is not None or hi is not None:
+                if ranges.get(name, (lo, hi)) != (lo, hi):
+                    from modelconv.errors import ShapeError
+
+                    raise ShapeError(f"--dynamic-dim gives dim '{name}' two different bounds",
+                                     hint="Give MIN:MAX once per NAME, or the same on each")
+                ranges[name] = (lo, hi)
+        opts["dynamic_dims"] = dims
+        if ranges:
+            opts["dim_ranges"] = ranges
     return {k: v for k, v in opts.items() if v is not None}
 
 

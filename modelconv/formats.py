@@ -94,7 +94,7 @@ FORMATS: dict[str, FormatInfo] = {
         ),
         FormatInfo(
             "savedmodel", "TensorFlow SavedModel folder", (),
-            importer="modelconv.importers.savedmodel:import_savedmodel", extra="tf",
+            importer="modelconv.importers.tf:import_savedmodel", extra="tf",
         ),
         FormatInfo(
             "torch-module", "in-memory torch.nn.Module (Python API)", (),

@@ -41,6 +41,12 @@ class ConvertOptions:
     input_dtypes: list[str] | None = None
     dynamic_batch: bool = False
     dynamic_dims: dict[str, dict[int, str]] = field(default_factory=dict)
+    #: (min, max) bounds of named dynamic dims (None: unbounded / torch's bound)
+    dim_ranges: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
+    # names of the converted model's inputs / outputs (torch: the forward parameters the
+    # example inputs bind to); None keeps the names the source gives
+    input_names: list[str] | None = None
+    output_names: list[str] | None = None
     # TF SavedModel
     signature: str = "serving_default"
     # TFLite output
@@ -78,7 +84,8 @@ _SOURCE_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "input_shapes": ("--input-shape", _TORCH_CAPTURE),
     "input_dtypes": ("--input-dtype", _TORCH_CAPTURE),
     "dynamic_batch": ("--dynamic-batch", (*_TORCH_CAPTURE, "pt2")),
-    "dynamic_dims": ("dynamic_dims", (*_TORCH_CAPTURE, "pt2")),
+    "dynamic_dims": ("--dynamic-dim", (*_TORCH_CAPTURE, "pt2")),
+    "dim_ranges": ("--dynamic-dim bounds", (*_TORCH_CAPTURE, "pt2")),
     "signature": ("--signature", ("savedmodel",)),
 }
 #: target-side options and the targets that honour them

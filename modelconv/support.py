@@ -13,8 +13,8 @@ _SOURCES = [
      "modelconv.importers.torch.aten._base:ATEN_OPS"),
     ("Keras importer: layers", "modelconv.importers.keras",
      "modelconv.importers.keras.common:LAYERS"),
-    ("SavedModel graph importer: TensorFlow ops", "modelconv.importers.tf",
-     "modelconv.importers.tf.core:OPS"),
+    ("SavedModel graph importer: TensorFlow ops", "modelconv.importers.tf.graph",
+     "modelconv.importers.tf.graph.core:OPS"),
     ("TFLite exporter: ONNX ops lowered", "modelconv.exporters.tflite",
      "modelconv.exporters.tflite.registry:LOWERINGS"),
 ]

@@ -153,7 +153,7 @@ def _build_spec(cases: list[Case], dialect: str) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """Build every selected model in both dialects, in two subprocesses side by side."""
-    from modelconv.verification.runners_tf import worker_env
+    from modelconv.workers.tf_worker import worker_env
 
     root = tmp_path_factory.mktemp("keras_dialects")
     cases = _selected_cases(request.session) or [p.values[0] for p in CASES]
@@ -275,7 +275,7 @@ SAVEDMODEL_ROUTES = {"keras2-savedmodel": "savedmodel-keras",
                                   if c.values[0].fmt in SAVEDMODEL_ROUTES])  # type: ignore[union-attr]
 def test_savedmodel_route(built: Built, case: Any) -> None:
     """SavedModels take the TensorFlow-free routes."""
-    from modelconv.importers.savedmodel import import_savedmodel
+    from modelconv.importers.tf import import_savedmodel
     from modelconv.options import ConvertOptions
 
     sm = import_savedmodel(built.source(case), ConvertOptions())

@@ -290,7 +290,7 @@ def test_keras3_h5_keras_cannot_load_skips_verification(tmp_path: Path) -> None:
 def test_keras2_worker_load_failure_is_runner_unavailable(tmp_path: Path) -> None:
     pytest.importorskip("tf_keras")
     from modelconv.errors import RunnerUnavailableError
-    from modelconv.verification.runners_tf import run_worker
+    from modelconv.workers.tf_worker import run_worker
 
     (tmp_path / "junk.h5").write_bytes(b"not a model")
     with pytest.raises(RunnerUnavailableError, match=r"tf_keras .* cannot load"):

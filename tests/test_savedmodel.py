@@ -17,7 +17,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from modelconv.errors import ModelLoadError, UnsafeModelError, UnsupportedOpsError
-from modelconv.importers.savedmodel import check_onnx_ops, rewrite_erfc
+from modelconv.importers.tf.tf2onnx_route import check_onnx_ops, rewrite_erfc
 from modelconv.options import ConvertOptions
 from modelconv.verification.runners import OnnxRuntimeRunner
 
@@ -51,7 +51,7 @@ def test_rewrite_erfc() -> None:
 @pytest.mark.tf
 @needs_tf
 def test_savedmodel_fixture_converts_and_matches() -> None:
-    from modelconv.importers.savedmodel import import_savedmodel
+    from modelconv.importers.tf import import_savedmodel
 
     sm = import_savedmodel(FIX / "savedmodel", ConvertOptions())
     assert not [n for n in sm.model.graph if n.op_type == "Erfc"]
@@ -67,7 +67,7 @@ def test_savedmodel_fixture_converts_and_matches() -> None:
 @needs_tf
 def test_savedmodel_unknown_signature(tmp_path: Path) -> None:
     from modelconv.errors import ModelLoadError
-    from modelconv.importers.savedmodel import import_savedmodel
+    from modelconv.importers.tf import import_savedmodel
 
     with pytest.raises(ModelLoadError, match="signature"):
         import_savedmodel(FIX / "savedmodel", ConvertOptions(signature="nope"))
@@ -80,8 +80,8 @@ def test_savedmodel_with_file_ops_refused(tmp_path: Path) -> None:
     import sys
 
     from modelconv.errors import UnsafeModelError
-    from modelconv.importers.savedmodel import import_savedmodel
-    from modelconv.verification.runners_tf import worker_env
+    from modelconv.importers.tf import import_savedmodel
+    from modelconv.workers.tf_worker import worker_env
 
     target = tmp_path / "reader"
     code = (
@@ -166,7 +166,7 @@ def _copy_fixture(tmp_path: Path) -> Path:
 def _rewrite_index(folder: Path, *, kind: int = 0, drop: str | None = None,
                    **changes: Any) -> None:
     """Rewrite variables.index, changing the first kernel's entry by ``changes``."""
-    from modelconv.importers.tfbundle import TensorBundle, read_table
+    from modelconv.importers.tf.files.bundle import TensorBundle, read_table
 
     index = folder / "variables" / "variables.index"
     table = read_table(index.read_bytes(), str(index))
@@ -293,10 +293,10 @@ CORRUPTIONS = {
 def test_corrupt_keras_savedmodel_refused(kind: str, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import modelconv
-    from modelconv.verification import runners_tf
+    from modelconv.workers import tf_worker
 
     # a refusal must come from the native reader, never from a tf2onnx fallback
-    monkeypatch.setattr(runners_tf, "tf_available", lambda: False)
+    monkeypatch.setattr(tf_worker, "tf_available", lambda: False)
     folder = _copy_fixture(tmp_path)
     _corrupt(kind, folder, tmp_path)
     out_dir = tmp_path / "out"
@@ -318,10 +318,10 @@ def test_fuzzed_keras_savedmodel(member: str, tmp_path: Path,
     native reader (not a raw exception wrapped by the API as "cannot read")."""
     import modelconv
     from modelconv.errors import ModelconvError
-    from modelconv.verification import runners_tf
+    from modelconv.workers import tf_worker
     from tests.hostile.fuzz import mutate
 
-    monkeypatch.setattr(runners_tf, "tf_available", lambda: False)
+    monkeypatch.setattr(tf_worker, "tf_available", lambda: False)
     rng = np.random.default_rng(0)
     original = (K2SM / member).read_bytes()
     for i in range(FUZZ_CASES):
@@ -348,7 +348,7 @@ def _rewrite_metadata(folder: Path, change: Any) -> None:
     """Re-encode keras_metadata.pb with ``change(root_metadata_dict)`` applied."""
     import json
 
-    from modelconv.importers import protowire as pw
+    from modelconv.importers.tf.files import protowire as pw
 
     path = folder / "keras_metadata.pb"
     nodes = []
@@ -369,10 +369,10 @@ def test_subclassed_metadata_takes_the_graph_route(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """No Keras layer graph (a subclassed model): converted from the TF graph instead, still
     without TensorFlow, and the result matches the reference."""
-    from modelconv.importers.savedmodel import import_savedmodel
-    from modelconv.verification import runners_tf
+    from modelconv.importers.tf import import_savedmodel
+    from modelconv.workers import tf_worker
 
-    monkeypatch.setattr(runners_tf, "tf_available", lambda: False)
+    monkeypatch.setattr(tf_worker, "tf_available", lambda: False)
     folder = _copy_fixture(tmp_path)
     _rewrite_metadata(folder, lambda root: root.update(class_name="MyModel", config={}))
     sm = import_savedmodel(folder, ConvertOptions())
@@ -384,10 +384,10 @@ def test_subclassed_metadata_takes_the_graph_route(tmp_path: Path,
 
 
 def test_other_signature_is_read_from_the_graph(monkeypatch: pytest.MonkeyPatch) -> None:
-    from modelconv.importers.savedmodel import import_savedmodel
-    from modelconv.verification import runners_tf
+    from modelconv.importers.tf import import_savedmodel
+    from modelconv.workers import tf_worker
 
-    monkeypatch.setattr(runners_tf, "tf_available", lambda: False)
+    monkeypatch.setattr(tf_worker, "tf_available", lambda: False)
     with pytest.raises(ModelLoadError, match=r"no signature 'other'.*serving_default"):
         import_savedmodel(K2SM, ConvertOptions(signature="other"))
     sm = import_savedmodel(K2SM, ConvertOptions())
@@ -396,13 +396,13 @@ def test_other_signature_is_read_from_the_graph(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_keras_output_names() -> None:
-    from modelconv.importers.savedmodel import keras_output_names
+    from modelconv.importers.tf.keras_route import keras_output_names
 
     assert keras_output_names(["d", "e", "d", "d"]) == ["d", "e", "d_1", "d_2"]
 
 
 def test_protowire_bounds() -> None:
-    from modelconv.importers import protowire as pw
+    from modelconv.importers.tf.files import protowire as pw
 
     with pytest.raises(pw.ProtoError):
         pw.read_varint(b"\xff" * 11, 0, 11)
@@ -415,7 +415,7 @@ def test_protowire_bounds() -> None:
 
 
 def test_table_prefix_compression_and_restarts() -> None:
-    from modelconv.importers.tfbundle import read_table
+    from modelconv.importers.tf.files.bundle import read_table
 
     items = {f"layer/{i:03d}/kernel".encode(): bytes([i]) * (i % 5) for i in range(40)}
     items[b""] = b"header"
@@ -566,7 +566,7 @@ def tf_keras_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import subprocess
     import sys
 
-    from modelconv.verification.runners_tf import worker_env
+    from modelconv.workers.tf_worker import worker_env
 
     if importlib.util.find_spec("tf_keras") is None:
         pytest.skip("tf_keras not installed")
@@ -606,7 +606,7 @@ def test_tf_keras_savedmodel_native(name: str, verify: bool, tf_keras_models: Pa
 @pytest.mark.tf
 @needs_tf
 def test_tf_keras_weight_order_matches_layer_weights(tf_keras_models: Path) -> None:
-    from modelconv.importers.keras.savedmodel_native import open_keras_savedmodel
+    from modelconv.importers.tf.keras_route import open_keras_savedmodel
 
     with np.load(tf_keras_models / "order_weights.npz") as data:
         ref = {k: data[k] for k in data.files}

@@ -21,7 +21,7 @@ import pytest
 
 import modelconv
 from modelconv.errors import ModelLoadError, UnsafeModelError, UnsupportedOpsError
-from modelconv.importers.tf.convert import convert_signature
+from modelconv.importers.tf.graph.convert import convert_signature
 from modelconv.options import ConvertOptions
 from modelconv.verification.runners import OnnxRuntimeRunner
 
@@ -266,7 +266,7 @@ def test_broken_graphs_are_refused(tmp_path: Path, case: str, error: type, match
 
 
 def test_file_ops_refused_before_conversion(tmp_path: Path) -> None:
-    from modelconv.importers.savedmodel import import_savedmodel
+    from modelconv.importers.tf import import_savedmodel
 
     folder = _model(tmp_path / "sm", _body(extra=[_node("leak", "ReadFile", ["a"])]))
     with pytest.raises(UnsafeModelError, match="ReadFile"):
@@ -275,10 +275,10 @@ def test_file_ops_refused_before_conversion(tmp_path: Path) -> None:
 
 def test_unsupported_op_without_tensorflow_names_it(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from modelconv.importers.savedmodel import import_savedmodel
-    from modelconv.verification import runners_tf
+    from modelconv.importers.tf import import_savedmodel
+    from modelconv.workers import tf_worker
 
-    monkeypatch.setattr(runners_tf, "tf_available", lambda: False)
+    monkeypatch.setattr(tf_worker, "tf_available", lambda: False)
     folder = _model(tmp_path / "sm", _body(mul_inputs=["f1:y:0", "c:output:0"],
                                            extra=[_node("f1", "FancyOp", ["a"])]))
     with pytest.raises(UnsupportedOpsError, match="FancyOp"):

@@ -1,7 +1,7 @@
 """Per-op matrix of the TensorFlow-free SavedModel graph importer (modelconv.importers.tf)
 against TensorFlow itself.
 
-Every op with a handler in ``modelconv.importers.tf.core.OPS`` that a ``tf.function`` can
+Every op with a handler in ``modelconv.importers.tf.graph.core.OPS`` that a ``tf.function`` can
 produce on CPU appears in at least one case (``test_every_registered_op_is_covered`` checks
 that from the saved graphs), the layout-sensitive ones (convolutions, pools, FusedBatchNorm,
 BiasAdd, Resize, element-wise ops, reductions, slicing, padding, concatenation... after a
@@ -118,7 +118,7 @@ def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
     root = tmp_path_factory.mktemp("tf_graph_ops")
     names = _selected(request.session) or list(TABLE.CASES)
-    from modelconv.verification.runners_tf import worker_env
+    from modelconv.workers.tf_worker import worker_env
 
     # KERAS_BACKEND=tensorflow: other test modules set it to torch in this process, and
     # tf.saved_model.save importing Keras-on-torch next to TensorFlow crashes the builder
@@ -177,7 +177,7 @@ def _transposes(path: Path) -> tuple[int, int]:
 
 @pytest.mark.parametrize("name", CASES)
 def test_op(built: Built, name: str, tmp_path: Path) -> None:
-    from modelconv.importers.tf.convert import convert_signature
+    from modelconv.importers.tf.graph.convert import convert_signature
 
     folder = built.folder(name)
     converted = convert_signature(folder, SIGNATURE)  # a refused op fails here, named
@@ -195,8 +195,8 @@ def test_op(built: Built, name: str, tmp_path: Path) -> None:
 
 def test_every_registered_op_is_covered(built: Built) -> None:
     """Each registered op appears in the graph of a case (or is listed as unproducible)."""
-    from modelconv.importers.tf.core import OPS  # the package import registers every op
-    from modelconv.importers.tfgraph import reachable_ops, read_saved_model
+    from modelconv.importers.tf.files.saved_model import reachable_ops, read_saved_model
+    from modelconv.importers.tf.graph.core import OPS  # the package import registers every op
 
     assert set(NOT_PRODUCIBLE) <= set(OPS.keys())
     seen: set[str] = set()
@@ -210,7 +210,7 @@ def test_every_registered_op_is_covered(built: Built) -> None:
 
 @pytest.mark.parametrize("name", UNSUPPORTED)
 def test_unsupported_op_is_refused(built: Built, name: str) -> None:
-    from modelconv.importers.tf.convert import convert_signature
+    from modelconv.importers.tf.graph.convert import convert_signature
 
     op = TABLE.CASES[name].unsupported
     with pytest.raises(UnsupportedOpsError) as info:

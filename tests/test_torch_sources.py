@@ -271,3 +271,25 @@ def test_intermediates_by_module_path() -> None:
     values = runner.intermediates([X.numpy()], ["features.0", "head"])
     assert values["features.0"].shape == (2, 4, 8, 8)
     assert values["head"].shape == (2, 5)
+
+
+class _UnsupportedVariants(nn.Module):
+    """Three ATen ops with a handler, each called with a variant the handler refuses."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        pooled = nn.functional.avg_pool2d(x, 2, divisor_override=3)
+        uneven = nn.functional.adaptive_avg_pool2d(x, (3, 3))  # 8x8 input: windows of unequal size
+        rows = torch.tensor([0, 1, 2])
+        picked = x[:, :, rows, rows]  # index tensors after a full slice
+        return pooled, uneven, picked
+
+
+def test_unsupported_variants_listed_at_once() -> None:
+    with pytest.raises(UnsupportedOpsError) as info:
+        import_torch_module(_UnsupportedVariants(),
+                            ConvertOptions(example_inputs=(torch.randn(1, 2, 8, 8),)))
+    assert set(info.value.unsupported) == {
+        "aten.avg_pool2d.default (divisor_override)",
+        "aten.adaptive_avg_pool2d.default (uneven windows)",
+        "aten.index.Tensor (index tensors after a full slice)",
+    }

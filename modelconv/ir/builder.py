@@ -171,7 +171,7 @@ class GraphBuilder:
             name=self.name,
             doc_string=doc,
         )
-        from modelconv import __version__
+        from modelconv._version import __version__
 
         return ir.Model(
             graph, ir_version=10, producer_name=producer, producer_version=__version__

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx_ir as ir
@@ -24,6 +25,32 @@ class TensorSpec:
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""
         return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+
+@dataclass
+class ModelInfo:
+    """What :func:`inspect` tells about a model file."""
+
+    path: str
+    format: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    op_counts: dict[str, int]
+    num_parameters: int
+    parameter_bytes: int
+    opset: int | None = None
+    producer: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "path": self.path, "format": self.format, "opset": self.opset,
+            "producer": self.producer,
+            "inputs": [s.to_dict() for s in self.inputs],
+            "outputs": [s.to_dict() for s in self.outputs],
+            "op_counts": self.op_counts, "num_parameters": self.num_parameters,
+            "parameter_bytes": self.parameter_bytes,
+        }
 
 
 def _spec(value: ir.Value) -> TensorSpec:

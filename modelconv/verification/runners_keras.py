@@ -37,7 +37,7 @@ APPLICATION_LAYERS = {
 
 def _specs_from_file(path: str) -> tuple[list[TensorSpec], list[str], int]:
     from modelconv.importers.keras.config import parse_model
-    from modelconv.importers.keras.convert import _dtype_name, check_layers
+    from modelconv.importers.keras.convert import check_layers, dtype_name
     from modelconv.importers.keras.reader import open_keras_file
 
     with open_keras_file(path) as kf:
@@ -50,7 +50,7 @@ def _specs_from_file(path: str) -> tuple[list[TensorSpec], list[str], int]:
         shape = cfg.get("batch_shape") or cfg.get("batch_input_shape") or []
         dims = tuple(int(d) if d is not None else ("batch" if i == 0 else None)
                      for i, d in enumerate(shape))
-        specs.append(TensorSpec(ref.layer, _dtype_name(cfg.get("dtype")), dims))
+        specs.append(TensorSpec(ref.layer, dtype_name(cfg.get("dtype")), dims))
     return specs, [r.layer for r in graph.outputs], major
 
 
@@ -143,7 +143,7 @@ class KerasRunner:
     def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Outputs for positional ``feeds``."""
         if self.major == 2:
-            from modelconv.verification.runners_tf import run_worker
+            from modelconv.workers.tf_worker import run_worker
 
             result = run_worker("keras2", self.path, list(feeds))
             return [result[f"out{i}"] for i in range(len(self._outputs))]

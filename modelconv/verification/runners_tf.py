@@ -1,75 +1,21 @@
-"""TensorFlow-side runners. TensorFlow only ever runs in a worker subprocess
-(``python -m modelconv.verification.runners_tf``) whose KERAS_BACKEND is tensorflow: importing
-TensorFlow next to Keras-on-torch crashed here.
-
-Worker jobs: ``keras2`` (run a tf.keras .h5 with tf_keras), ``savedmodel`` (run a
-signature), ``tf2onnx`` (convert a SavedModel signature; used by the importer).
+"""TensorFlow-side runners. TensorFlow only ever runs in the worker subprocess of
+:mod:`modelconv.workers.tf_worker`, which imports the jobs below by name: ``keras2`` (run a
+tf.keras .h5 with tf_keras), ``describe`` and ``savedmodel`` (describe/run a signature).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import subprocess
-import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from modelconv.errors import (
-    MissingDependencyError,
-    ModelconvError,
-    ModelLoadError,
-    RunnerUnavailableError,
-)
+from modelconv.errors import ModelconvError, RunnerUnavailableError
 from modelconv.ir.info import TensorSpec
-
-WORKER_TIMEOUT = 900.0
-
-
-def tf_available() -> bool:
-    """True when tensorflow is importable (checked without importing it)."""
-    return importlib.util.find_spec("tensorflow") is not None
-
-
-def worker_env() -> dict[str, str]:
-    """Environment for the TensorFlow worker process."""
-    env = dict(os.environ)
-    env.update({"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3",
-                "CUDA_VISIBLE_DEVICES": "", "TF_ENABLE_ONEDNN_OPTS": "0",
-                "PYTHONHASHSEED": "0"})
-    return env
-
-
-def run_worker(job: str, path: str, feeds: Sequence[np.ndarray] | None = None,
-               **params: Any) -> dict[str, np.ndarray]:
-    """Run ``job`` on ``path`` in the TensorFlow worker; returns its arrays (``out<i>``)."""
-    if not tf_available():
-        raise MissingDependencyError("tensorflow", "tf", f"Running '{job}'")
-    with tempfile.TemporaryDirectory(prefix="modelconv-tf-") as tmp:
-        feeds_path = os.path.join(tmp, "feeds.npz")
-        np.savez(feeds_path, *(feeds or []))
-        out_path = os.path.join(tmp, "out.npz")
-        spec = {"job": job, "path": path, "feeds": feeds_path, "out": out_path, **params}
-        proc = subprocess.run(
-            [sys.executable, "-m", "modelconv.verification.runners_tf", json.dumps(spec)],
-            env=worker_env(), capture_output=True, text=True, timeout=WORKER_TIMEOUT,
-            check=False,
-        )
-        if proc.returncode != 0 or not os.path.exists(out_path):
-            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-            err = next((ln for ln in reversed(lines) if ln.startswith("MODELCONV:")),
-                       lines[-1] if lines else f"exit code {proc.returncode}")
-            err = err.removeprefix("MODELCONV:").strip()
-            if err.startswith(f"{RunnerUnavailableError.__name__}:"):
-                raise RunnerUnavailableError(err.split(":", 1)[1].strip()[:500], path=path)
-            raise ModelLoadError(f"TensorFlow worker failed ({job}): {err[:500]}", path=path)
-        with np.load(out_path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+from modelconv.workers.tf_worker import load_feeds, run_worker
 
 
 class TFSavedModelRunner:
@@ -114,11 +60,6 @@ class TFSavedModelRunner:
 # worker side (runs with TensorFlow imported)
 
 
-def _load_feeds(path: str) -> list[np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return [data[f"arr_{i}"] for i in range(len(data.files))]
-
-
 def _job_keras2(spec: dict[str, Any]) -> dict[str, np.ndarray]:
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
     import tf_keras
@@ -131,7 +72,7 @@ def _job_keras2(spec: dict[str, Any]) -> dict[str, np.ndarray]:
     except Exception as exc:  # tf_keras raises many exception types on load
         raise RunnerUnavailableError(
             f"tf_keras {tf_keras.__version__} cannot load this file to run it: {exc}") from exc
-    feeds = _load_feeds(spec["feeds"])
+    feeds = load_feeds(spec["feeds"])
     outs = model(feeds if len(feeds) > 1 else feeds[0], training=False)
     if not isinstance(outs, list | tuple):
         outs = [outs]
@@ -165,28 +106,7 @@ def _job_savedmodel(spec: dict[str, Any]) -> dict[str, np.ndarray]:
     import tensorflow as tf
 
     _, fn = _signature(spec)
-    feeds = _load_feeds(spec["feeds"])
+    feeds = load_feeds(spec["feeds"])
     kwargs = {n: tf.constant(v) for n, v in zip(spec["names"], feeds, strict=True)}
     outs = fn(**kwargs)
     return {f"out{i}": np.asarray(outs[k]) for i, k in enumerate(sorted(outs))}
-
-
-def _worker_main(argv: list[str]) -> int:
-    spec = json.loads(argv[0])
-    jobs = {"keras2": _job_keras2, "describe": _job_describe, "savedmodel": _job_savedmodel}
-    if spec["job"] == "tf2onnx":
-        from modelconv.importers.savedmodel import tf2onnx_job
-
-        jobs["tf2onnx"] = tf2onnx_job
-    try:
-        result = jobs[spec["job"]](spec)
-    except Exception as exc:
-        msg = " ".join(str(exc).split())[:800]
-        print(f"MODELCONV: {type(exc).__name__}: {msg}", file=sys.stderr)
-        return 1
-    np.savez(spec["out"], **result)  # type: ignore[arg-type]
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_worker_main(sys.argv[1:]))

@@ -44,19 +44,34 @@ class TorchRunner:
         outputs: Sequence[str],
         *,
         program: Any = None,
+        arg_names: Sequence[str] | None = None,
     ):
         self.fn = fn
         self._inputs = list(inputs)
         self._outputs = list(outputs)
         self.program = program
+        #: forward parameters the feeds are passed as (keywords); None: positionally
+        self.arg_names = list(arg_names) if arg_names else None
 
     @classmethod
-    def for_model(cls, model: Any, fn: Any, *, program: Any = None) -> TorchRunner:
-        """Runner whose signature is taken from the imported IR ``model``."""
+    def for_model(cls, model: Any, fn: Any, *, program: Any = None,
+                  arg_names: Sequence[str] | None = None) -> TorchRunner:
+        """Runner whose signature is taken from the imported IR ``model``.
+
+        Args:
+            model: the imported IR model (its inputs and outputs name the runner's).
+            fn: the torch callable or ExportedProgram to run.
+            program: the ExportedProgram, for FX-node intermediates.
+            arg_names: pass the feeds as these keyword arguments (None: positionally).
+
+        Returns:
+            The runner.
+        """
         if isinstance(fn, torch.export.ExportedProgram):
             fn = fn.module()
         return cls(fn, graph_input_specs(model.graph),
-                   [s.name for s in graph_output_specs(model.graph)], program=program)
+                   [s.name for s in graph_output_specs(model.graph)], program=program,
+                   arg_names=arg_names)
 
     def input_specs(self) -> list[TensorSpec]:
         """The model's inputs in order."""
@@ -76,6 +91,8 @@ class TorchRunner:
                 module.eval()
         try:
             with torch.no_grad():
+                if self.arg_names is not None:
+                    return self.fn(**dict(zip(self.arg_names, args, strict=True)))
                 return self.fn(*args)
         finally:
             if module is not None and was_training:

@@ -2,6 +2,7 @@
 
 ``export_tflite(model, dst, options)`` is the entry point named in modelconv.formats.
 The flatbuffer is written with ``ai_edge_litert``'s schema object API (extra ``tflite``).
+Importing the package registers every ``ops_*`` lowering (so it needs that extra).
 """
 
 from __future__ import annotations
@@ -10,6 +11,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelconv.errors import MissingDependencyError
+from modelconv.exporters.tflite import (  # noqa: F401  (imported for their registrations)
+    ops_conv,
+    ops_elementwise,
+    ops_fc,
+    ops_norm,
+    ops_pool,
+    ops_rnn,
+    ops_shape,
+)
 from modelconv.exporters.tflite.registry import LOWERINGS, tflite_lowering
 
 if TYPE_CHECKING:
@@ -42,19 +52,5 @@ def convert_to_tflite(model: ir.Model, options: ConvertOptions | None = None) ->
 
     return run(model, options)
 
-
-def _register_lowerings() -> None:
-    """Import the ops_* modules (their decorators fill LOWERINGS); needs ai-edge-litert."""
-    try:
-        from modelconv.exporters.tflite.export import _load_lowerings
-    except ImportError:  # without the extra the registry stays empty; export says why
-        return
-    try:
-        _load_lowerings()
-    except ImportError:
-        return
-
-
-_register_lowerings()
 
 __all__ = ["LOWERINGS", "convert_to_tflite", "export_tflite", "tflite_lowering"]

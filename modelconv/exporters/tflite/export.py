@@ -14,25 +14,6 @@ from modelconv.exporters.tflite.writer import serialize, write
 from modelconv.fileio import atomic_output_dir
 from modelconv.options import ConvertOptions
 
-_LOADED = False
-
-
-def _load_lowerings() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    from modelconv.exporters.tflite import (  # noqa: F401  (registration side effects)
-        ops_conv,
-        ops_elementwise,
-        ops_fc,
-        ops_norm,
-        ops_pool,
-        ops_rnn,
-        ops_shape,
-    )
-
-    _LOADED = True
-
 
 def export_tflite(model: ir.Model, dst: Path, options: ConvertOptions) -> list[Path]:
     """Write ``model`` as a .tflite file at ``dst`` (atomically); returns the written paths.
@@ -51,7 +32,6 @@ def convert_to_tflite(model: ir.Model, options: ConvertOptions | None = None) ->
 
 def build_graph(model: ir.Model, options: ConvertOptions) -> TflGraph:
     """Prepare, lower and (optionally) quantize ``model``; the TflGraph ready to write."""
-    _load_lowerings()
     work = prepare.clone(model)
     signatures = prepare.fix_input_shapes(work, options)
     options.report_progress("tflite: shapes", 0.1)

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from modelconv.errors import MissingDependencyError, ModelLoadError
-from modelconv.ir.info import TensorSpec
-
-if TYPE_CHECKING:
-    from modelconv.api import ModelInfo
+from modelconv.ir.info import ModelInfo, TensorSpec
 
 _NUMPY = {"FLOAT32": "float32", "FLOAT16": "float16", "INT32": "int32", "INT64": "int64",
           "INT8": "int8", "UINT8": "uint8", "INT16": "int16", "BOOL": "bool"}
@@ -20,8 +16,6 @@ _NUMPY = {"FLOAT32": "float32", "FLOAT16": "float16", "INT32": "int32", "INT64":
 
 def inspect_tflite(path: str | Path) -> ModelInfo:
     """Describe the .tflite file at ``path`` (read with the schema; nothing is executed)."""
-    from modelconv.api import ModelInfo
-
     try:
         from ai_edge_litert import schema_py_generated as s
     except ImportError as exc:

@@ -15,7 +15,7 @@ from modelconv.exporters.tflite._geometry import (
 )
 from modelconv.exporters.tflite.graph import LoweringContext
 from modelconv.exporters.tflite.registry import attr, tflite_lowering
-from modelconv.passes.nhwc import NHWC_DOMAIN
+from modelconv.passes.tflite.nhwc import NHWC_DOMAIN
 
 
 def as_nhwc4(ctx: LoweringContext, x: int) -> int:

@@ -10,7 +10,7 @@ from ai_edge_litert import schema_py_generated as s
 from modelconv.exporters.tflite.graph import LoweringContext
 from modelconv.exporters.tflite.ops_elementwise import binary
 from modelconv.exporters.tflite.registry import tflite_lowering
-from modelconv.passes.nhwc import NHWC_DOMAIN
+from modelconv.passes.tflite.nhwc import NHWC_DOMAIN
 
 
 def _channel_shape(ctx: LoweringContext, node: ir.Node, x: int) -> list[int]:

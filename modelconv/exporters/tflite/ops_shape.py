@@ -10,7 +10,7 @@ from ai_edge_litert import schema_py_generated as s
 from modelconv.errors import ExportError
 from modelconv.exporters.tflite.graph import LoweringContext
 from modelconv.exporters.tflite.registry import tflite_lowering
-from modelconv.passes.nhwc import NHWC_DOMAIN
+from modelconv.passes.tflite.nhwc import NHWC_DOMAIN
 
 
 def _a(node: ir.Node, name: str, default: object = None) -> object:

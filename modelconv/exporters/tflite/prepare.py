@@ -14,13 +14,14 @@ from modelconv.ir.builder import source_name_of
 from modelconv.ir.info import graph_input_specs
 from modelconv.options import ConvertOptions
 from modelconv.passes.constant_folding import FoldConstantsPass
-from modelconv.passes.fuse_activation import FuseActivationPass
 from modelconv.passes.fuse_batchnorm import FuseBatchNormPass
 from modelconv.passes.fuse_bias import FuseBiasPass
 from modelconv.passes.fuse_gelu import FuseGeluPass
 from modelconv.passes.fuse_pad import FusePadPass
-from modelconv.passes.nhwc import NhwcLayoutPass
+from modelconv.passes.pipeline import failed_pass
 from modelconv.passes.shape_inference import ShapeInferencePass
+from modelconv.passes.tflite.fuse_activation import FuseActivationPass
+from modelconv.passes.tflite.nhwc import NhwcLayoutPass
 from modelconv.verification.inputs import resolve_shape
 
 
@@ -60,17 +61,20 @@ def fix_input_shapes(model: ir.Model, options: ConvertOptions) -> dict[str, list
 
 
 def infer_and_fold(model: ir.Model) -> None:
-    """Shape inference and constant folding until nothing changes (at most 3 rounds)."""
+    """Shape inference and constant folding until nothing changes (at most 3 rounds).
+
+    Raises:
+        UnsupportedOpsError: shape inference failed and some ops have no lowering.
+        ExportError: shape inference or folding failed (the pass and its error named).
+    """
     TopologicalSortPass()(model)
+    rounds = ir.passes.PassManager([ShapeInferencePass(), FoldConstantsPass(allow_growth=True)],
+                                   steps=3, early_stop=True)
     try:
-        for _ in range(3):
-            ShapeInferencePass()(model)
-            if not FoldConstantsPass(allow_growth=True)(model).modified:
-                break
-        ShapeInferencePass()(model)
-    except Exception as exc:  # onnx raises several types; report unsupported ops first
+        ir.passes.Sequential(rounds, ShapeInferencePass())(model)
+    except ir.passes.PassError as exc:  # report unsupported ops first: they are the cause
         check_supported(model)
-        raise ExportError(f"shape inference failed: {str(exc).splitlines()[0][:300]}",
+        raise ExportError(f"shape inference failed: {failed_pass(exc)}",
                           hint="Check the model with onnx.checker") from exc
     RemoveUnusedNodesPass()(model)
 
@@ -107,11 +111,8 @@ def check_static(model: ir.Model) -> None:
 
 
 def optimize(model: ir.Model, options: ConvertOptions) -> None:
-    """Fusion and layout passes, in order."""
-    FuseGeluPass()(model)
-    FusePadPass()(model)
-    FuseBatchNormPass()(model)
-    FuseBiasPass()(model)
-    NhwcLayoutPass(nhwc_io=options.nhwc_io)(model)
-    FuseActivationPass()(model)
-    RemoveUnusedNodesPass()(model)
+    """Fusion and layout passes, in order (a failing pass is named in the PassError)."""
+    ir.passes.Sequential(
+        FuseGeluPass(), FusePadPass(), FuseBatchNormPass(), FuseBiasPass(),
+        NhwcLayoutPass(nhwc_io=options.nhwc_io), FuseActivationPass(), RemoveUnusedNodesPass(),
+    )(model)

@@ -19,20 +19,11 @@ Lowering = Callable[[LoweringContext, ir.Node], None]
 Check = Callable[[ir.Node], str | None]
 
 LOWERINGS: Registry[Lowering] = Registry("tflite lowering")
-CHECKS: dict[str, Check] = {}
 
 
 def tflite_lowering(*keys: str, check: Check | None = None) -> Callable[[Lowering], Lowering]:
     """Decorator registering a lowering for ONNX op types ``keys`` (and its ``check``)."""
-    register = LOWERINGS.register(*keys)
-
-    def deco(fn: Lowering) -> Lowering:
-        register(fn)
-        if check is not None:
-            CHECKS.update(dict.fromkeys(keys, check))
-        return fn
-
-    return deco
+    return LOWERINGS.register(*keys, check=check)
 
 
 def attr(node: ir.Node, name: str, default: object = None) -> object:
@@ -52,5 +43,5 @@ def output_used(node: ir.Node, i: int) -> bool:
 
 def unsupported_reason(node: ir.Node) -> str | None:
     """Why ``node`` cannot be lowered (None when its registered check accepts it)."""
-    check = CHECKS.get(node.op_type)
+    check = LOWERINGS.check(node.op_type)
     return None if check is None else check(node)

@@ -10,14 +10,25 @@ import importlib.util
 import os
 
 from modelconv.formats import SourceModel
-from modelconv.importers.keras.convert import convert_keras_file, load_handlers
+from modelconv.importers.keras import (  # noqa: F401  (imported for their registrations)
+    layers_activations,
+    layers_attention,
+    layers_conv,
+    layers_core,
+    layers_merge,
+    layers_norm,
+    layers_pooling,
+    layers_preprocessing,
+    layers_reshape,
+    layers_rnn,
+    layers_tfop,
+)
+from modelconv.importers.keras.convert import convert_keras_file
 from modelconv.importers.keras.reader import open_keras_file
 from modelconv.ir.info import infer_int_ranges
 from modelconv.options import ConvertOptions
 
 __all__ = ["import_keras"]
-
-load_handlers()  # register every layer handler (the support matrix reads the registry)
 
 
 def import_keras(src: str | os.PathLike[str], options: ConvertOptions) -> SourceModel:

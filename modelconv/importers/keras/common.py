@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from modelconv.importers.keras.tensors import FIRST, LAST, KTensor, const_f, ir_axis
+from modelconv.importers.keras.tensors import FIRST, LAST, KTensor, const_f
 from modelconv.importers.keras.weights import LayerWeights
 from modelconv.ir.builder import GraphBuilder
+from modelconv.ir.layout import ir_axis, same_pads
 from modelconv.registry import Registry
 
 Handler = Callable[[GraphBuilder, dict[str, Any], LayerWeights, list[KTensor]],
@@ -114,12 +115,6 @@ def as_tuple(value: Any, n: int) -> tuple[int, ...]:
         return (int(value),) * n
     out = tuple(int(v) for v in value)
     return out if len(out) == n else out * n
-
-
-def same_pads(kernel: tuple[int, ...], dilation: tuple[int, ...]) -> list[int]:
-    """TF 'same' padding for stride 1 (extra padding at the end), ONNX pads order."""
-    total = [(k - 1) * d for k, d in zip(kernel, dilation, strict=True)]
-    return [t // 2 for t in total] + [t - t // 2 for t in total]
 
 
 def padding_attrs(padding: str, kernel: tuple[int, ...], strides: tuple[int, ...],

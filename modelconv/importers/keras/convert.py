@@ -7,7 +7,6 @@ unsupported layers with one UnsupportedOpsError listing all of them.
 
 from __future__ import annotations
 
-import importlib
 from collections import defaultdict
 from typing import Any
 
@@ -28,21 +27,14 @@ from modelconv.importers.keras.tensors import LAST, KTensor, const_tensor, last
 from modelconv.importers.keras.weights import WeightSource
 from modelconv.ir.builder import GraphBuilder
 
-HANDLER_MODULES = ("conv", "core", "norm", "activations", "pooling", "merge", "reshape",
-                   "rnn", "attention", "preprocessing", "tfop")
 CODE_LAYERS = {"Lambda", "TFLambda"}
 STRUCTURAL = {"InputLayer", "Functional", "Model", "Sequential"}
 _KW_INPUT_ORDER = ("query", "value", "key", "y")
 _IGNORED_KWARGS = {"mask", "training"}
 
 
-def load_handlers() -> None:
-    """Import every layers_*.py module so their handlers are registered."""
-    for name in HANDLER_MODULES:
-        importlib.import_module(f"modelconv.importers.keras.layers_{name}")
-
-
-def _dtype_name(spec: Any) -> str:
+def dtype_name(spec: Any) -> str:
+    """The numpy dtype name of a Keras ``dtype`` config (a name or a DTypePolicy dict)."""
     if isinstance(spec, dict):
         spec = (spec.get("config") or {}).get("name", "float32")
     name = str(spec or "float32")
@@ -57,7 +49,6 @@ def _is_custom(module: str | None, registered: str | None) -> bool:
 
 def check_layers(graph: ModelGraph, path: str) -> None:
     """Refuse code/custom layers, then report every unsupported layer at once."""
-    load_handlers()
     unsafe: dict[str, list[str]] = defaultdict(list)
     missing: dict[str, list[str]] = defaultdict(list)
     for names, node in graph.walk():
@@ -115,7 +106,7 @@ class _Converter:
             dims: list[int | str | None] = [
                 int(d) if d is not None else ("batch" if i == 0 else f"{node.name}_d{i}")
                 for i, d in enumerate(shape)]
-            dtype = _dtype_name(cfg.get("dtype"))
+            dtype = dtype_name(cfg.get("dtype"))
             value = self.b.add_input(node.name, np.dtype(dtype), dims)
             out.append(KTensor(value, len(dims), LAST, dtype))
         return out

@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 
 from modelconv.importers.keras.common import KTensor, keras_layer
-from modelconv.importers.keras.tensors import ir_axis, last, weight
+from modelconv.importers.keras.tensors import last, weight
 from modelconv.importers.keras.weights import LayerWeights
 from modelconv.ir.builder import GraphBuilder
+from modelconv.ir.layout import ir_axis
 
 
 @keras_layer("ReLU")

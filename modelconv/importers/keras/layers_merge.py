@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 
 from modelconv.importers.keras.common import KTensor, keras_layer
-from modelconv.importers.keras.tensors import LAST, common_layout, in_layout, ir_axis, last
+from modelconv.importers.keras.tensors import LAST, common_layout, in_layout, last
 from modelconv.importers.keras.weights import LayerWeights
 from modelconv.ir.builder import GraphBuilder
+from modelconv.ir.layout import ir_axis
 
 
 def fold(b: GraphBuilder, xs: list[KTensor], op: str) -> KTensor:

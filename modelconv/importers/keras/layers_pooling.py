@@ -7,9 +7,10 @@ from typing import Any
 import numpy as np
 
 from modelconv.importers.keras.common import KTensor, as_tuple, keras_layer
-from modelconv.importers.keras.tensors import FIRST, LAST, first, ir_axis
+from modelconv.importers.keras.tensors import FIRST, LAST, first
 from modelconv.importers.keras.weights import LayerWeights
 from modelconv.ir.builder import GraphBuilder
+from modelconv.ir.layout import ir_axis
 
 
 def _pool(b: GraphBuilder, cfg: dict[str, Any], xs: list[KTensor], op: str, n: int) -> KTensor:

@@ -17,9 +17,10 @@ import onnx_ir as ir
 
 from modelconv.importers.keras.common import ACTIVATIONS, KTensor, keras_layer
 from modelconv.importers.keras.layers_merge import fold
-from modelconv.importers.keras.tensors import LAST, const_i, const_tensor, ir_axis, last
+from modelconv.importers.keras.tensors import LAST, const_i, const_tensor, last
 from modelconv.importers.keras.weights import LayerWeights
 from modelconv.ir.builder import GraphBuilder
+from modelconv.ir.layout import ir_axis
 
 #: TF binary functions (``x op y``) -> ONNX op
 BINARY = {

@@ -36,7 +36,7 @@ class KerasFile:
     """An opened Keras model file: its parsed config and an open weights HDF5 file.
 
     ``kind == "savedmodel"``: a tf.keras SavedModel folder; ``h5`` is then a
-    :class:`~modelconv.importers.keras.savedmodel_native.SavedModelWeights` (tensor bundle).
+    :class:`~modelconv.importers.tf.keras_route.SavedModelWeights` (tensor bundle).
     """
 
     path: str

@@ -15,9 +15,7 @@ import numpy as np
 import onnx_ir as ir
 
 from modelconv.ir.builder import GraphBuilder, source_name_of
-
-FIRST = "first"
-LAST = "last"
+from modelconv.ir.layout import FIRST, LAST, perm_to_first, perm_to_last
 
 
 @dataclass(eq=False)
@@ -35,16 +33,6 @@ class KTensor:
         """A new tensor with this one's attributes unless overridden."""
         return KTensor(value, self.rank if rank is None else rank,
                        layout or self.layout, dtype or self.dtype)
-
-
-def perm_to_first(rank: int) -> list[int]:
-    """Permutation taking a channels-last tensor to channels-first."""
-    return [0, rank - 1, *range(1, rank - 1)]
-
-
-def perm_to_last(rank: int) -> list[int]:
-    """Permutation taking a channels-first tensor to channels-last."""
-    return [0, *range(2, rank), 1]
 
 
 def _view(b: GraphBuilder, x: KTensor, layout: str) -> ir.Value:
@@ -69,18 +57,6 @@ def first(b: GraphBuilder, x: KTensor) -> ir.Value:
 def last(b: GraphBuilder, x: KTensor) -> ir.Value:
     """``x`` in the Keras (channels-last) order."""
     return _view(b, x, LAST)
-
-
-def ir_axis(axis: int, rank: int, layout: str) -> int:
-    """The IR axis holding Keras axis ``axis`` of a tensor in ``layout``."""
-    a = axis + rank if axis < 0 else axis
-    if not 0 <= a < rank:
-        raise ValueError(f"axis {axis} out of range for rank {rank}")
-    if layout == LAST or rank <= 2:
-        return a
-    if a == 0:
-        return 0
-    return 1 if a == rank - 1 else a + 1
 
 
 def common_layout(xs: list[KTensor]) -> str:
@@ -137,3 +113,4 @@ def channel_shape(rank: int, layout: str, n: int) -> list[int]:
     if layout == FIRST and rank >= 3:
         return [1, n] + [1] * (rank - 2)
     return [1] * (rank - 1) + [n]
+

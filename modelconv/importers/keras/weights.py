@@ -8,7 +8,7 @@
   (``conv2d``, ``conv2d_1`` ...) and each ``vars`` group carries the layer's ``name``
   attribute; sub-layers (an RNN's ``cell``, attention's ``query_dense``) nest below.
 - tf.keras SavedModel: the checkpoint's tensor bundle, located through the object graph
-  (see :mod:`modelconv.importers.keras.savedmodel_native`).
+  (see :mod:`modelconv.importers.tf.keras_route`).
 
 Datasets are returned unread: :class:`LayerWeights` checks each declared shape against
 what the layer config requires before reading the data.

@@ -6,21 +6,21 @@ Every route ends in a ``torch.export.ExportedProgram`` that is lowered op by op
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from modelconv.errors import ModelconvError, ModelLoadError, UnsafeModelError
+from modelconv.errors import ModelconvError, ModelLoadError, ShapeError, UnsafeModelError
 from modelconv.formats import SourceModel
 from modelconv.options import ConvertOptions
 
 from .capture import (
+    bind_inputs,
+    capture_dynamic,
     dynamic_shapes_spec,
-    example_inputs,
     export_module,
-    forward_arg_names,
     requested_dims,
 )
 from .lower import embedding_ranges, lower_program, placeholder_symbols, prepare
@@ -52,8 +52,30 @@ def import_exported_program(
     path: str | None = None,
     eager: Any = None,
     wanted: Mapping[str, Mapping[int, str]] | None = None,
+    input_names: Sequence[str] | None = None,
+    by_keyword: bool = False,
+    warnings: Sequence[str] = (),
 ) -> SourceModel:
-    """Lower an ExportedProgram; ``eager`` (if given) is what the verification runner runs."""
+    """Lower an ExportedProgram; ``eager`` (if given) is what the verification runner runs.
+
+    Args:
+        ep: the program.
+        options: the conversion options.
+        format: the source format name for the report.
+        path: the source file, if any.
+        eager: the callable the verification runs (default: the program).
+        wanted: requested dynamic dims ``{placeholder: {axis: name}}``.
+        input_names: IR names of the user inputs, in order (default: placeholder names).
+        by_keyword: the eager callable takes its inputs as keyword arguments.
+        warnings: warnings gathered while capturing.
+
+    Returns:
+        The imported model.
+
+    Raises:
+        ModelconvError: decomposition or lowering failed.
+        UnsupportedOpsError: ops without a handler (all of them listed).
+    """
     options.report_progress("import", 0.3)
     try:
         prepared = prepare(ep)
@@ -62,17 +84,24 @@ def import_exported_program(
     except Exception as exc:
         raise ModelconvError(f"decomposing the exported program failed: {exc}") from exc
     options.report_progress("import", 0.6)
-    model = lower_program(prepared, placeholder_symbols(prepared, wanted or {}))
+    model = lower_program(prepared, placeholder_symbols(prepared, wanted or {}),
+                          input_names=input_names)
     options.report_progress("import", 1.0)
+    arg_names = list(input_names or []) if by_keyword else None
 
     def make_runner() -> Any:
         from modelconv.verification.runners_torch import TorchRunner
 
         return TorchRunner.for_model(model, eager if eager is not None else prepared,
-                                     program=prepared)
+                                     program=prepared, arg_names=arg_names)
 
+    ranges = embedding_ranges(prepared)
+    if input_names is not None:  # ranges are keyed by placeholder; the IR uses input_names
+        users = list(prepared.graph_signature.user_inputs)
+        rename = dict(zip(users, input_names, strict=False))
+        ranges = {rename.get(k, k): v for k, v in ranges.items()}
     return SourceModel(model=model, format=format, path=path, make_runner=make_runner,
-                       int_ranges=embedding_ranges(prepared))
+                       int_ranges=ranges, warnings=list(warnings))
 
 
 def import_torch_module(src: Any, options: ConvertOptions) -> SourceModel:
@@ -84,13 +113,13 @@ def import_torch_module(src: Any, options: ConvertOptions) -> SourceModel:
 
 def _import_module(module: torch.nn.Module, options: ConvertOptions, fmt: str,
                    path: str | None) -> SourceModel:
-    args = example_inputs(module, options)
-    names = forward_arg_names(module, len(args))
-    wanted = requested_dims(names, options)
-    traced_args, dynamic = dynamic_shapes_spec(args, names, wanted)
-    ep = export_module(module, traced_args, dynamic)
+    options.report_progress("import", 0.05)
+    bound = bind_inputs(module, options)
+    wanted = requested_dims(bound.names, options)
+    ep, warnings = capture_dynamic(module, bound, wanted, options)
     return import_exported_program(ep, options, format=fmt, path=path, eager=module,
-                                   wanted=wanted)
+                                   wanted=wanted, input_names=bound.names,
+                                   by_keyword=bound.by_keyword, warnings=warnings)
 
 
 def import_state_dict(src: Any, options: ConvertOptions) -> SourceModel:
@@ -126,20 +155,22 @@ def import_torchscript(src: Any, options: ConvertOptions) -> SourceModel:
     except Exception as exc:
         raise ModelLoadError(f"cannot load TorchScript: {exc}", path=str(path)) from exc
     ts.eval()
-    args = example_inputs(ts, options)
-    names = forward_arg_names(ts, len(args))
+    bound = bind_inputs(ts, options)
+    args, names = bound.args, bound.names
     wanted = requested_dims(names, options)
-    ep = _torchscript_program(ts, args, names, wanted)
-    # the converted program may rename inputs (x -> x_1): match requested dims by position
+    ep = _torchscript_program(ts, args, names, wanted, options)
+    # the converted program may rename inputs (x -> x_1): match them by position
     users = list(ep.graph_signature.user_inputs)
     if len(users) == len(names):
         wanted = {users[names.index(k)]: v for k, v in wanted.items()}
     return import_exported_program(ep, options, format="torchscript", path=str(path),
-                                   eager=ts, wanted=wanted)
+                                   eager=ts, wanted=wanted,
+                                   input_names=names if len(users) == len(names) else None)
 
 
 def _torchscript_program(ts: Any, args: tuple[torch.Tensor, ...], names: list[str],
-                         wanted: dict[str, dict[int, str]]) -> torch.export.ExportedProgram:
+                         wanted: dict[str, dict[int, str]],
+                         options: ConvertOptions) -> torch.export.ExportedProgram:
     """TS2EPConverter (static shapes only), then torch.export; every attempt's error is kept."""
     errors: list[str] = []
     if not wanted:  # the converter has no dynamic shapes, so the example shapes are final
@@ -159,7 +190,7 @@ def _torchscript_program(ts: Any, args: tuple[torch.Tensor, ...], names: list[st
                     return _ts2ep(module, args)
             except Exception as exc:
                 errors.append(f"{label}: {_first_line(exc)}")
-    traced_args, dynamic = dynamic_shapes_spec(args, names, wanted)
+    traced_args, dynamic = dynamic_shapes_spec(args, names, wanted, options.dim_ranges)
     if wanted:  # dynamic dims: convert (dims stay Dim.AUTO), then re-export with the spec
         try:
             from torch._export.converter import TS2EPConverter
@@ -212,6 +243,12 @@ def _first_line(exc: BaseException) -> str:
 def import_pt2(src: Any, options: ConvertOptions) -> SourceModel:
     """Import a torch.export ``.pt2`` archive (refusing pickled payloads without trust)."""
     path = as_path(src)
+    if options.dynamic_batch or options.dynamic_dims or options.dim_ranges:
+        raise ShapeError(
+            "a .pt2 program keeps the dynamic dims it was exported with; "
+            "--dynamic-batch / --dynamic-dim cannot change them",
+            path=str(path), hint="Drop the flag, or re-export the program with "
+            "torch.export.export(..., dynamic_shapes=...)")
     check_pt2_archive(path, options.trust_code)
     try:
         ep = torch.export.load(str(path))
@@ -219,7 +256,4 @@ def import_pt2(src: Any, options: ConvertOptions) -> SourceModel:
         raise ModelLoadError(f"cannot load the .pt2 archive: {exc}", path=str(path)) from exc
     sm = import_exported_program(ep, options, format="pt2", path=str(path),
                                  eager=ep.module())
-    if options.dynamic_batch or options.dynamic_dims:
-        sm.warnings.append(".pt2 programs keep the dynamic dims they were exported with; "
-                           "dynamic_batch/dynamic_dims were ignored")
     return sm

@@ -8,7 +8,7 @@ each with the module path it came from (``nn_module_stack``) or the FX node name
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,7 @@ from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind, OutputKind
 
 from modelconv.errors import ModelconvError, UnsupportedOpsError
-from modelconv.importers.torch.aten import ATEN_OPS, AtenBuilder, ir_dtype
+from modelconv.importers.torch.aten import ATEN_OPS, AtenBuilder, check_call, ir_dtype
 from modelconv.importers.torch.inplace import functional_key, mutates, safe_inplace
 
 #: FX targets the lowering handles itself (no registry entry)
@@ -86,7 +86,8 @@ def handler_keys(ep: ExportedProgram) -> tuple[dict[str, str], dict[str, list[st
     """(handler key per call_function node name, {unsupported op: [source names]}).
 
     In-place ops map to their functional handler where :func:`.inplace.safe_inplace`
-    allows it; other mutating ops and ops without a handler are unsupported.
+    allows it; other mutating ops and ops without a handler are unsupported, and so are
+    calls the handler's registered check refuses (listed as ``"key (reason)"``).
     """
     keys: dict[str, str] = {}
     missing: dict[str, list[str]] = {}
@@ -106,8 +107,22 @@ def handler_keys(ep: ExportedProgram) -> tuple[dict[str, str], dict[str, list[st
             key = functional if supported and functional is not None else key
         if not supported:
             missing.setdefault(key, []).append(source_name(node))
+        elif (reason := check_call(key, *_fake_args(node))) is not None:
+            missing.setdefault(f"{key} ({reason})", []).append(source_name(node))
         keys[node.name] = key
     return keys, missing
+
+
+def _fake_args(node: torch.fx.Node) -> tuple[list[Any], dict[str, Any]]:
+    """The node's arguments with every FX node replaced by its ``meta["val"]``."""
+    def fake(a: Any) -> Any:
+        if isinstance(a, torch.fx.Node):
+            return a.meta.get("val")
+        if isinstance(a, (list, tuple)):
+            return type(a)(fake(x) for x in a)
+        return a
+
+    return [fake(a) for a in node.args], {k: fake(v) for k, v in node.kwargs.items()}
 
 
 def check_supported(ep: ExportedProgram) -> None:
@@ -119,8 +134,10 @@ def check_supported(ep: ExportedProgram) -> None:
 
 class _Lowering:
     def __init__(self, ep: ExportedProgram, dim_names: Mapping[str, str],
-                 keys: Mapping[str, str]):
+                 keys: Mapping[str, str], input_names: Sequence[str] | None = None):
         self.ep = ep
+        users = list(ep.graph_signature.user_inputs)
+        self.input_names = dict(zip(users, input_names, strict=False)) if input_names else {}
         self.keys = keys
         self.b = AtenBuilder(name="main_graph")
         self.env: dict[str, Any] = {}
@@ -172,7 +189,8 @@ class _Lowering:
                 raise ModelconvError(f"input '{node.name}' is not a tensor ({type(val).__name__})",
                                      hint="Only tensor inputs are supported")
             shape = [self._dim(d) for d in val.shape]
-            self.env[node.name] = self.b.add_input(node.name, ir_dtype(val.dtype), shape)
+            self.env[node.name] = self.b.add_input(self.input_names.get(node.name, node.name),
+                                                   ir_dtype(val.dtype), shape)
             return
         if spec.kind in (InputKind.PARAMETER, InputKind.BUFFER):
             tensor = self.ep.state_dict.get(spec.target)
@@ -217,17 +235,77 @@ class _Lowering:
         specs = self.ep.graph_signature.output_specs
         results = node.args[0]
         values: list[ir.Value] = []
+        labels = output_names(self.ep)
+        names: list[str] = []
+        user = 0
         for spec, res in zip(specs, results, strict=True):  # type: ignore[arg-type]
-            if spec.kind != OutputKind.USER_OUTPUT or res is None:
+            if spec.kind != OutputKind.USER_OUTPUT:
+                continue
+            user += 1
+            if res is None:
                 continue
             value = self.env[res.name] if isinstance(res, torch.fx.Node) else self.b.const(res)
             values.append(value)
-        self.b.set_outputs(values, [f"output_{i}" for i in range(len(values))])
+            names.append(labels[user - 1] if labels else f"output_{len(names)}")
+        self.b.set_outputs(values, _unique(names))
 
     def run(self) -> ir.Model:
         for node in self.ep.graph.nodes:
             getattr(self, node.op)(node)
         return self.b.build()
+
+
+def output_names(ep: ExportedProgram) -> list[str] | None:
+    """Names of the user outputs from the structure ``forward`` returns.
+
+    Dict keys and ``ModelOutput``/dataclass/namedtuple fields give their key
+    (``last_hidden_state``, ``logits``; nested as ``hidden_states.1``); a tuple or list
+    at the top gives ``output_0, output_1, ...``; a single tensor ``output_0``.
+    None when the structure cannot be read (the caller numbers the outputs).
+    """
+    spec = getattr(ep.call_spec, "out_spec", None)
+    if spec is None:
+        return None
+    names = list(_spec_paths(spec, ()))
+    users = [s for s in ep.graph_signature.output_specs if s.kind == OutputKind.USER_OUTPUT]
+    if len(names) != len(users):
+        return None
+    return [_label(path) for path in names]
+
+
+def _spec_paths(spec: Any, prefix: tuple[str | int, ...]) -> Any:
+    if spec.is_leaf():
+        yield prefix
+        return
+    children = list(spec.children()) if hasattr(spec, "children") else list(spec.children_specs)
+    keys: list[str | int] = list(range(len(children)))
+    ctx = spec.context
+    fields = getattr(ctx, "_fields", None) if isinstance(ctx, type) else None
+    if isinstance(ctx, (list, tuple)) and len(ctx) == len(children) \
+            and all(isinstance(k, (str, int)) for k in ctx):
+        keys = list(ctx)
+    elif fields is not None and len(fields) == len(children):
+        keys = list(fields)
+    for key, child in zip(keys, children, strict=True):
+        yield from _spec_paths(child, (*prefix, key))
+
+
+def _label(path: tuple[str | int, ...]) -> str:
+    if not path:
+        return "output_0"
+    head, *rest = path
+    first = f"output_{head}" if isinstance(head, int) else str(head)
+    return ".".join([first, *(str(p) for p in rest)])
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        count = seen.get(n, 0)
+        seen[n] = count + 1
+        out.append(n if count == 0 else f"{n}_{count}")
+    return out
 
 
 def _sym(name: str) -> Any:
@@ -249,12 +327,26 @@ def _ir_tensor(tensor: torch.Tensor) -> Any:
     return TorchTensor(t)
 
 
-def lower_program(ep: ExportedProgram, dim_names: Mapping[str, str] | None = None) -> ir.Model:
-    """The IR model of a prepared (decomposed) ExportedProgram."""
+def lower_program(ep: ExportedProgram, dim_names: Mapping[str, str] | None = None, *,
+                  input_names: Sequence[str] | None = None) -> ir.Model:
+    """The IR model of a prepared (decomposed) ExportedProgram.
+
+    Args:
+        ep: the prepared program.
+        dim_names: program shape symbols (``s0``) to dim names.
+        input_names: IR names of the user inputs in order (default: placeholder names).
+
+    Returns:
+        The IR model; outputs named by :func:`output_names`.
+
+    Raises:
+        UnsupportedOpsError: every op without a handler, in one error.
+        ModelconvError: a handler failed.
+    """
     keys, missing = handler_keys(ep)
     if missing:
         raise UnsupportedOpsError("aten op", missing)
-    return _Lowering(ep, dim_names or {}, keys).run()
+    return _Lowering(ep, dim_names or {}, keys, input_names).run()
 
 
 def placeholder_symbols(

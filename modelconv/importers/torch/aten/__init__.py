@@ -12,6 +12,6 @@ from . import (  # noqa: F401  (imported for their registrations)
     ops_rnn,
     ops_shape,
 )
-from ._base import ATEN_OPS, AtenBuilder, aten_op, ir_dtype, np_dtype
+from ._base import ATEN_OPS, AtenBuilder, aten_op, check_call, ir_dtype, np_dtype
 
-__all__ = ["ATEN_OPS", "AtenBuilder", "aten_op", "ir_dtype", "np_dtype"]
+__all__ = ["ATEN_OPS", "AtenBuilder", "aten_op", "check_call", "ir_dtype", "np_dtype"]

@@ -6,10 +6,18 @@ tensor argument is an ``ir.Value`` (with dtype and shape) and every other argume
 kept as in the schema (ints, floats, lists, ``torch.dtype``...). Symbolic integers
 (``SymInt``) arrive as 0-d int64 ``ir.Value``; :meth:`AtenBuilder.ints` turns a list mixing
 them with plain ints into one 1-D int64 value.
+
+A handler may come with a ``check``: ``check(args) -> str | None`` says, before anything is
+lowered, why this call (its arguments or input shapes) cannot be converted. ``args`` maps the
+handler's parameter names (``b`` left out, defaults filled in) to the call's arguments, with
+every tensor argument as its ``FakeTensor`` (``.shape``, ``.dtype``). The lowering runs every
+check first, so all such calls are listed in ONE UnsupportedOpsError (as the TFLite exporter
+does with ``tflite_lowering(..., check=...)``).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -21,9 +29,41 @@ from modelconv.ir.builder import GraphBuilder
 from modelconv.registry import Registry
 
 Handler = Callable[..., Any]
+Check = Callable[[dict[str, Any]], str | None]
 
 ATEN_OPS: Registry[Handler] = Registry("aten op")
-aten_op = ATEN_OPS.register
+
+
+def aten_op(*keys: str, check: Check | None = None) -> Callable[[Handler], Handler]:
+    """Decorator registering a handler for the ATen overloads ``keys`` (written in full:
+    ``"aten.mul.Tensor"``) and its ``check`` (see the module doc)."""
+    return ATEN_OPS.register(*keys, check=check)
+
+
+def check_call(key: str, args: Sequence[Any], kwargs: dict[str, Any]) -> str | None:
+    """Why the call of ``key``'s handler with ``args``/``kwargs`` cannot be converted.
+
+    Args:
+        key: the handler's registry key.
+        args: the call's positional arguments (tensors as FakeTensors), ``b`` excluded.
+        kwargs: its keyword arguments.
+
+    Returns:
+        The registered check's reason, or None (no check, or the check accepts the call;
+        a call that does not fit the handler's signature is left for the lowering to report).
+    """
+    check = ATEN_OPS.check(key)
+    handler = ATEN_OPS.get(key)
+    if check is None or handler is None:
+        return None
+    try:
+        bound = inspect.signature(handler).bind(None, *args, **kwargs)
+    except TypeError:
+        return None
+    bound.apply_defaults()
+    named = dict(bound.arguments)
+    named.pop(next(iter(named)))  # the builder
+    return check(named)
 
 _TORCH_TO_IR = {
     torch.float32: ir.DataType.FLOAT,

@@ -7,8 +7,6 @@ from typing import Any
 
 import onnx_ir as ir
 
-from modelconv.errors import UnsupportedOpsError
-
 from ._base import AtenBuilder, aten_op
 
 
@@ -82,14 +80,16 @@ def max_pool2d_with_indices(b: AtenBuilder, x: ir.Value, kernel_size: Sequence[i
     return max_pool(b, x, kernel_size, stride, padding, dilation, ceil_mode), None
 
 
-@aten_op("aten.avg_pool1d.default", "aten.avg_pool2d.default", "aten.avg_pool3d.default")
+def _check_avg_pool(args: dict[str, Any]) -> str | None:
+    return "divisor_override" if args["divisor_override"] is not None else None
+
+
+@aten_op("aten.avg_pool1d.default", "aten.avg_pool2d.default", "aten.avg_pool3d.default",
+         check=_check_avg_pool)
 def avg_pool(b: AtenBuilder, x: ir.Value, kernel_size: Sequence[int],
              stride: Sequence[int] = (), padding: Sequence[int] = (0,), ceil_mode: bool = False,
              count_include_pad: bool = True, divisor_override: int | None = None) -> ir.Value:
-    """AveragePool (divisor_override is not expressible)."""
-    if divisor_override is not None:
-        raise UnsupportedOpsError("aten op", {"avg_pool with divisor_override":
-                                              [b.current_source or "?"]})
+    """AveragePool (divisor_override is not expressible: refused by the check)."""
     n = b.rank(x) - 2
     kernel = _n(kernel_size, n)
     return b.AveragePool(x, kernel_shape=kernel, strides=_n(stride or kernel, n),
@@ -97,18 +97,26 @@ def avg_pool(b: AtenBuilder, x: ir.Value, kernel_size: Sequence[int],
                          count_include_pad=int(count_include_pad))
 
 
+def _check_adaptive_avg_pool(args: dict[str, Any]) -> str | None:
+    spatial = list(args["x"].shape[2:])
+    out = _n(args["output_size"], len(spatial))
+    if all(o == 1 for o in out):
+        return None
+    even = all(isinstance(s, int) and s % o == 0 for s, o in zip(spatial, out, strict=True))
+    return None if even else "uneven windows"
+
+
 @aten_op("aten.adaptive_avg_pool1d.default", "aten.adaptive_avg_pool2d.default",
-         "aten._adaptive_avg_pool2d.default", "aten.adaptive_avg_pool3d.default")
+         "aten._adaptive_avg_pool2d.default", "aten.adaptive_avg_pool3d.default",
+         check=_check_adaptive_avg_pool)
 def adaptive_avg_pool(b: AtenBuilder, x: ir.Value, output_size: Sequence[int]) -> ir.Value:
-    """GlobalAveragePool for 1x1, AveragePool when the input divides evenly."""
+    """GlobalAveragePool for 1x1, AveragePool when the input divides evenly (the check
+    refuses uneven windows)."""
     n = b.rank(x) - 2
     out = _n(output_size, n)
     if all(o == 1 for o in out):
         return b.GlobalAveragePool(x)
     spatial = b.dims(x)[2:]
-    if any(s is None or s % o for s, o in zip(spatial, out, strict=True)):
-        raise UnsupportedOpsError("aten op", {"adaptive_avg_pool with uneven windows":
-                                              [b.current_source or "?"]})
     kernel = [s // o for s, o in zip(spatial, out, strict=True)]  # type: ignore[operator]
     return b.AveragePool(x, kernel_shape=kernel, strides=kernel)
 

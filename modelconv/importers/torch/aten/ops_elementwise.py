@@ -22,10 +22,14 @@ def _binary(onnx_op: str) -> Any:
     return handler
 
 
-for _op, _onnx in {
-    "mul": "Mul", "maximum": "Max", "minimum": "Min", "fmax": "Max", "fmin": "Min",
-}.items():
-    aten_op(f"aten.{_op}.Tensor", f"aten.{_op}.Scalar", f"aten.{_op}.default")(_binary(_onnx))
+for _keys, _onnx in [
+    (("aten.mul.Tensor", "aten.mul.Scalar", "aten.mul.default"), "Mul"),
+    (("aten.maximum.Tensor", "aten.maximum.Scalar", "aten.maximum.default"), "Max"),
+    (("aten.minimum.Tensor", "aten.minimum.Scalar", "aten.minimum.default"), "Min"),
+    (("aten.fmax.Tensor", "aten.fmax.Scalar", "aten.fmax.default"), "Max"),
+    (("aten.fmin.Tensor", "aten.fmin.Scalar", "aten.fmin.default"), "Min"),
+]:
+    aten_op(*_keys)(_binary(_onnx))
 
 
 def _logical(onnx_op: str) -> Any:
@@ -41,10 +45,18 @@ def _logical(onnx_op: str) -> Any:
     return handler
 
 
-for _name, _onnx in {"and": "And", "or": "Or", "xor": "Xor"}.items():
-    aten_op(f"aten.logical_{_name}.default")(_logical(_onnx))
-    aten_op(f"aten.bitwise_{_name}.Tensor", f"aten.bitwise_{_name}.Scalar",
-            f"aten.__{_name}__.Tensor", f"aten.__{_name}__.Scalar")(_logical(_onnx))
+for _logical_keys, _onnx in [
+    (("aten.logical_and.default",), "And"),
+    (("aten.bitwise_and.Tensor", "aten.bitwise_and.Scalar",
+      "aten.__and__.Tensor", "aten.__and__.Scalar"), "And"),
+    (("aten.logical_or.default",), "Or"),
+    (("aten.bitwise_or.Tensor", "aten.bitwise_or.Scalar",
+      "aten.__or__.Tensor", "aten.__or__.Scalar"), "Or"),
+    (("aten.logical_xor.default",), "Xor"),
+    (("aten.bitwise_xor.Tensor", "aten.bitwise_xor.Scalar",
+      "aten.__xor__.Tensor", "aten.__xor__.Scalar"), "Xor"),
+]:
+    aten_op(*_logical_keys)(_logical(_onnx))
 
 
 def _with_alpha(onnx_op: str) -> Any:
@@ -136,18 +148,38 @@ def _compare(onnx_op: str, negate: bool = False) -> Any:
     return handler
 
 
-for _op, (_onnx, _neg) in {
-    "eq": ("Equal", False), "ne": ("Equal", True), "lt": ("Less", False),
-    "le": ("LessOrEqual", False), "gt": ("Greater", False), "ge": ("GreaterOrEqual", False),
-}.items():
-    aten_op(f"aten.{_op}.Tensor", f"aten.{_op}.Scalar")(_compare(_onnx, _neg))
+for _compare_keys, _onnx, _neg in [
+    (("aten.eq.Tensor", "aten.eq.Scalar"), "Equal", False),
+    (("aten.ne.Tensor", "aten.ne.Scalar"), "Equal", True),
+    (("aten.lt.Tensor", "aten.lt.Scalar"), "Less", False),
+    (("aten.le.Tensor", "aten.le.Scalar"), "LessOrEqual", False),
+    (("aten.gt.Tensor", "aten.gt.Scalar"), "Greater", False),
+    (("aten.ge.Tensor", "aten.ge.Scalar"), "GreaterOrEqual", False),
+]:
+    aten_op(*_compare_keys)(_compare(_onnx, _neg))
 
 
 _UNARY = {
-    "neg": "Neg", "abs": "Abs", "exp": "Exp", "log": "Log", "sqrt": "Sqrt",
-    "reciprocal": "Reciprocal", "sin": "Sin", "cos": "Cos", "tan": "Tan", "asin": "Asin",
-    "acos": "Acos", "atan": "Atan", "sinh": "Sinh", "cosh": "Cosh", "erf": "Erf",
-    "floor": "Floor", "ceil": "Ceil", "round": "Round", "sign": "Sign", "isnan": "IsNaN",
+    "aten.neg.default": "Neg",
+    "aten.abs.default": "Abs",
+    "aten.exp.default": "Exp",
+    "aten.log.default": "Log",
+    "aten.sqrt.default": "Sqrt",
+    "aten.reciprocal.default": "Reciprocal",
+    "aten.sin.default": "Sin",
+    "aten.cos.default": "Cos",
+    "aten.tan.default": "Tan",
+    "aten.asin.default": "Asin",
+    "aten.acos.default": "Acos",
+    "aten.atan.default": "Atan",
+    "aten.sinh.default": "Sinh",
+    "aten.cosh.default": "Cosh",
+    "aten.erf.default": "Erf",
+    "aten.floor.default": "Floor",
+    "aten.ceil.default": "Ceil",
+    "aten.round.default": "Round",
+    "aten.sign.default": "Sign",
+    "aten.isnan.default": "IsNaN",
 }
 
 
@@ -159,8 +191,8 @@ def _unary(onnx_op: str) -> Any:
     return handler
 
 
-for _op, _onnx in _UNARY.items():
-    aten_op(f"aten.{_op}.default")(_unary(_onnx))
+for _key, _onnx in _UNARY.items():
+    aten_op(_key)(_unary(_onnx))
 
 
 @aten_op("aten.rsqrt.default")

@@ -140,6 +140,6 @@ def _sym_binary(onnx_op: str) -> Any:
     return handler
 
 
-for _name, _onnx in {"mul": "Mul", "add": "Add", "sub": "Sub", "floordiv": "Div",
-                     "mod": "Mod"}.items():
-    aten_op(f"operator.{_name}")(_sym_binary(_onnx))
+for _key, _onnx in {"operator.mul": "Mul", "operator.add": "Add", "operator.sub": "Sub",
+                    "operator.floordiv": "Div", "operator.mod": "Mod"}.items():
+    aten_op(_key)(_sym_binary(_onnx))

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import onnx_ir as ir
-
-from modelconv.errors import UnsupportedOpsError
+import torch
 
 from ._base import AtenBuilder, aten_op
 
@@ -163,18 +162,23 @@ def select(b: AtenBuilder, x: ir.Value, dim: int, index: Any) -> ir.Value:
     return b.Gather(x, idx, axis=b.axis(dim, b.rank(x)))
 
 
-@aten_op("aten.index.Tensor")
-def index(b: AtenBuilder, x: ir.Value, indices: Sequence[ir.Value | None]) -> ir.Value:
-    """Advanced indexing: one index tensor (Gather) or leading ones (GatherND)."""
+def _check_index(args: dict[str, Any]) -> str | None:
+    indices = args["indices"]
     used = [i for i, v in enumerate(indices) if v is not None]
-    if any(indices[i].dtype == ir.DataType.BOOL for i in used):  # type: ignore[union-attr]
-        raise UnsupportedOpsError("aten op", {"index.Tensor with a bool mask":
-                                              [b.current_source or "?"]})
+    if any(indices[i].dtype == torch.bool for i in used):
+        return "a bool mask index"
+    if len(used) > 1 and used != list(range(len(used))):
+        return "index tensors after a full slice"
+    return None
+
+
+@aten_op("aten.index.Tensor", check=_check_index)
+def index(b: AtenBuilder, x: ir.Value, indices: Sequence[ir.Value | None]) -> ir.Value:
+    """Advanced indexing: one index tensor (Gather) or leading ones (GatherND); the check
+    refuses bool masks and index tensors after a full slice."""
+    used = [i for i, v in enumerate(indices) if v is not None]
     if len(used) == 1:
         return b.Gather(x, indices[used[0]], axis=used[0])
-    if used != list(range(len(used))):
-        raise UnsupportedOpsError("aten op", {"index.Tensor with non-leading indices":
-                                              [b.current_source or "?"]})
     idx = [b.cast(v, ir.DataType.INT64) for v in indices if v is not None]
     common = b.Shape(idx[0] if len(idx) == 1 else b.Add(*idx[:2]) if len(idx) == 2 else
                      b.Sum(*idx))

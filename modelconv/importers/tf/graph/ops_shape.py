@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from modelconv.importers.keras.tensors import perm_to_first, perm_to_last
-from modelconv.importers.tf.core import (
+from modelconv.importers.tf.files.saved_model import NodeDef
+from modelconv.importers.tf.graph.core import (
     FIRST,
     LAST,
     TT,
@@ -22,7 +22,7 @@ from modelconv.importers.tf.core import (
     tf_op,
     with_known,
 )
-from modelconv.importers.tf.graphdef import NodeDef
+from modelconv.ir.layout import perm_to_first, perm_to_last
 
 INT_MAX = np.iinfo(np.int64).max
 INT_MIN = np.iinfo(np.int64).min
@@ -204,15 +204,13 @@ def _shape(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
 
 @tf_op("GatherV2", "Gather")
 def _gather(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
-    from modelconv.importers.tf.ops_math import _gather_axis
-
     params, indices = ins[0], ins[1]
     axis = cx.int_values(ins[2], "axis")[0] if len(ins) > 2 else 0
     if int(node.attr("batch_dims", 0)):
         raise ConvertError("batch_dims")
     if params.rank >= 0 and axis < 0:
         axis += params.rank
-    out = _gather_axis(cx, params, indices, axis)
+    out = cx.gather(params, indices, axis)
     if params.rank == 1 and indices.rank == 1 and indices.const is not None:
         out.length = int(indices.const.size)
     values = known_values(params)

@@ -1,4 +1,5 @@
-"""TensorFlow-free reading of SavedModels written by tf.keras / tf_keras (Keras 2).
+"""TensorFlow-free reading of the object graphs of SavedModels written by tf.keras / tf_keras
+(Keras 2); :mod:`modelconv.importers.tf.keras_route` maps them onto the Keras importer.
 
 Such a folder holds, next to ``saved_model.pb``:
 
@@ -8,7 +9,7 @@ Such a folder holds, next to ``saved_model.pb``:
   JSON carries the model's Keras config, the same structure a Keras 2 .h5 keeps in
   ``model_config``; every layer's JSON carries its ``name``.
 - ``variables/variables.index`` + data shards: a tensor bundle (see
-  :mod:`modelconv.importers.tfbundle`) whose ``_CHECKPOINTABLE_OBJECT_GRAPH`` string tensor
+  :mod:`modelconv.importers.tf.files.bundle`) whose ``_CHECKPOINTABLE_OBJECT_GRAPH`` string tensor
   is a ``TrackableObjectGraph``: ``nodes = 1``, each with ``children = 1``
   (``node_id = 1``, ``local_name = 2``) and ``attributes = 2`` (``name = 1``,
   ``full_name = 2``, ``checkpoint_key = 3``).
@@ -23,22 +24,17 @@ order the Keras layer handlers expect, so they convert the model unchanged.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from modelconv.errors import ModelLoadError
-from modelconv.importers import protowire as pw
-from modelconv.importers.keras.reader import MAX_CONFIG_BYTES, KerasFile
-from modelconv.importers.tfbundle import OBJECT_GRAPH_KEY, BundleEntry, TensorBundle, read_member
+from modelconv.importers.tf.files import protowire as pw
+from modelconv.importers.tf.files.bundle import read_member
 
 KERAS_METADATA = "keras_metadata.pb"
 #: classes whose config is a layer graph (subclassed models carry no graph)
 GRAPH_NETWORKS = {"Functional", "Sequential", "Model"}
-_VARIABLE_VALUE = "VARIABLE_VALUE"
 
 
 @dataclass
@@ -85,11 +81,23 @@ def _decode_json(obj: dict[str, Any]) -> Any:
     return obj
 
 
-def read_keras_metadata(folder: Path, display: str) -> KerasMetadata | None:
-    """Parse ``folder/keras_metadata.pb`` (None when the file is absent)."""
+def read_keras_metadata(folder: Path, display: str, max_bytes: int) -> KerasMetadata | None:
+    """Parse ``folder/keras_metadata.pb``.
+
+    Args:
+        folder: the SavedModel folder.
+        display: how the folder is named in errors.
+        max_bytes: the largest metadata file read (the Keras importer's config limit).
+
+    Returns:
+        The metadata, or None when the file is absent.
+
+    Raises:
+        ModelLoadError: the file is too large, a link, or corrupt.
+    """
     if not (folder / KERAS_METADATA).exists() and not (folder / KERAS_METADATA).is_symlink():
         return None
-    raw = read_member(folder, KERAS_METADATA, MAX_CONFIG_BYTES, display)
+    raw = read_member(folder, KERAS_METADATA, max_bytes, display)
     shown = f"{display}/{KERAS_METADATA}"
     nodes: dict[str, tuple[str, dict[str, Any]]] = {}
     try:
@@ -160,108 +168,3 @@ class ObjectGraph:
                 return None
             node = found
         return node
-
-
-class BundleTensor:
-    """One weight in the bundle, looking like an h5py dataset to ``read_dataset``."""
-
-    def __init__(self, bundle: TensorBundle, entry: BundleEntry, name: str):
-        self._bundle = bundle
-        self._entry = entry
-        self.name = name
-        self.shape = entry.shape
-        self.dtype = entry.numpy_dtype or np.dtype(object)
-
-    def __getitem__(self, index: Any) -> np.ndarray:
-        if index != ():
-            raise IndexError("only whole-tensor reads are supported")
-        return self._bundle.read(self._entry.key)
-
-
-class SavedModelWeights:
-    """Layer weights of a Keras SavedModel, by layer path of names, in ``layer.weights`` order.
-
-    Stands in for the h5py file of :class:`KerasFile` (``kind == "savedmodel"``).
-    """
-
-    def __init__(self, bundle: TensorBundle, graph: ObjectGraph,
-                 name_paths: dict[tuple[str, ...], str]):
-        self.bundle = bundle
-        self.graph = graph
-        self.name_paths = name_paths
-        self._by_last: dict[str, list[str]] = {}
-        for names, node_path in name_paths.items():
-            self._by_last.setdefault(names[-1], []).append(node_path)
-
-    def layer_datasets(self, path: tuple[str, ...]) -> tuple[list[BundleTensor], list[str]]:
-        """The weights of the layer at ``path`` (unread) and their names."""
-        node_path = self.name_paths.get(path)
-        if node_path is None:  # a layer shared into a nested model is tracked once
-            candidates = self._by_last.get(path[-1], [])
-            node_path = candidates[0] if len(candidates) == 1 else None
-        node = self.graph.walk(node_path) if node_path else None
-        if node is None:
-            return [], []
-        variables = self.graph.child(node, "variables")
-        if variables is None:
-            keys = self._attribute_variables(node)
-        else:
-            keys = self._listed_variables(variables, "/".join(path))
-        return [BundleTensor(self.bundle, self.bundle.entry(k), k) for k in keys], keys
-
-    def _listed_variables(self, list_node: int, where: str) -> list[str]:
-        """Checkpoint keys of a layer's tracked ``variables`` list, in list order."""
-        children = self.graph.node(list_node)[0]
-        if not all(local.isdigit() for local, _ in children):
-            raise ModelLoadError(f"layer '{where}': unexpected variable list",
-                                 path=self.graph.display)
-        keys = []
-        for _local, child in sorted(children, key=lambda c: int(c[0])):
-            key = self.graph.node(child)[1].get(_VARIABLE_VALUE)
-            if key is None:
-                raise ModelLoadError(f"layer '{where}': variable node {child} has no saved "
-                                     "value", path=self.graph.display)
-            keys.append(key)
-        return keys
-
-    def _attribute_variables(self, node: int) -> list[str]:
-        """Layers saved without a ``variables`` list (preprocessing layers such as
-        Normalization; TFOpLambda has none at all): the variables held directly as
-        attributes, in tracking (= creation) order, aliases dropped."""
-        keys: list[str] = []
-        for _local, child in self.graph.node(node)[0]:
-            key = self.graph.node(child)[1].get(_VARIABLE_VALUE)
-            if key is not None and key not in keys:
-                keys.append(key)
-        return keys
-
-    def close(self) -> None:
-        """Close the data shards."""
-        self.bundle.close()
-
-
-def open_keras_savedmodel(folder: str | os.PathLike[str],
-                          metadata: KerasMetadata | None = None) -> KerasFile:
-    """Open a tf.keras SavedModel folder as a :class:`KerasFile` (kind ``"savedmodel"``)."""
-    base = Path(folder)
-    display = str(base)
-    meta = metadata or read_keras_metadata(base, display)
-    if meta is None:
-        raise ModelLoadError(f"no {KERAS_METADATA} (not written by tf.keras)", path=display)
-    config = meta.model_config()
-    if config is None:
-        raise ModelLoadError(f"the SavedModel's Keras object is a "
-                             f"'{meta.root.get('class_name')}', not a graph network",
-                             path=display)
-    variables = base / "variables"
-    if variables.is_symlink() or not variables.is_dir():
-        raise ModelLoadError("SavedModel has no variables/ folder (or it is a link)",
-                             path=display)
-    bundle = TensorBundle(variables, "variables", display=f"{display}/variables")
-    try:
-        graph = ObjectGraph(bundle.read_string(OBJECT_GRAPH_KEY), f"{display}/variables")
-        weights = SavedModelWeights(bundle, graph, meta.name_paths())
-    except BaseException:
-        bundle.close()
-        raise
-    return KerasFile(display, "savedmodel", config, weights, keras_version="2")

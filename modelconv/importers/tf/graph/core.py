@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from modelconv.importers.keras.tensors import FIRST, LAST, ir_axis, perm_to_first, perm_to_last
-from modelconv.importers.tf.graphdef import NodeDef
+from modelconv.importers.tf.files.saved_model import NodeDef
 from modelconv.ir.builder import GraphBuilder
+from modelconv.ir.layout import FIRST, LAST, ir_axis, perm_to_first, perm_to_last
 from modelconv.registry import Registry
 
 #: constants up to this many elements are shared between uses (GraphBuilder.const)
@@ -136,6 +136,14 @@ class Ctx:
         """A computed tensor."""
         return TT(self, value, rank=rank, layout=layout, dtype=dtype, length=length)
 
+    def gather(self, data: TT, indices: TT, axis: int) -> TT:
+        """``data`` gathered along TF axis ``axis`` (folded when both are constants)."""
+        if data.const is not None and indices.const is not None:
+            return self.const(np.take(data.const, indices.const, axis=axis))
+        rank = data.rank + indices.rank - 1 if data.rank >= 0 and indices.rank >= 0 else -1
+        value = self.b.Gather(self.last(data), self.last(indices), axis=axis)
+        return self.out(value, rank, data.dtype)
+
     # -- layouts -------------------------------------------------------------------
     def _view(self, x: TT, layout: str) -> ir.Value:
         if x.rank < 3 or x.layout == layout:
@@ -215,7 +223,7 @@ def kept_layout(rank: int, layout: str, dropped: set[int]) -> str | None:
 
 def np_dtype_of(type_enum: int) -> np.dtype[Any]:
     """numpy dtype of a TensorFlow dtype enum (float32 for unknown ones)."""
-    from modelconv.importers.tfbundle import TF_DTYPES
+    from modelconv.importers.tf.files.bundle import TF_DTYPES
 
     if type_enum == 14:  # bfloat16 is computed in float32
         return np.dtype(np.float32)

@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from modelconv.importers.keras.common import same_pads
-from modelconv.importers.tf.core import FIRST, LAST, TT, ConvertError, Ctx, tf_op
-from modelconv.importers.tf.graphdef import NodeDef, Shape
+from modelconv.importers.tf.files.saved_model import NodeDef, Shape
+from modelconv.importers.tf.graph.core import FIRST, LAST, TT, ConvertError, Ctx, tf_op
+from modelconv.ir.layout import same_pads
 
 
 def _channels_last(node: NodeDef) -> bool:

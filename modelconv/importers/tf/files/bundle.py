@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from modelconv.errors import ModelLoadError, UnsafeModelError
-from modelconv.importers import protowire as pw
+from modelconv.importers.tf.files import protowire as pw
 
 TABLE_MAGIC = 0xDB4775248B80FB57
 FOOTER_SIZE = 48

@@ -25,12 +25,12 @@ import numpy as np
 import onnx_ir as ir
 
 from modelconv.errors import ModelLoadError, UnsupportedOpsError
-from modelconv.importers import protowire as pw
-from modelconv.importers.keras.savedmodel_native import ObjectGraph
-from modelconv.importers.tf import graphdef as gd
-from modelconv.importers.tf.core import OPS, OUTPUT_ARGS, TT, ConvertError, Ctx, Resource
-from modelconv.importers.tfbundle import OBJECT_GRAPH_KEY, TensorBundle
-from modelconv.importers.tfgraph import Signature, read_saved_model
+from modelconv.importers.tf.files import protowire as pw
+from modelconv.importers.tf.files import saved_model as gd
+from modelconv.importers.tf.files.bundle import OBJECT_GRAPH_KEY, TensorBundle
+from modelconv.importers.tf.files.object_graph import ObjectGraph
+from modelconv.importers.tf.files.saved_model import Signature, read_saved_model
+from modelconv.importers.tf.graph.core import OPS, OUTPUT_ARGS, TT, ConvertError, Ctx, Resource
 from modelconv.ir.builder import GraphBuilder
 
 #: function-call ops (inlined)
@@ -369,7 +369,7 @@ def _topo(root: str, deps: Any, done: dict[str, Any], display: str) -> list[str]
 def convert_signature(folder: str | Path, signature: str, display: str | None = None
                       ) -> GraphModel:
     """Convert ``signature`` of the SavedModel in ``folder`` to an IR model."""
-    from modelconv.importers.tf.core import np_dtype_of
+    from modelconv.importers.tf.graph.core import np_dtype_of
 
     base = Path(folder)
     shown = display or str(base)

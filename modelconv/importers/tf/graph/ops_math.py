@@ -9,8 +9,9 @@ import numpy as np
 import onnx_ir as ir
 
 from modelconv.errors import ModelLoadError
-from modelconv.importers import protowire as pw
-from modelconv.importers.tf.core import (
+from modelconv.importers.tf.files import protowire as pw
+from modelconv.importers.tf.files.saved_model import NodeDef, tensor_value
+from modelconv.importers.tf.graph.core import (
     FIRST,
     LAST,
     TT,
@@ -22,7 +23,6 @@ from modelconv.importers.tf.core import (
     np_dtype_of,
     tf_op,
 )
-from modelconv.importers.tf.graphdef import NodeDef, tensor_value
 
 # --------------------------------------------------------------------------------------
 # values and pass-through
@@ -58,15 +58,7 @@ def _resource_gather(cx: Ctx, node: NodeDef, ins: list[Any]) -> TT:
     table, indices = _variable(cx, ins[0]), ins[1]
     if int(node.attr("batch_dims", 0)):
         raise ConvertError("batch_dims")
-    return _gather_axis(cx, table, indices, 0)
-
-
-def _gather_axis(cx: Ctx, data: TT, indices: TT, axis: int) -> TT:
-    if data.const is not None and indices.const is not None:
-        return cx.const(np.take(data.const, indices.const, axis=axis))
-    rank = data.rank + indices.rank - 1 if data.rank >= 0 and indices.rank >= 0 else -1
-    value = cx.b.Gather(cx.last(data), cx.last(indices), axis=axis)
-    return cx.out(value, rank, data.dtype)
+    return cx.gather(table, indices, 0)
 
 
 @tf_op("Identity", "StopGradient", "Snapshot", "PreventGradient", "EnsureShape",

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from modelconv.importers.tf.core import TT, ConvertError, Ctx, tf_op
-from modelconv.importers.tf.graphdef import NodeDef
+from modelconv.importers.tf.files.saved_model import NodeDef
+from modelconv.importers.tf.graph.core import TT, ConvertError, Ctx, tf_op
 
 #: longest loop unrolled (a sequence model's time steps)
 MAX_UNROLL = 1024
@@ -42,9 +42,7 @@ class TensorList:
             return item
         if self.source is None:
             raise ConvertError(f"item {index} read before it is written")
-        from modelconv.importers.tf.ops_math import _gather_axis
-
-        return _gather_axis(cx, self.source, cx.const(np.asarray(index, np.int64)), 0)
+        return cx.gather(self.source, cx.const(np.asarray(index, np.int64)), 0)
 
     def set(self, index: int, item: TT) -> TensorList:
         """A new list with item ``index`` replaced."""
@@ -144,7 +142,7 @@ def _stack(cx: Ctx, node: NodeDef, ins: list[Any]) -> TT:
 
 @tf_op("ReverseV2")
 def _reverse(cx: Ctx, node: NodeDef, ins: list[Any]) -> TT:
-    from modelconv.importers.tf.core import axis_in
+    from modelconv.importers.tf.graph.core import axis_in
 
     x, axes_t = ins
     axes = cx.int_values(axes_t, "axes")

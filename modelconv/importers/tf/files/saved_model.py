@@ -1,18 +1,27 @@
-"""Decode the TensorFlow graph messages of ``saved_model.pb`` without TensorFlow.
+"""Decode ``saved_model.pb`` without TensorFlow: the one reader of TensorFlow's graph messages.
 
-Only what the graph converter needs, from the wire format (``protowire``):
-NodeDef, FunctionDef (signature, nodes, ``ret``), AttrValue, TensorProto (constants) and
-the SavedObjectGraph's concrete functions (which objects a function captures).
+- the signature map (input/output keys, dtypes and shapes of e.g. ``serving_default``);
+- NodeDef, FunctionDef (signature, nodes, ``ret``), AttrValue, TensorProto (constants) and
+  the SavedObjectGraph's concrete functions (which objects a function captures), for the
+  graph converter;
+- the ops the SavedModel can run (:func:`reachable_ops`): every graph node and every
+  function reachable from them or from the function library, except what only the
+  checkpoint saver reaches (its save/restore functions legitimately hold
+  ``SaveV2``/``RestoreV2``). The caller refuses file/process ops before anything runs.
 
-Field numbers (tensorflow/core/framework/{node_def,function,op_def,attr_value,tensor,
-tensor_shape}.proto, core/protobuf/{meta_graph,saved_object_graph}.proto):
+Field numbers (tensorflow/core/protobuf/{saved_model,meta_graph,saver,saved_object_graph}.proto,
+tensorflow/core/framework/{graph,node_def,function,op_def,attr_value,tensor,tensor_shape}.proto):
+SavedModel meta_graphs=2; MetaGraphDef meta_info_def=1 (tags=4) graph_def=2 saver_def=3
+(save_tensor_name=2 restore_op_name=3) signature_def=5 (map key=1 value=2) object_graph_def=7;
+SignatureDef inputs=1 outputs=2 (maps of TensorInfo name=1 dtype=2 tensor_shape=3);
+GraphDef node=1 library=2 (FunctionDefLibrary function=1);
 NodeDef name=1 op=2 input=3 attr=5 (map key=1 value=2); FunctionDef signature=1
 (OpDef name=1 input_arg=2 output_arg=3; ArgDef name=1 type=3) node_def=3 ret=4 (map);
-AttrValue list=1 s=2 i=3 f=4 b=5 type=6 shape=7 tensor=8 func=10 (NameAttrList name=1);
-ListValue s=2 i=3 f=4 b=5 type=6 shape=7; TensorShapeProto dim=2 (size=1) unknown_rank=3;
+AttrValue list=1 s=2 i=3 f=4 b=5 type=6 shape=7 tensor=8 placeholder=9 func=10
+(NameAttrList name=1 attr=2); ListValue s=2 i=3 f=4 b=5 type=6 shape=7 func=9;
+TensorShapeProto dim=2 (size=1) unknown_rank=3;
 TensorProto dtype=1 tensor_shape=2 tensor_content=4 float_val=5 double_val=6 int_val=7
-int64_val=10 bool_val=11 half_val=13; MetaGraphDef graph_def=2 object_graph_def=7;
-GraphDef node=1 library=2 (FunctionDefLibrary function=1); SavedObjectGraph nodes=1
+int64_val=10 bool_val=11 half_val=13; SavedObjectGraph nodes=1
 concrete_functions=2 (map; SavedConcreteFunction bound_inputs=2); SavedObject
 variable=7 constant=9 (SavedConstant operation=1).
 """
@@ -20,13 +29,17 @@ variable=7 constant=9 (SavedConstant operation=1).
 from __future__ import annotations
 
 import struct
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from modelconv.importers import protowire as pw
-from modelconv.importers.tfbundle import DT_BFLOAT16, TF_DTYPES
+from modelconv.errors import ModelLoadError
+from modelconv.importers.tf.files import protowire as pw
+from modelconv.importers.tf.files.bundle import DT_BFLOAT16, TF_DTYPES, read_member
 
 DT_STRING = 7
 DT_RESOURCE = 20
@@ -35,6 +48,9 @@ MAX_CONST_ELEMENTS = 1 << 28
 #: ... and at most this many when written as (repeated) values instead of raw bytes
 MAX_SPLAT_ELEMENTS = 1 << 24
 MAX_RANK = 16
+#: protobuf's own limit for one message
+MAX_SAVED_MODEL_BYTES = 2 * 2**30
+_MAX_ATTR_DEPTH = 8
 
 Msg = dict[int, list[int | memoryview]]
 
@@ -52,6 +68,8 @@ class Attr:
 
     kind: str  # s, i, f, b, type, shape, tensor, func, list, placeholder, none
     value: Any
+    #: every function the value names, those in a NameAttrList's own attributes included
+    funcs: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -89,6 +107,10 @@ class GraphDef:
     _functions: dict[str, memoryview] = field(default_factory=dict)
     _decoded: dict[str, FunctionDef] = field(default_factory=dict)
 
+    def function_names(self) -> list[str]:
+        """Names of the library's functions, in file order."""
+        return list(self._functions)
+
     def function(self, name: str) -> FunctionDef | None:
         """The library function ``name`` (None if there is none)."""
         if name not in self._decoded:
@@ -97,6 +119,72 @@ class GraphDef:
                 return None
             self._decoded[name] = _function(raw)
         return self._decoded[name]
+
+
+@dataclass
+class TensorInfo:
+    """One signature input/output: the graph tensor, its TF dtype enum and shape."""
+
+    name: str
+    dtype: int
+    shape: list[int | None] | None  # None: unknown rank
+
+
+@dataclass
+class Signature:
+    """A signature's inputs and outputs by key."""
+
+    inputs: dict[str, TensorInfo] = field(default_factory=dict)
+    outputs: dict[str, TensorInfo] = field(default_factory=dict)
+
+
+@dataclass
+class SavedModelProto:
+    """The meta graph of a SavedModel, kept as undecoded bytes until asked."""
+
+    path: str
+    meta_graph: memoryview
+    signatures: dict[str, Signature]
+
+
+def read_saved_model(folder: str | Path, display: str | None = None) -> SavedModelProto:
+    """Parse ``folder/saved_model.pb`` far enough to list its signatures."""
+    base = Path(folder)
+    shown = display or str(base)
+    raw = read_member(base, "saved_model.pb", MAX_SAVED_MODEL_BYTES, shown)
+    try:
+        metas = pw.get_messages(pw.parse(raw), 2)
+        if not metas:
+            raise ModelLoadError("saved_model.pb holds no meta graph", path=shown)
+        meta = _serving_meta_graph(metas)
+        signatures = {}
+        for entry in pw.get_messages(pw.parse(meta), 5):
+            item = pw.parse(entry)
+            sig = pw.parse(pw.get_bytes(item, 2))
+            signatures[pw.get_str(item, 1)] = Signature(_tensor_map(sig, 1), _tensor_map(sig, 2))
+    except pw.ProtoError as exc:
+        raise ModelLoadError(f"corrupt saved_model.pb ({exc})", path=shown) from exc
+    return SavedModelProto(shown, meta, signatures)
+
+
+def _serving_meta_graph(metas: list[memoryview]) -> memoryview:
+    """The meta graph tagged ``serve`` (TensorFlow's default), else the only one."""
+    for meta in metas:
+        info = pw.parse(pw.get_bytes(pw.parse(meta), 1))
+        tags = {bytes(t).decode("utf-8", "replace") for t in pw.get_messages(info, 4)}
+        if tags == {"serve"}:
+            return meta
+    return metas[0]
+
+
+def _tensor_map(sig: dict[int, list[int | memoryview]], number: int) -> dict[str, TensorInfo]:
+    out = {}
+    for entry in pw.get_messages(sig, number):
+        item = pw.parse(entry)
+        info = pw.parse(pw.get_bytes(item, 2))
+        shape = _shape(pw.get_bytes(info, 3)).dims
+        out[pw.get_str(item, 1)] = TensorInfo(pw.get_str(info, 1), pw.get_int(info, 2), shape)
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -126,7 +214,19 @@ def _floats(msg: Msg, number: int) -> list[float]:
     return out
 
 
-def _attr(raw: memoryview) -> Attr:
+def _func(raw: memoryview, depth: int) -> tuple[str, list[str]]:
+    """A NameAttrList: the function's name and every function it and its attributes name."""
+    msg = pw.parse(raw)
+    name = pw.get_str(msg, 1)
+    funcs = [name]
+    for entry in pw.get_messages(msg, 2):
+        funcs.extend(_attr(pw.get_bytes(pw.parse(entry), 2), depth + 1).funcs)
+    return name, funcs
+
+
+def _attr(raw: memoryview, depth: int = 0) -> Attr:
+    if depth > _MAX_ATTR_DEPTH:
+        raise pw.ProtoError("attribute values nested too deeply")
     for number, _wire, value in pw.iter_fields(raw):
         if number == 2 and isinstance(value, memoryview):
             return Attr("s", bytes(value))
@@ -143,7 +243,8 @@ def _attr(raw: memoryview) -> Attr:
         if number == 8 and isinstance(value, memoryview):
             return Attr("tensor", value)  # decoded by the Const handler
         if number == 10 and isinstance(value, memoryview):
-            return Attr("func", pw.get_str(pw.parse(value), 1))
+            name, funcs = _func(value, depth)
+            return Attr("func", name, funcs)
         if number == 9 and isinstance(value, memoryview):
             return Attr("placeholder", bytes(value).decode("utf-8", "replace"))
         if number == 1 and isinstance(value, memoryview):
@@ -162,7 +263,8 @@ def _attr(raw: memoryview) -> Attr:
             elif lst.get(7):
                 items = [_shape(v) for v in pw.get_messages(lst, 7)]
             elif lst.get(9):
-                items = [pw.get_str(pw.parse(v), 1) for v in pw.get_messages(lst, 9)]
+                refs = [_func(v, depth) for v in pw.get_messages(lst, 9)]
+                return Attr("list", [name for name, _ in refs], [f for _, fs in refs for f in fs])
             return Attr("list", items)
     return Attr("none", None)
 
@@ -174,7 +276,10 @@ def node_def(raw: memoryview) -> NodeDef:
     for entry in pw.get_messages(msg, 5):
         item = pw.parse(entry)
         attrs[pw.get_str(item, 1)] = _attr(pw.get_bytes(item, 2))
-    inputs = [bytes(v).decode("utf-8") for v in pw.get_messages(msg, 3)]
+    try:
+        inputs = [bytes(v).decode("utf-8") for v in pw.get_messages(msg, 3)]
+    except UnicodeDecodeError as exc:
+        raise pw.ProtoError("node input is not valid UTF-8") from exc
     return NodeDef(pw.get_str(msg, 1), pw.get_str(msg, 2), inputs, attrs)
 
 
@@ -209,6 +314,78 @@ def graph_def(meta_graph: memoryview) -> GraphDef:
         sig = pw.parse(pw.get_bytes(pw.parse(fn_raw), 1))
         functions[pw.get_str(sig, 1)] = fn_raw
     return GraphDef(nodes, functions)
+
+
+# --------------------------------------------------------------------------------------
+# ops the model can run
+
+
+def reachable_ops(saved: SavedModelProto) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """``(ops, saver_ops)``: op type -> where, for what the model can run and for what
+    only the checkpoint saver's save/restore functions reach.
+
+    Args:
+        saved: the SavedModel read by :func:`read_saved_model`.
+
+    Returns:
+        Two maps from op type to the nodes (``function/node`` inside functions) holding it.
+
+    Raises:
+        ModelLoadError: the graph in ``saved_model.pb`` is corrupt.
+    """
+    try:
+        return _reachable_ops(saved.meta_graph)
+    except pw.ProtoError as exc:
+        raise ModelLoadError(f"corrupt graph in saved_model.pb ({exc})",
+                             path=saved.path) from exc
+
+
+def _reachable_ops(meta_raw: memoryview) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    saver = pw.parse(pw.get_bytes(pw.parse(meta_raw), 3))
+    saver_nodes = {pw.get_str(saver, i).split(":")[0].lstrip("^") for i in (2, 3)} - {""}
+    graph = graph_def(meta_raw)
+    functions: dict[str, list[NodeDef]] = {}
+    for name in graph.function_names():
+        fn = graph.function(name)
+        functions[name] = fn.nodes if fn is not None else []
+    nodes = list(graph.nodes.values())
+
+    def refs(node: NodeDef) -> list[str]:
+        called = [f for attr in node.attrs.values() for f in attr.funcs]
+        return [*called, *([node.op] if node.op in functions else [])]
+
+    saver_roots = {f for n in nodes if n.name in saver_nodes for f in refs(n)}
+    roots = [f for n in nodes if n.name not in saver_nodes for f in refs(n)]
+    roots += [f for f in functions if f not in saver_roots]
+    main = _closure(roots, functions, refs)
+    saver_only = _closure(sorted(saver_roots), functions, refs) - main
+    ops: dict[str, list[str]] = defaultdict(list)
+    saver_ops: dict[str, list[str]] = defaultdict(list)
+    for node in nodes:
+        (saver_ops if node.name in saver_nodes else ops)[node.op].append(node.name)
+    for fname in sorted(main | saver_only):
+        target = ops if fname in main else saver_ops
+        for node in functions.get(fname, []):
+            target[node.op].append(f"{fname}/{node.name}")
+    return dict(ops), dict(saver_ops)
+
+
+def _closure(roots: list[str], functions: dict[str, list[NodeDef]],
+             refs: Callable[[NodeDef], list[str]]) -> set[str]:
+    seen: set[str] = set()
+    stack = list(roots)
+    while stack:
+        name = stack.pop()
+        if name in seen or name not in functions:
+            continue
+        seen.add(name)
+        for node in functions[name]:
+            stack.extend(refs(node))
+    return seen
+
+
+# --------------------------------------------------------------------------------------
+# the object graph (captures of concrete functions)
 
 
 @dataclass
