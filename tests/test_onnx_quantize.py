@@ -139,3 +139,13 @@ def test_ignored_options_are_refused(dst: str, args: list[str], flag: str, tmp_p
 def test_api_refuses_unknown_quantize_mode(tmp_path: Path) -> None:
     with pytest.raises(OptionsError, match="not a mode"):
         modelconv.convert(CNN, tmp_path / "m.onnx", quantize="int4")
+
+
+@pytest.mark.parametrize("options", [{"fp16": True}, {"quantize": "dynamic"}])
+def test_precision_without_anything_to_convert_warns(options: dict[str, object],
+                                                     tmp_path: Path) -> None:
+    from benchmarks.scaling import chain_model
+
+    src = chain_model(4, tmp_path / "chain.onnx")  # [1, 8] constants, no Conv/MatMul
+    with pytest.warns(UserWarning, match="written in float32"):
+        modelconv.convert(src, tmp_path / "m.onnx", verify=False, **options)

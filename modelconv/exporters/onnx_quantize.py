@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -76,6 +77,9 @@ def fp16_weights(model: ir.Model) -> ir.Model:
         casts.append(cast)
     if casts:
         graph.insert_before(graph.node(0), casts)
+    else:
+        warnings.warn(f"fp16: the model has no float32 weight of {MIN_FP16_ELEMENTS}+ elements; "
+                      "it is written in float32", UserWarning, stacklevel=3)
     return model
 
 
@@ -111,6 +115,10 @@ def write_quantized(model: ir.Model, out: Path, options: ConvertOptions, *,
             if options.quantize == "dynamic":
                 q.quantize_dynamic(source, out, weight_type=q.QuantType.QInt8,
                                    use_external_data_format=external)
+                if precision_of(out) != "dynamic":
+                    warnings.warn("quantize='dynamic': the model has no op onnxruntime "
+                                  "quantizes dynamically (Conv, MatMul, Gemm, LSTM, ...); "
+                                  "it is written in float32", UserWarning, stacklevel=3)
             else:
                 reader = _SampleReader(*_calibration_samples(model, options))
                 opset = model.opset_imports.get("", 0)
