@@ -68,7 +68,7 @@ def merge_inferred(model: ir.Model, inferred: onnx.ModelProto) -> bool:
     values = ir.convenience.create_value_mapping(graph, include_subgraphs=False)
     for name, value in values.items():
         info = infos.get(name)
-        if info is None:
+        if info is None or _unchanged(value, info):
             continue
         found = ir.serde.deserialize_value_info_proto(info, None)
         if found.shape is not None and value.shape != found.shape:
@@ -78,6 +78,18 @@ def merge_inferred(model: ir.Model, inferred: onnx.ModelProto) -> bool:
             value.dtype = found.dtype
             modified = True
     return modified
+
+
+def _unchanged(value: ir.Value, info: onnx.ValueInfoProto) -> bool:
+    """True when ``info`` states the static shape and dtype ``value`` already has (the
+    common case of a repeated inference); anything else takes the full comparison."""
+    if value.shape is None or value.dtype is None or not info.type.HasField("tensor_type"):
+        return False
+    tensor = info.type.tensor_type
+    dims = tensor.shape.dim
+    if not tensor.HasField("shape") or not all(d.HasField("dim_value") for d in dims):
+        return False
+    return bool(value.dtype == tensor.elem_type and value.shape == [d.dim_value for d in dims])
 
 
 def _infer_without_big_initializers(
