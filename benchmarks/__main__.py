@@ -1,4 +1,4 @@
-"""``python -m benchmarks {run,profile,scale,startup}`` (see benchmarks/README.md)."""
+"""``python -m benchmarks {run,profile,scale,scaling,startup}`` (see benchmarks/README.md)."""
 
 from __future__ import annotations
 
@@ -57,6 +57,14 @@ def _parser() -> argparse.ArgumentParser:
     scale.add_argument("--with-anchors", action="store_true",
                        help="also run torch.onnx / litert-torch on it")
     scale.add_argument("--latency-runs", type=int, default=3)
+
+    sc = sub.add_parser("scaling", help="time of a 10k vs a 100k node ONNX chain (linearity)")
+    sc.add_argument("--python", default=sys.executable)
+    sc.add_argument("--targets", default="onnx,tflite")
+    sc.add_argument("--sizes", default="10000,100000", help="node counts, smallest first")
+    sc.add_argument("--timeout", type=float, default=900.0, help="seconds per conversion")
+    sc.add_argument("--max-ratio", type=float, default=15.0,
+                    help="largest time ratio between the sizes that passes (default 15)")
 
     st = sub.add_parser("startup", help="only the import / --help timing")
     st.add_argument("--python", default=sys.executable)
@@ -122,6 +130,14 @@ def cmd_scale(args: argparse.Namespace) -> int:
                       args.timeout, args.rebuild, args.latency_runs)
 
 
+def cmd_scaling(args: argparse.Namespace) -> int:
+    """``scaling``: conversion time at 10k and 100k nodes and their ratio."""
+    from benchmarks.scaling import main_scaling
+
+    return main_scaling(args.python, _csv(args.targets), [int(n) for n in _csv(args.sizes)],
+                        args.timeout, args.max_ratio)
+
+
 def cmd_startup(args: argparse.Namespace) -> int:
     """``startup``: import and --help wall time."""
     from benchmarks.report import startup_table
@@ -137,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     """Dispatch the subcommand."""
     args = _parser().parse_args(argv)
     return {"run": cmd_run, "profile": cmd_profile, "scale": cmd_scale,
-            "startup": cmd_startup}[args.command](args)
+            "scaling": cmd_scaling, "startup": cmd_startup}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from modelconv.errors import (
 from modelconv.fileio import check_output_path
 from modelconv.formats import FORMATS, SourceModel, resolve_source_format, resolve_target_format
 from modelconv.ir.info import ModelInfo, graph_input_specs, graph_output_specs
-from modelconv.options import ConvertOptions
+from modelconv.options import ConvertOptions, check_route
 from modelconv.verification.report import VerificationReport
 
 Source = str | os.PathLike[str] | Any  # a path, or an in-memory model (torch nn.Module)
@@ -80,6 +80,7 @@ def load(src: Source, options: ConvertOptions | None = None, **kwargs: Any) -> S
         fmt = "torch-module"
     else:
         fmt = resolve_source_format(src, opts.source_format)
+    check_route(opts, source=fmt)
     importer = _component(fmt, "importer")
     try:
         source: SourceModel = importer(src if fmt == "torch-module" else Path(src), opts)
@@ -110,6 +111,7 @@ def save(model: ir.Model | SourceModel, dst: str | os.PathLike[str],
     ir_model = model.model if isinstance(model, SourceModel) else model
     dst_path = check_output_path(dst, overwrite=opts.overwrite)
     fmt = resolve_target_format(dst_path, opts.target_format)
+    check_route(opts, target=fmt)
     exporter = _component(fmt, "exporter")
     try:
         written: list[Path] = exporter(ir_model, dst_path, opts)
@@ -134,9 +136,10 @@ def convert(
     opts = ConvertOptions.from_kwargs(options, **kwargs)
     dst_path = check_output_path(dst, overwrite=opts.overwrite)
     target = resolve_target_format(dst_path, opts.target_format)
-    from modelconv.exporters.tflite.calibration import check_calibration
+    from modelconv.calibration import check_calibration
 
     calibration_warning = check_calibration(opts.quantize, opts.calibration)
+    check_route(opts, target=target, verification=True)
     timings: dict[str, float] = {}
     with _time_limit(opts.timeout):
         with _stage(timings, "import", opts):

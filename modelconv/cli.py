@@ -253,7 +253,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     opts = _options(args)
     if not args.quiet:
         opts["progress"] = _Progress()
-    from modelconv.exporters.tflite.calibration import check_calibration
+    from modelconv.calibration import check_calibration
 
     calibration_warning = check_calibration(args.quantize, args.calibration)
     if calibration_warning:  # say it before the run, not after

@@ -124,3 +124,7 @@ class OutputExistsError(ModelconvError):
 class SignatureMismatchError(ShapeError):
     """The two models' inputs or outputs do not correspond (count, names or shapes), so
     their outputs cannot be compared: an error (exit 2), not a "not equivalent" verdict."""
+
+
+class OptionsError(ModelconvError):
+    """The options ask for something the chosen source or target would not do."""

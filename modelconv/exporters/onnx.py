@@ -1,4 +1,4 @@
-"""ONNX exporter: opset conversion, external data, atomic and deterministic writes."""
+"""ONNX exporter: opset conversion, precision, external data, atomic deterministic writes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 import onnx
 import onnx_ir as ir
 
-from modelconv.errors import ExportError
+from modelconv.errors import ExportError, ModelconvError
+from modelconv.exporters import onnx_quantize
 from modelconv.fileio import atomic_output_dir
 from modelconv.options import ConvertOptions
 
@@ -16,11 +17,17 @@ EXTERNAL_DATA_THRESHOLD = 2 * 1024**3 - 128 * 1024**2
 
 
 def export_onnx(model: ir.Model, dst: Path, options: ConvertOptions) -> list[Path]:
-    """Write ``model`` to ``dst`` (plus ``<dst>.data`` when weights go external)."""
+    """Write ``model`` to ``dst`` (plus ``<dst>.data`` when weights go external).
+
+    ``options.fp16`` stores the weights as float16 and ``options.quantize`` ("dynamic",
+    "int8") quantizes with onnxruntime (see :mod:`.onnx_quantize`).
+    """
     dst = Path(dst)
     current = model.opset_imports.get("", None)
     if options.opset is not None and options.opset != current:
         model = convert_opset(model, options.opset)
+    if options.fp16:
+        model = onnx_quantize.fp16_weights(model)
     use_external = options.external_data
     if use_external is None:
         use_external = initializer_bytes(model) >= EXTERNAL_DATA_THRESHOLD
@@ -30,11 +37,16 @@ def export_onnx(model: ir.Model, dst: Path, options: ConvertOptions) -> list[Pat
         model = ir.external_data.load_to_model(model)
     with atomic_output_dir(dst) as tmp:
         try:
-            if data_name is None and _is_protobuf(dst):
+            if options.quantize is not None:
+                onnx_quantize.write_quantized(model, tmp / dst.name, options,
+                                              external=bool(use_external))
+            elif data_name is None and _is_protobuf(dst):
                 write_embedded(model, tmp / dst.name)
             else:
                 ir.save(model, tmp / dst.name, external_data=data_name,
                         size_threshold_bytes=1024)
+        except ModelconvError:
+            raise
         except Exception as exc:
             raise ExportError(f"writing ONNX failed: {exc}", path=str(dst)) from exc
     written = [dst]

@@ -38,10 +38,16 @@ def unique_name(graph: ir.Graph, hint: str) -> str:
     if used is None:
         used = {v.name for v in _all_values(graph) if v.name}
         graph.meta["_modelconv_names"] = used
-    name, i = hint, 1
-    while name in used:
+        graph.meta["_modelconv_next"] = {}
+    # per-hint next suffix: the n-th "perm" costs O(1), not n probes
+    following: dict[str, int] = graph.meta["_modelconv_next"]
+    name, i = hint, following.get(hint, 1)
+    if name in used:
         name = f"{hint}_{i}"
+    while name in used:
         i += 1
+        name = f"{hint}_{i}"
+    following[hint] = i
     used.add(name)
     return name
 

@@ -21,6 +21,7 @@ from onnx_ir.passes import common
 from modelconv.passes.constant_folding import FoldConstantsPass
 from modelconv.passes.fuse_affine import FuseConvAffinePass
 from modelconv.passes.fuse_batchnorm import FuseBatchNormPass
+from modelconv.passes.shape_inference import ShapeInferencePass
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def cleanup(model: ir.Model, *, infer_shapes: bool = True) -> list[str]:
     ir.passes.Sequential(*steps)(model)
     if infer_shapes:
         try:
-            common.ShapeInferencePass(strict_mode=False)(model)
+            ShapeInferencePass(strict_mode=False)(model)
         except Exception as exc:  # shape inference is a nicety, not a requirement
             warnings.append(f"shape inference skipped: {str(exc).splitlines()[0][:200]}")
     return warnings

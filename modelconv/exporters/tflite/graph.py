@@ -82,28 +82,32 @@ class TflGraph:
     input_names: list[str] = field(default_factory=list)
     output_names: list[str] = field(default_factory=list)
     _names: set[str] = field(default_factory=set)
+    _next: dict[str, int] = field(default_factory=dict)
     _consts: dict[tuple[str, tuple[int, ...], bytes], int] = field(default_factory=dict)
 
     def add_tensor(self, name: str, dtype: Any, shape: list[int],
                    data: np.ndarray | None = None) -> int:
         """Append a tensor with a unique name; returns its index."""
-        base, i = name or "t", 1
-        while name in self._names or not name:
-            name = f"{base}_{i}"
-            i += 1
-        self._names.add(name)
+        name = self._unique(name or "t")
         self.tensors.append(Tensor(name, np.dtype(dtype), [int(d) for d in shape], data))
         return len(self.tensors) - 1
 
     def rename(self, idx: int, name: str) -> None:
         """Give tensor ``idx`` a new (unique) name, freeing its old one."""
         self._names.discard(self.tensors[idx].name)
-        base, i = name, 1
-        while name in self._names:
+        self.tensors[idx].name = self._unique(name)
+
+    def _unique(self, base: str) -> str:
+        """``base``, else ``base_<i>`` with the next free i (per base: O(1) amortised)."""
+        name, i = base, self._next.get(base, 1)
+        if name in self._names:
             name = f"{base}_{i}"
+        while name in self._names:
             i += 1
+            name = f"{base}_{i}"
+        self._next[base] = i
         self._names.add(name)
-        self.tensors[idx].name = name
+        return name
 
     def add_const(self, array: np.ndarray, name: str) -> int:
         """A constant tensor; identical small constants share one tensor."""

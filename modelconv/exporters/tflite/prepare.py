@@ -6,7 +6,7 @@ import warnings
 from collections import defaultdict
 
 import onnx_ir as ir
-from onnx_ir.passes.common import RemoveUnusedNodesPass, ShapeInferencePass, TopologicalSortPass
+from onnx_ir.passes.common import RemoveUnusedNodesPass, TopologicalSortPass
 
 from modelconv.errors import ExportError, UnsupportedOpsError
 from modelconv.exporters.tflite.registry import LOWERINGS, unsupported_reason
@@ -19,6 +19,7 @@ from modelconv.passes.fuse_bias import FuseBiasPass
 from modelconv.passes.fuse_gelu import FuseGeluPass
 from modelconv.passes.fuse_pad import FusePadPass
 from modelconv.passes.pipeline import failed_pass
+from modelconv.passes.shape_inference import ShapeInferencePass
 from modelconv.passes.tflite.fuse_activation import FuseActivationPass
 from modelconv.passes.tflite.nhwc import NhwcLayoutPass
 from modelconv.verification.inputs import resolve_shape

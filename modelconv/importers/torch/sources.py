@@ -13,6 +13,7 @@ import os
 import pickle
 import struct
 import zipfile
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,11 @@ def flatten_state(obj: Any, path: Path) -> dict[str, torch.Tensor]:
             + (f" (+{len(bad) - 10} more)" if len(bad) > 10 else ""),
             path=str(path),
         )
-    return {str(k): v for k, v in obj.items()}
+    flat: dict[str, torch.Tensor] = OrderedDict((str(k), v) for k, v in obj.items())
+    metadata = getattr(obj, "_metadata", None)
+    if isinstance(metadata, Mapping):  # per-module versions, read by _load_from_state_dict
+        flat._metadata = metadata  # type: ignore[attr-defined]
+    return flat
 
 
 def _all_tensors(obj: Mapping[Any, Any]) -> bool:
@@ -158,10 +163,13 @@ def apply_state_dict(module: torch.nn.Module, state: dict[str, torch.Tensor],
                      path: Path) -> None:
     """Load ``state`` into ``module``; every key/shape problem is reported in one error."""
     expected = module.state_dict()
+    metadata = getattr(state, "_metadata", None)
     if state and all(k.startswith("module.") for k in state) and not any(
         k.startswith("module.") for k in expected
     ):
         state = {k[len("module."):]: v for k, v in state.items()}
+        if metadata is not None:
+            metadata = {_unwrap_prefix(k): v for k, v in metadata.items()}
     tied = _tied_aliases(expected)
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")
                and not any(alias in state for alias in tied.get(k, ()))]
@@ -179,7 +187,28 @@ def apply_state_dict(module: torch.nn.Module, state: dict[str, torch.Tensor],
         raise ModelLoadError("the weights do not fit the architecture; " + "; ".join(problems),
                              path=str(path),
                              hint="Check that the architecture matches the checkpoint")
-    module.load_state_dict(state, strict=False)
+    module.load_state_dict(_with_metadata(state, metadata, expected), strict=False)
+
+
+def _unwrap_prefix(key: str) -> str:
+    """A ``_metadata`` key of a ``module.``-wrapped (DataParallel) checkpoint, unwrapped."""
+    return "" if key == "module" else key.removeprefix("module.")
+
+
+def _with_metadata(state: dict[str, torch.Tensor], metadata: Mapping[str, Any] | None,
+                   expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` carrying the per-module versions ``load_state_dict`` reads.
+
+    Modules such as torchvision's MNASNet refuse a state_dict without a version. A file
+    that stores none (safetensors, or a dict rebuilt before saving) gets the versions of
+    the freshly built architecture, i.e. it is taken to be of the current layout; versions
+    the file does record win.
+    """
+    versions = dict(getattr(expected, "_metadata", None) or {})
+    versions.update(metadata or {})
+    out: dict[str, torch.Tensor] = OrderedDict(state)
+    out._metadata = versions  # type: ignore[attr-defined]
+    return out
 
 
 def _tied_aliases(expected: dict[str, torch.Tensor]) -> dict[str, list[str]]:
