@@ -138,8 +138,8 @@ def convert(
     target = resolve_target_format(dst_path, opts.target_format)
     from modelconv.calibration import check_calibration
 
-    calibration_warning = check_calibration(opts.quantize, opts.calibration)
     check_route(opts, target=target, verification=True)
+    calibration_warning = check_calibration(opts.quantize, opts.calibration)
     timings: dict[str, float] = {}
     with _time_limit(opts.timeout):
         with _stage(timings, "import", opts):

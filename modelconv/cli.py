@@ -253,10 +253,13 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     opts = _options(args)
     if not args.quiet:
         opts["progress"] = _Progress()
-    from modelconv.calibration import check_calibration
+    from modelconv.calibration import RANDOM, check_calibration
 
-    calibration_warning = check_calibration(args.quantize, args.calibration)
-    if calibration_warning:  # say it before the run, not after
+    # the random-calibration warning is said before the run, not after; refusals (no
+    # calibration, or options the route ignores) come from convert() in their order
+    calibration_warning = (check_calibration(args.quantize, args.calibration)
+                           if args.calibration == RANDOM else None)
+    if calibration_warning:
         print(f"warning: {calibration_warning}", file=sys.stderr)
     try:
         result = convert(args.src, args.dst, **opts)

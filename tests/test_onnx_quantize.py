@@ -105,9 +105,15 @@ def test_verify_reads_the_precision_of_the_file(tmp_path: Path) -> None:
     assert precision_of(CNN) == "float32"
 
 
-def test_int8_without_calibration_warns(tmp_path: Path) -> None:
-    with pytest.warns(UserWarning, match="without calibration data"):
+def test_int8_without_calibration_is_refused_random_only_when_asked(tmp_path: Path) -> None:
+    from modelconv.errors import ExportError
+
+    with pytest.raises(ExportError, match="needs calibration data"):
         modelconv.convert(CNN, tmp_path / "m.onnx", quantize="int8", verify=False)
+    assert not (tmp_path / "m.onnx").exists()
+    result = modelconv.convert(CNN, tmp_path / "r.onnx", quantize="int8",
+                               calibration="random", verify=False)
+    assert any("random" in w for w in result.warnings)
 
 
 @pytest.mark.parametrize(("dst", "args", "flag"), [
