@@ -28,10 +28,11 @@ def _project(b: GraphBuilder, x: Any, w: LayerWeights, i: int, bias: bool, heads
 
 
 @keras_layer("MultiHeadAttention",
-             reads=("num_heads", "key_dim", "value_dim", "use_bias", "attention_axes"),
+             reads=("num_heads", "key_dim", "value_dim", "use_bias", "attention_axes",
+                    "output_shape"),
              inert=(*WEIGHT_OPTIONS, "dropout", "seed", "query_shape", "key_shape",
                     "value_shape"),  # Keras 2: the build shapes
-             defaults={"output_shape": None, "use_gate": False, "sliding_window": None,
+             defaults={"use_gate": False, "sliding_window": None,
                        "softmax_robust_masking": False},
              kw_inputs=("query", "value", "key"),
              call_kwargs=("use_causal_mask", "return_attention_scores"))
@@ -42,6 +43,10 @@ def multi_head_attention(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     if attention_axes not in (None, [1], (1,), 1) or any(x.rank != 3 for x in xs):
         raise LayerUnsupported(f"attention_axes={attention_axes!r} with inputs of rank "
                                f"{[x.rank for x in xs]} (supported: axis 1 of rank-3 inputs)")
+    out_shape = cfg.get("output_shape")
+    if not (out_shape is None or isinstance(out_shape, int) or (
+            isinstance(out_shape, list | tuple) and len(out_shape) == 1)):
+        raise LayerUnsupported(f"output_shape={out_shape!r} (one output axis is supported)")
     kw = cfg.get("_call_kwargs", {})
     for key in ("use_causal_mask", "return_attention_scores"):
         if kw.get(key):
