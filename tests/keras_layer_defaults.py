@@ -45,6 +45,9 @@ def build(keras: Any, name: str) -> Any:
     pkg = keras.__name__
     if name == "Bidirectional":
         return keras.layers.Bidirectional(keras.layers.LSTM(2))
+    if name == "InputLayer":
+        kw = {"shape": (3,)} if pkg == "keras" else {"input_shape": (3,)}
+        return keras.layers.InputLayer(**kw)
     if name in ("LayerScale", "StochasticDepth"):
         module = __import__(f"{pkg}.src.applications.convnext", fromlist=[name])
         return getattr(module, name)(*ARGS[name])

@@ -30,6 +30,7 @@ from modelconv.importers.keras.common import LAYERS, LayerUnsupported  # noqa: E
 from modelconv.importers.keras.config import parse_model  # noqa: E402
 from modelconv.importers.keras.convert import check_layers  # noqa: E402
 from modelconv.importers.keras.spec import (  # noqa: E402
+    INPUT_LAYER,
     SPECS,
     call_refusals,
     config_refusals,
@@ -54,7 +55,7 @@ L = keras.layers
 
 def _unaccounted(name: str, cfg: dict[str, Any]) -> list[str]:
     """Keys of a default config the spec of ``name`` neither consumes nor defaults right."""
-    spec = SPECS[name]
+    spec = INPUT_LAYER if name == "InputLayer" else SPECS[name]
     out = [k for k in cfg if k not in spec.consumed()]
     out += [f"{k}: keras {cfg[k]!r} != stored {spec.defaults[k]!r}" for k in cfg
             if k in spec.defaults and normalise(cfg[k]) != normalise(spec.defaults[k])]
@@ -68,7 +69,7 @@ def test_every_registered_layer_has_a_spec_and_a_default_config_source() -> None
     assert set(LAYERS.keys()) >= KERAS2_ONLY
 
 
-@pytest.mark.parametrize("name", KERAS3_NAMES)
+@pytest.mark.parametrize("name", [*KERAS3_NAMES, "InputLayer"])
 def test_keras3_default_config_is_consumed(name: str) -> None:
     cfg = build(keras, name).get_config()
     assert _unaccounted(name, cfg) == []
@@ -83,7 +84,7 @@ def test_keras3_op_default_config_is_consumed(name: str) -> None:
 @pytest.mark.skipif(sys.platform == "win32", reason="tf_keras subprocess")
 def test_keras2_default_configs_are_consumed() -> None:
     pytest.importorskip("tf_keras")
-    names = sorted(n for n in LAYERS if n not in ALIASES and n not in OPS_ONLY)
+    names = sorted(n for n in [*LAYERS, "InputLayer"] if n not in ALIASES and n not in OPS_ONLY)
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run([sys.executable, "-m", "tests.keras_layer_defaults", "tf_keras",
                            *names], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -140,6 +141,16 @@ def test_quantized_dtype_policy_is_refused() -> None:
 ])
 def test_unknown_config_key_is_refused(cls: str, key: str, value: Any) -> None:
     assert f"{key}={value!r}" in config_refusals(SPECS[cls], {"name": "x", key: value})
+
+
+@pytest.mark.parametrize(("cfg", "label"), [
+    ({"batch_shape": [None, 3], "sparse": True}, "sparse=True"),
+    ({"batch_shape": [None, 3], "ragged": True}, "ragged=True"),
+    ({"batch_shape": [None, 3], "dtype": "string"}, "dtype='string'"),
+    ({"batch_shape": [None, 3], "dtype": "bfloat16"}, "dtype='bfloat16'"),
+])
+def test_input_layer_options_are_refused(cfg: dict[str, Any], label: str) -> None:
+    assert config_refusals(INPUT_LAYER, {"name": "x", "dtype": "float32", **cfg}) == [label]
 
 
 def test_refusal_names_layer_key_and_value(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from modelconv.importers.keras.common import (
 from modelconv.importers.keras.config import ModelGraph, TensorRef, parse_model
 from modelconv.importers.keras.reader import KerasFile
 from modelconv.importers.keras.spec import (
+    INPUT_LAYER,
     SPECS,
     LayerConfig,
     LayerUnsupported,
@@ -81,6 +82,10 @@ def check_layers(graph: ModelGraph, path: str) -> None:
         cls, cfg = node.class_name, node.config
         if cls in CODE_LAYERS:
             unsafe[cls].append(where)
+            continue
+        if cls == "InputLayer":
+            for label in config_refusals(INPUT_LAYER, cfg):
+                missing[f"InputLayer({label})"].append(where)
             continue
         if cls in STRUCTURAL:
             continue

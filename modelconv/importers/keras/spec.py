@@ -69,6 +69,8 @@ class LayerSpec:
     consts: bool = False
     #: extra refusals for values of read keys, found before conversion
     check: Callable[[Mapping[str, Any]], list[str]] | None = None
+    #: the ``dtype`` key is a layer's dtype policy (see :func:`dtype_refusal`)
+    policy: bool = True
 
     def consumed(self) -> frozenset[str]:
         """Every config key this spec accounts for (read, inert or defaulted)."""
@@ -145,12 +147,31 @@ def config_refusals(spec: LayerSpec, cfg: Mapping[str, Any]) -> list[str]:
             spec.defaults[key])
         if key in INTERNAL_KEYS or key not in known or off_default:
             out.append(f"{key}={show(value)}")
-    reason = dtype_refusal(cfg.get("dtype"))
+    reason = dtype_refusal(cfg.get("dtype")) if spec.policy else None
     if reason is not None:
         out.append(reason)
     if spec.check is not None:
         out.extend(spec.check(cfg))
     return out
+
+
+#: dtypes a model input may have (the IR input gets the same numpy dtype)
+INPUT_DTYPES = frozenset({"float16", "float32", "float64", "bool", "int8", "int16", "int32",
+                          "int64", "uint8", "uint16", "uint32", "uint64"})
+
+
+def _input_dtype(cfg: Mapping[str, Any]) -> list[str]:
+    name = cfg.get("dtype")
+    if isinstance(name, dict):
+        name = (name.get("config") or {}).get("name")
+    ok = name is None or str(name).startswith("mixed_") or name in INPUT_DTYPES
+    return [] if ok else [f"dtype={show(name)}"]
+
+
+#: a model input (``InputLayer``, no handler): sparse, ragged and optional inputs are refused
+INPUT_LAYER = LayerSpec(reads=frozenset({"batch_shape", "batch_input_shape", "dtype"}),
+                        defaults={"sparse": False, "ragged": False, "optional": False},
+                        check=_input_dtype, policy=False)
 
 
 def is_number_tree(x: Any) -> bool:
