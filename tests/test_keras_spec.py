@@ -26,12 +26,12 @@ import onnx_ir as ir  # noqa: E402
 
 from modelconv.errors import UnsupportedOpsError  # noqa: E402
 from modelconv.importers.keras import import_keras  # noqa: E402
-from modelconv.importers.keras.common import LAYERS, LayerUnsupported  # noqa: E402
+from modelconv.importers.keras.common import LAYERS, LayerUnsupported, layer_spec  # noqa: E402
 from modelconv.importers.keras.config import parse_model  # noqa: E402
 from modelconv.importers.keras.convert import check_layers  # noqa: E402
 from modelconv.importers.keras.spec import (  # noqa: E402
     INPUT_LAYER,
-    SPECS,
+    LayerSpec,
     call_refusals,
     config_refusals,
     normalise,
@@ -53,19 +53,26 @@ KERAS3_NAMES = sorted(n for n in LAYERS
 L = keras.layers
 
 
+def spec(name: str) -> LayerSpec:
+    """The spec registered with ``name``'s handler."""
+    found = layer_spec(name)
+    assert found is not None, name
+    return found
+
+
 def _unaccounted(name: str, cfg: dict[str, Any]) -> list[str]:
     """Keys of a default config the spec of ``name`` neither consumes nor defaults right."""
-    spec = INPUT_LAYER if name == "InputLayer" else SPECS[name]
-    out = [k for k in cfg if k not in spec.consumed()]
-    out += [f"{k}: keras {cfg[k]!r} != stored {spec.defaults[k]!r}" for k in cfg
-            if k in spec.defaults and normalise(cfg[k]) != normalise(spec.defaults[k])]
-    return out + config_refusals(spec, cfg)
+    sp = INPUT_LAYER if name == "InputLayer" else spec(name)
+    out = [k for k in cfg if k not in sp.consumed()]
+    out += [f"{k}: keras {cfg[k]!r} != stored {sp.defaults[k]!r}" for k in cfg
+            if k in sp.defaults and normalise(cfg[k]) != normalise(sp.defaults[k])]
+    return out + config_refusals(sp, cfg)
 
 
 def test_every_registered_layer_has_a_spec_and_a_default_config_source() -> None:
-    assert set(LAYERS.keys()) == set(SPECS)
+    assert all(isinstance(LAYERS.check(name), LayerSpec) for name in LAYERS)
     for alias, name in ALIASES.items():
-        assert SPECS[alias] is SPECS[name]
+        assert spec(alias) is spec(name)
     assert set(LAYERS.keys()) >= KERAS2_ONLY
 
 
@@ -77,7 +84,7 @@ def test_keras3_default_config_is_consumed(name: str) -> None:
 
 @pytest.mark.parametrize("name", OPS)
 def test_keras3_op_default_config_is_consumed(name: str) -> None:
-    assert SPECS[name].consts, f"{name} is a functional op: it takes constant operands"
+    assert spec(name).consts, f"{name} is a functional op: it takes constant operands"
     assert _unaccounted(name, build_op(name).get_config()) == []
 
 
@@ -100,7 +107,7 @@ def test_keras2_default_configs_are_consumed() -> None:
 
 
 def _refusals(layer: Any) -> list[str]:
-    return config_refusals(SPECS[type(layer).__name__], layer.get_config())
+    return config_refusals(spec(type(layer).__name__), layer.get_config())
 
 
 @pytest.mark.parametrize(("layer", "label"), [
@@ -140,7 +147,8 @@ def test_quantized_dtype_policy_is_refused() -> None:
     ("Dense", "_keras_major", 2),  # the converter's own key, never from a file
 ])
 def test_unknown_config_key_is_refused(cls: str, key: str, value: Any) -> None:
-    assert f"{key}={value!r}" in config_refusals(SPECS[cls], {"name": "x", key: value})
+    assert spec(cls)({"name": "x", key: value}) == f"{key}={value!r}"  # the registry check
+    assert f"{key}={value!r}" in config_refusals(spec(cls), {"name": "x", key: value})
 
 
 @pytest.mark.parametrize(("cfg", "label"), [
@@ -169,7 +177,7 @@ def test_refusal_names_layer_key_and_value(tmp_path: Path) -> None:
 
 
 def test_call_arguments_consumed_or_refused() -> None:
-    mha, dense, add = SPECS["MultiHeadAttention"], SPECS["Dense"], SPECS["Add"]
+    mha, dense, add = spec("MultiHeadAttention"), spec("Dense"), spec("Add")
     assert call_refusals(mha, ["value", "key"], {"use_causal_mask": True}, {}) == []
     assert call_refusals(mha, ["attention_mask"], {}, {}) == ["attention_mask=<tensor>"]
     assert call_refusals(dense, ["mask"], {}, {}) == ["mask=<tensor>"]
@@ -180,7 +188,7 @@ def test_call_arguments_consumed_or_refused() -> None:
     assert call_refusals(add, [], {}, {1: "same"}) == ["argument 1='same'"]
     assert call_refusals(add, [], {}, {}, stray=["x"]) == ["argument 'x'"]
     # tf.keras keeps an explicit training=True at inference; Keras 3's predict overrides it
-    drop = SPECS["Dropout"]
+    drop = spec("Dropout")
     assert call_refusals(drop, [], {"training": True}, {}, major=2) == ["training=True"]
     assert call_refusals(drop, [], {"training": True}, {}, major=3) == []
 

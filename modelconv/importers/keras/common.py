@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
-from modelconv.importers.keras.spec import SPECS, LayerUnsupported, make_spec
+from modelconv.importers.keras.spec import LayerSpec, LayerUnsupported, make_spec
 from modelconv.importers.keras.tensors import FIRST, LAST, KTensor, const_f
 from modelconv.importers.keras.weights import LayerWeights
 from modelconv.ir.builder import GraphBuilder
@@ -45,14 +45,13 @@ def keras_layer(*names: str, reads: Iterable[str] = (), inert: Iterable[str] = (
         ValueError: a name is registered twice or a key declared twice.
     """
     spec = make_spec(reads, inert, defaults, kw_inputs, call_kwargs, consts, check)
-    register = LAYERS.register(*names)
+    return LAYERS.register(*names, check=spec)
 
-    def deco(fn: Handler) -> Handler:
-        for name in names:
-            SPECS[name] = spec
-        return register(fn)
 
-    return deco
+def layer_spec(name: str) -> LayerSpec | None:
+    """What the handler registered for Keras class ``name`` consumes (None: no handler)."""
+    spec = LAYERS.check(name)
+    return spec if isinstance(spec, LayerSpec) else None
 
 
 #: training-time options of a layer's weights: no effect on the stored weights' use

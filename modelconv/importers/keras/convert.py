@@ -19,12 +19,12 @@ from modelconv.importers.keras.common import (
     LAYERS,
     activation_is_custom,
     activation_name,
+    layer_spec,
 )
 from modelconv.importers.keras.config import ModelGraph, TensorRef, parse_model
 from modelconv.importers.keras.reader import KerasFile
 from modelconv.importers.keras.spec import (
     INPUT_LAYER,
-    SPECS,
     LayerConfig,
     LayerUnsupported,
     call_refusals,
@@ -56,7 +56,8 @@ def layer_refusals(node: Any, major: int) -> list[str]:
     """What a layer's config and calls hold that its handler's spec does not consume, as
     ``Class(key=value)`` labels (none for a fully consumed layer); ``major`` is the Keras
     version that wrote the file."""
-    spec = SPECS[node.class_name]
+    spec = layer_spec(node.class_name)
+    assert spec is not None  # every handler is registered with its spec
     found = config_refusals(spec, node.config)
     for call in node.calls:
         found += call_refusals(spec, call.kw_tensors, call.kwargs, call.consts, call.stray,
@@ -155,7 +156,7 @@ class _Converter:
                 xs = [env[r] for r in call.inputs]
                 if call.consts:  # check_layers let them through: the handler takes them
                     xs = self.with_consts(xs, call.consts)
-                spec = SPECS.get(node.class_name)
+                spec = layer_spec(node.class_name)
                 for key in spec.kw_inputs if spec is not None else ():
                     if key in call.kw_tensors:
                         xs.append(env[call.kw_tensors[key]])

@@ -17,9 +17,10 @@ from modelconv.importers.keras.common import (
     LayerUnsupported,
     activation_name,
     keras_layer,
+    layer_spec,
     major_of,
 )
-from modelconv.importers.keras.spec import SPECS, config_refusals, show
+from modelconv.importers.keras.spec import config_refusals, show
 from modelconv.importers.keras.tensors import LAST, last, weight
 from modelconv.importers.keras.weights import LayerWeights
 from modelconv.ir.builder import GraphBuilder
@@ -193,8 +194,9 @@ def _check_bidirectional(cfg: Mapping[str, Any]) -> list[str]:
             out.append(f"{key}.go_backwards={not backwards}")
         if inner.get("return_state"):
             out.append(f"{key}.return_state=True")
-        out.extend(f"{key}.{label}" for label in
-                   config_refusals(SPECS[str(sub["class_name"])], inner))
+        spec = layer_spec(str(sub["class_name"]))
+        assert spec is not None  # one of _OP's classes, registered in this module
+        out.extend(f"{key}.{label}" for label in config_refusals(spec, inner))
     return out
 
 

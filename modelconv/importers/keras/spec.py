@@ -1,8 +1,9 @@
 """Consume or refuse: what each Keras layer handler reads from a layer's config and call.
 
 Every handler is registered with a :class:`LayerSpec` (``@keras_layer(..., reads=...,
-inert=..., defaults=...)``). Before anything is converted, :func:`refusals` compares each
-layer of the model with its spec:
+inert=..., defaults=...)``), which is the registry's ``check`` for its classes. Before
+anything is converted, the converter compares each layer of the model with its spec
+(:func:`config_refusals`, :func:`call_refusals`):
 
 - a config key the handler ``reads`` is interpreted by the handler (a value it cannot
   express makes it raise :class:`LayerUnsupported`);
@@ -76,8 +77,10 @@ class LayerSpec:
         """Every config key this spec accounts for (read, inert or defaulted)."""
         return self.reads | self.inert | frozenset(self.defaults) | COMMON_KEYS
 
-
-SPECS: dict[str, LayerSpec] = {}
+    def __call__(self, cfg: Mapping[str, Any]) -> str | None:
+        """The registry's check contract: why a layer config cannot be converted (the
+        refused entries, joined), or None. :func:`config_refusals` gives them one by one."""
+        return "; ".join(config_refusals(self, cfg)) or None
 
 
 def make_spec(reads: Iterable[str] = (), inert: Iterable[str] = (),
