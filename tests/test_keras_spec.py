@@ -241,6 +241,23 @@ def test_keras3_op_with_a_constant_where_the_layer_takes_none_is_refused(
     assert list(info.value.unsupported) == ["Dense(argument 1=0.5)"]
 
 
+def test_nested_model_call_argument_is_refused(tmp_path: Path) -> None:
+    inner_in = keras.Input((4,))
+    inner = keras.Model(inner_in, L.Dense(2)(inner_in), name="inner")
+    inp = keras.Input((4,))
+    path = tmp_path / "m.keras"
+    keras.Model(inp, inner(inp)).save(path)
+    from modelconv.importers.keras.reader import open_keras_file
+
+    with open_keras_file(str(path)) as kf:
+        cfg = kf.config
+    nested = next(ly for ly in cfg["config"]["layers"] if ly["name"] == "inner")
+    nested["inbound_nodes"][0]["kwargs"] = {"foo": 3}
+    with pytest.raises(UnsupportedOpsError) as info:
+        check_layers(parse_model(cfg), str(path))
+    assert list(info.value.unsupported) == [f"{nested['class_name']}(foo=3)"]
+
+
 # ------------------------------------------------------------------- the handler signal
 
 

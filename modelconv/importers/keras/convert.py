@@ -25,6 +25,7 @@ from modelconv.importers.keras.config import ModelGraph, TensorRef, parse_model
 from modelconv.importers.keras.reader import KerasFile
 from modelconv.importers.keras.spec import (
     INPUT_LAYER,
+    NESTED_MODEL,
     LayerConfig,
     LayerUnsupported,
     call_refusals,
@@ -88,7 +89,11 @@ def check_layers(graph: ModelGraph, path: str) -> None:
             for label in config_refusals(INPUT_LAYER, cfg):
                 missing[f"InputLayer({label})"].append(where)
             continue
-        if cls in STRUCTURAL:
+        if cls in STRUCTURAL:  # a nested model reads its inputs, nothing else
+            for call in node.calls:
+                for label in call_refusals(NESTED_MODEL, call.kw_tensors, call.kwargs,
+                                           call.consts, call.stray, 3 if keras3 else 2):
+                    missing[f"{cls}({label})"].append(where)
             continue
         if cls not in LAYERS:
             (unsafe if _is_custom(node.module, node.registered_name) else missing)[cls].append(

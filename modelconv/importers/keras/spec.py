@@ -177,6 +177,10 @@ INPUT_LAYER = LayerSpec(reads=frozenset({"batch_shape", "batch_input_shape", "dt
                         check=_input_dtype, policy=False)
 
 
+#: a nested model's call: tensors only (its config is the model's own graph)
+NESTED_MODEL = LayerSpec()
+
+
 def is_number_tree(x: Any) -> bool:
     """A number or a (nested) list of numbers: a constant operand."""
     if isinstance(x, bool | int | float):
