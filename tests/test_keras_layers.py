@@ -115,6 +115,8 @@ CASES: dict[str, Callable[[], Any]] = {
     "bidir_lstm_concat": lambda: _seq(SEQ, L.Bidirectional(L.LSTM(3, return_sequences=True))),
     "bidir_gru_sum": lambda: _seq(SEQ, L.Bidirectional(L.GRU(3), merge_mode="sum")),
     "mha_self": lambda: _mha(),
+    "mha_output_shape": lambda: _seq(SEQ, _SelfMHA(L.MultiHeadAttention(2, 3,
+                                                                      output_shape=(7,)))),
     "dot": lambda: _two((7,), L.Dot(axes=1)),
     "unit_norm": lambda: _seq((7,), L.UnitNormalization()),
 }
@@ -124,6 +126,16 @@ ACTS = ["relu", "relu6", "gelu", "swish", "silu", "hard_swish", "hard_sigmoid", 
 for _act in ACTS:
     CASES[f"act_{_act}"] = (lambda a: lambda: _seq((7,), L.Activation(a)))(_act)
 CASES["dense_gelu"] = lambda: _seq((7,), L.Dense(3, activation="gelu"))
+
+
+class _SelfMHA:
+    """Calls a MultiHeadAttention layer as self-attention inside ``_seq``."""
+
+    def __init__(self, layer: Any):
+        self.layer = layer
+
+    def __call__(self, x: Any) -> Any:
+        return self.layer(x, x)
 
 
 def _mha() -> Any:

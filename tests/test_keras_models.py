@@ -51,3 +51,28 @@ def test_application(name: str, tmp_path: Path) -> None:
     np.testing.assert_allclose(got, want, atol=1e-4 * max(1.0, float(np.abs(want).max())),
                                rtol=0)
     assert int(np.argmax(got)) == int(np.argmax(want))
+
+
+@pytest.mark.models
+@pytest.mark.parametrize("name", ["MobileNetV3Small", "MobileNetV3Large"])
+def test_mobilenet_v3_keras3_h5(name: str, tmp_path: Path) -> None:
+    """Keras 3 writes hard-swish's ``x + 3.0`` / ``x * (1/6)`` as Add/Multiply entries with
+    the constant among the inbound args; the .h5 conversion dropped them (max rel ~0.9)."""
+    model = getattr(keras.applications, name)(weights=None, input_shape=(96, 96, 3),
+                                              classes=10, classifier_activation=None)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # moving statistics away from 0/1, so errors show
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([gamma * rng.uniform(0.8, 1.2, gamma.shape),
+                               rng.normal(0, 0.1, beta.shape), rng.normal(0, 0.1, mean.shape),
+                               var * rng.uniform(1.0, 1.2, var.shape)])
+    path = tmp_path / f"{name}.h5"
+    model.save(path)
+    x = rng.uniform(0, 255, (1, 96, 96, 3)).astype("float32")
+    want = keras.ops.convert_to_numpy(model(x, training=False))
+    assert float(np.std(want)) > 1e-3  # a model whose output depends on the input
+    sm = import_keras(path, ConvertOptions())
+    got = OnnxRuntimeRunner(ir.to_proto(sm.model).SerializeToString()).run([x])[0]
+    np.testing.assert_allclose(got, want, atol=1e-4 * max(1.0, float(np.abs(want).max())),
+                               rtol=0)

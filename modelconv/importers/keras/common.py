@@ -7,12 +7,13 @@ and its input tensors.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import onnx_ir as ir
 
+from modelconv.importers.keras.spec import LayerSpec, LayerUnsupported, make_spec
 from modelconv.importers.keras.tensors import FIRST, LAST, KTensor, const_f
 from modelconv.importers.keras.weights import LayerWeights
 from modelconv.ir.builder import GraphBuilder
@@ -23,7 +24,40 @@ Handler = Callable[[GraphBuilder, dict[str, Any], LayerWeights, list[KTensor]],
                    "KTensor | list[KTensor]"]
 
 LAYERS: Registry[Handler] = Registry("keras layer")
-keras_layer = LAYERS.register
+
+
+def keras_layer(*names: str, reads: Iterable[str] = (), inert: Iterable[str] = (),
+                defaults: Mapping[str, Any] | None = None, kw_inputs: Iterable[str] = (),
+                call_kwargs: Iterable[str] = (), consts: bool = False,
+                check: Callable[[Mapping[str, Any]], list[str]] | None = None,
+                ) -> Callable[[Handler], Handler]:
+    """Register a handler for the Keras classes ``names`` with what it consumes.
+
+    Args:
+        names: Keras class names (as ``class_name`` in a model config).
+        reads, inert, defaults, kw_inputs, call_kwargs, consts, check: the handler's
+            :class:`~modelconv.importers.keras.spec.LayerSpec` (see ``make_spec``).
+
+    Returns:
+        A decorator registering the handler.
+
+    Raises:
+        ValueError: a name is registered twice or a key declared twice.
+    """
+    spec = make_spec(reads, inert, defaults, kw_inputs, call_kwargs, consts, check)
+    return LAYERS.register(*names, check=spec)
+
+
+def layer_spec(name: str) -> LayerSpec | None:
+    """What the handler registered for Keras class ``name`` consumes (None: no handler)."""
+    spec = LAYERS.check(name)
+    return spec if isinstance(spec, LayerSpec) else None
+
+
+#: training-time options of a layer's weights: no effect on the stored weights' use
+WEIGHT_OPTIONS = ("kernel_initializer", "bias_initializer", "kernel_regularizer",
+                  "bias_regularizer", "activity_regularizer", "kernel_constraint",
+                  "bias_constraint")
 
 ActFn = Callable[[GraphBuilder, ir.Value, int, int], ir.Value]
 
@@ -99,9 +133,20 @@ def apply_activation(b: GraphBuilder, x: KTensor, spec: Any, major: int) -> KTen
         return x
     fn = ACTIVATIONS.get(name)
     if fn is None:
-        raise KeyError(name)
+        raise LayerUnsupported(f"activation {name!r}")
     axis = ir_axis(-1, x.rank, x.layout) if x.rank > 0 else 0
     return x.like(fn(b, x.value, axis, major))
+
+
+def keras_axis(axis: Any, rank: int, layout: str) -> int:
+    """The IR axis holding Keras axis ``axis`` (from a layer's config) of a tensor.
+
+    Raises:
+        LayerUnsupported: the axis is not an int in range for ``rank``.
+    """
+    if not isinstance(axis, int) or not -rank <= axis < rank:
+        raise LayerUnsupported(f"axis={axis!r} for a rank-{rank} input")
+    return ir_axis(axis, rank, layout)
 
 
 def major_of(cfg: dict[str, Any]) -> int:
@@ -129,7 +174,7 @@ def padding_attrs(padding: str, kernel: tuple[int, ...], strides: tuple[int, ...
         if all(s == 1 for s in strides):
             return {"pads": same_pads(kernel, dilation)}
         return {"auto_pad": "SAME_UPPER"}
-    raise ValueError(f"padding '{padding}'")
+    raise LayerUnsupported(f"padding={padding!r}")
 
 
 def per_channel(b: GraphBuilder, x: KTensor, vec: np.ndarray, suffix: str) -> ir.Value:
@@ -140,4 +185,4 @@ def per_channel(b: GraphBuilder, x: KTensor, vec: np.ndarray, suffix: str) -> ir
     return weight(b, vec.reshape(channel_shape(x.rank, x.layout, vec.size)), suffix)
 
 
-__all__ = ["FIRST", "LAST", "LAYERS", "KTensor", "keras_layer"]
+__all__ = ["FIRST", "LAST", "LAYERS", "KTensor", "LayerUnsupported", "keras_layer"]

@@ -43,6 +43,8 @@ class Call:
     kwargs: dict[str, Any] = field(default_factory=dict)
     #: non-tensor positional arguments (Keras 3 functional ops: ``x + 3.0``) by position
     consts: dict[int, Any] = field(default_factory=dict)
+    #: non-tensor values found inside positional tensor lists (refused unless None)
+    stray: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -69,6 +71,8 @@ class ModelGraph:
     layers: list[LayerNode]
     inputs: list[TensorRef]
     outputs: list[TensorRef]
+    #: inbound nodes in Keras 3's format (``{"args", "kwargs"}``), Keras 2's otherwise
+    keras3_calls: bool = False
 
     def layer(self, name: str) -> LayerNode:
         """The layer called ``name``."""
@@ -138,14 +142,16 @@ def _ref3(x: dict[str, Any]) -> tuple[str, int, int]:
     return str(hist[0]), int(hist[1]), int(hist[2])
 
 
-def _flatten3(x: Any, out: list[tuple[str, int, int]]) -> None:
+def _flatten3(x: Any, out: list[tuple[str, int, int]], stray: list[Any] | None = None) -> None:
     if _is_tensor3(x):
         out.append(_ref3(x))
     elif isinstance(x, list | tuple):
         for item in x:
-            _flatten3(item, out)
+            _flatten3(item, out, stray)
     elif isinstance(x, dict) and x.get("class_name") == "__tuple__":
-        _flatten3(x.get("config", {}).get("value", []), out)
+        _flatten3(x.get("config", {}).get("value", []), out, stray)
+    elif stray is not None and x is not None:
+        stray.append(x)
 
 
 def _is_ref2(x: Any) -> bool:
@@ -154,7 +160,7 @@ def _is_ref2(x: Any) -> bool:
 
 
 RawCall = tuple[list[tuple[str, int, int]], dict[str, tuple[str, int, int]], dict[str, Any],
-                dict[int, Any]]
+                dict[int, Any], list[Any]]
 
 
 def _is_number_tree(x: Any) -> bool:
@@ -164,27 +170,29 @@ def _is_number_tree(x: Any) -> bool:
     return isinstance(x, list) and bool(x) and all(_is_number_tree(v) for v in x)
 
 
-def _positional(args: Any) -> tuple[list[tuple[str, int, int]], dict[int, Any]]:
-    """Tensor refs of a call's positional args, plus the constant ones by position."""
+def _positional(args: Any) -> tuple[list[tuple[str, int, int]], dict[int, Any], list[Any]]:
+    """Tensor refs of a call's positional args, the constant ones by position, and any
+    other non-tensor values found among them."""
     refs: list[tuple[str, int, int]] = []
     consts: dict[int, Any] = {}
+    stray: list[Any] = []
     for item in args if isinstance(args, list) else [args]:
         if isinstance(item, dict) and item.get("class_name") == "__tuple__":
             value = item.get("config", {}).get("value")
             if _is_number_tree(value):
                 item = value
-        if _is_number_tree(item):
+        if _is_number_tree(item) or isinstance(item, str):
             consts[len(refs) + len(consts)] = item
         else:
-            _flatten3(item, refs)
-    return refs, consts
+            _flatten3(item, refs, stray)
+    return refs, consts, stray
 
 
 def _parse_inbound(node_spec: Any) -> tuple[RawCall, bool]:
     """One inbound node -> (positional refs, kw refs, other kwargs, constant positional
     args), new-format flag."""
     if isinstance(node_spec, dict):
-        args, consts = _positional(node_spec.get("args", []))
+        args, consts, stray = _positional(node_spec.get("args", []))
         kw_t: dict[str, tuple[str, int, int]] = {}
         kw: dict[str, Any] = {}
         for key, val in (node_spec.get("kwargs") or {}).items():
@@ -196,7 +204,7 @@ def _parse_inbound(node_spec: Any) -> tuple[RawCall, bool]:
                 kw[key] = val
             else:
                 raise ModelLoadError(f"keyword argument '{key}' holds several tensors")
-        return (args, kw_t, kw, consts), True
+        return (args, kw_t, kw, consts, stray), True
     if isinstance(node_spec, list):
         if node_spec and isinstance(node_spec[0], str):  # tf.keras op layers: one bare entry
             node_spec = [node_spec]
@@ -217,7 +225,7 @@ def _parse_inbound(node_spec: Any) -> tuple[RawCall, bool]:
                     kw_t[key] = (val[0], val[1], val[2])
                 else:
                     kw[key] = val
-        return (pos, kw_t, kw, given), False
+        return (pos, kw_t, kw, given, []), False
     raise ModelLoadError(f"unreadable inbound node {str(node_spec)[:80]}")
 
 
@@ -267,18 +275,20 @@ def _parse_functional(cfg: dict[str, Any], class_name: str) -> ModelGraph:
         return TensorRef(name, pos, tensor)
 
     for node in layers:
-        for args, kw_t, kw, consts in raw_calls[node.name]:
+        for args, kw_t, kw, consts, stray in raw_calls[node.name]:
             node.calls.append(Call(
                 inputs=[ref(a, False) for a in args],
                 kw_tensors={k: ref(v, False) for k, v in kw_t.items()},
                 kwargs=kw,
                 consts=consts,
+                stray=stray,
             ))
     inputs = [ref(r, True) for r in _io_refs(cfg.get("input_layers", []))]
     outputs = [ref(r, True) for r in _io_refs(cfg.get("output_layers", []))]
     if not outputs:
         raise ModelLoadError("functional model config has no outputs")
-    return ModelGraph(str(cfg.get("name", "model")), class_name, layers, inputs, outputs)
+    return ModelGraph(str(cfg.get("name", "model")), class_name, layers, inputs, outputs,
+                      new_format)
 
 
 def _parse_sequential(cfg: dict[str, Any]) -> ModelGraph:

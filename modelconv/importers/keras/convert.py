@@ -19,18 +19,24 @@ from modelconv.importers.keras.common import (
     LAYERS,
     activation_is_custom,
     activation_name,
+    layer_spec,
 )
 from modelconv.importers.keras.config import ModelGraph, TensorRef, parse_model
-from modelconv.importers.keras.layers_tfop import SUPPORTED as TF_FUNCTIONS
 from modelconv.importers.keras.reader import KerasFile
+from modelconv.importers.keras.spec import (
+    INPUT_LAYER,
+    NESTED_MODEL,
+    LayerConfig,
+    LayerUnsupported,
+    call_refusals,
+    config_refusals,
+)
 from modelconv.importers.keras.tensors import LAST, KTensor, const_tensor, last
 from modelconv.importers.keras.weights import WeightSource
 from modelconv.ir.builder import GraphBuilder
 
 CODE_LAYERS = {"Lambda", "TFLambda"}
 STRUCTURAL = {"InputLayer", "Functional", "Model", "Sequential"}
-_KW_INPUT_ORDER = ("query", "value", "key", "y")
-_IGNORED_KWARGS = {"mask", "training"}
 
 
 def dtype_name(spec: Any) -> str:
@@ -47,28 +53,54 @@ def _is_custom(module: str | None, registered: str | None) -> bool:
     return bool(module) and not str(module).startswith(("keras", "tf_keras", "tensorflow"))
 
 
+def layer_refusals(node: Any, major: int) -> list[str]:
+    """What a layer's config and calls hold that its handler's spec does not consume, as
+    ``Class(key=value)`` labels (none for a fully consumed layer); ``major`` is the Keras
+    version that wrote the file."""
+    spec = layer_spec(node.class_name)
+    assert spec is not None  # every handler is registered with its spec
+    found = config_refusals(spec, node.config)
+    for call in node.calls:
+        found += call_refusals(spec, call.kw_tensors, call.kwargs, call.consts, call.stray,
+                               major)
+    return [f"{node.class_name}({item})" for item in dict.fromkeys(found)]
+
+
 def check_layers(graph: ModelGraph, path: str) -> None:
-    """Refuse code/custom layers, then report every unsupported layer at once."""
+    """Refuse code/custom layers, then report every unsupported layer, option and call
+    argument at once.
+
+    Raises:
+        UnsafeModelError: a Lambda layer, custom layer or custom activation.
+        UnsupportedOpsError: layers without a handler, or options/arguments that their
+            handler neither reads nor finds at the Keras default.
+    """
+    nodes = graph.walk()
+    keras3 = graph.keras3_calls or any(n.inner.keras3_calls for _, n in nodes if n.inner)
     unsafe: dict[str, list[str]] = defaultdict(list)
     missing: dict[str, list[str]] = defaultdict(list)
-    for names, node in graph.walk():
+    for names, node in nodes:
         where = "/".join(names)
         cls, cfg = node.class_name, node.config
         if cls in CODE_LAYERS:
             unsafe[cls].append(where)
             continue
-        if cls in STRUCTURAL:
+        if cls == "InputLayer":
+            for label in config_refusals(INPUT_LAYER, cfg):
+                missing[f"InputLayer({label})"].append(where)
+            continue
+        if cls in STRUCTURAL:  # a nested model reads its inputs, nothing else
+            for call in node.calls:
+                for label in call_refusals(NESTED_MODEL, call.kw_tensors, call.kwargs,
+                                           call.consts, call.stray, 3 if keras3 else 2):
+                    missing[f"{cls}({label})"].append(where)
             continue
         if cls not in LAYERS:
             (unsafe if _is_custom(node.module, node.registered_name) else missing)[cls].append(
                 where)
             continue
-        if cfg.get("data_format") == "channels_first":
-            missing[f"{cls}(data_format=channels_first)"].append(where)
-        if cls == "TFOpLambda" and str(cfg.get("function")) not in TF_FUNCTIONS:
-            missing[f"TFOpLambda(tf.{cfg.get('function')})"].append(where)
-        if cls == "Embedding" and cfg.get("mask_zero"):
-            missing["Embedding(mask_zero=True)"].append(where)
+        for label in layer_refusals(node, 3 if keras3 else 2):
+            missing[label].append(where)
         for key in ("activation", "recurrent_activation"):
             spec = cfg.get(key)
             if activation_is_custom(spec):
@@ -127,16 +159,12 @@ class _Converter:
                     remaining.append((node, i))
                     continue
                 xs = [env[r] for r in call.inputs]
-                if call.consts and _is_op(node):
+                if call.consts:  # check_layers let them through: the handler takes them
                     xs = self.with_consts(xs, call.consts)
-                for key in _KW_INPUT_ORDER:
+                spec = layer_spec(node.class_name)
+                for key in spec.kw_inputs if spec is not None else ():
                     if key in call.kw_tensors:
                         xs.append(env[call.kw_tensors[key]])
-                for key in call.kw_tensors:
-                    if key not in _KW_INPUT_ORDER and key not in _IGNORED_KWARGS:
-                        raise UnsupportedOpsError(
-                            "keras layer", {f"{node.class_name}({key}=tensor)": [node.name]},
-                            path=self.kf.path)
                 for j, out in enumerate(self.apply(node, call.kwargs, xs, prefix)):
                     env[TensorRef(node.name, i, j)] = out
             if len(remaining) == len(pending):
@@ -165,13 +193,15 @@ class _Converter:
             return self.run_graph(node.inner, xs, path)
         handler = LAYERS.get(node.class_name)
         assert handler is not None  # check_layers ran first
-        cfg = {**node.config, "_keras_major": self.major, "_call_kwargs": kwargs}
-        with self.b.source("/".join(path)):
+        where = "/".join(path)
+        cfg = LayerConfig({**node.config, "_keras_major": self.major, "_call_kwargs": kwargs},
+                          where, self.kf.path)
+        with self.b.source(where):
             try:
                 result = handler(self.b, cfg, self.weights.layer(path), xs)
-            except (ValueError, KeyError, IndexError) as exc:
+            except LayerUnsupported as exc:  # the handlers' one signal; anything else is a bug
                 raise UnsupportedOpsError(
-                    "keras layer", {f"{node.class_name}({exc})": ["/".join(path)]},
+                    "keras layer", {f"{node.class_name}({exc})": [where]},
                     path=self.kf.path) from exc
         return list(result) if isinstance(result, list | tuple) else [result]
 
@@ -187,12 +217,6 @@ class _Converter:
             if value.dtype is None:
                 value.dtype = ir.DataType.from_numpy(np.dtype(t.dtype))
         return self.b.build()
-
-
-def _is_op(node: Any) -> bool:
-    """A functional op (Keras 3 ``x + 3.0``, Keras 2 TFOpLambda) rather than a layer."""
-    return node.class_name == "TFOpLambda" or str(node.module or "").startswith(
-        ("keras.src.ops", "keras.ops"))
 
 
 def convert_keras_file(kf: KerasFile) -> ir.Model:

@@ -7,14 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from modelconv.importers.keras.common import KTensor, keras_layer
+from modelconv.importers.keras.common import KTensor, LayerUnsupported, keras_axis, keras_layer
 from modelconv.importers.keras.tensors import last, weight
 from modelconv.importers.keras.weights import LayerWeights
 from modelconv.ir.builder import GraphBuilder
-from modelconv.ir.layout import ir_axis
 
 
-@keras_layer("ReLU")
+@keras_layer("ReLU", reads=("max_value", "negative_slope", "threshold"))
 def relu(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights, xs: list[KTensor]) -> KTensor:
     """ReLU(max_value, negative_slope, threshold)."""
     x = xs[0]
@@ -35,7 +34,7 @@ def relu(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights, xs: list[KTensor
     return x.like(y)
 
 
-@keras_layer("LeakyReLU")
+@keras_layer("LeakyReLU", reads=("negative_slope", "alpha"))
 def leaky_relu(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                xs: list[KTensor]) -> KTensor:
     """LeakyReLU (Keras 3 'negative_slope', Keras 2 'alpha')."""
@@ -43,7 +42,8 @@ def leaky_relu(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     return xs[0].like(b.LeakyRelu(xs[0].value, alpha=float(slope)))
 
 
-@keras_layer("PReLU")
+@keras_layer("PReLU", reads=("shared_axes",),
+             inert=("alpha_initializer", "alpha_regularizer", "alpha_constraint"))
 def prelu(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights, xs: list[KTensor]) -> KTensor:
     """PReLU with a learned alpha (per channel when shared over the other axes)."""
     x = xs[0]
@@ -55,13 +55,13 @@ def prelu(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights, xs: list[KTenso
     return KTensor(b.PRelu(last(b, x), weight(b, alpha, "alpha")), x.rank, "last")
 
 
-@keras_layer("ELU")
+@keras_layer("ELU", reads=("alpha",))
 def elu(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights, xs: list[KTensor]) -> KTensor:
     """ELU(alpha)."""
     return xs[0].like(b.Elu(xs[0].value, alpha=float(cfg.get("alpha", 1.0))))
 
 
-@keras_layer("Softmax")
+@keras_layer("Softmax", reads=("axis",))
 def softmax(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
             xs: list[KTensor]) -> KTensor:
     """Softmax over one axis (a list of axes is not supported)."""
@@ -69,12 +69,12 @@ def softmax(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     axis = cfg.get("axis", -1)
     if isinstance(axis, list):
         if len(axis) != 1:
-            raise ValueError("Softmax over several axes")
+            raise LayerUnsupported(f"axis={axis!r} (several axes)")
         axis = axis[0]
-    return x.like(b.Softmax(x.value, axis=ir_axis(int(axis), x.rank, x.layout)))
+    return x.like(b.Softmax(x.value, axis=keras_axis(axis, x.rank, x.layout)))
 
 
-@keras_layer("ThresholdedReLU")
+@keras_layer("ThresholdedReLU", reads=("theta",))
 def thresholded_relu(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                      xs: list[KTensor]) -> KTensor:
     """ThresholdedReLU(theta)."""

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from modelconv.importers.keras.common import KTensor, keras_layer
+from modelconv.importers.keras.common import WEIGHT_OPTIONS, KTensor, LayerUnsupported, keras_layer
 from modelconv.importers.keras.tensors import LAST, last, weight
 from modelconv.importers.keras.weights import LayerWeights
 from modelconv.ir.builder import GraphBuilder
@@ -27,16 +27,30 @@ def _project(b: GraphBuilder, x: Any, w: LayerWeights, i: int, bias: bool, heads
     return b.Transpose(y, perm=[0, 2, 1, 3]), i
 
 
-@keras_layer("MultiHeadAttention")
+@keras_layer("MultiHeadAttention",
+             reads=("num_heads", "key_dim", "value_dim", "use_bias", "attention_axes",
+                    "output_shape"),
+             inert=(*WEIGHT_OPTIONS, "dropout", "seed", "query_shape", "key_shape",
+                    "value_shape"),  # Keras 2: the build shapes
+             defaults={"use_gate": False, "sliding_window": None,
+                       "softmax_robust_masking": False},
+             kw_inputs=("query", "value", "key"),
+             call_kwargs=("use_causal_mask", "return_attention_scores"))
 def multi_head_attention(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                          xs: list[KTensor]) -> KTensor:
     """MultiHeadAttention over axis 1 of rank-3 inputs: inputs (query, value[, key])."""
     attention_axes = cfg.get("attention_axes")
     if attention_axes not in (None, [1], (1,), 1) or any(x.rank != 3 for x in xs):
-        raise ValueError("MultiHeadAttention over other axes than 1 / non rank-3 inputs")
+        raise LayerUnsupported(f"attention_axes={attention_axes!r} with inputs of rank "
+                               f"{[x.rank for x in xs]} (supported: axis 1 of rank-3 inputs)")
+    out_shape = cfg.get("output_shape")
+    if not (out_shape is None or isinstance(out_shape, int) or (
+            isinstance(out_shape, list | tuple) and len(out_shape) == 1)):
+        raise LayerUnsupported(f"output_shape={out_shape!r} (one output axis is supported)")
     kw = cfg.get("_call_kwargs", {})
-    if kw.get("use_causal_mask") or kw.get("return_attention_scores"):
-        raise ValueError("MultiHeadAttention with causal mask / returned scores")
+    for key in ("use_causal_mask", "return_attention_scores"):
+        if kw.get(key):
+            raise LayerUnsupported(f"{key}={kw[key]!r}")
     heads, kd = int(cfg["num_heads"]), int(cfg["key_dim"])
     vd = int(cfg.get("value_dim") or kd)
     bias = bool(cfg.get("use_bias", True))

@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 
 from modelconv.importers.keras.common import (
+    WEIGHT_OPTIONS,
     KTensor,
+    LayerUnsupported,
     apply_activation,
     as_tuple,
     keras_layer,
@@ -21,6 +23,30 @@ from modelconv.importers.keras.common import (
 from modelconv.importers.keras.tensors import FIRST, first, weight
 from modelconv.importers.keras.weights import LayerWeights
 from modelconv.ir.builder import GraphBuilder
+
+_CHANNELS_LAST = {"data_format": "channels_last"}
+_LORA = {"lora_rank": None, "lora_alpha": None}
+_GEOMETRY = ("kernel_size", "strides", "padding", "dilation_rate", "activation", "use_bias")
+_DEPTHWISE_OPTIONS = ("depthwise_initializer", "depthwise_regularizer",
+                      "depthwise_constraint", "bias_initializer", "bias_regularizer",
+                      "bias_constraint", "activity_regularizer")
+#: what each family of convolution handlers consumes (``@keras_layer`` keywords)
+_CONV: dict[str, Any] = {
+    "reads": ("filters", "groups", *_GEOMETRY), "inert": WEIGHT_OPTIONS,
+    "defaults": {**_CHANNELS_LAST, **_LORA}}
+_DEPTHWISE: dict[str, Any] = {
+    "reads": ("depth_multiplier", *_GEOMETRY), "inert": _DEPTHWISE_OPTIONS,
+    "defaults": {**_CHANNELS_LAST, "groups": 1, **_LORA}}
+#: Keras 2 also wrote the base class' kernel_* options (unused by separable convolutions)
+_SEPARABLE: dict[str, Any] = {
+    "reads": ("filters", "depth_multiplier", *_GEOMETRY),
+    "inert": (*_DEPTHWISE_OPTIONS, "pointwise_initializer", "pointwise_regularizer",
+              "pointwise_constraint", "kernel_initializer", "kernel_regularizer",
+              "kernel_constraint"),
+    "defaults": {**_CHANNELS_LAST, "groups": 1, **_LORA}}
+_TRANSPOSE: dict[str, Any] = {
+    "reads": ("filters", "output_padding", *_GEOMETRY), "inert": WEIGHT_OPTIONS,
+    "defaults": {**_CHANNELS_LAST, "groups": 1, **_LORA}}
 
 
 def _geometry(cfg: dict[str, Any], n: int) -> tuple[tuple[int, ...], ...]:
@@ -52,19 +78,19 @@ def _conv(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights, xs: list[KTenso
     return _finish(b, cfg, x, y)
 
 
-@keras_layer("Conv1D", "Convolution1D")
+@keras_layer("Conv1D", "Convolution1D", **_CONV)
 def conv1d(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights, xs: list[KTensor]) -> KTensor:
     """Conv1D -> Conv (channels-first)."""
     return _conv(b, cfg, w, xs, 1)
 
 
-@keras_layer("Conv2D", "Convolution2D")
+@keras_layer("Conv2D", "Convolution2D", **_CONV)
 def conv2d(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights, xs: list[KTensor]) -> KTensor:
     """Conv2D (incl. groups) -> Conv."""
     return _conv(b, cfg, w, xs, 2)
 
 
-@keras_layer("Conv3D", "Convolution3D")
+@keras_layer("Conv3D", "Convolution3D", **_CONV)
 def conv3d(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights, xs: list[KTensor]) -> KTensor:
     """Conv3D -> Conv."""
     return _conv(b, cfg, w, xs, 3)
@@ -97,14 +123,14 @@ def _depthwise_layer(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     return _finish(b, cfg, xs[0], y)
 
 
-@keras_layer("DepthwiseConv2D")
+@keras_layer("DepthwiseConv2D", **_DEPTHWISE)
 def depthwise_conv2d(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                      xs: list[KTensor]) -> KTensor:
     """DepthwiseConv2D -> grouped Conv."""
     return _depthwise_layer(b, cfg, w, xs, 2)
 
 
-@keras_layer("DepthwiseConv1D")
+@keras_layer("DepthwiseConv1D", **_DEPTHWISE)
 def depthwise_conv1d(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                      xs: list[KTensor]) -> KTensor:
     """DepthwiseConv1D -> grouped Conv."""
@@ -123,14 +149,14 @@ def _separable(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights, xs: list[K
     return _finish(b, cfg, xs[0], y)
 
 
-@keras_layer("SeparableConv2D", "SeparableConvolution2D")
+@keras_layer("SeparableConv2D", "SeparableConvolution2D", **_SEPARABLE)
 def separable_conv2d(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                      xs: list[KTensor]) -> KTensor:
     """SeparableConv2D -> depthwise Conv then 1x1 Conv."""
     return _separable(b, cfg, w, xs, 2)
 
 
-@keras_layer("SeparableConv1D", "SeparableConvolution1D")
+@keras_layer("SeparableConv1D", "SeparableConvolution1D", **_SEPARABLE)
 def separable_conv1d(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                      xs: list[KTensor]) -> KTensor:
     """SeparableConv1D -> depthwise Conv then 1x1 Conv."""
@@ -143,7 +169,10 @@ def _transpose_conv(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     kernel = w.get(0, [*ks, cfg["filters"], None])  # (k..., out, in)
     bias = w.get(1, [cfg["filters"]]) if cfg.get("use_bias", True) else None
     pads = [0] * (2 * n)
-    if cfg.get("padding") == "same":
+    padding = cfg.get("padding", "valid")
+    if padding not in ("valid", "same"):
+        raise LayerUnsupported(f"padding={padding!r}")
+    if padding == "same":
         total = [max(k * d - d + 1 - s, 0) for k, d, s in zip(ks, dil, st, strict=True)]
         pads = [t // 2 for t in total] + [t - t // 2 for t in total]
     extra = cfg.get("output_padding")
@@ -158,14 +187,14 @@ def _transpose_conv(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     return _finish(b, cfg, xs[0], y)
 
 
-@keras_layer("Conv2DTranspose", "Convolution2DTranspose")
+@keras_layer("Conv2DTranspose", "Convolution2DTranspose", **_TRANSPOSE)
 def conv2d_transpose(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                      xs: list[KTensor]) -> KTensor:
     """Conv2DTranspose -> ConvTranspose."""
     return _transpose_conv(b, cfg, w, xs, 2)
 
 
-@keras_layer("Conv1DTranspose", "Convolution1DTranspose")
+@keras_layer("Conv1DTranspose", "Convolution1DTranspose", **_TRANSPOSE)
 def conv1d_transpose(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                      xs: list[KTensor]) -> KTensor:
     """Conv1DTranspose -> ConvTranspose."""

@@ -8,11 +8,21 @@ from typing import Any
 
 import numpy as np
 
-from modelconv.importers.keras.common import KTensor, keras_layer
+from modelconv.importers.keras.common import KTensor, LayerUnsupported, keras_axis, keras_layer
 from modelconv.importers.keras.tensors import LAST, common_layout, in_layout, last
 from modelconv.importers.keras.weights import LayerWeights
 from modelconv.ir.builder import GraphBuilder
-from modelconv.ir.layout import ir_axis
+
+
+def binary(xs: list[KTensor]) -> list[KTensor]:
+    """The two operands of a binary layer/op.
+
+    Raises:
+        LayerUnsupported: it is called with another number of operands.
+    """
+    if len(xs) != 2:
+        raise LayerUnsupported(f"{len(xs)} operands (needs 2)")
+    return xs
 
 
 def fold(b: GraphBuilder, xs: list[KTensor], op: str) -> KTensor:
@@ -26,48 +36,48 @@ def fold(b: GraphBuilder, xs: list[KTensor], op: str) -> KTensor:
     return KTensor(y, rank, layout if rank >= 3 else LAST, xs[0].dtype)
 
 
-@keras_layer("Add", "add")
+@keras_layer("Add", "add", consts=True)
 def add(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights, xs: list[KTensor]) -> KTensor:
     """Add -> chained Add."""
     return fold(b, xs, "Add")
 
 
-@keras_layer("Subtract", "subtract")
+@keras_layer("Subtract", "subtract", consts=True)
 def subtract(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
              xs: list[KTensor]) -> KTensor:
     """Subtract (exactly two inputs)."""
-    return fold(b, xs[:2], "Sub")
+    return fold(b, binary(xs), "Sub")
 
 
-@keras_layer("Multiply", "multiply")
+@keras_layer("Multiply", "multiply", consts=True)
 def multiply(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
              xs: list[KTensor]) -> KTensor:
     """Multiply -> chained Mul (SE blocks broadcast (N,1,1,C))."""
     return fold(b, xs, "Mul")
 
 
-@keras_layer("Divide", "TrueDivide")
+@keras_layer("Divide", "TrueDivide", consts=True)
 def divide(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
            xs: list[KTensor]) -> KTensor:
     """Keras 3 ``ops.divide`` / ``x / y`` -> Div."""
-    return fold(b, xs[:2], "Div")
+    return fold(b, binary(xs), "Div")
 
 
-@keras_layer("Power")
+@keras_layer("Power", consts=True)
 def power(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
           xs: list[KTensor]) -> KTensor:
     """Keras 3 ``ops.power`` / ``x ** y`` -> Pow."""
-    return fold(b, xs[:2], "Pow")
+    return fold(b, binary(xs), "Pow")
 
 
-@keras_layer("Maximum")
+@keras_layer("Maximum", consts=True)
 def maximum(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
             xs: list[KTensor]) -> KTensor:
     """Maximum -> Max."""
     return fold(b, xs, "Max")
 
 
-@keras_layer("Minimum")
+@keras_layer("Minimum", consts=True)
 def minimum(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
             xs: list[KTensor]) -> KTensor:
     """Minimum -> Min."""
@@ -82,23 +92,26 @@ def average(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     return total.like(b.Mul(total.value, b.const(np.float32(1.0 / len(xs)))))
 
 
-@keras_layer("Concatenate")
+@keras_layer("Concatenate", reads=("axis",))
 def concatenate(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                 xs: list[KTensor]) -> KTensor:
     """Concatenate along a Keras axis (mapped into the shared layout)."""
     layout = common_layout(xs)
     rank = xs[0].rank
-    axis = ir_axis(int(cfg.get("axis", -1)), rank, layout)
+    axis = keras_axis(cfg.get("axis", -1), rank, layout)
     y = b.Concat(*[in_layout(b, x, layout) for x in xs], axis=axis)
     return KTensor(y, rank, layout if rank >= 3 else LAST, xs[0].dtype)
 
 
-@keras_layer("Dot")
+@keras_layer("Dot", reads=("axes", "normalize"))
 def dot(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights, xs: list[KTensor]) -> KTensor:
     """Dot of two rank-2 tensors along axis 1 (optionally L2-normalised)."""
-    a, c = (last(b, x) for x in xs[:2])
-    if xs[0].rank != 2 or xs[1].rank != 2:
-        raise ValueError("Dot is supported for rank-2 inputs only")
+    axes = cfg.get("axes", -1)
+    pair = axes if isinstance(axes, list | tuple) else [axes, axes]
+    if [x.rank for x in binary(xs)] != [2, 2] or any(a not in (1, -1) for a in pair):
+        raise LayerUnsupported(f"axes={axes!r} for rank-{xs[0].rank} inputs (supported: "
+                               "rank-2 inputs along axis 1)")
+    a, c = (last(b, x) for x in xs)
     if cfg.get("normalize"):
         axes = b.const(np.asarray([1], np.int64))
         a, c = (b.Div(v, b.Max(b.Sqrt(b.ReduceSumSquare(v, axes, keepdims=1)),

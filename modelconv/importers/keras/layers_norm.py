@@ -6,25 +6,33 @@ from typing import Any
 
 import numpy as np
 
-from modelconv.importers.keras.common import KTensor, keras_layer, per_channel
+from modelconv.importers.keras.common import KTensor, LayerUnsupported, keras_layer, per_channel
 from modelconv.importers.keras.tensors import FIRST, LAST, first, last, weight
 from modelconv.importers.keras.weights import LayerWeights
 from modelconv.ir.builder import GraphBuilder
+
+_GAMMA_BETA = ("beta_initializer", "gamma_initializer", "beta_regularizer",
+               "gamma_regularizer", "beta_constraint", "gamma_constraint")
 
 
 def _axes(cfg: dict[str, Any], rank: int) -> list[int]:
     axis = cfg.get("axis", -1)
     axes = axis if isinstance(axis, list | tuple) else [axis]
-    return sorted(int(a) % rank for a in axes)
+    if not all(isinstance(a, int) and -rank <= a < rank for a in axes):
+        raise LayerUnsupported(f"axis={axis!r} for a rank-{rank} input")
+    return sorted(a % rank for a in axes)
 
 
-@keras_layer("BatchNormalization")
+@keras_layer("BatchNormalization", reads=("axis", "epsilon", "center", "scale"),
+             inert=(*_GAMMA_BETA, "momentum", "moving_mean_initializer",
+                    "moving_variance_initializer", "synchronized", "renorm_momentum"),
+             defaults={"renorm": False, "renorm_clipping": None})
 def batch_norm(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                xs: list[KTensor]) -> KTensor:
     """BatchNormalization (inference) over the channel axis -> BatchNormalization."""
     x = xs[0]
     if _axes(cfg, x.rank) != [x.rank - 1]:
-        raise ValueError("BatchNormalization over a non-channel axis")
+        raise LayerUnsupported(f"axis={cfg.get('axis')!r} (not the channel axis)")
     i = 0
     n = w.shape(0)[0]
     gamma = beta = None
@@ -41,14 +49,15 @@ def batch_norm(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     return KTensor(y, x.rank, FIRST if x.rank >= 3 else LAST)
 
 
-@keras_layer("LayerNormalization")
+@keras_layer("LayerNormalization", reads=("axis", "epsilon", "center", "scale"),
+             inert=_GAMMA_BETA, defaults={"rms_scaling": False})
 def layer_norm(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                xs: list[KTensor]) -> KTensor:
     """LayerNormalization over trailing axes -> LayerNormalization (channels-last)."""
     x = xs[0]
     axes = _axes(cfg, x.rank)
-    if axes != list(range(axes[0], x.rank)) or cfg.get("rms_scaling"):
-        raise ValueError("LayerNormalization over non-trailing axes / rms_scaling")
+    if axes != list(range(axes[0], x.rank)):
+        raise LayerUnsupported(f"axis={cfg.get('axis')!r} (not the trailing axes)")
     i = 0
     shape = w.shape(0) if len(w) else None
     gamma = beta = None
@@ -66,7 +75,7 @@ def layer_norm(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     return KTensor(y, x.rank, LAST)
 
 
-@keras_layer("UnitNormalization")
+@keras_layer("UnitNormalization", reads=("axis",))
 def unit_norm(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
               xs: list[KTensor]) -> KTensor:
     """UnitNormalization: x / max(||x||_2, eps) over the given axes."""

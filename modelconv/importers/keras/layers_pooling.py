@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from modelconv.importers.keras.common import KTensor, as_tuple, keras_layer
+from modelconv.importers.keras.common import KTensor, LayerUnsupported, as_tuple, keras_layer
 from modelconv.importers.keras.tensors import FIRST, LAST, first
 from modelconv.importers.keras.weights import LayerWeights
 from modelconv.ir.builder import GraphBuilder
@@ -18,7 +18,10 @@ def _pool(b: GraphBuilder, cfg: dict[str, Any], xs: list[KTensor], op: str, n: i
     size = as_tuple(cfg.get("pool_size", 2), n)
     strides = as_tuple(cfg.get("strides") or size, n)
     attrs: dict[str, Any] = {"kernel_shape": list(size), "strides": list(strides)}
-    if cfg.get("padding", "valid") == "same":
+    padding = cfg.get("padding", "valid")
+    if padding not in ("valid", "same"):
+        raise LayerUnsupported(f"padding={padding!r}")
+    if padding == "same":
         attrs["auto_pad"] = "SAME_UPPER"
     # Keras' average pooling never counts padding (ONNX count_include_pad=0, the default)
     return KTensor(b.op(op, [first(b, x)], attrs), x.rank, FIRST)
@@ -31,7 +34,8 @@ def _register_pool(op: str, n: int, *names: str) -> None:
 
     handler.__doc__ = f"{names[0]} -> {op}."
     handler.__name__ = names[0].lower()
-    keras_layer(*names)(handler)
+    keras_layer(*names, reads=("pool_size", "strides", "padding"),
+                defaults={"data_format": "channels_last"})(handler)
 
 
 _register_pool("MaxPool", 1, "MaxPooling1D", "MaxPool1D")
@@ -57,7 +61,7 @@ def _register_global(op: str, *names: str) -> None:
 
     handler.__doc__ = f"{names[0]} -> {op} over the spatial axes."
     handler.__name__ = names[0].lower()
-    keras_layer(*names)(handler)
+    keras_layer(*names, reads=("keepdims",), defaults={"data_format": "channels_last"})(handler)
 
 
 _register_global("ReduceMean", "GlobalAveragePooling1D", "GlobalAveragePooling2D",

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from modelconv.importers.keras.common import KTensor, keras_layer, per_channel
+from modelconv.importers.keras.common import KTensor, LayerUnsupported, keras_layer, per_channel
 from modelconv.importers.keras.tensors import FIRST, first
 from modelconv.importers.keras.weights import LayerWeights
 from modelconv.ir.builder import GraphBuilder
@@ -21,7 +21,7 @@ def _scalar_or_channels(b: GraphBuilder, x: KTensor, value: Any, suffix: str) ->
     return per_channel(b, x, arr, suffix)
 
 
-@keras_layer("Rescaling")
+@keras_layer("Rescaling", reads=("scale", "offset"))
 def rescaling(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
               xs: list[KTensor]) -> KTensor:
     """Rescaling: x * scale + offset (scalars or per channel)."""
@@ -34,7 +34,7 @@ def rescaling(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     return x.like(y, dtype="float32")
 
 
-@keras_layer("Normalization")
+@keras_layer("Normalization", reads=("axis", "mean", "variance", "invert"))
 def normalization(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                   xs: list[KTensor]) -> KTensor:
     """Normalization: (x - mean) / max(sqrt(var), eps), or its inverse."""
@@ -42,7 +42,7 @@ def normalization(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     axis = cfg.get("axis", -1)
     axes = axis if isinstance(axis, list | tuple) else [axis]
     if [int(a) % x.rank for a in axes] != [x.rank - 1]:
-        raise ValueError("Normalization over a non-channel axis")
+        raise LayerUnsupported(f"axis={axis!r} (not the channel axis)")
     if cfg.get("mean") is not None and cfg.get("variance") is not None:
         mean = np.asarray(cfg["mean"], np.float32)
         var = np.asarray(cfg["variance"], np.float32)
@@ -55,13 +55,14 @@ def normalization(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     return x.like(b.Div(b.Sub(x.value, m), s))
 
 
-@keras_layer("Resizing")
+@keras_layer("Resizing", reads=("height", "width", "interpolation"),
+             inert=("fill_mode", "fill_value"),  # used by pad_to_aspect_ratio only
+             defaults={"crop_to_aspect_ratio": False, "pad_to_aspect_ratio": False,
+                       "antialias": False, "data_format": "channels_last"})
 def resizing(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
              xs: list[KTensor]) -> KTensor:
     """Resizing(height, width) -> Resize on the spatial axes (bilinear/nearest)."""
     x = xs[0]
-    if cfg.get("crop_to_aspect_ratio") or cfg.get("pad_to_aspect_ratio"):
-        raise ValueError("Resizing with crop/pad to aspect ratio")
     mode = cfg.get("interpolation", "bilinear")
     if mode == "bilinear":
         attrs = {"mode": "linear", "coordinate_transformation_mode": "half_pixel"}
@@ -69,7 +70,7 @@ def resizing(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
         attrs = {"mode": "nearest", "coordinate_transformation_mode": "half_pixel",
                  "nearest_mode": "round_prefer_ceil"}
     else:
-        raise ValueError(f"Resizing interpolation '{mode}'")
+        raise LayerUnsupported(f"interpolation={mode!r}")
     v = first(b, x)
     hw = b.const(np.asarray([cfg["height"], cfg["width"]], np.int64))
     sizes = b.Concat(b.Shape(v, end=2), hw, axis=0)

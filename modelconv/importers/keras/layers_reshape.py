@@ -10,15 +10,16 @@ from typing import Any
 
 import numpy as np
 
-from modelconv.importers.keras.common import KTensor, keras_layer
+from modelconv.importers.keras.common import KTensor, LayerUnsupported, keras_layer
 from modelconv.importers.keras.tensors import FIRST, LAST, first, last
 from modelconv.importers.keras.weights import LayerWeights
 from modelconv.ir.builder import GraphBuilder
 
 _I64 = np.int64
+_CHANNELS_LAST = {"data_format": "channels_last"}
 
 
-@keras_layer("Reshape")
+@keras_layer("Reshape", reads=("target_shape",))
 def reshape(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
             xs: list[KTensor]) -> KTensor:
     """Reshape to (batch, *target_shape) in Keras order."""
@@ -28,7 +29,7 @@ def reshape(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     return KTensor(y, len(target) + 1, LAST, x.dtype)
 
 
-@keras_layer("Flatten")
+@keras_layer("Flatten", defaults=_CHANNELS_LAST)
 def flatten(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
             xs: list[KTensor]) -> KTensor:
     """Flatten in Keras (channels-last) element order."""
@@ -36,7 +37,7 @@ def flatten(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     return KTensor(b.Flatten(last(b, x), axis=1), 2, LAST, x.dtype)
 
 
-@keras_layer("Permute")
+@keras_layer("Permute", reads=("dims",))
 def permute(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
             xs: list[KTensor]) -> KTensor:
     """Permute (1-based dims, batch fixed)."""
@@ -45,7 +46,7 @@ def permute(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     return KTensor(b.Transpose(last(b, x), perm=perm), x.rank, LAST, x.dtype)
 
 
-@keras_layer("RepeatVector")
+@keras_layer("RepeatVector", reads=("n",))
 def repeat_vector(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                   xs: list[KTensor]) -> KTensor:
     """RepeatVector(n): (N, C) -> (N, n, C)."""
@@ -68,7 +69,8 @@ def _spatial(x: KTensor) -> int:
     return x.rank - 2
 
 
-@keras_layer("ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D")
+@keras_layer("ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", reads=("padding",),
+             defaults=_CHANNELS_LAST)
 def zero_padding(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                  xs: list[KTensor]) -> KTensor:
     """ZeroPadding -> Pad on the spatial axes (channels-first)."""
@@ -78,7 +80,8 @@ def zero_padding(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     return KTensor(b.Pad(first(b, x), b.const(np.asarray(pads, _I64))), x.rank, FIRST)
 
 
-@keras_layer("Cropping1D", "Cropping2D", "Cropping3D")
+@keras_layer("Cropping1D", "Cropping2D", "Cropping3D", reads=("cropping",),
+             defaults=_CHANNELS_LAST)
 def cropping(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
              xs: list[KTensor]) -> KTensor:
     """Cropping -> Slice on the spatial axes (channels-first)."""
@@ -104,18 +107,18 @@ def _upsample(b: GraphBuilder, cfg: dict[str, Any], xs: list[KTensor], n: int) -
     elif mode == "bilinear":
         attrs = {"mode": "linear", "coordinate_transformation_mode": "half_pixel"}
     else:
-        raise ValueError(f"UpSampling interpolation '{mode}'")
+        raise LayerUnsupported(f"interpolation={mode!r}")
     return KTensor(b.Resize(first(b, x), None, scales, **attrs), x.rank, FIRST)
 
 
-@keras_layer("UpSampling1D")
+@keras_layer("UpSampling1D", reads=("size",))
 def upsampling1d(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                  xs: list[KTensor]) -> KTensor:
     """UpSampling1D -> Resize (nearest)."""
     return _upsample(b, {"size": cfg.get("size", 2), "interpolation": "nearest"}, xs, 1)
 
 
-@keras_layer("UpSampling2D")
+@keras_layer("UpSampling2D", reads=("size", "interpolation"), defaults=_CHANNELS_LAST)
 def upsampling2d(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                  xs: list[KTensor]) -> KTensor:
     """UpSampling2D -> Resize (nearest or bilinear)."""

@@ -6,17 +6,28 @@ batch-major (N, T, C); ONNX RNN ops run time-major, so one Transpose goes in and
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from modelconv.importers.keras.common import KTensor, activation_name, keras_layer, major_of
+from modelconv.importers.keras.common import (
+    WEIGHT_OPTIONS,
+    KTensor,
+    LayerUnsupported,
+    activation_name,
+    keras_layer,
+    layer_spec,
+    major_of,
+)
+from modelconv.importers.keras.spec import config_refusals, show
 from modelconv.importers.keras.tensors import LAST, last, weight
 from modelconv.importers.keras.weights import LayerWeights
 from modelconv.ir.builder import GraphBuilder
 
-_ACT = {"tanh": "Tanh", "sigmoid": "Sigmoid", "relu": "Relu", "hard_sigmoid": "HardSigmoid",
-        None: "Identity"}
+#: activations an ONNX RNN op applies without alpha/beta (Keras 2 and 3 differ on
+#: hard_sigmoid's slope, which the ONNX op would need per activation)
+_ACT = {"tanh": "Tanh", "sigmoid": "Sigmoid", "relu": "Relu", None: "Identity"}
 _OP = {"LSTM": "LSTM", "GRU": "GRU", "SimpleRNN": "RNN"}
 _GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}
 _I64 = np.int64
@@ -53,22 +64,39 @@ def _direction_weights(kind: str, cfg: dict[str, Any], w: LayerWeights,
 
 
 def _act_attrs(kind: str, cfg: dict[str, Any], ndir: int) -> dict[str, Any]:
-    acts, alphas, betas = [], [], []
     names = [cfg.get("activation", "tanh")]
     if kind != "SimpleRNN":
         names = [cfg.get("recurrent_activation", "sigmoid"), cfg.get("activation", "tanh")]
         if kind == "LSTM":
             names.append(cfg.get("activation", "tanh"))
+    acts = []
     for spec in names:
         name = activation_name(spec)
+        if name not in _ACT:
+            raise LayerUnsupported(f"activation {name!r} in a recurrent layer")
         acts.append(_ACT[name])
-        if name == "hard_sigmoid":
-            alphas.append(0.2 if major_of(cfg) == 2 else 1.0 / 6.0)
-            betas.append(0.5)
-    attrs: dict[str, Any] = {"activations": acts * ndir}
-    if alphas:  # only valid when every activation takes alpha/beta; keep it simple
-        raise ValueError("hard_sigmoid recurrent activation")
-    return attrs
+    return {"activations": acts * ndir}
+
+
+def _check_activations(cfg: Mapping[str, Any]) -> list[str]:
+    """Recurrent activations the ONNX RNN ops cannot apply."""
+    out = []
+    for key in ("activation", "recurrent_activation"):
+        if key in cfg and activation_name(cfg[key]) not in _ACT:
+            out.append(f"{key}={activation_name(cfg[key])!r}")
+    return out
+
+
+_RNN_SPEC: dict[str, Any] = {
+    "reads": ("units", "activation", "recurrent_activation", "use_bias", "return_sequences",
+              "return_state", "go_backwards", "reset_after"),
+    "inert": (*WEIGHT_OPTIONS, "recurrent_initializer", "recurrent_regularizer",
+              "recurrent_constraint", "unit_forget_bias", "dropout", "recurrent_dropout",
+              "seed", "unroll", "implementation",
+              "zero_output_for_mask"),  # masks are refused: no effect without one
+    "defaults": {"stateful": False, "time_major": False},
+    "check": _check_activations,
+}
 
 
 def _run(b: GraphBuilder, kind: str, cfgs: list[dict[str, Any]], w: LayerWeights,
@@ -109,8 +137,6 @@ def _state(b: GraphBuilder, h: Any) -> Any:
 
 def _recurrent(b: GraphBuilder, kind: str, cfg: dict[str, Any], w: LayerWeights,
                xs: list[KTensor]) -> list[KTensor]:
-    if cfg.get("stateful") or cfg.get("time_major"):
-        raise ValueError("stateful / time_major RNN")
     back = bool(cfg.get("go_backwards"))
     y, h, c = _run(b, kind, [cfg], w, xs[0], "reverse" if back else "forward")
     units = int(cfg["units"])
@@ -122,28 +148,60 @@ def _recurrent(b: GraphBuilder, kind: str, cfg: dict[str, Any], w: LayerWeights,
     return [main, *states]
 
 
-@keras_layer("LSTM")
+@keras_layer("LSTM", **_RNN_SPEC)
 def lstm(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
          xs: list[KTensor]) -> list[KTensor]:
     """LSTM -> ONNX LSTM."""
     return _recurrent(b, "LSTM", cfg, w, xs)
 
 
-@keras_layer("GRU")
+@keras_layer("GRU", **_RNN_SPEC)
 def gru(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
         xs: list[KTensor]) -> list[KTensor]:
     """GRU -> ONNX GRU (reset_after -> linear_before_reset)."""
     return _recurrent(b, "GRU", cfg, w, xs)
 
 
-@keras_layer("SimpleRNN")
+@keras_layer("SimpleRNN", **_RNN_SPEC)
 def simple_rnn(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                xs: list[KTensor]) -> list[KTensor]:
     """SimpleRNN -> ONNX RNN."""
     return _recurrent(b, "SimpleRNN", cfg, w, xs)
 
 
-@keras_layer("Bidirectional")
+_MERGE_MODES = ("concat", "sum", "ave", "mul")
+
+
+def _check_bidirectional(cfg: Mapping[str, Any]) -> list[str]:
+    """The wrapped layers, checked against their own specs: a forward layer and a
+    backward one of the same class (the ONNX op runs both; return_state is not merged)."""
+    fwd = cfg.get("layer")
+    out = [] if cfg.get("merge_mode", "concat") in _MERGE_MODES else [
+        f"merge_mode={show(cfg.get('merge_mode'))}"]
+    for key, sub, backwards in (("layer", fwd, False),
+                                ("backward_layer", cfg.get("backward_layer"), True)):
+        if sub is None and backwards:
+            continue
+        if not isinstance(sub, dict) or sub.get("class_name") not in _OP or \
+                not isinstance(sub.get("config"), dict) or \
+                (backwards and isinstance(fwd, dict) and sub["class_name"] != fwd.get(
+                    "class_name")):
+            cls = sub.get("class_name") if isinstance(sub, dict) else sub
+            out.append(f"{key}={show(cls)}")
+            continue
+        inner = dict(sub["config"])
+        if bool(inner.pop("go_backwards", backwards)) != backwards:
+            out.append(f"{key}.go_backwards={not backwards}")
+        if inner.get("return_state"):
+            out.append(f"{key}.return_state=True")
+        spec = layer_spec(str(sub["class_name"]))
+        assert spec is not None  # one of _OP's classes, registered in this module
+        out.extend(f"{key}.{label}" for label in config_refusals(spec, inner))
+    return out
+
+
+@keras_layer("Bidirectional", reads=("layer", "backward_layer", "merge_mode"),
+             check=_check_bidirectional)
 def bidirectional(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                   xs: list[KTensor]) -> list[KTensor]:
     """Bidirectional(LSTM/GRU/SimpleRNN) -> one bidirectional ONNX op, merged as Keras."""
@@ -151,8 +209,6 @@ def bidirectional(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     kind = cfg["layer"]["class_name"]
     bwd_spec = cfg.get("backward_layer") or cfg["layer"]
     bwd = {**bwd_spec["config"], "_keras_major": fwd["_keras_major"]}
-    if kind not in _OP or bwd_spec["class_name"] != kind or fwd.get("return_state"):
-        raise ValueError(f"Bidirectional({kind})")
     y, h, _ = _run(b, kind, [fwd, bwd], w, xs[0], "bidirectional")
     units, mode = int(fwd["units"]), cfg.get("merge_mode", "concat")
     if fwd.get("return_sequences"):
@@ -172,5 +228,5 @@ def bidirectional(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     elif mode == "mul":
         out = b.ReduceProd(both, axes, keepdims=0)
     else:
-        raise ValueError(f"Bidirectional merge_mode {mode}")
+        raise LayerUnsupported(f"merge_mode={mode!r}")
     return [KTensor(out, rank, LAST)]

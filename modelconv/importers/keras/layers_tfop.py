@@ -10,13 +10,20 @@ else is reported as unsupported. Keras 2 writes a constant first operand as a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import onnx_ir as ir
 
-from modelconv.importers.keras.common import ACTIVATIONS, KTensor, keras_layer
+from modelconv.importers.keras.common import (
+    ACTIVATIONS,
+    KTensor,
+    LayerUnsupported,
+    keras_axis,
+    keras_layer,
+)
 from modelconv.importers.keras.layers_merge import fold
+from modelconv.importers.keras.spec import is_number_tree, show
 from modelconv.importers.keras.tensors import LAST, const_i, const_tensor, last
 from modelconv.importers.keras.weights import LayerWeights
 from modelconv.ir.builder import GraphBuilder
@@ -50,13 +57,25 @@ REDUCE = {"math.reduce_mean": "ReduceMean", "math.reduce_sum": "ReduceSum",
 SUPPORTED = sorted([*BINARY, *UNARY, *MATH, *REDUCE, "reshape", "concat", "nn.gelu",
                     "nn.softmax", "math.softmax"])
 
+#: the call keyword arguments each function's conversion reads ("name" only names the op)
+KWARGS: dict[str, frozenset[str]] = {
+    **{fn: frozenset({"y", "name"}) for fn in BINARY},
+    **{fn: frozenset({"name"}) for fn in [*UNARY, *MATH]},
+    **{fn: frozenset({"axis", "keepdims", "name"}) for fn in REDUCE},
+    "reshape": frozenset({"shape", "name"}), "concat": frozenset({"axis", "name"}),
+    "nn.softmax": frozenset({"axis", "name"}), "math.softmax": frozenset({"axis", "name"}),
+    "nn.gelu": frozenset({"approximate", "name"}),
+}
+
 
 def _binary(b: GraphBuilder, op: str, xs: list[KTensor], kwargs: dict[str, Any]) -> KTensor:
     if "y" in kwargs and kwargs["y"] is not None:
+        if not is_number_tree(kwargs["y"]):
+            raise LayerUnsupported(f"y={show(kwargs['y'])}")
         xs = [*xs, const_tensor(b, kwargs["y"], xs[0].dtype)]
     if (op == "Add" and len(xs) > 2) or len(xs) == 2:
         return fold(b, xs, op)
-    raise ValueError(f"{op} needs two operands, got {len(xs)}")
+    raise LayerUnsupported(f"{op} with {len(xs)} operands")
 
 
 def _math(b: GraphBuilder, fn: str, x: KTensor) -> KTensor:
@@ -72,10 +91,10 @@ def _math(b: GraphBuilder, fn: str, x: KTensor) -> KTensor:
 def _reduce(b: GraphBuilder, op: str, x: KTensor, kwargs: dict[str, Any]) -> KTensor:
     axis = kwargs.get("axis")
     keep = bool(kwargs.get("keepdims", False))
-    axes = list(range(x.rank)) if axis is None else [
-        int(a) for a in (axis if isinstance(axis, list) else [axis])]
+    axes = list(range(x.rank)) if axis is None else (
+        axis if isinstance(axis, list) else [axis])
+    ir_axes = sorted(keras_axis(a, x.rank, x.layout) for a in axes)
     if keep:
-        ir_axes = sorted(ir_axis(a, x.rank, x.layout) for a in axes)
         return x.like(b.op(op, [x.value, const_i(b, ir_axes)], keepdims=1))
     # dropped axes change the rank: reduce in Keras order
     norm = sorted(a % x.rank for a in axes)
@@ -86,21 +105,21 @@ def _reduce(b: GraphBuilder, op: str, x: KTensor, kwargs: dict[str, Any]) -> KTe
 def _reshape(b: GraphBuilder, x: KTensor, kwargs: dict[str, Any]) -> KTensor:
     shape = kwargs.get("shape")
     if not isinstance(shape, list) or not all(isinstance(d, int) for d in shape):
-        raise ValueError("reshape with a non-constant shape")
+        raise LayerUnsupported("reshape with a non-constant shape")
     y = b.Reshape(last(b, x), const_i(b, shape))
     return KTensor(y, len(shape), LAST, x.dtype)
 
 
 def _concat(b: GraphBuilder, xs: list[KTensor], kwargs: dict[str, Any]) -> KTensor:
-    axis = int(kwargs.get("axis", 0))
     rank = xs[0].rank
+    axis = keras_axis(kwargs.get("axis", 0), rank, LAST)
     values = [last(b, x) for x in xs]
-    return KTensor(b.Concat(*values, axis=axis % rank), rank, LAST, xs[0].dtype)
+    return KTensor(b.Concat(*values, axis=axis), rank, LAST, xs[0].dtype)
 
 
 def _softmax(b: GraphBuilder, x: KTensor, kwargs: dict[str, Any]) -> KTensor:
-    axis = int(kwargs.get("axis", -1) if kwargs.get("axis") is not None else -1)
-    return x.like(b.Softmax(x.value, axis=ir_axis(axis, x.rank, x.layout)))
+    axis = kwargs.get("axis", -1) if kwargs.get("axis") is not None else -1
+    return x.like(b.Softmax(x.value, axis=keras_axis(axis, x.rank, x.layout)))
 
 
 def _gelu(b: GraphBuilder, x: KTensor, kwargs: dict[str, Any]) -> KTensor:
@@ -117,14 +136,25 @@ _SPECIAL: dict[str, Callable[[GraphBuilder, list[KTensor], dict[str, Any]], KTen
 }
 
 
-@keras_layer("TFOpLambda")
+def _check_function(cfg: Mapping[str, Any]) -> list[str]:
+    fn = str(cfg.get("function"))
+    return [] if fn in KWARGS else [f"tf.{fn}"]
+
+
+@keras_layer("TFOpLambda", reads=("function",), kw_inputs=("y",),
+             call_kwargs=frozenset().union(*KWARGS.values()), consts=True,
+             check=_check_function)
 def tf_op_lambda(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                  xs: list[KTensor]) -> KTensor:
     """A named TF function from the fixed table above (never code from the file)."""
     fn = str(cfg.get("function", ""))
-    kwargs = {k: v for k, v in (cfg.get("_call_kwargs") or {}).items() if k != "name"}
+    given = cfg.get("_call_kwargs") or {}
+    unread = sorted(k for k, v in given.items() if v is not None and k not in KWARGS[fn])
+    if unread:
+        raise LayerUnsupported(f"tf.{fn} with {', '.join(unread)}")
+    kwargs = {k: v for k, v in given.items() if k != "name"}
     if not xs:
-        raise ValueError(f"tf.{fn} without a tensor operand")
+        raise LayerUnsupported(f"tf.{fn} without a tensor operand")
     if fn in BINARY:
         return _binary(b, BINARY[fn], xs, kwargs)
     if fn in UNARY:
@@ -138,4 +168,4 @@ def tf_op_lambda(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
         return _reduce(b, REDUCE[fn], xs[0], kwargs)
     if fn in _SPECIAL:
         return _SPECIAL[fn](b, xs, kwargs)
-    raise ValueError(f"tf.{fn}")
+    raise LayerUnsupported(f"tf.{fn}")
