@@ -53,6 +53,85 @@ def _fn(f: Callable[..., Any]) -> Callable[[], nn.Module]:
     return lambda: Fn(f)
 
 
+def _swin_mask() -> torch.Tensor:
+    mask = torch.zeros(1, 8, 8, 1)
+    count = 0
+    for h in (slice(0, -4), slice(-4, -2), slice(-2, None)):
+        for w in (slice(0, -4), slice(-4, -2), slice(-2, None)):
+            mask[:, h, w, :] = count
+            count += 1
+    return mask.permute(0, 3, 1, 2)
+
+
+def _slice_assign(a: torch.Tensor) -> torch.Tensor:
+    y = a * 2
+    y[:, 1:3, 2:] = a[:, :2, :4] + 1
+    return y
+
+
+def _slice_assign_step(a: torch.Tensor) -> torch.Tensor:
+    y = a.clone()
+    y[:, :, ::2] = 0.5
+    y[:, 1::2, 1:5:3] = a[:, ::2, :2]
+    return y
+
+
+def _select_assign(a: torch.Tensor) -> torch.Tensor:
+    y = a + 0
+    y[:, -1] = a[:, 0] * 3
+    y[1, :, 2] = 7.0
+    return y
+
+
+def _copy_into(a: torch.Tensor) -> torch.Tensor:
+    y = torch.empty(2, 4, 6)
+    y.copy_(a[:1, :1])
+    return y + a
+
+
+def _fill_slice(a: torch.Tensor) -> torch.Tensor:
+    y = a.clone()
+    y[:, 2:].fill_(-1.0)
+    return y
+
+
+def _index_put_int(a: torch.Tensor) -> torch.Tensor:
+    y = a.clone()
+    y[torch.tensor([1, 0]), torch.tensor([3, -1])] = a[0, :2] * 10
+    return y
+
+
+def _index_put_inner(a: torch.Tensor) -> torch.Tensor:
+    y = a.clone()
+    y[:, torch.tensor([0, 2]), torch.tensor([1, 4])] = torch.tensor([5.0, 6.0])
+    y[..., torch.tensor([5])] = 0.0
+    return y
+
+
+def _index_put_acc(a: torch.Tensor) -> torch.Tensor:
+    return a.index_put((torch.tensor([0, 1, 0]), torch.tensor([2, 2, 2])), a[1, :3] + 1,
+                       accumulate=True)
+
+
+def _index_put_mask(a: torch.Tensor) -> torch.Tensor:
+    y = a.clone()
+    y[a > 0.5] = 0.25
+    return y
+
+
+def _index_put_mask_row(a: torch.Tensor) -> torch.Tensor:
+    y = a.clone()
+    y[a[..., 0] > 0] = torch.arange(6.0)
+    return y
+
+
+def _scatters(a: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    idx = torch.tensor([[[0, 3, 5], [1, 1, 2], [4, 0, 3], [2, 5, 1]]] * 2)
+    src = a[..., :3] * 2
+    return (a.scatter(2, idx, src), a.scatter(2, idx, 1.5), a.scatter_add(2, idx, src),
+            a.scatter_reduce(2, idx, src, "amax"), a.scatter_reduce(2, idx, src, "prod"))
+
+
 V = [((2, 5), "f")]
 T3 = [((2, 4, 6), "f")]
 TWO = [((2, 4, 6), "f"), ((2, 4, 6), "f")]
@@ -158,6 +237,32 @@ CASES = [
     Case("to_dtype", _fn(lambda a: a.to(torch.int32).to(torch.float32)), V),
     Case("arange_full", _fn(lambda a: a + torch.arange(5) + torch.full((2, 5), 3.0)
                             + torch.ones(5) + torch.zeros_like(a)), V),
+    # in-place assignment, scatters, advanced indexing
+    Case("slice_assign_mask", _fn(lambda a: a + _swin_mask())),
+    Case("slice_assign_input", _fn(_slice_assign), T3),
+    Case("slice_assign_step", _fn(_slice_assign_step), T3),
+    Case("select_assign", _fn(_select_assign), T3),
+    Case("copy_broadcast", _fn(_copy_into), T3),
+    Case("fill_after_slice", _fn(_fill_slice), T3),
+    Case("index_put_int", _fn(_index_put_int), T3),
+    Case("index_put_inner", _fn(_index_put_inner), T3),
+    Case("index_put_accumulate", _fn(_index_put_acc), T3),
+    Case("index_put_mask", _fn(_index_put_mask), T3),
+    Case("index_put_mask_row", _fn(_index_put_mask_row), T3),
+    Case("index_inner", _fn(lambda a: a[..., torch.tensor([3, 0, -1]), :]),
+         [((2, 3, 6, 4), "f")]),
+    Case("index_two_separated", _fn(lambda a: a[torch.tensor([1, 0]), :, torch.tensor([5, -2])]),
+         T3),
+    Case("index_two_adjacent", _fn(lambda a: a[:, torch.tensor([[1], [3]]),
+                                                 torch.tensor([0, 2, 5])]), T3),
+    Case("index_from_input", _fn(lambda a, i: (a[:, i % 4, :], a[i % 2, :, i])),
+         [((2, 4, 6), "f"), ((3,), "i")], 1e-5, 0, 6),
+    Case("scatter_ops", _fn(_scatters), T3),
+    Case("batch_norm_batch_stats", _fn(lambda a: F.batch_norm(a, None, None, training=True,
+                                                               eps=1e-5)), tol=1e-4),
+    Case("batch_norm_batch_stats_affine", _fn(lambda a: F.batch_norm(
+        a, None, None, torch.tensor([0.5, 2.0, 1.0]), torch.tensor([0.1, 0.0, -1.0]),
+        training=True)), tol=1e-4),
     # reductions
     Case("sum_mean", _fn(lambda a: a.sum(1) + a.mean((1, 2), keepdim=True).squeeze(-1)), T3),
     Case("amax_amin", _fn(lambda a: a.amax(-1) - a.amin(1, keepdim=True).squeeze(1)[:, :4]),

@@ -5,6 +5,7 @@ from . import (  # noqa: F401  (imported for their registrations)
     ops_attention,
     ops_conv,
     ops_elementwise,
+    ops_index,
     ops_linear,
     ops_misc,
     ops_norm,
