@@ -263,6 +263,26 @@ CASES = [
     Case("batch_norm_batch_stats_affine", _fn(lambda a: F.batch_norm(
         a, None, None, torch.tensor([0.5, 2.0, 1.0]), torch.tensor([0.1, 0.0, -1.0]),
         training=True)), tol=1e-4),
+    # core-ATen ops added from the coverage table
+    Case("inverse_hyperbolic", _fn(lambda a: torch.asinh(a) + torch.acosh(a.abs() + 1)
+                                   + torch.atanh(a.tanh() * 0.9)), V),
+    Case("atan2", _fn(lambda a, c: torch.atan2(a, c) + torch.atan2(a, torch.zeros_like(c))),
+         TWO),
+    Case("log10_trunc", _fn(lambda a: torch.log10(a.abs() + 1) + torch.trunc(a * 3)), V),
+    Case("prod_all", _fn(lambda a: (a * 0.5 + 1).prod()), V),
+    Case("diagonal", _fn(lambda a: (a.diagonal(1, 1, 2), a.diagonal(-1, -1, 1),
+                                    torch.diagonal(a, 0, 0, 2))), T3),
+    Case("cdist", _fn(lambda a, c: (torch.cdist(a, c), torch.cdist(a, c, p=1.0),
+                                    torch.cdist(a, c, p=3.0))),
+         [((2, 4, 3), "f"), ((2, 5, 3), "f")], 1e-4),
+    Case("pdist", _fn(lambda a: F.pdist(a)), [((5, 3), "f")], 1e-4),
+    Case("grid_sample", _fn(lambda a, g: (F.grid_sample(a, g.tanh(), align_corners=False),
+                                          F.grid_sample(a, g.tanh(), mode="nearest",
+                                                        padding_mode="border",
+                                                        align_corners=True))),
+         [((1, 2, 5, 6), "f"), ((1, 3, 4, 2), "f")], 1e-4),
+    Case("masked_scatter", _fn(lambda a, c: a.masked_scatter(a[:, :1] > 0, c)),
+         [((2, 4, 6), "f"), ((2, 4, 6), "f")]),
     # reductions
     Case("sum_mean", _fn(lambda a: a.sum(1) + a.mean((1, 2), keepdim=True).squeeze(-1)), T3),
     Case("amax_amin", _fn(lambda a: a.amax(-1) - a.amin(1, keepdim=True).squeeze(1)[:, :4]),

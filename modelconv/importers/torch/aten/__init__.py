@@ -4,6 +4,7 @@ from . import (  # noqa: F401  (imported for their registrations)
     ops_activation,
     ops_attention,
     ops_conv,
+    ops_core,
     ops_elementwise,
     ops_index,
     ops_linear,
