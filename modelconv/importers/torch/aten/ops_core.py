@@ -13,6 +13,7 @@ import onnx_ir as ir
 from ._base import AtenBuilder, aten_op
 from .ops_conv import _check_adaptive_avg_pool, adaptive_avg_pool, max_pool2d_with_indices
 from .ops_misc import zeros
+from .ops_reduce import var
 
 
 def _unary(onnx_op: str) -> Any:
@@ -166,3 +167,10 @@ def masked_scatter(b: AtenBuilder, x: ir.Value, mask: ir.Value, source: ir.Value
     order = b.Max(order, b.scalar(0, ir.DataType.INT64))
     picked = b.Gather(b.Reshape(b.cast(source, x.dtype), flat), order, axis=0)
     return b.Reshape(b.Where(m, picked, b.Reshape(x, flat)), b.Shape(x))
+
+
+@aten_op("aten.var.dim")
+def var_dim(b: AtenBuilder, x: ir.Value, dim: Any = None, unbiased: bool = True,
+            keepdim: bool = False) -> ir.Value:
+    """Variance with the legacy ``unbiased`` flag (correction 1 or 0)."""
+    return var(b, x, dim, correction=1 if unbiased else 0, keepdim=keepdim)
