@@ -86,18 +86,17 @@ def native_batch_norm_no_stats(b: AtenBuilder, x: ir.Value, weight: ir.Value | N
 def _running_update(b: AtenBuilder, x: ir.Value, running: ir.Value, batch: ir.Value,
                     momentum: float, unbias: bool) -> ir.Value:
     if unbias:  # torch updates running_var with the unbiased batch variance
-        count = 1
-        for d in b.dims(x)[:1] + b.dims(x)[2:]:
-            count = count * d if d is not None and count is not None else None  # type: ignore[operator]
-        if count is None or count <= 1:
+        dims = b.dims(x)[:1] + b.dims(x)[2:]
+        count = int(np.prod([d for d in dims if d is not None]))
+        if None in dims or count <= 1:
             raise ValueError("running-variance update needs static batch and spatial dims")
         batch = b.Mul(batch, b.scalar(count / (count - 1), x.dtype))
     keep = b.Mul(running, b.scalar(1.0 - momentum, x.dtype))
     return b.Add(keep, b.Mul(b.cast(batch, running.dtype), b.scalar(momentum, running.dtype)))
 
 
-@aten_op("aten._native_batch_norm_legit.default", "aten._native_batch_norm_legit_functional.default",
-         "aten.native_batch_norm.default")
+@aten_op("aten._native_batch_norm_legit.default",
+         "aten._native_batch_norm_legit_functional.default", "aten.native_batch_norm.default")
 def native_batch_norm(b: AtenBuilder, x: ir.Value, weight: ir.Value | None,
                       bias: ir.Value | None, running_mean: ir.Value | None,
                       running_var: ir.Value | None, training: bool, momentum: float,
