@@ -77,6 +77,24 @@ class CrossViTish(nn.Module):
             feats.shape[0], 2)], -1))
 
 
+class IndexPutNet(nn.Module):
+    """Row updates by index_put (ScatterND in the IR): assignment and accumulation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, 2, 1)
+        self.register_buffer("rows", torch.tensor([3, 0, -2]))
+        self.register_buffer("cols", torch.tensor([1, 1, -2]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x).flatten(2)                        # (B, 4, 256)
+        z = y.clone()
+        z[:, self.rows] = y[:, :3] * 2
+        z = z.index_put((self.cols,), y[0, :1, :] + 1, accumulate=True)
+        z[:, torch.tensor([0, 2]), torch.tensor([7, 9])] = 0.5
+        return z.sum(-1)
+
+
 def _swin() -> tuple[nn.Module, tuple[Any, ...]]:
     torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(0)
@@ -87,11 +105,13 @@ def _model(name: str) -> tuple[nn.Module, tuple[Any, ...]]:
     if name == "swin_t":
         return _swin()
     torch.manual_seed(0)
-    model = StdConvNet() if name == "stdconv" else CrossViTish()
+    model = {"stdconv": StdConvNet, "crossvit": CrossViTish, "index_put": IndexPutNet}[name]()
     return model.eval(), (torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)),)
 
 
-NAMES = ["swin_t", "crossvit", "stdconv"]
+#: TFLite ops the new lowerings must have produced (not folded away)
+EXPECTED_OPS = {"crossvit": {"GATHER_ND"}, "index_put": {"SCATTER_ND", "SELECT_V2"}}
+NAMES = ["swin_t", "crossvit", "stdconv", "index_put"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -106,6 +126,11 @@ def test_to_onnx(tmp_path: Path, name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_to_tflite(tmp_path: Path, name: str) -> None:
     model, args = _model(name)
-    result = modelconv.convert(model, tmp_path / f"{name}.tflite", example_inputs=args, rtol=1e-4)
+    out = tmp_path / f"{name}.tflite"
+    result = modelconv.convert(model, out, example_inputs=args, rtol=1e-4)
     assert result.verified
     assert result.report is not None and result.report.outputs[0].max_rel < 1e-4
+    if name in EXPECTED_OPS:
+        from modelconv.exporters.tflite.inspect import inspect_tflite
+
+        assert EXPECTED_OPS[name] <= set(inspect_tflite(out).op_counts)
