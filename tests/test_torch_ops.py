@@ -405,3 +405,26 @@ def test_op_core_aten_ir(case_id: str) -> None:
         assert g.shape == r.shape, (g.shape, r.shape)
         scale = max(1.0, float(np.abs(r).max()) if r.size else 1.0)
         np.testing.assert_allclose(g, r, rtol=0, atol=case.tol * scale)
+
+
+def _assign_rows(a: torch.Tensor) -> torch.Tensor:
+    y = a * 1
+    y[:, torch.tensor([0, -1])] = a[:, 1:3] * 2  # values expanded over the dynamic batch
+    y[:, 1:3, 2::2] = 0.5                          # torch guards a dim-0 slice to batch != 2
+    return y
+
+
+class _AssignRows(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _assign_rows(x)
+
+
+def test_index_put_and_slice_assign_on_dynamic_batch() -> None:
+    module = _AssignRows().eval()
+    x = torch.randn(2, 4, 6)
+    sm = import_torch_module(module, ConvertOptions(example_inputs=(x,), dynamic_batch=True))
+    ort = OnnxRuntimeRunner(ir.to_proto(sm.model).SerializeToString())
+    for batch in (2, 5):
+        other = torch.randn(batch, 4, 6)
+        np.testing.assert_allclose(ort.run([other.numpy()])[0], _assign_rows(other).numpy(),
+                                   atol=1e-6)
