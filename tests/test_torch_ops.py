@@ -129,7 +129,8 @@ def _scatters(a: torch.Tensor) -> tuple[torch.Tensor, ...]:
     idx = torch.tensor([[[0, 3, 5], [1, 1, 2], [4, 0, 3], [2, 5, 1]]] * 2)
     src = a[..., :3] * 2
     return (a.scatter(2, idx, src), a.scatter(2, idx, 1.5), a.scatter_add(2, idx, src),
-            a.scatter_reduce(2, idx, src, "amax"), a.scatter_reduce(2, idx, src, "prod"))
+            a.scatter_reduce(2, idx, src, "amax"), a.scatter_reduce(2, idx, src, "prod"),
+            a.scatter(2, idx[:, :3, :2], a * 3))
 
 
 V = [((2, 5), "f")]

@@ -273,6 +273,11 @@ def _scatter(b: AtenBuilder, x: ir.Value, dim: int, index: ir.Value, src: ir.Val
     if reduction:
         attrs["reduction"] = reduction
     idx = _wrapped(b, index, x, axis)
+    wanted = b.dims(index)
+    have = b.dims(src) if src.shape is not None else wanted
+    if have != wanted:  # torch reads only the index-shaped corner of a larger src
+        n = len(wanted)
+        src = b.Slice(src, b.const([0] * n), b.const(wanted), b.const(list(range(n))))
     return b.op("ScatterElements", [x, idx, b.cast(src, x.dtype)], attrs)
 
 
@@ -283,8 +288,9 @@ def _src_for(b: AtenBuilder, index: ir.Value, value: Any, dtype: ir.DataType | N
 def _check_scatter_shapes(args: dict[str, Any]) -> str | None:
     src = args.get("src")
     index = args["index"]
-    if isinstance(src, torch.Tensor) and list(src.shape) != list(index.shape):
-        return "a src larger than index (ScatterElements takes matching shapes)"
+    if isinstance(src, torch.Tensor) and list(src.shape) != list(index.shape) and not all(
+            isinstance(d, int) for d in [*src.shape, *index.shape]):
+        return "a src larger than index with dynamic shapes"
     reduce = args.get("reduce")
     if reduce is not None and reduce not in _REDUCTIONS:
         return f"reduce='{reduce}'"
