@@ -24,11 +24,11 @@ from .capture import (
     requested_dims,
 )
 from .lower import embedding_ranges, lower_program, placeholder_symbols, prepare
+from .pt2_audit import check_pt2_archive, disarm_program
 from .sources import (
     apply_state_dict,
     as_path,
     build_architecture,
-    check_pt2_archive,
     load_safetensors,
     load_torch_weights,
 )
@@ -216,7 +216,10 @@ def import_pt2(src: Any, options: ConvertOptions) -> SourceModel:
     try:
         ep = torch.export.load(str(path))
     except Exception as exc:
-        raise ModelLoadError(f"cannot load the .pt2 archive: {exc}", path=str(path)) from exc
+        raise ModelLoadError(f"cannot load the .pt2 archive: {_first_line(exc)}",
+                             path=str(path)) from exc
+    if not options.trust_code:
+        disarm_program(ep)  # before anything calls ep.module(), which builds the guards
     sm = import_exported_program(ep, options, format="pt2", path=str(path),
                                  eager=ep.module())
     if options.dynamic_batch or options.dynamic_dims:

@@ -1,8 +1,8 @@
 """Reading torch files safely: state_dict pickles, safetensors, the architecture, .pt2 checks.
 
 Models are untrusted input: ``torch.load`` always runs with ``weights_only=True`` and is
-never retried without it; safetensors headers are checked before any tensor is read;
-.pt2 archives are scanned for pickled payloads and compiled code before torch opens them.
+never retried without it; safetensors headers are checked before any tensor is read.
+.pt2 archives are audited in :mod:`.pt2_audit`.
 """
 
 from __future__ import annotations
@@ -191,57 +191,6 @@ def _tied_aliases(expected: dict[str, torch.Tensor]) -> dict[str, list[str]]:
                      tuple(tensor.shape))
             by_storage.setdefault(ident, []).append(key)
     return {k: [o for o in keys if o != k] for keys in by_storage.values() for k in keys}
-
-
-def check_pt2_archive(path: Path, trust_code: bool) -> None:
-    """Refuse .pt2 archives whose loading would unpickle objects or load compiled code."""
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ModelLoadError(f"not a valid .pt2 archive ({exc})", path=str(path)) from exc
-    with zf:
-        names = zf.namelist()
-        if any(n.startswith("/") or ".." in n.split("/") for n in names):
-            raise UnsafeModelError("archive member paths escape the archive", path=str(path))
-        reasons = []
-        for n in names:
-            parts = n.split("/")
-            if "aotinductor" in parts:
-                reasons.append("it contains AOTInductor compiled code")
-            elif len(parts) >= 3 and parts[-2] in ("weights", "constants") and n.endswith(".pt"):
-                reasons.append(f"it stores pickled {parts[-2]} ({parts[-1]})")
-            elif n.endswith("_config.json") and parts[-2:-1] in (["weights"], ["constants"]):
-                reasons += _pickled_payloads(json.loads(zf.read(n)), n)
-            elif "sample_inputs" in parts:
-                _check_pickle_is_weights_only(zf.read(n), n, path)
-        if reasons and not trust_code:
-            raise UnsafeModelError(
-                "loading this .pt2 would unpickle arbitrary objects: " + "; ".join(
-                    sorted(set(reasons))), path=str(path),
-                hint="Pass trust_code=True (--trust-code) only if you trust the file")
-
-
-def _pickled_payloads(config: Any, name: str) -> list[str]:
-    entries = config.get("config", {}) if isinstance(config, dict) else {}
-    out = []
-    for fqn, meta in entries.items():
-        file = str(meta.get("path_name", ""))
-        if meta.get("use_pickle") or file.startswith(("custom_obj", "opaque_obj")):
-            out.append(f"'{fqn}' is a pickled object")
-    return out
-
-
-def _check_pickle_is_weights_only(data: bytes, member: str, path: Path) -> None:
-    import io
-
-    try:
-        torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
-    except pickle.UnpicklingError as exc:
-        raise UnsafeModelError(f"archive member {member} holds pickled objects beyond "
-                               "tensors; refusing to load it", path=str(path)) from exc
-    except Exception as exc:
-        raise ModelLoadError(f"archive member {member} is corrupt: {_first(exc)}",
-                             path=str(path)) from exc
 
 
 def _first(exc: BaseException) -> str:
