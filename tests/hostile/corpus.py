@@ -420,3 +420,4 @@ def _tf_file_ops(d: Path) -> list[str]:
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
     subprocess.run([sys.executable, "-c", script], check=True, env=env, capture_output=True)
     return convert_args(d / "sm", d)
+

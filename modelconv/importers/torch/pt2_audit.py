@@ -55,15 +55,17 @@ _SYMBOL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NUMBER_TEXT = re.compile(r"-?[0-9][0-9.eE+\-/]*")
 _BARE_SYMBOL = re.compile(r"[a-z]{1,4}[0-9]+")
 # names sympy's srepr and torch's sympy printer use for shape expressions
-_SYMPY_CALLS = frozenset("""
-    Symbol Dummy Integer Rational Float Add Mul Pow Mod Max Min Abs floor ceiling sqrt
-    Equality Unequality StrictLessThan LessThan StrictGreaterThan GreaterThan Eq Ne Lt Le Gt Ge
-    And Or Not Piecewise ExprCondPair ITE BooleanTrue BooleanFalse Infinity NegativeInfinity NaN
-    ComplexInfinity Zero One NegativeOne Half IntInfinity NegativeIntInfinity
-    FloorDiv ModularIndexing Where PythonMod CleanDiv CeilToInt FloorToInt CeilDiv LShift RShift
-    PowByNatural FloatPow FloatTrueDiv IntTrueDiv IsNonOverlappingAndDenseIndicator TruncToFloat
-    TruncToInt RoundToInt RoundDecimal ToFloat Identity
-""".split())
+_SYMPY_CALLS = frozenset([
+    "Symbol", "Dummy", "Integer", "Rational", "Float", "Add", "Mul", "Pow", "Mod", "Max",
+    "Min", "Abs", "floor", "ceiling", "sqrt", "Equality", "Unequality", "StrictLessThan",
+    "LessThan", "StrictGreaterThan", "GreaterThan", "Eq", "Ne", "Lt", "Le", "Gt", "Ge", "And",
+    "Or", "Not", "Piecewise", "ExprCondPair", "ITE", "BooleanTrue", "BooleanFalse", "Infinity",
+    "NegativeInfinity", "NaN", "ComplexInfinity", "Zero", "One", "NegativeOne", "Half",
+    "IntInfinity", "NegativeIntInfinity", "FloorDiv", "ModularIndexing", "Where", "PythonMod",
+    "CleanDiv", "CeilToInt", "FloorToInt", "CeilDiv", "LShift", "RShift", "PowByNatural",
+    "FloatPow", "FloatTrueDiv", "IntTrueDiv", "IsNonOverlappingAndDenseIndicator",
+    "TruncToFloat", "TruncToInt", "RoundToInt", "RoundDecimal", "ToFloat", "Identity",
+])
 _SYMPY_CONSTANTS = frozenset({"oo", "zoo", "nan", "true", "false", "int_oo"})
 _TORCH_FUNCTION = re.compile(r"(OpaqueUnaryFn|BitwiseFn)_[a-z_]+")
 _POW_CALLS = frozenset({"Pow", "PowByNatural", "FloatPow"})
