@@ -28,6 +28,7 @@ from modelconv.errors import (
 )
 from modelconv.fileio import check_output_path
 from modelconv.formats import FORMATS, SourceModel, resolve_source_format, resolve_target_format
+from modelconv.hooks import pause_point
 from modelconv.ir.info import TensorSpec, graph_input_specs, graph_output_specs
 from modelconv.options import ConvertOptions
 from modelconv.verification.report import VerificationReport
@@ -147,16 +148,17 @@ def convert(
         with _stage(timings, "export", opts):
             outputs = save(source.model, dst_path, opts, target_format=target)
         report = None
-        if opts.verify:
-            try:
+        try:
+            if opts.verify:
                 with _stage(timings, "verify", opts):
+                    pause_point("verify")
                     report = _verify_written(source, outputs[0], target, opts)
-            except BaseException as exc:
-                from modelconv.errors import VerificationError
+        except BaseException as exc:  # also KeyboardInterrupt / SIGTERM (see cli.py)
+            from modelconv.errors import VerificationError
 
-                if not isinstance(exc, VerificationError):
-                    _remove(outputs)  # an unverifiable conversion leaves nothing behind
-                raise
+            if not isinstance(exc, VerificationError):
+                _remove(outputs)  # an unverified conversion leaves nothing behind
+            raise
     timings["total"] = sum(timings.values())
     result = ConversionResult(outputs, source.format, target, report, warnings, timings)
     if report is not None and not report.skipped and not report.passed:

@@ -6,12 +6,15 @@ Exit codes: 0 success/equivalent, 1 not equivalent, 2 any other error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
 import textwrap
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 EXIT_OK, EXIT_NOT_EQUIVALENT, EXIT_ERROR = 0, 1, 2
@@ -247,6 +250,31 @@ def _cmd_ops(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every cleanup path (temporary output folders,
+    unverified outputs) runs."""
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Turn the first SIGTERM into :class:`_Terminated`; ignore further ones during cleanup.
+
+    Only in the main thread (signal handlers cannot be installed elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the cleanup finish
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 _COMMANDS = {"convert": _cmd_convert, "verify": _cmd_verify, "inspect": _cmd_inspect,
              "formats": _cmd_formats, "ops": _cmd_ops}
 
@@ -266,15 +294,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from modelconv.errors import ModelconvError
 
     try:
-        return _COMMANDS[args.command](args)
+        with _terminate_as_interrupt():
+            return _COMMANDS[args.command](args)
     except ModelconvError as exc:
         if args.debug:
             raise
         kind = type(exc).__name__
         print(textwrap.fill(f"error ({kind}): {exc}", width=100), file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print("terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted",
+              file=sys.stderr)
         return EXIT_ERROR
     except Exception as exc:
         if args.debug:
