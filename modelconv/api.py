@@ -6,6 +6,7 @@ convert(src, dst) = detect → import → passes → export → verify, each sta
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import threading
@@ -22,7 +23,6 @@ from modelconv.errors import (
     ConversionTimeoutError,
     ExportError,
     MissingDependencyError,
-    ModelconvError,
     ModelLoadError,
     RunnerUnavailableError,
 )
@@ -92,17 +92,24 @@ def load(src: Source, options: ConvertOptions | None = None, **kwargs: Any) -> S
     else:
         fmt = resolve_source_format(src, opts.source_format)
     importer = _component(fmt, "importer")
+    where = None if fmt == "torch-module" else str(src)
+    # Only errors that mean "this file cannot be read" become ModelLoadError: modelconv's
+    # readers raise ModelLoadError for bad content themselves. Any other exception is a bug
+    # in modelconv and surfaces as one (the CLI's internal-error message).
     try:
         source: SourceModel = importer(src if fmt == "torch-module" else Path(src), opts)
-    except ModelconvError:
-        raise
-    except (MemoryError, RecursionError, ValueError, KeyError, IndexError, TypeError,
-            OSError, EOFError, AttributeError, RuntimeError) as exc:
-        where = None if fmt == "torch-module" else str(src)
-        raise ModelLoadError(
-            f"cannot read the {fmt} model: {type(exc).__name__}: {_first_line(exc)}",
-            path=where, hint="The file may be corrupt; run with --debug for details",
-        ) from exc
+    except OSError as exc:
+        if exc.errno != errno.ENOMEM:
+            raise ModelLoadError(f"cannot read the {fmt} model: {_first_line(exc) or exc!r}",
+                                 path=where, hint="Check that the file is complete and readable"
+                                 ) from exc
+        raise ModelLoadError(f"ran out of memory reading the {fmt} model", path=where,
+                             hint="The model, or a size it declares, does not fit in memory"
+                             ) from exc
+    except MemoryError as exc:
+        raise ModelLoadError(f"ran out of memory reading the {fmt} model", path=where,
+                             hint="The model, or a size it declares, does not fit in memory"
+                             ) from exc
     return source
 
 
@@ -114,13 +121,19 @@ def save(model: ir.Model | SourceModel, dst: str | os.PathLike[str],
     dst_path = check_output_path(dst, overwrite=opts.overwrite)
     fmt = resolve_target_format(dst_path, opts.target_format)
     exporter = _component(fmt, "exporter")
+    # as in load(): only "cannot write" errors are ExportError; anything else is a bug
     try:
         written: list[Path] = exporter(ir_model, dst_path, opts)
-    except ModelconvError:
-        raise
-    except Exception as exc:
-        raise ExportError(f"{fmt} export failed: {type(exc).__name__}: {_first_line(exc)}",
-                          path=str(dst_path), hint="Run with --debug for details") from exc
+    except OSError as exc:
+        if exc.errno != errno.ENOMEM:
+            raise ExportError(f"cannot write the {fmt} model: {_first_line(exc) or exc!r}",
+                              path=str(dst_path), hint="Check the free space and permissions"
+                              ) from exc
+        raise ExportError(f"ran out of memory writing the {fmt} model", path=str(dst_path),
+                          hint="Convert on a machine with more memory") from exc
+    except MemoryError as exc:
+        raise ExportError(f"ran out of memory writing the {fmt} model", path=str(dst_path),
+                          hint="Convert on a machine with more memory") from exc
     return written
 
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
+import logging
 import os
 import signal
 import sys
@@ -250,6 +252,11 @@ def _cmd_ops(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300].rstrip(".") if lines else "(no message)"
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so that every cleanup path (temporary output folders,
     unverified outputs) runs."""
@@ -281,6 +288,17 @@ _COMMANDS = {"convert": _cmd_convert, "verify": _cmd_verify, "inspect": _cmd_ins
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``modelconv`` command; returns the exit code."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # inside the try: a closed pipe fails here, not at exit
+        return code
+    except BrokenPipeError:  # `modelconv inspect --json m.onnx | head`: the reader is gone
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
@@ -293,6 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     from modelconv.errors import ModelconvError
 
+    _library_logs(debug=args.debug)
     try:
         with _terminate_as_interrupt():
             return _COMMANDS[args.command](args)
@@ -306,13 +325,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted",
               file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:
+        raise
+    except (MemoryError, OSError) as exc:
+        if args.debug or not (isinstance(exc, MemoryError) or exc.errno == errno.ENOMEM):
+            raise
+        print(textwrap.fill(
+            f"error (out of memory): {_first_line(exc)}. The model needs more memory than "
+            "this machine has free; close other programs or convert on a bigger machine.",
+            width=100), file=sys.stderr)
+        return EXIT_ERROR
     except Exception as exc:
         if args.debug:
             raise
         print(textwrap.fill(
-            f"internal error ({type(exc).__name__}): {exc}. This is a bug in modelconv; "
-            "rerun with --debug and report the traceback.", width=100), file=sys.stderr)
+            f"internal error ({type(exc).__name__}): {_first_line(exc)}. This is a bug in "
+            "modelconv, please report it (rerun with --debug to see the traceback).",
+            width=100), file=sys.stderr)
         return EXIT_ERROR
+
+
+class _OneLine(logging.Formatter):
+    """Library log records as one line, without the traceback (that is what --debug is for)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"warning ({record.name}): {record.getMessage().strip()}"
+
+
+def _library_logs(*, debug: bool) -> None:
+    """Libraries (onnx_ir, torch.export) log warnings with tracebacks; show one line each."""
+    root = logging.getLogger()
+    if root.handlers:  # the embedding program configured logging itself
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    if not debug:
+        handler.setFormatter(_OneLine())
+    handler.setLevel(logging.WARNING)
+    root.addHandler(handler)
 
 
 if __name__ == "__main__":

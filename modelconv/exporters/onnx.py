@@ -35,7 +35,7 @@ def export_onnx(model: ir.Model, dst: Path, options: ConvertOptions) -> list[Pat
             else:
                 ir.save(model, tmp / dst.name, external_data=data_name,
                         size_threshold_bytes=1024)
-        except Exception as exc:
+        except OSError as exc:  # anything else is a bug, not a write failure
             raise ExportError(f"writing ONNX failed: {exc}", path=str(dst)) from exc
     written = [dst]
     if data_name:
