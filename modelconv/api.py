@@ -30,6 +30,7 @@ from modelconv.fileio import check_output_path
 from modelconv.formats import FORMATS, SourceModel, resolve_source_format, resolve_target_format
 from modelconv.hooks import pause_point
 from modelconv.ir.info import TensorSpec, graph_input_specs, graph_output_specs
+from modelconv.option_checks import check_signature, check_source, check_target
 from modelconv.options import ConvertOptions
 from modelconv.verification.report import VerificationReport
 
@@ -91,6 +92,7 @@ def load(src: Source, options: ConvertOptions | None = None, **kwargs: Any) -> S
         fmt = "torch-module"
     else:
         fmt = resolve_source_format(src, opts.source_format)
+    check_source(opts, fmt)
     importer = _component(fmt, "importer")
     where = None if fmt == "torch-module" else str(src)
     # Only errors that mean "this file cannot be read" become ModelLoadError: modelconv's
@@ -150,10 +152,13 @@ def convert(
     opts = ConvertOptions.from_kwargs(options, **kwargs)
     dst_path = check_output_path(dst, overwrite=opts.overwrite)
     target = resolve_target_format(dst_path, opts.target_format)
+    check_target(opts, target)
     timings: dict[str, float] = {}
     with _time_limit(opts.timeout):
         with _stage(timings, "import", opts):
             source = load(src, opts)
+            if opts.verify or target == "tflite":  # TFLite pins dynamic dims with them
+                check_signature(opts, graph_input_specs(source.model.graph))
         from modelconv.passes import cleanup
 
         with _stage(timings, "passes", opts):
@@ -194,7 +199,9 @@ def verify(
     if inputs is not None:
         opts.inputs = inputs
     target = resolve_source_format(dst, None) if Path(dst).suffix != ".tflite" else "tflite"
+    check_target(opts, target)
     source = load(src, opts)
+    check_signature(opts, graph_input_specs(source.model.graph))
     report = _verify_written(source, Path(dst), target, opts)
     return report
 
@@ -267,11 +274,18 @@ def _is_torch_module(obj: Any) -> bool:
 def _stage(timings: dict[str, float], name: str, opts: ConvertOptions) -> Iterator[None]:
     opts.report_progress(name, 0.0)
     start = time.perf_counter()
+    outer = opts.progress
+    if outer is not None:  # "done" is this function's to say, once the stage returned
+        def inner(stage: str, fraction: float) -> None:
+            outer(stage, min(fraction, 0.99) if stage == name else fraction)
+
+        opts.progress = inner
     try:
         yield
     finally:
+        opts.progress = outer
         timings[name] = time.perf_counter() - start
-        opts.report_progress(name, 1.0)
+    opts.report_progress(name, 1.0)  # only when the stage succeeded
 
 
 @contextlib.contextmanager

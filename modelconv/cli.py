@@ -40,7 +40,8 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("source")
     g.add_argument("--from", dest="source_format", metavar="FMT", help="source format")
     g.add_argument("--trust-code", action="store_true",
-                   help="allow TorchScript / pickled code (runs code from the file!)")
+                   help="allow code from the file: TorchScript, pickled modules "
+                        "(torch.load weights_only=False), .pt2 guards (runs it!)")
     g.add_argument("--model", metavar="PKG.MODULE:FACTORY",
                    help="architecture for state_dict/.safetensors weights")
     g.add_argument("--input-shape", action="append", type=_parse_shape, metavar="SHAPE",
@@ -150,6 +151,13 @@ class _Progress:
             self._show(f"  {stage} [{'#' * filled}{' ' * (20 - filled)}] {fraction:4.0%}",
                        final=False)
 
+    def close(self) -> None:
+        """Say which stage failed: a stage that started and never finished."""
+        now = time.perf_counter()
+        for stage, began in list(self.started.items()):
+            self._show(f"  {stage} failed after {now - began:.2f}s", final=True)
+        self.started.clear()
+
     def _show(self, text: str, *, final: bool) -> None:
         if self.tty:
             sys.stderr.write("\r\033[K" + text + ("\n" if final else ""))
@@ -174,11 +182,14 @@ def _write_report(report: Any, path: str | None) -> None:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from modelconv.api import convert
-    from modelconv.errors import VerificationError
+    from modelconv.errors import OptionError, VerificationError
 
+    if args.report and not args.verify:
+        raise OptionError("--report has no effect with --no-verify", hint="Remove the option")
     opts = _options(args)
-    if not args.quiet:
-        opts["progress"] = _Progress()
+    progress = None if args.quiet else _Progress()
+    if progress is not None:
+        opts["progress"] = progress
     try:
         result = convert(args.src, args.dst, **opts)
     except VerificationError as exc:
@@ -186,6 +197,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             print(exc.report.to_table())
             _write_report(exc.report, args.report)
         raise
+    finally:
+        if progress is not None:
+            progress.close()
     for out in result.outputs:
         print(f"wrote {out} ({out.stat().st_size:,} bytes)")
     timing = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())

@@ -113,3 +113,7 @@ class ConversionTimeoutError(ModelconvError):
 
 class OutputExistsError(ModelconvError):
     """The output path exists and overwriting was not requested."""
+
+
+class OptionError(ModelconvError):
+    """An option has no effect in this combination (it would be silently ignored)."""

@@ -21,7 +21,20 @@ def _channel_shape(ctx: LoweringContext, node: ir.Node, x: int) -> list[int]:
     return [shape[1]] + [1] * (len(shape) - 2)
 
 
-@tflite_lowering("BatchNormalization")
+def _used_optional_outputs(node: ir.Node) -> str | None:
+    """Only output 0 is lowered: a used Mean / InvStdDev / running statistic is refused."""
+    used = [f"output {i} '{out.name}'" for i, out in enumerate(node.outputs)
+            if i > 0 and (out.uses() or out.is_graph_output())]
+    return f"optional {', '.join(used)} is used" if used else None
+
+
+def _check_batchnorm(node: ir.Node) -> str | None:
+    if "training_mode" in node.attributes and node.attributes["training_mode"].value:
+        return "training_mode=1 (batch statistics)"
+    return _used_optional_outputs(node)
+
+
+@tflite_lowering("BatchNormalization", check=_check_batchnorm)
 def lower_batchnorm(ctx: LoweringContext, node: ir.Node) -> None:
     """Inference BatchNormalization -> MUL(scale) + ADD(shift) with folded constants."""
     x = ctx.inp(node, 0)
@@ -67,7 +80,7 @@ def _affine(ctx: LoweringContext, y: int, scale: int, bias: int, dst: int) -> No
     binary(ctx, "ADD", scaled, bias, dst)
 
 
-@tflite_lowering("LayerNormalization")
+@tflite_lowering("LayerNormalization", check=_used_optional_outputs)
 def lower_layernorm(ctx: LoweringContext, node: ir.Node) -> None:
     """LayerNormalization over axes [axis, rank) -> normalize + MUL(scale) + ADD(bias)."""
     x = ctx.inp(node, 0)

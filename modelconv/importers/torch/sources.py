@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from modelconv.errors import ModelLoadError, UnsafeModelError
+from modelconv.formats import pickle_globals, text_pickle_globals
 
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "weights")
 _MAX_HEADER = 100 * 1024 * 1024
@@ -31,20 +32,83 @@ _ST_DTYPES = {
 
 def load_torch_weights(path: Path) -> dict[str, torch.Tensor]:
     """A flat {name: tensor} from a torch.save'd state_dict, loaded with weights_only=True."""
+    _refuse_text_pickle(path)
     try:
         obj = torch.load(str(path), weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as exc:
+        names = checkpoint_globals(path)
+        modules = [n for n in names if n.startswith("torch.nn.modules.")]
+        what = (f"a whole pickled nn.Module ({modules[0].rsplit('.', 1)[-1]})" if modules
+                else "pickled Python objects")
+        shown = ", ".join(n for n in names if n not in modules or n == modules[0])
         raise UnsafeModelError(
-            "the file contains pickled objects other than tensors and plain containers; "
-            "loading it would execute code, so it was refused "
-            f"({str(exc).strip().splitlines()[0][:300] if str(exc).strip() else 'unpickling'})",
-            path=str(path),
-            hint="Save only the weights: torch.save(model.state_dict(), path), or use safetensors",
+            f"the file holds {what}, not only tensors" + (f" (it references {shown})"
+                                                          if shown else "")
+            + "; unpickling it runs code from the file, so it was refused", path=str(path),
+            hint="Pass --trust-code (trust_code=True) to load it with torch.load("
+                 "weights_only=False), only if you trust the file; or save the weights: "
+                 "torch.save(model.state_dict(), path)",
         ) from exc
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
         raise ModelLoadError(f"cannot read the torch checkpoint: {_first(exc)}",
                              path=str(path)) from exc
     return flatten_state(obj, path)
+
+
+#: globals a plain state_dict pickle references (torch's tensor rebuild functions)
+_WEIGHT_GLOBALS = ("torch._utils.", "torch.storage.", "collections.OrderedDict",
+                   "torch.serialization._get_layout", "torch.device")
+
+
+def checkpoint_globals(path: Path, limit: int = 8) -> list[str]:
+    """Up to ``limit`` globals beyond tensor rebuilding that a torch file's pickle names."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                member = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
+                data = zf.read(member) if member else b""
+        else:
+            data = path.read_bytes()[: 1 << 24]
+    except (OSError, zipfile.BadZipFile):
+        return []
+    names = pickle_globals(data, cut=True) or []
+    out: list[str] = []
+    for name in names:
+        if not name.startswith(_WEIGHT_GLOBALS) and not name.endswith("Storage") \
+                and name not in out:
+            out.append(name)
+    return out[:limit]
+
+
+def load_pickled(path: Path) -> Any:
+    """``torch.load(weights_only=False)``: runs the file's pickled code (trust_code only)."""
+    try:
+        return torch.load(str(path), weights_only=False, map_location="cpu")
+    except Exception as exc:  # torch's unpickler (and the file's code) raise anything
+        raise ModelLoadError(f"cannot load the pickled torch file: {_first(exc)}",
+                             path=str(path),
+                             hint="The file may be corrupt or need classes that cannot be "
+                                  "imported here") from exc
+
+
+def _refuse_text_pickle(path: Path) -> None:
+    """Protocol 0/1 pickles: torch's weights_only loader cannot read them at all."""
+    if zipfile.is_zipfile(path):
+        return
+    names = text_pickle_globals(path)
+    if names is None:
+        return
+    unsafe = sorted({n for n in names if not n.startswith(("torch.", "collections."))})
+    if unsafe:
+        raise UnsafeModelError(
+            "the file is a protocol 0/1 pickle that references "
+            + ", ".join(unsafe[:5]) + "; unpickling it would run that code, so it was refused",
+            path=str(path), hint="Pass --trust-code (trust_code=True) only if you trust the file")
+    raise ModelLoadError(
+        "the file is a pickle written with protocol 0 or 1, which torch's safe loader "
+        "(weights_only=True) cannot read", path=str(path),
+        hint="Re-save it with torch.save(model.state_dict(), path) (the default protocol) "
+             "or as .safetensors")
 
 
 def flatten_state(obj: Any, path: Path) -> dict[str, torch.Tensor]:
