@@ -29,6 +29,7 @@ import json
 import pickle
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,7 +120,11 @@ def check_pt2_archive(path: Path, trust_code: bool) -> Pt2Audit:
                                    "refusing it (what torch reads could differ from what "
                                    "was checked)", path=str(path))
         for info in infos:
-            _check_member(zf, info, path, audit)
+            try:
+                _check_member(zf, info, path, audit)
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+                raise ModelLoadError(f"archive member {info.filename} is corrupt ({exc})",
+                                     path=str(path)) from exc
     if audit.unsafe and not trust_code:
         raise UnsafeModelError(
             "loading this .pt2 would run code from the file: "
