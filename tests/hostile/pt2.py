@@ -158,6 +158,14 @@ def _target(d: Path) -> Path:
     return edit_pt2(base_pt2(d, "base.pt2"), d / "target.pt2", edit)
 
 
+@pt2_case("target-namespace-attribute", "UnsafeModelError")
+def _namespace_attr(d: Path) -> Path:
+    def edit(p: Program) -> None:
+        _nodes(p)[-1]["target"] = "torch.ops.aten.__class__"  # a type: callable, not an op
+
+    return edit_pt2(base_pt2(d, "base.pt2"), d / "attr.pt2", edit)
+
+
 @pt2_case("target-aten-save", "UnsafeModelError")
 def _aten_save(d: Path) -> Path:
     def edit(p: Program) -> None:

@@ -297,7 +297,8 @@ def _check_target(value: Any, where: str, node: dict[str, Any], audit: Pt2Audit,
     if value in _PLAIN_TARGETS:
         return
     match = _OP_TARGET.fullmatch(value)
-    if match is None or match.group(2).startswith("__"):
+    if match is None or (match.group(2).startswith("__") and  # __and__ is an op, __class__ not
+                         f"{match.group(1)}::{match.group(2)}" not in _dunder_ops()):
         audit.unsafe.append(f"{where} = {_show(value)} calls a Python function, not a torch "
                             "operator")
         return
@@ -452,6 +453,18 @@ def _big_exponent(node: ast.AST) -> bool:
 
 
 _NAMES_CACHE: set[str] = set()
+_DUNDER_OPS: set[str] = set()
+
+
+def _dunder_ops() -> set[str]:
+    """Registered operators whose names are dunders (``aten::__and__``)."""
+    if not _DUNDER_OPS:
+        import torch
+
+        _DUNDER_OPS.update(s.name for s in torch._C._jit_get_all_schemas()
+                           if "::__" in s.name)
+        _DUNDER_OPS.add("")  # computed once even if there were none
+    return _DUNDER_OPS
 
 
 def _builtin_and_sympy_names() -> set[str]:
