@@ -1,7 +1,8 @@
 """Declared-content checks of an ONNX file, run before anything is built from it.
 
-- text fields (names, op types, domains) must be valid UTF-8: protobuf hands back ``bytes``
-  for invalid UTF-8 in proto2 string fields, which would break every later step;
+- every text field (names, op types, domains, producer, doc strings, metadata) must be valid
+  UTF-8: protobuf hands back ``bytes`` for invalid UTF-8 in proto2 string fields, which would
+  break every later step;
 - declared dims (graph inputs/outputs/value_info, tensor dims) must not be negative
   (ONNX marks an unknown dim by leaving it unset or naming it, never by a negative value);
 - complex tensors are refused by name: no exporter or runtime modelconv uses handles them.
@@ -13,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import onnx
+from google.protobuf.message import Message
 
 from modelconv.errors import ModelLoadError, UnsupportedOpsError
 
@@ -33,12 +35,11 @@ def check_declared_content(proto: onnx.ModelProto, graphs: Iterable[onnx.GraphPr
         ModelLoadError: a text field is not valid UTF-8 or a declared dim is negative.
         UnsupportedOpsError: a value or tensor is complex.
     """
+    _check_text(proto, path)
     complex_values: dict[str, list[str]] = {}
-    for domain in (o.domain for o in proto.opset_import):
-        _text(domain, "an opset domain", path)
     for graph in graphs:
         for info in (*graph.input, *graph.output, *graph.value_info):
-            where = f"value '{_text(info.name, 'a value name', path)}'"
+            where = f"value '{info.name}'"
             kind = info.type.WhichOneof("value")
             if kind != "tensor_type":
                 continue
@@ -51,20 +52,11 @@ def check_declared_content(proto: onnx.ModelProto, graphs: Iterable[onnx.GraphPr
                         f"{where} declares dim {axis} = {dim.dim_value}; dims cannot be "
                         "negative", path=str(path),
                         hint="Leave unknown dims unset or give them a name (dim_param)")
-        for node in graph.node:
-            label = _text(node.name, "a node name", path) or node.op_type
-            _text(node.op_type, f"the op type of node '{label}'", path)
-            _text(node.domain, f"the domain of node '{label}'", path)
-            for name in (*node.input, *node.output):
-                _text(name, f"a value name of node '{label}'", path)
-            for attr in node.attribute:
-                _text(attr.name, f"an attribute name of node '{label}'", path)
         for tensor in _graph_tensors(graph):
-            name = _text(tensor.name, "a tensor name", path)
             if tensor.data_type in _COMPLEX:
-                complex_values.setdefault(_COMPLEX[tensor.data_type], []).append(name)
+                complex_values.setdefault(_COMPLEX[tensor.data_type], []).append(tensor.name)
             if any(d < 0 for d in tensor.dims):
-                raise ModelLoadError(f"tensor '{name}' declares negative dims "
+                raise ModelLoadError(f"tensor '{tensor.name}' declares negative dims "
                                      f"{list(tensor.dims)}", path=str(path))
     if complex_values:
         raise UnsupportedOpsError(
@@ -84,8 +76,22 @@ def _graph_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
                 yield from attr.tensors
 
 
-def _text(value: object, what: str, path: Path) -> str:
-    if isinstance(value, str):
-        return value
-    raise ModelLoadError(f"{what} is not valid UTF-8 text ({value!r:.60})", path=str(path),
-                         hint="The file is corrupt; re-export or re-download it")
+def _check_text(proto: onnx.ModelProto, path: Path) -> None:
+    """Every string field of the model (names, op types, producer, doc strings, metadata)."""
+    stack: list[tuple[str, Message]] = [("model", proto)]
+    while stack:
+        where, msg = stack.pop()
+        for fd, value in msg.ListFields():
+            repeated = getattr(fd, "is_repeated", None)  # protobuf >= 6; label before
+            if repeated is None:
+                repeated = fd.label == fd.LABEL_REPEATED
+            items = value if repeated else [value]
+            if fd.type == fd.TYPE_STRING:
+                bad = next((v for v in items if not isinstance(v, str)), None)
+                if bad is not None:
+                    raise ModelLoadError(
+                        f"{where}.{fd.name} is not valid UTF-8 text ({bad!r:.60})",
+                        path=str(path), hint="The file is corrupt; re-export or re-download it")
+            elif fd.type == fd.TYPE_MESSAGE:
+                stack.extend((f"{where}.{fd.name}[{i}]" if repeated else f"{where}.{fd.name}",
+                              v) for i, v in enumerate(items))
