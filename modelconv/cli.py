@@ -333,7 +333,8 @@ def _main(argv: Sequence[str] | None) -> int:
         if args.debug:
             raise
         kind = type(exc).__name__
-        print(textwrap.fill(f"error ({kind}): {exc}", width=100), file=sys.stderr)
+        print(textwrap.fill(f"error ({kind}): {exc}", width=100, break_on_hyphens=False,
+                            break_long_words=False), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:
         print("terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted",
@@ -341,21 +342,19 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_ERROR
     except BrokenPipeError:
         raise
-    except (MemoryError, OSError) as exc:
-        if args.debug or not (isinstance(exc, MemoryError) or exc.errno == errno.ENOMEM):
-            raise
-        print(textwrap.fill(
-            f"error (out of memory): {_first_line(exc)}. The model needs more memory than "
-            "this machine has free; close other programs or convert on a bigger machine.",
-            width=100), file=sys.stderr)
-        return EXIT_ERROR
     except Exception as exc:
         if args.debug:
             raise
-        print(textwrap.fill(
-            f"internal error ({type(exc).__name__}): {_first_line(exc)}. This is a bug in "
-            "modelconv, please report it (rerun with --debug to see the traceback).",
-            width=100), file=sys.stderr)
+        if isinstance(exc, MemoryError) or (isinstance(exc, OSError)
+                                            and exc.errno == errno.ENOMEM):
+            text = (f"error (out of memory): {_first_line(exc)}. The model needs more memory "
+                    "than this machine has free; close other programs or convert on a bigger "
+                    "machine.")
+        else:
+            text = (f"internal error ({type(exc).__name__}): {_first_line(exc)}. This is a bug "
+                    "in modelconv, please report it (rerun with --debug to see the traceback).")
+        print(textwrap.fill(text, width=100, break_on_hyphens=False, break_long_words=False),
+              file=sys.stderr)
         return EXIT_ERROR
 
 

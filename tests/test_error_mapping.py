@@ -59,3 +59,18 @@ def test_unreadable_file_is_a_load_error(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(modelconv.importers.onnx, "import_onnx", unreadable)
     with pytest.raises(ModelLoadError, match="Permission denied"):
         modelconv.load(CNN)
+
+
+def test_oserror_outside_load_and_save_is_an_internal_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import modelconv.verification.verifier
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(modelconv.verification.verifier, "verify_runners", broken)
+    code = main(["convert", str(CNN), str(tmp_path / "out.onnx"), "--quiet"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and "internal error (OSError)" in err and "Traceback" not in err, err
+    assert list(tmp_path.iterdir()) == []

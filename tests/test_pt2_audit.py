@@ -33,7 +33,7 @@ def test_every_command_refuses(case: object, command: str, tmp_path: Path,
             "verify": ["verify", str(path), str(CNN)],
             "inspect": ["inspect", str(path)]}[command]
     code = main(args)
-    err = capsys.readouterr().err
+    err = " ".join(capsys.readouterr().err.split())
     assert code == 2, err
     assert f"error ({case.error})" in err, err  # type: ignore[attr-defined]
     assert not (tmp_path / MARKER).exists(), "the payload ran"
