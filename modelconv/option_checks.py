@@ -80,7 +80,7 @@ def check_target(opts: ConvertOptions, target_format: str) -> None:
         OptionsError: naming the options that would be ignored.
     """
     if opts.quantize not in QUANTIZE_MODES:
-        raise OptionsError(f"quantize={opts.quantize!r} is not a quantization mode",
+        raise OptionsError(f"quantize={opts.quantize!r} is not a mode",
                            hint="Use --quantize dynamic or --quantize int8")
     if opts.fp16 and opts.quantize:
         raise OptionsError(f"--fp16 and --quantize {opts.quantize} exclude each other",
