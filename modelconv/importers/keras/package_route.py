@@ -102,11 +102,7 @@ def _structure(model: Any) -> tuple[str, list[str], list[Any]]:
 
 
 def _output_names(model: Any, count: int) -> list[str] | None:
-    out = model.output
-    if isinstance(out, dict):
-        names = [str(k) for k in out]
-    else:
-        names = [str(n) for n in getattr(model, "output_names", None) or []]
+    names = [str(n) for n in getattr(model, "output_names", None) or []]
     return names if len(names) == count and len(set(names)) == count else None
 
 
@@ -185,12 +181,28 @@ def wrap(model: Any, kind: str, names: Sequence[str]) -> Any:
                 inputs = args[0]
             out = self.keras_model(inputs, training=False)
             if isinstance(out, dict):
+                self.output_keys = [str(k) for k in out]
                 return tuple(out.values())
             if isinstance(out, list | tuple):
                 return tuple(out)
             return (out,)
 
     return KerasModel().eval()
+
+
+def _without_einsum(ep: Any) -> Any:
+    """Decompose ``aten.einsum`` (Keras attention and dense layers call it) into
+    permute/reshape/bmm: every exporter handles those, TFLite has no Einsum kernel."""
+    import torch
+
+    from modelconv.importers.torch.lower import decomposition_table
+
+    einsum = torch.ops.aten.einsum.default
+    if not any(n.target is einsum for n in ep.graph.nodes):
+        return ep
+    table = decomposition_table()
+    table[einsum] = torch.export.default_decompositions()[einsum]
+    return ep.run_decompositions(table)
 
 
 def import_package_model(path: str, config: dict[str, Any], packages: Sequence[str],
@@ -221,10 +233,12 @@ def import_package_model(path: str, config: dict[str, Any], packages: Sequence[s
     bound = BoundInputs(example_tensors(names, tensors, options), list(names))
     wanted = requested_dims(bound.names, options)
     ep, warnings = capture_dynamic(module, bound, wanted, options)
+    ep = _without_einsum(ep)
     source = import_exported_program(ep, options, format="keras", path=path, eager=module,
                                      wanted=wanted, input_names=bound.names,
                                      warnings=warnings)
-    outs = _output_names(model, len(source.model.graph.outputs))
+    outs = getattr(module, "output_keys", None) or _output_names(
+        model, len(source.model.graph.outputs))
     if outs is not None:
         rename_io(source.model, None, outs)
     source.warnings.append(
