@@ -76,6 +76,21 @@ def test_refused_without_flag_names_class_package_and_flag(tmp_path: Path) -> No
     assert "not a Keras model" not in text
 
 
+def test_cli_refusal_names_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from modelconv.cli import main
+
+    path = _write_keras(tmp_path / "bert.keras", BERT_CONFIG)
+    out = tmp_path / "bert.onnx"
+    assert main(["convert", str(path), str(out)]) != 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "UnsafeModelError" in err and "BertBackbone" in err
+    assert "--allow-package keras_hub" in err
+    # allowing another package does not allow keras_hub
+    assert main(["convert", str(path), str(out), "--allow-package", "timm"]) != 0
+    assert "--allow-package keras_hub" in " ".join(capsys.readouterr().err.split())
+    assert not out.exists()
+
+
 def test_module_outside_allowlist_refused_before_import(tmp_path: Path) -> None:
     config = json.loads(json.dumps(BERT_CONFIG))
     config["config"]["dtype"]["module"] = "modelconv_marker_pkg.evil"

@@ -27,7 +27,11 @@ from modelconv.importers.keras import (  # noqa: F401  (imported for their regis
     layers_tfop,
 )
 from modelconv.importers.keras.convert import convert_keras_file
-from modelconv.importers.keras.packages import check_packages, needs_package_route
+from modelconv.importers.keras.packages import (
+    DEFAULT_ALLOWED_PACKAGES,
+    check_packages,
+    needs_package_route,
+)
 from modelconv.importers.keras.reader import open_keras_file
 from modelconv.ir.info import infer_int_ranges
 from modelconv.options import ConvertOptions
@@ -48,7 +52,8 @@ def import_keras(src: str | os.PathLike[str], options: ConvertOptions) -> Source
         fmt = "keras" if kf.kind == "keras" else "keras-h5"
         major = kf.major
     if config is not None:  # graph built by a package's code: audit, then load with Keras
-        packages = check_packages(config, options.allow_packages or [], path)
+        allowed = options.allow_packages or DEFAULT_ALLOWED_PACKAGES
+        packages = check_packages(config, allowed, path)
         from modelconv.importers.keras.package_route import import_package_model
 
         return import_package_model(path, config, packages, options)

@@ -17,6 +17,7 @@ whose Keras already runs on another backend is refused.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 from collections.abc import Sequence
@@ -187,6 +188,11 @@ def wrap(model: Any, kind: str, names: Sequence[str]) -> Any:
                 return tuple(out)
             return (out,)
 
+    # name the parameters, so torch.export matches dynamic_shapes to them one by one
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    params += [inspect.Parameter(f"input_{i}", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+               for i in range(len(names))]
+    KerasModel.forward.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     return KerasModel().eval()
 
 
