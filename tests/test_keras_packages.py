@@ -227,3 +227,15 @@ def test_registered_name_must_be_the_packages_class(hub_models: Path, tmp_path: 
     path = _edited(hub_models / "bert.keras", tmp_path / "edited.keras", edit)
     with pytest.raises(UnsafeModelError, match="NoSuchBackbone"):
         modelconv.convert(path, tmp_path / "out.onnx", allow_packages=["keras_hub"])
+
+
+@pytest.mark.models
+def test_dynamic_batch_names_every_input(hub_models: Path, tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    out = tmp_path / "gpt2.onnx"
+    result = modelconv.convert(hub_models / "gpt2.keras", out, allow_packages=["keras_hub"],
+                               dynamic_batch=True)
+    assert result.report is not None and result.report.passed
+    graph = onnx.load(str(out)).graph
+    assert [i.name for i in graph.input] == ["token_ids", "padding_mask"]
+    assert all(i.type.tensor_type.shape.dim[0].dim_param == "batch" for i in graph.input)

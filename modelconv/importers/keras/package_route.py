@@ -154,6 +154,16 @@ def example_tensors(names: Sequence[str], tensors: Sequence[Any],
     return tuple(out)
 
 
+def param_names(names: Sequence[str]) -> list[str]:
+    """The input names as ``forward`` parameters (``input_i`` where one is not usable), so
+    the captured program's placeholders carry the Keras input names."""
+    import keyword
+
+    usable = all(n.isidentifier() and not keyword.iskeyword(n) and n != "self"
+                 for n in names) and len(set(names)) == len(names)
+    return list(names) if usable else [f"input_{i}" for i in range(len(names))]
+
+
 def wrap(model: Any, kind: str, names: Sequence[str]) -> Any:
     """A ``torch.nn.Module`` whose ``forward(*tensors)`` calls the Keras model.
 
@@ -190,8 +200,8 @@ def wrap(model: Any, kind: str, names: Sequence[str]) -> Any:
 
     # name the parameters, so torch.export matches dynamic_shapes to them one by one
     params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    params += [inspect.Parameter(f"input_{i}", inspect.Parameter.POSITIONAL_OR_KEYWORD)
-               for i in range(len(names))]
+    params += [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+               for n in param_names(names)]
     KerasModel.forward.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     return KerasModel().eval()
 
@@ -236,7 +246,7 @@ def import_package_model(path: str, config: dict[str, Any], packages: Sequence[s
     model = load_package_model(path, config, packages)
     kind, names, tensors = _structure(model)
     module = wrap(model, kind, names)
-    bound = BoundInputs(example_tensors(names, tensors, options), list(names))
+    bound = BoundInputs(example_tensors(names, tensors, options), param_names(names))
     wanted = requested_dims(bound.names, options)
     ep, warnings = capture_dynamic(module, bound, wanted, options)
     ep = _without_einsum(ep)
