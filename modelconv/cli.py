@@ -78,6 +78,10 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--trust-code", action="store_true",
                    help="allow code from the file: TorchScript, pickled modules "
                         "(torch.load weights_only=False), .pt2 guards (runs it!)")
+    g.add_argument("--allow-package", dest="allow_packages", action="append", metavar="PKG",
+                   help="let a .keras file use the registered classes of this installed "
+                   "package, e.g. keras_hub (runs that package's code, never the file's; "
+                   "repeat per package)")
     g.add_argument("--model", metavar="PKG.MODULE:FACTORY",
                    help="architecture for state_dict/.safetensors weights")
     g.add_argument("--input-shape", action="append", type=_parse_shape, metavar="SHAPE",
@@ -183,6 +187,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         sys.path.insert(0, os.getcwd())  # --model names a module of the user's project
     if getattr(args, "input_shape", None):
         opts["input_shapes"] = args.input_shape
+    if getattr(args, "allow_packages", None):
+        opts["allow_packages"] = args.allow_packages
     if getattr(args, "input_dtype", None):
         opts["input_dtypes"] = args.input_dtype
     if getattr(args, "dim", None):

@@ -38,6 +38,9 @@ class ConvertOptions:
     reference: str | Path | Mapping[str, Any] | Sequence[Any] | None = None
     # safety / IO
     trust_code: bool = False
+    #: installed packages whose registered Keras classes a .keras file may use (keras_hub
+    #: backbones); their code runs, the file's never does. Empty by default: opt in.
+    allow_packages: list[str] = field(default_factory=list)
     overwrite: bool = False
     timeout: float | None = None
     # torch sources
