@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import onnx_ir as ir
 
-from modelconv.errors import ExportError
-from modelconv.exporters.tflite import prepare
+from modelconv.errors import ExportError, ModelconvError
+from modelconv.exporters.tflite import dynamic, prepare
 from modelconv.exporters.tflite.graph import LoweringContext, TflGraph, np_dtype
 from modelconv.exporters.tflite.registry import LOWERINGS
 from modelconv.exporters.tflite.writer import serialize, write
@@ -30,19 +31,58 @@ def convert_to_tflite(model: ir.Model, options: ConvertOptions | None = None) ->
     return serialize(build_graph(model, options or ConvertOptions()))
 
 
-def build_graph(model: ir.Model, options: ConvertOptions) -> TflGraph:
-    """Prepare, lower and (optionally) quantize ``model``; the TflGraph ready to write."""
+def _lowered(model: ir.Model, options: ConvertOptions, probe: bool = False,
+             ) -> tuple[TflGraph, dict[str, list[int]], dict[str, list[int]]]:
+    """``model`` specialised to static input shapes and lowered (see fix_input_shapes)."""
     work = prepare.clone(model)
-    signatures = prepare.fix_input_shapes(work, options)
-    options.report_progress("tflite: shapes", 0.1)
+    signatures = prepare.fix_input_shapes(work, options, probe=probe)
+    if not probe:
+        options.report_progress("tflite: shapes", 0.1)
     empty = prepare.infer_and_fold(work)
     prepare.check_supported(work, empty)
     prepare.check_static(work)
     source_inputs = {v.name or "": LoweringContext.shape(v) for v in work.graph.inputs}
     prepare.optimize(work, options)
-    options.report_progress("tflite: lowering", 0.4)
-    graph = lower(work, signatures, source_inputs)
-    del work  # the working IR (folded / relayouted constants) is no longer needed
+    if not probe:
+        options.report_progress("tflite: lowering", 0.4)
+    return lower(work, signatures, source_inputs), signatures, source_inputs
+
+
+def _make_dynamic(graph: TflGraph, model: ir.Model, options: ConvertOptions) -> None:
+    """Give ``graph`` the dynamic dims of its inputs (see :mod:`.dynamic`), or make it
+    static with a warning when some shape derived from them cannot follow at run time."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            probe, _, _ = _lowered(model, options, probe=True)
+        reason = dynamic.generalize(graph, probe)
+    except ModelconvError as exc:
+        reason = f"the model does not convert at other sizes ({exc.message})"
+    if reason is None:
+        return
+    dynamic.make_static(graph)
+    shapes = {graph.input_names[i]: graph.tensors[t].shape for i, t in enumerate(graph.inputs)}
+    warnings.warn(f"TFLite export: the dynamic input dims are fixed to {shapes} because {reason}; "
+                  "the file runs at these shapes only", UserWarning, stacklevel=4)
+
+
+def build_graph(model: ir.Model, options: ConvertOptions) -> TflGraph:
+    """Prepare, lower and (optionally) quantize ``model``; the TflGraph ready to write.
+
+    Args:
+        model: the IR model (not edited).
+        options: conversion options.
+
+    Returns:
+        The graph; dynamic input dims stay -1 in ``shape_signature`` where every shape
+        derived from them follows at run time (else a warning and a static graph).
+
+    Raises:
+        ExportError: an op or a variant the TFLite exporter cannot write.
+    """
+    graph, signatures, source_inputs = _lowered(model, options)
+    if any(-1 in sig for sig in signatures.values()):
+        _make_dynamic(graph, model, options)
     if options.quantize not in (None, "dynamic", "int8"):
         raise ExportError(f"unknown quantize mode {options.quantize!r}",
                           hint="Use None, 'dynamic' or 'int8'")

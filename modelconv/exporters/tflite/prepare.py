@@ -32,13 +32,29 @@ def clone(model: ir.Model) -> ir.Model:
     return model.clone(deep_copy=True)
 
 
-def fix_input_shapes(model: ir.Model, options: ConvertOptions) -> dict[str, list[int]]:
+def fix_input_shapes(model: ir.Model, options: ConvertOptions,
+                     probe: bool = False) -> dict[str, list[int]]:
     """Make every graph input static; returns shape signatures (-1 = was dynamic) by name.
 
     Dynamic dims get the values the verifier uses (``resolve_shape``): ``dim_values`` by
     name, else ``batch_size`` for axis 0 and 8 elsewhere (with a warning for the latter).
+    With ``probe`` each dynamic dim gets that value plus an offset chosen per dim name (the
+    same name, the same value): the probe specialisation :mod:`.dynamic` compares against
+    to find the shapes that follow the dynamic dims.
+
+    Args:
+        model: the working IR, edited in place.
+        options: ``dim_values`` and ``batch_size``.
+        probe: shift every dynamic dim (see above).
+
+    Returns:
+        Input name -> shape signature (-1 for each dynamic dim).
+
+    Raises:
+        ExportError: an input has no shape.
     """
     signatures: dict[str, list[int]] = {}
+    offsets: dict[str, int] = {}
     specs = {s.name: s for s in graph_input_specs(model.graph)}
     for value in model.graph.inputs:
         spec = specs.get(value.name or "")
@@ -48,7 +64,12 @@ def fix_input_shapes(model: ir.Model, options: ConvertOptions) -> dict[str, list
         sig = [d if isinstance(d, int) and d >= 0 else -1 for d in spec.shape]
         guessed = [str(d) for a, d in enumerate(spec.shape) if a > 0 and not isinstance(d, int)
                    and d not in options.dim_values]
-        if guessed:
+        if probe:
+            for a, d in enumerate(spec.shape):
+                if sig[a] == -1:
+                    key = d if isinstance(d, str) else f"?{a}"
+                    dims[a] += offsets.setdefault(key, _PROBE_OFFSETS[len(offsets) % 8])
+        elif guessed:
             warnings.warn(f"TFLite export: dynamic dims {guessed} of input '{value.name}' fixed "
                           "to 8; pass dim_values={name: N} to choose", UserWarning, stacklevel=3)
         value.shape = ir.Shape(dims)
@@ -57,6 +78,9 @@ def fix_input_shapes(model: ir.Model, options: ConvertOptions) -> dict[str, list
         for out in node.outputs:
             out.shape = None
     return signatures
+
+
+_PROBE_OFFSETS = (5, 7, 11, 13, 17, 19, 23, 29)
 
 
 def infer_and_fold(model: ir.Model) -> dict[str, list[str]]:
