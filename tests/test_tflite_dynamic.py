@@ -173,3 +173,27 @@ def test_other_constants_that_follow_a_dim_are_refused(code: str) -> None:
 
     reason = generalize(g(1), g(6))
     assert reason is not None and code in reason
+
+
+def test_a_tflite_declaring_a_dynamic_batch_it_cannot_run_fails_verification(
+        tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    from modelconv.errors import VerificationError
+    from modelconv.exporters.tflite.writer import serialize
+
+    src = tmp_path / "flat.onnx"
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), src)
+    good = tmp_path / "good.tflite"
+    modelconv.convert(src, good)
+    assert modelconv.verify(src, good).passed
+    bad = _graph([1, 8], [1, 2, 4], [1, 8])  # what the exporter wrote before: [1, 8] baked
+    bad.tensors[bad.inputs[0]].shape_signature = [-1, 2, 4]
+    (tmp_path / "bad.tflite").write_bytes(serialize(bad))
+    with pytest.raises(VerificationError, match="declares a dynamic batch but fails with batch 2"):
+        modelconv.verify(src, tmp_path / "bad.tflite")
