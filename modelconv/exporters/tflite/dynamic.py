@@ -22,6 +22,8 @@ dims it cannot run at.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -231,6 +233,25 @@ def _const_use(rw: _Rewrite, k: int, op: Op, pos: int, ta: int, tb: int,
         vals[np.flatnonzero(da != db)[0]] = -1
         return a.add_const(vals, "size_splits_dynamic")
     return what
+
+
+def copy_graph(graph: TflGraph) -> TflGraph:
+    """A copy of ``graph`` that :func:`generalize` can edit (constant data is shared).
+
+    Args:
+        graph: the graph to copy.
+
+    Returns:
+        New tensor and operator records over the same arrays.
+    """
+    out = TflGraph(tensors=[dataclasses.replace(t, shape=list(t.shape)) for t in graph.tensors],
+                   ops=[Op(op.code, list(op.inputs), list(op.outputs), copy.deepcopy(op.options))
+                        for op in graph.ops],
+                   inputs=list(graph.inputs), outputs=list(graph.outputs),
+                   input_names=list(graph.input_names), output_names=list(graph.output_names))
+    out._names = set(graph._names)
+    out._consts = dict(graph._consts)
+    return out
 
 
 def make_static(graph: TflGraph) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 
 import onnx_ir as ir
@@ -31,9 +32,10 @@ def convert_to_tflite(model: ir.Model, options: ConvertOptions | None = None) ->
     return serialize(build_graph(model, options or ConvertOptions()))
 
 
-def _lowered(model: ir.Model, options: ConvertOptions, probe: bool = False,
+def _lowered(model: ir.Model, options: ConvertOptions, probe: Collection[str] = (),
              ) -> tuple[TflGraph, dict[str, list[int]], dict[str, list[int]]]:
-    """``model`` specialised to static input shapes and lowered (see fix_input_shapes)."""
+    """``model`` specialised to static input shapes and lowered (``probe``: the dynamic
+    dims shifted, see fix_input_shapes)."""
     work = prepare.clone(model)
     signatures = prepare.fix_input_shapes(work, options, probe=probe)
     if not probe:
@@ -48,22 +50,41 @@ def _lowered(model: ir.Model, options: ConvertOptions, probe: bool = False,
     return lower(work, signatures, source_inputs), signatures, source_inputs
 
 
-def _make_dynamic(graph: TflGraph, model: ir.Model, options: ConvertOptions) -> None:
-    """Give ``graph`` the dynamic dims of its inputs (see :mod:`.dynamic`), or make it
-    static with a warning when some shape derived from them cannot follow at run time."""
+def _probe(graph: TflGraph, model: ir.Model, options: ConvertOptions,
+           keys: list[str]) -> TflGraph | str:
+    """``graph`` made dynamic in the dims ``keys`` (a copy: ``graph`` is not edited), by
+    comparing it with the model lowered at those dims' probe sizes; or why it cannot be."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            probe, _, _ = _lowered(model, options, probe=True)
-        reason = dynamic.generalize(graph, probe)
+            probe, _, _ = _lowered(model, options, probe=keys)
     except ModelconvError as exc:
-        reason = f"the model does not convert at other sizes ({exc.message})"
-    if reason is None:
-        return
-    dynamic.make_static(graph)
+        return f"the model does not convert at other sizes ({exc.message})"
+    target = dynamic.copy_graph(graph)
+    dynamic.make_static(target)  # the -1s are exactly the dims that differ
+    reason = dynamic.generalize(target, probe)
+    return target if reason is None else reason
+
+
+def _make_dynamic(graph: TflGraph, model: ir.Model, options: ConvertOptions) -> TflGraph:
+    """``graph`` keeping the dynamic input dims whose derived shapes all follow at run time
+    (see :mod:`.dynamic`); the others are fixed to their export sizes with a warning."""
+    keys = prepare.dynamic_dim_keys(model)
+    found = _probe(graph, model, options, keys)
+    if isinstance(found, TflGraph):
+        return found
+    reason = found
+    kept = [k for k in keys if len(keys) > 1 and  # the dims that work alone, then together
+            isinstance(_probe(graph, model, options, [k]), TflGraph)]
+    result = _probe(graph, model, options, kept) if kept else None
+    if not isinstance(result, TflGraph):
+        kept, result = [], graph
+        dynamic.make_static(graph)
     shapes = {graph.input_names[i]: graph.tensors[t].shape for i, t in enumerate(graph.inputs)}
-    warnings.warn(f"TFLite export: the dynamic input dims are fixed to {shapes} because {reason}; "
-                  "the file runs at these shapes only", UserWarning, stacklevel=4)
+    warnings.warn(f"TFLite export: dynamic dims {[k for k in keys if k not in kept]} are fixed "
+                  f"to their export sizes (inputs {shapes}) because {reason}; the file runs "
+                  "at these sizes only", UserWarning, stacklevel=4)
+    return result
 
 
 def build_graph(model: ir.Model, options: ConvertOptions) -> TflGraph:
@@ -82,7 +103,7 @@ def build_graph(model: ir.Model, options: ConvertOptions) -> TflGraph:
     """
     graph, signatures, source_inputs = _lowered(model, options)
     if any(-1 in sig for sig in signatures.values()):
-        _make_dynamic(graph, model, options)
+        graph = _make_dynamic(graph, model, options)
     if options.quantize not in (None, "dynamic", "int8"):
         raise ExportError(f"unknown quantize mode {options.quantize!r}",
                           hint="Use None, 'dynamic' or 'int8'")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections import defaultdict
+from collections.abc import Collection
 
 import onnx_ir as ir
 from onnx_ir.passes.common import RemoveUnusedNodesPass, ShapeInferencePass, TopologicalSortPass
@@ -33,19 +34,19 @@ def clone(model: ir.Model) -> ir.Model:
 
 
 def fix_input_shapes(model: ir.Model, options: ConvertOptions,
-                     probe: bool = False) -> dict[str, list[int]]:
+                     probe: Collection[str] = ()) -> dict[str, list[int]]:
     """Make every graph input static; returns shape signatures (-1 = was dynamic) by name.
 
     Dynamic dims get the values the verifier uses (``resolve_shape``): ``dim_values`` by
     name, else ``batch_size`` for axis 0 and 8 elsewhere (with a warning for the latter).
-    With ``probe`` each dynamic dim gets that value plus an offset chosen per dim name (the
-    same name, the same value): the probe specialisation :mod:`.dynamic` compares against
-    to find the shapes that follow the dynamic dims.
+    Each dynamic dim whose key (:func:`dim_key`) is in ``probe`` gets that value plus an
+    offset chosen per key (the same name, the same value): the probe specialisation that
+    :mod:`.dynamic` compares against to find the shapes that follow the dynamic dims.
 
     Args:
         model: the working IR, edited in place.
         options: ``dim_values`` and ``batch_size``.
-        probe: shift every dynamic dim (see above).
+        probe: the keys of the dynamic dims to shift (see above).
 
     Returns:
         Input name -> shape signature (-1 for each dynamic dim).
@@ -66,8 +67,8 @@ def fix_input_shapes(model: ir.Model, options: ConvertOptions,
                    and d not in options.dim_values]
         if probe:
             for a, d in enumerate(spec.shape):
-                if sig[a] == -1:
-                    key = d if isinstance(d, str) else f"?{a}"
+                key = dim_key(d, a)
+                if sig[a] == -1 and key in probe:
                     dims[a] += offsets.setdefault(key, _PROBE_OFFSETS[len(offsets) % 8])
         elif guessed:
             warnings.warn(f"TFLite export: dynamic dims {guessed} of input '{value.name}' fixed "
@@ -81,6 +82,29 @@ def fix_input_shapes(model: ir.Model, options: ConvertOptions,
 
 
 _PROBE_OFFSETS = (5, 7, 11, 13, 17, 19, 23, 29)
+
+
+def dim_key(dim: object, axis: int) -> str:
+    """The key of a dynamic input dim: its name, else ``?AXIS`` (unnamed dims on the same
+    axis of several inputs are taken to be one dim, like the batch)."""
+    return dim if isinstance(dim, str) else f"?{axis}"
+
+
+def dynamic_dim_keys(model: ir.Model) -> list[str]:
+    """The keys (:func:`dim_key`) of the graph inputs' dynamic dims, in order of appearance.
+
+    Args:
+        model: the IR model.
+
+    Returns:
+        One key per distinct dynamic dim.
+    """
+    keys: list[str] = []
+    for spec in graph_input_specs(model.graph):
+        for a, d in enumerate(spec.shape):
+            if not (isinstance(d, int) and d >= 0) and dim_key(d, a) not in keys:
+                keys.append(dim_key(d, a))
+    return keys
 
 
 def infer_and_fold(model: ir.Model) -> dict[str, list[str]]:
