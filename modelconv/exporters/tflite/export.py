@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Collection
 from pathlib import Path
@@ -54,12 +55,17 @@ def _probe(graph: TflGraph, model: ir.Model, options: ConvertOptions,
            keys: list[str]) -> TflGraph | str:
     """``graph`` made dynamic in the dims ``keys`` (a copy: ``graph`` is not edited), by
     comparing it with the model lowered at those dims' probe sizes; or why it cannot be."""
+    log = logging.getLogger("onnx_ir")  # a failing probe's shape inference logs a traceback
+    level = log.level
+    log.setLevel(logging.CRITICAL)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             probe, _, _ = _lowered(model, options, probe=keys)
     except ModelconvError as exc:
         return f"the model does not convert at other sizes ({exc.message})"
+    finally:
+        log.setLevel(level)
     target = dynamic.copy_graph(graph)
     dynamic.make_static(target)  # the -1s are exactly the dims that differ
     reason = dynamic.generalize(target, probe)
