@@ -105,7 +105,8 @@ def lower_slice(ctx: LoweringContext, node: ir.Node) -> None:
 
 @tflite_lowering("Gather", check=_data_check("GATHER"))  # type: ignore[arg-type]
 def lower_gather(ctx: LoweringContext, node: ir.Node) -> None:
-    """Gather -> GATHER (constant negative indices are wrapped; embedding lookups)."""
+    """Gather -> GATHER (negative indices are wrapped: constant ones here, run-time ones by
+    LESS / ADD / SELECT_V2; embedding lookups)."""
     x = ctx.inp(node, 0)
     rank = len(ctx.t(x).shape)
     axis = int(_a(node, "axis", 0)) % rank  # type: ignore[call-overload]
@@ -113,8 +114,15 @@ def lower_gather(ctx: LoweringContext, node: ir.Node) -> None:
     if idx_arr is not None:
         dim = ctx.t(x).shape[axis]
         idx = ctx.const(np.where(idx_arr < 0, idx_arr + dim, idx_arr).astype(np.int32), "indices")
-    else:
+    else:  # GATHER refuses negative positions at run time: add the dim size to them
         idx = ctx.inp(node, 1)
+        dim_t = ctx.const(np.asarray([ctx.t(x).shape[axis]], ctx.t(idx).dtype), "dim")
+        neg = ctx.tmp("negative", np.bool_, ctx.t(idx).shape)
+        wrapped, fixed = ctx.like(idx, "wrapped"), ctx.like(idx, "indices")
+        ctx.emit("LESS", [idx, ctx.const(np.asarray(0, ctx.t(idx).dtype), "zero")], [neg])
+        ctx.emit("ADD", [idx, dim_t], [wrapped], s.AddOptionsT())
+        ctx.emit("SELECT_V2", [neg, wrapped, idx], [fixed])
+        idx = fixed
     opts = s.GatherOptionsT()
     opts.axis = axis
     emit_typed(ctx, "GATHER", [x, idx], ctx.out(node), opts)

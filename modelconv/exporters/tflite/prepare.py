@@ -108,6 +108,10 @@ def check_supported(model: ir.Model, extra: dict[str, list[str]] | None = None) 
     missing: dict[str, list[str]] = defaultdict(list)
     for key, places in (extra or {}).items():
         missing[key].extend(places)
+    for role, values in (("input", model.graph.inputs), ("output", model.graph.outputs)):
+        for value in values:  # TFLite tensors only: no optional / sequence / map values
+            if value.type is not None and not isinstance(value.type, ir.TensorType):
+                missing[f"graph {role} of type {value.type}"].append(value.name or "?")
     for node in model.graph:
         key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
         where = source_name_of(node) or node.name or "?"
