@@ -35,16 +35,18 @@ class Case:
     outputs: int = 1
     tol: float = 1e-4
     int_inputs: dict[str, tuple[list[int], int]] = field(default_factory=dict)
+    opset: int = 21
 
 
 def make_model(nodes: list[onnx.NodeProto], inputs: list[onnx.ValueInfoProto],
-               outputs: list[str], consts: dict[str, np.ndarray]) -> onnx.ModelProto:
-    """A single-graph opset-21 model."""
+               outputs: list[str], consts: dict[str, np.ndarray],
+               opset: int = 21) -> onnx.ModelProto:
+    """A single-graph model (opset 21 unless given)."""
     graph = helper.make_graph(
         nodes, "g", inputs, [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None)
                              for o in outputs],
         [onnx.numpy_helper.from_array(v, k) for k, v in consts.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 10
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     known = {v.name: v for v in inferred.graph.value_info}
@@ -233,6 +235,26 @@ CASES = [
          {"strides": [2, 2], "pads": [1, 1, 1, 1]}),
     Case("maxpool1d", "MaxPool", X3, attrs={"kernel_shape": [2], "strides": [2]}),
     Case("reciprocal", "Reciprocal", [("x", [2, 3])]),
+    Case("layernorm_stats", "LayerNormalization", X3, {"g": w(3, 5), "b": w(3, 5)},
+         {"axis": 1, "epsilon": 1e-3}, outputs=3),
+    Case("layernorm_no_bias", "LayerNormalization", X3, {"g": w(5)}),
+    Case("rmsnorm", "RMSNormalization", X3, {"g": w(5)}, opset=23),
+    Case("rmsnorm_axis1", "RMSNormalization", X3, {"g": w(3, 5)}, {"axis": 1, "epsilon": 1e-3},
+         opset=23),
+    Case("selu", "Selu", X3, attrs={"alpha": 1.5, "gamma": 1.2}),
+    Case("selu_default", "Selu", X3),
+    Case("celu", "Celu", X3, attrs={"alpha": 2.0}),
+    Case("tril_k", "Trilu", X3, {"k": np.asarray(1, np.int64)}, {"upper": 0}),
+    Case("triu", "Trilu", [("x", [3, 4])]),
+    Case("reduce_l1", "ReduceL1", X3, {"axes": i64(1, 2)}),
+    Case("reduce_log_sum", "ReduceLogSum", X3, {"axes": i64(0)}, {"keepdims": 0}),
+    Case("reduce_log_sum_exp", "ReduceLogSumExp", X3, {"axes": i64(-1)}, {"keepdims": 0}),
+    Case("einsum_bmm", "Einsum", [("a", [2, 3, 4]), ("b", [2, 4, 5])],
+         attrs={"equation": "bij,bjk->bik"}),
+    Case("einsum_transpose_sum", "Einsum", X3, attrs={"equation": "ijk->kj"}),
+    Case("einsum_outer", "Einsum", [("a", [3]), ("b", [4])], attrs={"equation": "i,j"}),
+    Case("einsum_ellipsis", "Einsum", [("a", [2, 3, 4]), ("b", [4, 5])],
+         attrs={"equation": "...j,jk->...k"}),
 ]
 
 
@@ -242,7 +264,7 @@ def build_case(case: Case) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     feeds = {n: rng.standard_normal(s).astype(np.float32) for n, s in case.inputs}
     if case.op in ("Sqrt", "Log"):
         feeds = {k: np.abs(v) + 0.1 for k, v in feeds.items()}
-    if case.op == "Pow":
+    if case.op in ("Pow", "ReduceLogSum"):
         feeds = {k: np.abs(v) + 0.1 for k, v in feeds.items()}
     infos = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in case.inputs]
     for n, (shape, hi) in case.int_inputs.items():
@@ -251,7 +273,7 @@ def build_case(case: Case) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     order = case.order or [n for n, _ in case.inputs] + list(case.consts)
     outs = [f"y{i}" for i in range(case.outputs)]
     node = helper.make_node(case.op, order, outs, **case.attrs)
-    return make_model([node], infos, outs, case.consts), feeds
+    return make_model([node], infos, outs, case.consts, case.opset), feeds
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -393,3 +415,35 @@ def test_op_quantized(case: Case, mode: str) -> None:
             np.testing.assert_array_equal(r, g)
         else:
             assert np.abs(r - g).max() <= tol * max(float(np.abs(r).max()), 1e-6)
+
+
+def test_einsum_three_operands_float() -> None:
+    """Three operands are contracted pairwise (float only: uncalibrated int8 of a chain of
+    run-time BATCH_MATMULs is outside the quantized table's tolerance)."""
+    case = Case("einsum_chain", "Einsum", [("a", [2, 3]), ("b", [3, 4]), ("c", [4, 2])],
+                attrs={"equation": "ij,jk,kl->il"})
+    model, feeds = build_case(case)
+    ref, got, _ = run_both(model, feeds)
+    close(np.asarray(ref[0]), got[0], 1e-4)
+
+
+def test_gather_runtime_negative_indices() -> None:
+    """GATHER refuses negative positions at run time: they are wrapped before it."""
+    node = helper.make_node("Gather", ["x", "i"], ["y"], axis=1)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5])
+    i = helper.make_tensor_value_info("i", TensorProto.INT64, [3])
+    model = make_model([node], [x, i], ["y"], {})
+    feeds = {"x": w(2, 5), "i": np.asarray([-1, 0, -5], np.int64)}
+    ref, got, _ = run_both(model, feeds)
+    close(np.asarray(ref[0]), got[0], 0.0)
+
+
+def test_optional_graph_input_refused() -> None:
+    """Optional / sequence values have no TFLite tensor: refused, not written."""
+    opt = helper.make_optional_type_proto(helper.make_tensor_type_proto(TensorProto.FLOAT, [2]))
+    node = helper.make_node("Identity", ["o"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_value_info("o", opt)],
+                              [helper.make_value_info("y", opt)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    with pytest.raises(UnsupportedOpsError, match=r"graph input of type Optional"):
+        convert_to_tflite(ir.serde.deserialize_model(model))

@@ -39,6 +39,7 @@ def fix_input_shapes(model: ir.Model, options: ConvertOptions) -> dict[str, list
     name, else ``batch_size`` for axis 0 and 8 elsewhere (with a warning for the latter).
     """
     signatures: dict[str, list[int]] = {}
+    changed = False
     specs = {s.name: s for s in graph_input_specs(model.graph)}
     for value in model.graph.inputs:
         spec = specs.get(value.name or "")
@@ -51,11 +52,13 @@ def fix_input_shapes(model: ir.Model, options: ConvertOptions) -> dict[str, list
         if guessed:
             warnings.warn(f"TFLite export: dynamic dims {guessed} of input '{value.name}' fixed "
                           "to 8; pass dim_values={name: N} to choose", UserWarning, stacklevel=3)
+        changed = changed or list(value.shape) != dims
         value.shape = ir.Shape(dims)
         signatures[value.name or ""] = sig
-    for node in model.graph:
-        for out in node.outputs:
-            out.shape = None
+    if changed:  # re-inferred from the fixed inputs (static models keep declared shapes)
+        for node in model.graph:
+            for out in node.outputs:
+                out.shape = None
     return signatures
 
 
