@@ -88,11 +88,14 @@ def check_einsum(node: ir.Node) -> str | None:
         name = value_dtype(v)
         if name not in (None, "float32"):
             return f"{name} inputs (float32 only)"
-    shapes = []
+    shapes: list[list[int]] = []
     for v in node.inputs:
-        if v is None or v.shape is None or not all(isinstance(d, int) for d in v.shape):
+        if v is None or v.shape is None:
             return None  # reported by the static-shape check
-        shapes.append([int(d) for d in v.shape])
+        dims = [d for d in v.shape if isinstance(d, int)]
+        if len(dims) != len(v.shape):
+            return None
+        shapes.append(dims)
     equation = str(attr(node, "equation", ""))
     try:
         terms, _ = parse_equation(equation, [len(sh) for sh in shapes])
