@@ -214,10 +214,20 @@ def _reduce_log_l1(ctx: LoweringContext, node: ir.Node, x: int, axes: list[int],
     ctx.reshape(full, ctx.t(dst).shape, dst=dst)
 
 
+def emit_reversed(ctx: LoweringContext, x: int, axis: int) -> int:
+    """REVERSE_V2 of ``x`` along ``axis``; returns the new tensor."""
+    rev = ctx.like(x, "reversed")
+    ctx.emit("REVERSE_V2", [x, ctx.i32([axis], "reverse_axis")], [rev])
+    return rev
+
+
 def check_arg(node: ir.Node) -> str | None:
-    """ARG_MAX / ARG_MIN return the first index only; the kernel must take the dtype."""
+    """ARG_MAX / ARG_MIN return the first index (select_last_index=1 runs them on the input
+    reversed by REVERSE_V2); the kernels must take the dtype."""
     if attr(node, "select_last_index", 0):
-        return "select_last_index=1"
+        reason = dtype_reason("REVERSE_V2", node.inputs[0])
+        if reason is not None:
+            return reason
     return dtype_reason("ARG_MAX", node.inputs[0])
 
 
@@ -227,15 +237,21 @@ def lower_argmax(ctx: LoweringContext, node: ir.Node) -> None:
     x = ctx.inp(node, 0)
     rank = len(ctx.t(x).shape)
     a = {k: v.value for k, v in node.attributes.items()}
-    if a.get("select_last_index", 0):
-        raise ExportError("ArgMax/ArgMin select_last_index=1 is not supported by TFLite")
     axis = a.get("axis", 0) % rank
     dst = ctx.out(node)
     shape = [d for i, d in enumerate(ctx.t(x).shape) if i != axis]
-    y = dst if not a.get("keepdims", 1) else ctx.tmp("arg", np.int64, shape)
+    last = bool(a.get("select_last_index", 0))
+    y = dst if not a.get("keepdims", 1) and not last else ctx.tmp("arg", np.int64, shape)
+    if last:  # first index in the reversed input = dim - 1 - last index
+        x = emit_reversed(ctx, x, axis)
     code = "ARG_MAX" if node.op_type == "ArgMax" else "ARG_MIN"
     opts = s.ArgMaxOptionsT() if code == "ARG_MAX" else s.ArgMinOptionsT()
     opts.outputType = s.TensorType.INT64
     emit_typed(ctx, code, [x, ctx.i32([axis], "axis")], y, opts)
+    if last:
+        flipped = dst if not a.get("keepdims", 1) else ctx.tmp("arg_last", np.int64, shape)
+        ctx.emit("SUB", [ctx.const(np.asarray(ctx.t(x).shape[axis] - 1, np.int64), "last"), y],
+                 [flipped], s.SubOptionsT())
+        y = flipped
     if y != dst:
         ctx.reshape(y, ctx.t(dst).shape, dst=dst)
