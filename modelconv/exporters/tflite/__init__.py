@@ -20,6 +20,7 @@ from modelconv.exporters.tflite import (  # noqa: F401  (imported for their regi
     ops_norm,
     ops_pool,
     ops_rnn,
+    ops_select,
     ops_shape,
 )
 from modelconv.exporters.tflite.registry import LOWERINGS, tflite_lowering
