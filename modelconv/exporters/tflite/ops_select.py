@@ -65,10 +65,10 @@ def lower_gather_elements(ctx: LoweringContext, node: ir.Node) -> None:
     parts = []
     for a in range(rank):
         if a == axis:
-            parts.append(ctx.reshape(idx, shape + [1], "axis_coord"))
+            parts.append(ctx.reshape(idx, [*shape, 1], "axis_coord"))
         else:
             parts.append(ctx.const(grids[a].astype(np.int32)[..., None], f"coord{a}"))
-    coords = ctx.tmp("coords", np.int32, shape + [rank])
+    coords = ctx.tmp("coords", np.int32, [*shape, rank])
     opts = s.ConcatenationOptionsT()
     opts.axis = rank
     ctx.emit("CONCATENATION", parts, [coords], opts)
@@ -97,8 +97,8 @@ def check_topk(node: ir.Node) -> str | None:
 
 @tflite_lowering("TopK", check=check_topk)
 def lower_topk(ctx: LoweringContext, node: ir.Node) -> None:
-    """TopK -> (TRANSPOSE axis last) TOPK_V2 (constant or run-time K) (NEG around it for largest=0), indices CAST to
-    int64, TRANSPOSE back."""
+    """TopK -> (TRANSPOSE axis last) TOPK_V2 (constant or run-time K; NEG around it for
+    largest=0), indices CAST to int64, TRANSPOSE back."""
     x = ctx.inp(node, 0)
     shape = list(ctx.t(x).shape)
     rank = len(shape)
@@ -119,7 +119,7 @@ def lower_topk(ctx: LoweringContext, node: ir.Node) -> None:
         neg = ctx.like(src, "negated")
         ctx.emit("NEG", [src], [neg])
         src = neg
-    out_shape = list(ctx.t(src).shape[:-1]) + [k]
+    out_shape = [*ctx.t(src).shape[:-1], k]
     values = ctx.like(src, "topk_values", out_shape)
     indices = ctx.tmp("topk_indices", np.int32, out_shape)
     ctx.emit("TOPK_V2", [src, k_t], [values, indices], s.TopKV2OptionsT())
