@@ -269,6 +269,11 @@ CASES = [
     Case("topk_smallest_last", "TopK", X3, {"k": i64(3)}, {"largest": 0}, outputs=2),
     Case("lrn", "LRN", X4, attrs={"size": 3, "alpha": 0.01, "beta": 0.6, "bias": 1.5}),
     Case("castlike", "CastLike", X3, {"t": np.zeros(1, np.int32)}),
+    Case("onehot", "OneHot", [], {"d": i64(5), "v": f32(-1.0, 2.0)}, order=["i", "d", "v"],
+         int_inputs={"i": ([2, 3], 5)}),
+    Case("onehot_axis0_neg", "OneHot", [], {"i": np.asarray([[-1, 2], [0, -4]], np.int64),
+                                            "d": i64(4), "v": f32(0.0, 1.0)},
+         {"axis": 0}, order=["i", "d", "v"]),
     Case("einsum_ellipsis", "Einsum", [("a", [2, 3, 4]), ("b", [4, 5])],
          attrs={"equation": "...j,jk->...k"}),
 ]

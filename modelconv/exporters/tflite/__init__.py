@@ -16,6 +16,7 @@ from modelconv.exporters.tflite import (  # noqa: F401  (imported for their regi
     ops_einsum,
     ops_elementwise,
     ops_fc,
+    ops_generate,
     ops_math,
     ops_norm,
     ops_pool,
