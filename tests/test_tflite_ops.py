@@ -274,6 +274,10 @@ CASES = [
     Case("onehot_axis0_neg", "OneHot", [], {"i": np.asarray([[-1, 2], [0, -4]], np.int64),
                                             "d": i64(4), "v": f32(0.0, 1.0)},
          {"axis": 0}, order=["i", "d", "v"]),
+    Case("conv_transpose1d", "ConvTranspose", X3, {"W": w(3, 4, 3), "B": w(4)},
+         {"strides": [2], "pads": [1, 1], "output_padding": [1]}),
+    Case("conv_transpose1d_same", "ConvTranspose", X3, {"W": w(3, 2, 4)},
+         {"strides": [2], "pads": [1, 1]}),
     Case("einsum_ellipsis", "Einsum", [("a", [2, 3, 4]), ("b", [4, 5])],
          attrs={"equation": "...j,jk->...k"}),
 ]
