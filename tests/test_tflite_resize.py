@@ -178,8 +178,7 @@ def test_dropout_runtime_training_mode_refused() -> None:
     ("BatchNormalization", ["y"], {"training_mode": 1}, "BatchNormalization (training_mode=1)"),
     ("BatchNormalization", ["y", "rm", "rv"], {"training_mode": 1},
      "BatchNormalization (training_mode=1)"),
-    ("LayerNormalization", ["y", "mean"], {}, "LayerNormalization (Mean output)"),
-])
+])  # LayerNormalization's Mean / InvStdDev are lowered (test_tflite_ops: layernorm_stats)
 def test_normalisation_training_outputs_refused(op: str, outputs: list[str],
                                                 attrs: dict[str, Any], key: str) -> None:
     """Training-mode statistics are refused by name, not lowered as inference."""

@@ -13,12 +13,16 @@ from typing import TYPE_CHECKING
 from modelconv.errors import MissingDependencyError
 from modelconv.exporters.tflite import (  # noqa: F401  (imported for their registrations)
     ops_conv,
+    ops_einsum,
     ops_elementwise,
     ops_fc,
+    ops_generate,
     ops_index,
+    ops_math,
     ops_norm,
     ops_pool,
     ops_rnn,
+    ops_select,
     ops_shape,
 )
 from modelconv.exporters.tflite.registry import LOWERINGS, tflite_lowering

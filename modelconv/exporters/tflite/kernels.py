@@ -51,6 +51,7 @@ PLAIN_DTYPES: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
     "REDUCE_MIN": (_F32, _I8, _U8, _I16, _I32, _I64),
     "REDUCE_ANY": (_BOOL,), "REDUCE_ALL": (_BOOL,),
     "ARG_MAX": (_F32, _I8, _U8, _I32, _BOOL), "ARG_MIN": (_F32, _I8, _U8, _I32, _BOOL),
+    "REVERSE_V2": (_F32, _I8, _U8, _I16, _I32, _I64, _BOOL),  # reverse.cc
     "BATCH_MATMUL": (_F32,),  # batch_matmul.cc: int8/int16 only quantized
     "FULLY_CONNECTED": (_F32,),
     "CUMSUM": (_F32, _I32, _I64),

@@ -116,8 +116,8 @@ def check_conv_transpose(node: ir.Node) -> str | None:
     weight = node.inputs[1]
     if weight is None or weight.const_value is None:
         return "run-time weight"
-    if len(weight.const_value.shape) != 4:
-        return f"{len(weight.const_value.shape) - 2}-D (2-D only)"
+    if len(weight.const_value.shape) not in (3, 4):
+        return f"{len(weight.const_value.shape) - 2}-D (1-D and 2-D only)"
     if attr(node, "group", 1) != 1:
         return f"group={attr(node, 'group')}"
     if any(d != 1 for d in attr(node, "dilations", None) or []):  # type: ignore[attr-defined]
@@ -127,19 +127,30 @@ def check_conv_transpose(node: ir.Node) -> str | None:
 
 @tflite_lowering("ConvTranspose", check=check_conv_transpose)
 def lower_conv_transpose(ctx: LoweringContext, node: ir.Node) -> None:
-    """ConvTranspose (channels-last, 2-D, group 1) -> TRANSPOSE_CONV (+ STRIDED_SLICE crop)."""
+    """ConvTranspose (channels-last, 1-D or 2-D, group 1) -> TRANSPOSE_CONV (+ STRIDED_SLICE
+    crop); 1-D is the 2-D op on [N, 1, W, C] with a 1 x k kernel."""
     x = ctx.inp(node, 0)
     weight = ctx.need_array(node.inputs[1], "transposed-convolution weight")
     attrs = {k: a.value for k, a in node.attributes.items()}
-    if node.domain != NHWC_DOMAIN or weight.ndim != 4 or attrs.get("group", 1) != 1:
-        raise ExportError("TFLite export supports 2-D ConvTranspose with group=1 only")
+    if node.domain != NHWC_DOMAIN or weight.ndim not in (3, 4) or attrs.get("group", 1) != 1:
+        raise ExportError("TFLite export supports 1-D / 2-D ConvTranspose with group=1 only")
     if any(d != 1 for d in attrs.get("dilations", [1, 1])):
         raise ExportError("TFLite TRANSPOSE_CONV has no dilation")
+    final = ctx.out(node)
+    if weight.ndim == 3:  # 1-D: H = 1, no H stride or pads
+        weight = weight[:, :, None, :]
+        attrs["strides"] = [1, *attrs.get("strides", [1])]
+        p = list(attrs.get("pads", [0, 0]))
+        attrs["pads"] = [0, p[0], 0, p[1]]
+        x = as_nhwc4(ctx, x)
+        n3, w3, c3 = ctx.t(final).shape
+        dst = ctx.tmp("conv_transpose4d", np.float32, [n3, 1, w3, c3])
+    else:
+        dst = final
     n, in_h, in_w, _ = ctx.t(x).shape
     kh, kw = weight.shape[2:]
     sh, sw = attrs.get("strides", [1, 1])
     pads = attrs.get("pads", [0, 0, 0, 0])
-    dst = ctx.out(node)
     out_shape = ctx.t(dst).shape
     full = [(in_h - 1) * sh + kh, (in_w - 1) * sw + kw]
     bias = ctx.array(node.inputs[2]) if len(node.inputs) > 2 else None
@@ -156,6 +167,8 @@ def lower_conv_transpose(ctx: LoweringContext, node: ir.Node) -> None:
     ctx.emit("TRANSPOSE_CONV", [shape_t, kernel, x, ctx.const(bias, "bias")], [y], opts)
     if not same:
         _crop(ctx, y, [pads[0], pads[1]], dst)
+    if dst != final:
+        finish_rank(ctx, dst, final)
 
 
 def _crop(ctx: LoweringContext, y: int, start: list[int], dst: int) -> None:

@@ -1,5 +1,6 @@
-"""Normalisation: BatchNormalization (MUL + ADD), LayerNormalization and InstanceNormalization
-(decomposed into MEAN / SUB / MUL / RSQRT / ADD)."""
+"""Normalisation: BatchNormalization (MUL + ADD), LayerNormalization (with its Mean and
+InvStdDev outputs), RMSNormalization, GroupNormalization and InstanceNormalization (decomposed
+into MEAN / SUB / MUL / RSQRT / ADD)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import numpy as np
 import onnx_ir as ir
 from ai_edge_litert import schema_py_generated as s
 
+from modelconv.errors import ExportError
 from modelconv.exporters.tflite.graph import LoweringContext
+from modelconv.exporters.tflite.kernels import value_dtype
 from modelconv.exporters.tflite.ops_elementwise import binary
 from modelconv.exporters.tflite.registry import attr, output_used, tflite_lowering
 from modelconv.passes.tflite.nhwc import NHWC_DOMAIN
@@ -21,14 +24,21 @@ def _channel_shape(ctx: LoweringContext, node: ir.Node, x: int) -> list[int]:
     return [shape[1]] + [1] * (len(shape) - 2)
 
 
+def _float32_reason(node: ir.Node) -> str | None:
+    """The decomposed normalisations compute in float32 only (MEAN / RSQRT kernels)."""
+    name = value_dtype(node.inputs[0])
+    return None if name in (None, "float32") else f"{name} inputs (float32 only)"
+
+
 def check_norm_training(node: ir.Node) -> str | None:
     """Inference normalisation only: BatchNormalization training_mode=1 (batch statistics)
-    and the optional statistics outputs (running mean / var, LayerNormalization's Mean and
-    InvStdDev) are refused, naming the output."""
+    and its optional statistics outputs (running mean / var) are refused, naming the output;
+    LayerNormalization / RMSNormalization / GroupNormalization compute in float32 only."""
     if node.op_type == "BatchNormalization" and attr(node, "training_mode", 0):
         return "training_mode=1"
-    names = {"BatchNormalization": ("running_mean", "running_var"),
-             "LayerNormalization": ("Mean", "InvStdDev")}.get(node.op_type, ())
+    if node.op_type != "BatchNormalization":
+        return _float32_reason(node)
+    names = {"BatchNormalization": ("running_mean", "running_var")}.get(node.op_type, ())
     used = [n for i, n in enumerate(names, start=1) if output_used(node, i)]
     return f"{' and '.join(used)} output{'s' if len(used) > 1 else ''}" if used else None
 
@@ -49,8 +59,20 @@ def lower_batchnorm(ctx: LoweringContext, node: ir.Node) -> None:
            ctx.out(node))
 
 
-def normalize(ctx: LoweringContext, x: int, axes: list[int], eps: float, name: str) -> int:
-    """(x - mean) * rsqrt(var + eps) over ``axes`` as MEAN/SUB/MUL/RSQRT ops."""
+def normalize(ctx: LoweringContext, x: int, axes: list[int], eps: float, name: str,
+              stats: list[int] | None = None) -> int:
+    """(x - mean) * rsqrt(var + eps) over ``axes`` as MEAN/SUB/MUL/RSQRT ops.
+
+    Args:
+        ctx: the lowering context.
+        x: input tensor.
+        axes: axes reduced (sorted, non-negative).
+        eps: added to the variance.
+        name: prefix of the intermediate tensors.
+        stats: when given, receives the mean and 1/stddev tensors (kept dims).
+
+    Returns:
+        The normalised tensor."""
     shape = ctx.t(x).shape
     kept = [1 if i in axes else d for i, d in enumerate(shape)]
     opts = s.ReducerOptionsT()
@@ -67,6 +89,8 @@ def normalize(ctx: LoweringContext, x: int, axes: list[int], eps: float, name: s
     ctx.emit("RSQRT", [var_eps], [inv])
     y = ctx.like(x, f"{name}_normalized")
     binary(ctx, "MUL", centered, inv, y)
+    if stats is not None:
+        stats.extend([mean, inv])
     return y
 
 
@@ -86,8 +110,78 @@ def lower_layernorm(ctx: LoweringContext, node: ir.Node) -> None:
     rank = len(ctx.t(x).shape)
     axis = (node.attributes["axis"].value if "axis" in node.attributes else -1) % rank
     eps = node.attributes["epsilon"].value if "epsilon" in node.attributes else 1e-5
-    y = normalize(ctx, x, list(range(axis, rank)), eps, "ln")
+    stats: list[int] = []
+    y = normalize(ctx, x, list(range(axis, rank)), eps, "ln", stats)
     _affine(ctx, y, ctx.inp(node, 1), ctx.inp(node, 2), ctx.out(node))
+    for i, src in ((1, stats[0]), (2, stats[1])):  # Mean and InvStdDev (kept dims)
+        if output_used(node, i):
+            dst = ctx.out(node, i)
+            ctx.reshape(src, ctx.t(dst).shape, dst=dst)
+
+
+@tflite_lowering("RMSNormalization", check=_float32_reason)
+def lower_rmsnorm(ctx: LoweringContext, node: ir.Node) -> None:
+    """RMSNormalization over axes [axis, rank) -> x * rsqrt(mean(x * x) + eps) * scale."""
+    x = ctx.inp(node, 0)
+    shape = ctx.t(x).shape
+    rank = len(shape)
+    axis = int(attr(node, "axis", -1)) % rank  # type: ignore[call-overload]
+    eps = float(attr(node, "epsilon", 1e-5))  # type: ignore[arg-type]
+    axes = list(range(axis, rank))
+    kept = [1 if i in axes else d for i, d in enumerate(shape)]
+    opts = s.ReducerOptionsT()
+    opts.keepDims = True
+    sq, ms = ctx.like(x, "rms_sq"), ctx.like(x, "rms_mean_sq", kept)
+    binary(ctx, "MUL", x, x, sq)
+    ctx.emit("MEAN", [sq, ctx.i32(axes, "rms_axes")], [ms], opts)
+    ms_eps, inv = ctx.like(ms, "rms_mean_sq_eps"), ctx.like(ms, "rms_inv")
+    binary(ctx, "ADD", ms, ctx.const(np.float32(eps), "rms_eps"), ms_eps)
+    ctx.emit("RSQRT", [ms_eps], [inv])
+    y = ctx.like(x, "rms_normalized")
+    binary(ctx, "MUL", x, inv, y)
+    binary(ctx, "MUL", y, ctx.inp(node, 1), ctx.out(node))
+
+
+def check_groupnorm(node: ir.Node) -> str | None:
+    """GroupNormalization: float32, channels-first (as ONNX writes it), constant scale and
+    bias of C (opset 21) or num_groups (opset 18) elements."""
+    reason = _float32_reason(node)
+    if reason is not None:
+        return reason
+    return "channels-last layout" if node.domain == NHWC_DOMAIN else None
+
+
+@tflite_lowering("GroupNormalization", check=check_groupnorm)
+def lower_groupnorm(ctx: LoweringContext, node: ir.Node) -> None:
+    """GroupNormalization -> RESHAPE to (N, G, -1), normalize over the last axis, RESHAPE back,
+    per-channel MUL + ADD. A scale / bias of G elements (opset 18) is repeated per channel."""
+    x = ctx.inp(node, 0)
+    shape = ctx.t(x).shape
+    n, c = shape[0], shape[1]
+    groups = int(attr(node, "num_groups"))  # type: ignore[call-overload]
+    eps = float(attr(node, "epsilon", 1e-5))  # type: ignore[arg-type]
+    if groups <= 0 or c % groups:
+        raise ExportError(f"GroupNormalization {node.name}: {c} channels, num_groups={groups}")
+    grouped = ctx.reshape(x, [n, groups, int(np.prod(shape[1:])) // groups], "grouped")
+    y = normalize(ctx, grouped, [2], eps, "gn")
+    y = ctx.reshape(y, shape, "gn_ungrouped")
+    cshape = [c] + [1] * (len(shape) - 2)
+    params = []
+    for i, what in ((1, "scale"), (2, "bias")):
+        t = ctx.inp(node, i)
+        size = int(np.prod(ctx.t(t).shape))
+        if size == groups and groups != c:  # opset 18: one value per group
+            per = ctx.like(t, f"{what}_per_channel", [c])
+            opts = s.GatherOptionsT()
+            opts.axis = 0
+            ctx.emit("GATHER", [ctx.reshape(t, [groups], f"{what}_flat"),
+                                ctx.i32(np.repeat(np.arange(groups), c // groups), "groups")],
+                     [per], opts)
+            t, size = per, c
+        if size != c:
+            raise ExportError(f"GroupNormalization {node.name}: {what} has {size} elements")
+        params.append(ctx.reshape(t, cshape, what))
+    _affine(ctx, y, params[0], params[1], ctx.out(node))
 
 
 @tflite_lowering("InstanceNormalization")

@@ -140,15 +140,19 @@ def reducer_code(node: ir.Node) -> str:
 
 def check_reduce(node: ir.Node) -> str | None:
     """The reducer kernel must take the input dtype (L2 / SumSquare: float only)."""
-    if node.op_type in ("ReduceL2", "ReduceSumSquare"):
+    if node.op_type in _COMPOSED:
         name = value_dtype(node.inputs[0])
         return None if name in (None, "float32") else f"{name} inputs"
     return dtype_reason(reducer_code(node), node.inputs[0])
 
 
-@tflite_lowering(*_REDUCERS, "ReduceL2", "ReduceSumSquare", check=check_reduce)
+_COMPOSED = ("ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp")
+
+
+@tflite_lowering(*_REDUCERS, *_COMPOSED, check=check_reduce)
 def lower_reduce(ctx: LoweringContext, node: ir.Node) -> None:
-    """Reduce* -> MEAN/SUM/REDUCE_MAX/REDUCE_MIN/REDUCE_PROD (L2 and SumSquare composed)."""
+    """Reduce* -> MEAN/SUM/REDUCE_MAX/REDUCE_MIN/REDUCE_PROD; L1, L2, SumSquare, LogSum and
+    LogSumExp composed from ABS / MUL / SUM / SQRT / LOG / EXP (float32)."""
     x = ctx.inp(node, 0)
     rank = len(ctx.t(x).shape)
     if len(node.inputs) > 1 and node.inputs[1] is not None:
@@ -165,6 +169,9 @@ def lower_reduce(ctx: LoweringContext, node: ir.Node) -> None:
         ctx.reshape(x, ctx.t(dst).shape, dst=dst)
         return
     axes = sorted(a % rank for a in axes)
+    if node.op_type in ("ReduceL1", "ReduceLogSum", "ReduceLogSumExp"):
+        _reduce_log_l1(ctx, node, x, axes, bool(keep), dst)
+        return
     if node.op_type in ("ReduceL2", "ReduceSumSquare"):
         sq = ctx.like(x, "squared")
         ctx.emit("MUL", [x, x], [sq], s.MulOptionsT())
@@ -176,10 +183,51 @@ def lower_reduce(ctx: LoweringContext, node: ir.Node) -> None:
     _reduce(ctx, x, axes, bool(keep), reducer_code(node), dst)
 
 
+def _reduce_log_l1(ctx: LoweringContext, node: ir.Node, x: int, axes: list[int], keep: bool,
+                   dst: int) -> None:
+    """ReduceL1 = SUM(ABS x); ReduceLogSum = LOG(SUM x); ReduceLogSumExp =
+    LOG(SUM(EXP(x - max))) + max (the max over the same axes, kept, for range)."""
+    if node.op_type == "ReduceL1":
+        a = ctx.like(x, "abs")
+        ctx.emit("ABS", [x], [a])
+        _reduce(ctx, a, axes, keep, "SUM", dst)
+        return
+    if node.op_type == "ReduceLogSum":
+        total = ctx.like(dst, "sum")
+        _reduce(ctx, x, axes, keep, "SUM", total)
+        ctx.emit("LOG", [total], [dst])
+        return
+    kept = [1 if i in axes else d for i, d in enumerate(ctx.t(x).shape)]
+    peak = ctx.like(x, "max", kept)
+    _reduce(ctx, x, axes, True, "REDUCE_MAX", peak)
+    shifted, e = ctx.like(x, "shifted"), ctx.like(x, "exp")
+    ctx.emit("SUB", [x, peak], [shifted], s.SubOptionsT())
+    ctx.emit("EXP", [shifted], [e])
+    total, logs = ctx.like(peak, "sum"), ctx.like(peak, "log_sum")
+    _reduce(ctx, e, axes, True, "SUM", total)
+    ctx.emit("LOG", [total], [logs])
+    if keep:
+        ctx.emit("ADD", [logs, peak], [dst], s.AddOptionsT())
+        return
+    full = ctx.like(peak, "log_sum_exp")
+    ctx.emit("ADD", [logs, peak], [full], s.AddOptionsT())
+    ctx.reshape(full, ctx.t(dst).shape, dst=dst)
+
+
+def emit_reversed(ctx: LoweringContext, x: int, axis: int) -> int:
+    """REVERSE_V2 of ``x`` along ``axis``; returns the new tensor."""
+    rev = ctx.like(x, "reversed")
+    ctx.emit("REVERSE_V2", [x, ctx.i32([axis], "reverse_axis")], [rev])
+    return rev
+
+
 def check_arg(node: ir.Node) -> str | None:
-    """ARG_MAX / ARG_MIN return the first index only; the kernel must take the dtype."""
+    """ARG_MAX / ARG_MIN return the first index (select_last_index=1 runs them on the input
+    reversed by REVERSE_V2); the kernels must take the dtype."""
     if attr(node, "select_last_index", 0):
-        return "select_last_index=1"
+        reason = dtype_reason("REVERSE_V2", node.inputs[0])
+        if reason is not None:
+            return reason
     return dtype_reason("ARG_MAX", node.inputs[0])
 
 
@@ -189,15 +237,21 @@ def lower_argmax(ctx: LoweringContext, node: ir.Node) -> None:
     x = ctx.inp(node, 0)
     rank = len(ctx.t(x).shape)
     a = {k: v.value for k, v in node.attributes.items()}
-    if a.get("select_last_index", 0):
-        raise ExportError("ArgMax/ArgMin select_last_index=1 is not supported by TFLite")
     axis = a.get("axis", 0) % rank
     dst = ctx.out(node)
     shape = [d for i, d in enumerate(ctx.t(x).shape) if i != axis]
-    y = dst if not a.get("keepdims", 1) else ctx.tmp("arg", np.int64, shape)
+    last = bool(a.get("select_last_index", 0))
+    y = dst if not a.get("keepdims", 1) and not last else ctx.tmp("arg", np.int64, shape)
+    if last:  # first index in the reversed input = dim - 1 - last index
+        x = emit_reversed(ctx, x, axis)
     code = "ARG_MAX" if node.op_type == "ArgMax" else "ARG_MIN"
     opts = s.ArgMaxOptionsT() if code == "ARG_MAX" else s.ArgMinOptionsT()
     opts.outputType = s.TensorType.INT64
     emit_typed(ctx, code, [x, ctx.i32([axis], "axis")], y, opts)
+    if last:
+        flipped = dst if not a.get("keepdims", 1) else ctx.tmp("arg_last", np.int64, shape)
+        ctx.emit("SUB", [ctx.const(np.asarray(ctx.t(x).shape[axis] - 1, np.int64), "last"), y],
+                 [flipped], s.SubOptionsT())
+        y = flipped
     if y != dst:
         ctx.reshape(y, ctx.t(dst).shape, dst=dst)

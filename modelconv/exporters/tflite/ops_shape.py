@@ -105,7 +105,8 @@ def lower_slice(ctx: LoweringContext, node: ir.Node) -> None:
 
 @tflite_lowering("Gather", check=_data_check("GATHER"))  # type: ignore[arg-type]
 def lower_gather(ctx: LoweringContext, node: ir.Node) -> None:
-    """Gather -> GATHER (constant negative indices are wrapped; embedding lookups)."""
+    """Gather -> GATHER (negative indices are wrapped: constant ones here, run-time ones by
+    LESS / ADD / SELECT_V2; embedding lookups)."""
     x = ctx.inp(node, 0)
     rank = len(ctx.t(x).shape)
     axis = int(_a(node, "axis", 0)) % rank  # type: ignore[call-overload]
@@ -113,8 +114,15 @@ def lower_gather(ctx: LoweringContext, node: ir.Node) -> None:
     if idx_arr is not None:
         dim = ctx.t(x).shape[axis]
         idx = ctx.const(np.where(idx_arr < 0, idx_arr + dim, idx_arr).astype(np.int32), "indices")
-    else:
+    else:  # GATHER refuses negative positions at run time: add the dim size to them
         idx = ctx.inp(node, 1)
+        dim_t = ctx.const(np.asarray([ctx.t(x).shape[axis]], ctx.t(idx).dtype), "dim")
+        neg = ctx.tmp("negative", np.bool_, ctx.t(idx).shape)
+        wrapped, fixed = ctx.like(idx, "wrapped"), ctx.like(idx, "indices")
+        ctx.emit("LESS", [idx, ctx.const(np.asarray(0, ctx.t(idx).dtype), "zero")], [neg])
+        ctx.emit("ADD", [idx, dim_t], [wrapped], s.AddOptionsT())
+        ctx.emit("SELECT_V2", [neg, wrapped, idx], [fixed])
+        idx = fixed
     opts = s.GatherOptionsT()
     opts.axis = axis
     emit_typed(ctx, "GATHER", [x, idx], ctx.out(node), opts)
@@ -135,21 +143,22 @@ def lower_tile(ctx: LoweringContext, node: ir.Node) -> None:
 
 
 def check_pad(node: ir.Node) -> str | None:
-    """PAD / PADV2 / MIRROR_PAD: constant, non-negative pads; constant or reflect mode."""
+    """PAD / PADV2 / MIRROR_PAD: constant, non-negative pads; constant or reflect mode.
+    Edge and wrap are GATHERs of constant positions (negative pads allowed)."""
     mode = _a(node, "mode", "constant")
-    if mode not in ("constant", "reflect"):
+    if mode not in ("constant", "reflect", "edge", "wrap"):
         return f"mode={mode}"
     pads = node.inputs[1] if len(node.inputs) > 1 else None
     if pads is None or pads.const_value is None:
         return "run-time pads"
-    if (pads.const_value.numpy() < 0).any():
+    if (pads.const_value.numpy() < 0).any() and mode != "edge" and mode != "wrap":
         return "negative pads (cropping)"
-    return dtype_reason("PAD", node.inputs[0])
+    return dtype_reason("GATHER" if mode in ("edge", "wrap") else "PAD", node.inputs[0])
 
 
 @tflite_lowering("Pad", check=check_pad)
 def lower_pad(ctx: LoweringContext, node: ir.Node) -> None:
-    """Pad -> PAD / PADV2 (constant value) / MIRROR_PAD (reflect)."""
+    """Pad -> PAD / PADV2 (constant value) / MIRROR_PAD (reflect) / GATHER (edge, wrap)."""
     x = ctx.inp(node, 0)
     rank = len(ctx.t(x).shape)
     pads = ctx.need_array(node.inputs[1], "pads").astype(np.int64)
@@ -157,9 +166,12 @@ def lower_pad(ctx: LoweringContext, node: ir.Node) -> None:
     full = np.zeros((rank, 2), np.int64)
     for k, ax in enumerate(range(rank) if axes is None else [int(a) % rank for a in axes]):
         full[ax] = pads[k], pads[k + len(pads) // 2]
+    mode, dst = _a(node, "mode", "constant"), ctx.out(node)
+    if mode in ("edge", "wrap"):
+        _pad_gather(ctx, x, full, str(mode), dst)
+        return
     if (full < 0).any():
         raise ExportError("negative Pad (cropping) is not supported for TFLite")
-    mode, dst = _a(node, "mode", "constant"), ctx.out(node)
     paddings = ctx.i32(full, "paddings")
     if mode == "reflect":
         opts = s.MirrorPadOptionsT()
@@ -235,8 +247,9 @@ def lower_resize(ctx: LoweringContext, node: ir.Node) -> None:
 
 
 def check_depth_space(node: ir.Node) -> str | None:
-    """DEPTH_TO_SPACE is DCR only; the kernel (or a wider type it takes) holds the dtype."""
-    if _a(node, "mode", "DCR") != "DCR":
+    """DEPTH_TO_SPACE is DCR (CRD is RESHAPE / TRANSPOSE / RESHAPE); the kernel (or a wider
+    type it takes) holds the dtype."""
+    if _a(node, "mode", "DCR") not in ("DCR", "CRD"):
         return f"mode={_a(node, 'mode')}"
     code = "DEPTH_TO_SPACE" if node.op_type == "DepthToSpace" else "SPACE_TO_DEPTH"
     return dtype_reason(code, node.inputs[0])
@@ -244,10 +257,58 @@ def check_depth_space(node: ir.Node) -> str | None:
 
 @tflite_lowering("DepthToSpace", "SpaceToDepth", check=check_depth_space)
 def lower_depth_space(ctx: LoweringContext, node: ir.Node) -> None:
-    """DepthToSpace (DCR) / SpaceToDepth (channels-last) -> DEPTH_TO_SPACE / SPACE_TO_DEPTH."""
+    """DepthToSpace (DCR) / SpaceToDepth (channels-last) -> DEPTH_TO_SPACE / SPACE_TO_DEPTH;
+    DepthToSpace CRD -> RESHAPE (split channels as c, b, b) / TRANSPOSE / RESHAPE."""
+    if node.op_type == "DepthToSpace" and _a(node, "mode", "DCR") == "CRD":
+        _depth_to_space_crd(ctx, node)
+        return
     if node.domain != NHWC_DOMAIN or _a(node, "mode", "DCR") != "DCR":
         raise ExportError(f"{node.op_type} needs a rank-4 input and DCR mode for TFLite")
     code = "DEPTH_TO_SPACE" if node.op_type == "DepthToSpace" else "SPACE_TO_DEPTH"
     opts = s.DepthToSpaceOptionsT() if code == "DEPTH_TO_SPACE" else s.SpaceToDepthOptionsT()
     opts.blockSize = int(_a(node, "blocksize"))  # type: ignore[call-overload]
     emit_typed(ctx, code, [ctx.inp(node, 0)], ctx.out(node), opts)
+
+
+def _depth_to_space_crd(ctx: LoweringContext, node: ir.Node) -> None:
+    """CRD: channel index c * b * b + i * b + j moves to row h * b + i, column w * b + j."""
+    x, dst = ctx.inp(node, 0), ctx.out(node)
+    b = int(_a(node, "blocksize"))  # type: ignore[call-overload]
+    if node.domain == NHWC_DOMAIN:
+        n, h, w, ch = ctx.t(x).shape
+        split = ctx.reshape(x, [n, h, w, ch // (b * b), b, b], "crd_split")
+        moved = ctx.transpose(split, [0, 1, 4, 2, 5, 3], "crd_moved")
+    else:
+        n, ch, h, w = ctx.t(x).shape
+        split = ctx.reshape(x, [n, ch // (b * b), b, b, h, w], "crd_split")
+        moved = ctx.transpose(split, [0, 1, 4, 2, 5, 3], "crd_moved")
+    ctx.reshape(moved, ctx.t(dst).shape, dst=dst)
+
+
+def node_name(ctx: LoweringContext) -> str:
+    """The name of the node being lowered (for messages)."""
+    return ctx.node.name or "?" if ctx.node is not None else "?"
+
+
+def _pad_gather(ctx: LoweringContext, x: int, full: np.ndarray, mode: str, dst: int) -> None:
+    """Pad edge / wrap (and any mode with negative pads) as one GATHER per padded axis with
+    constant source positions: clamped (edge) or modulo the axis length (wrap)."""
+    shape = list(ctx.t(x).shape)
+    cur = x
+    padded = [ax for ax in range(len(shape)) if full[ax].any()]
+    for k, ax in enumerate(padded):
+        before, after = int(full[ax][0]), int(full[ax][1])
+        # negative pads crop first; the kept range [lo, lo + n) is then padded
+        lo, n = max(0, -before), shape[ax] - max(0, -before) - max(0, -after)
+        if n <= 0:
+            raise ExportError(f"Pad {node_name(ctx)}: axis {ax} cropped to nothing")
+        pos = np.arange(-max(before, 0), n + max(after, 0))
+        pos = lo + (np.clip(pos, 0, n - 1) if mode == "edge" else np.mod(pos, n))
+        shape[ax] = len(pos)
+        out = dst if k == len(padded) - 1 else ctx.like(cur, f"padded{ax}", list(shape))
+        opts = s.GatherOptionsT()
+        opts.axis = ax
+        emit_typed(ctx, "GATHER", [cur, ctx.i32(pos, "pad_positions")], out, opts)
+        cur = out
+    if not padded:
+        ctx.reshape(x, ctx.t(dst).shape, dst=dst)

@@ -57,6 +57,7 @@ def fix_input_shapes(model: ir.Model, options: ConvertOptions,
     """
     signatures: dict[str, list[int]] = {}
     offsets: dict[str, int] = {}
+    changed = False
     specs = {s.name: s for s in graph_input_specs(model.graph)}
     for value in model.graph.inputs:
         spec = specs.get(value.name or "")
@@ -74,11 +75,13 @@ def fix_input_shapes(model: ir.Model, options: ConvertOptions,
         elif guessed:
             warnings.warn(f"TFLite export: dynamic dims {guessed} of input '{value.name}' fixed "
                           "to 8; pass dim_values={name: N} to choose", UserWarning, stacklevel=3)
+        changed = changed or list(value.shape) != dims
         value.shape = ir.Shape(dims)
         signatures[value.name or ""] = sig
-    for node in model.graph:
-        for out in node.outputs:
-            out.shape = None
+    if changed:  # re-inferred from the fixed inputs (static models keep declared shapes)
+        for node in model.graph:
+            for out in node.outputs:
+                out.shape = None
     return signatures
 
 
@@ -157,6 +160,10 @@ def check_supported(model: ir.Model, extra: dict[str, list[str]] | None = None) 
     missing: dict[str, list[str]] = defaultdict(list)
     for key, places in (extra or {}).items():
         missing[key].extend(places)
+    for role, values in (("input", model.graph.inputs), ("output", model.graph.outputs)):
+        for value in values:  # TFLite tensors only: no optional / sequence / map values
+            if value.type is not None and not isinstance(value.type, ir.TensorType):
+                missing[f"graph {role} of type {value.type}"].append(value.name or "?")
     for node in model.graph:
         key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
         where = source_name_of(node) or node.name or "?"
