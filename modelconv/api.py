@@ -29,7 +29,7 @@ from modelconv.errors import (
 from modelconv.fileio import check_output_path
 from modelconv.formats import FORMATS, SourceModel, resolve_source_format, resolve_target_format
 from modelconv.ir.info import ModelInfo, graph_input_specs, graph_output_specs
-from modelconv.options import ConvertOptions, check_route
+from modelconv.options import ConvertOptions, check_route, options_docstring
 from modelconv.verification.report import VerificationReport
 
 Source = str | os.PathLike[str] | Any  # a path, or an in-memory model (torch nn.Module)
@@ -132,6 +132,19 @@ def convert(
     Verification runs by default (``verify=False`` skips it). When the converted model
     differs from the source beyond tolerance, :class:`~modelconv.errors.VerificationError`
     is raised with the report; the written file stays for inspection.
+
+    Args:
+        src: The source: a model file or folder, or an in-memory model (``nn.Module``).
+        dst: The output file.
+        options: A :class:`~modelconv.options.ConvertOptions`; keyword arguments override it.
+        **kwargs: Any ConvertOptions field (listed under Keyword Args).
+
+    Returns:
+        A :class:`ConversionResult` (files written, formats, timings, warnings, report).
+
+    Raises:
+        ModelconvError: a subclass naming what failed (e.g. ``VerificationError`` when the
+            outputs differ beyond tolerance, ``OptionsError`` for options the route ignores).
     """
     opts = ConvertOptions.from_kwargs(options, **kwargs)
     dst_path = check_output_path(dst, overwrite=opts.overwrite)
@@ -289,6 +302,9 @@ def inspect(path: str | os.PathLike[str], options: ConvertOptions | None = None,
         num_parameters=sum(t.size for t in params), parameter_bytes=sum(t.nbytes for t in params),
         opset=source.model.opset_imports.get(""), producer=source.model.producer_name,
     )
+
+
+convert.__doc__ = (convert.__doc__ or "") + "\n" + options_docstring()
 
 
 def _component(fmt: str, which: str) -> Any:

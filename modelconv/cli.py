@@ -67,50 +67,54 @@ def _parse_names(text: str) -> list[str]:
     return names
 
 
+def _h(name: str) -> str:
+    """The help text of ConvertOptions field ``name``: one source of truth with the API."""
+    from modelconv.options import option_help
+
+    return option_help(name)
+
+
 def _add_source_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("source")
-    g.add_argument("--from", dest="source_format", metavar="FMT", help="source format")
+    g.add_argument("--from", dest="source_format", metavar="FMT", help=_h("source_format"))
     g.add_argument("--trust-code", action="store_true",
-                   help="allow TorchScript / pickled code (runs code from the file!)")
+                   help=_h("trust_code"))
     g.add_argument("--model", metavar="PKG.MODULE:FACTORY",
-                   help="architecture for state_dict/.safetensors weights")
+                   help=_h("model"))
     g.add_argument("--input-shape", action="append", type=_parse_shape, metavar="SHAPE",
-                   help="shape of each torch input, e.g. 1,3,224,224 (repeat per input)")
+                   help=_h("input_shapes"))
     g.add_argument("--input-dtype", action="append", metavar="DTYPE",
-                   help="dtype of each torch input (default float32)")
+                   help=_h("input_dtypes"))
     g.add_argument("--dynamic-batch", action="store_true",
-                   help="make dim 0 of every input symbolic (named 'batch')")
+                   help=_h("dynamic_batch"))
     g.add_argument("--dynamic-dim", action="append", type=_parse_dynamic_dim, default=[],
                    metavar="INPUT:AXIS=NAME[:MIN:MAX]",
                    help="make one input dim symbolic (repeatable; the same NAME ties dims "
                    "across inputs; MIN/MAX bound it), e.g. input_ids:1=seq:1:512")
     g.add_argument("--input-names", type=_parse_names, metavar="A,B,...",
-                   help="names of the inputs (torch: the forward() parameters the "
-                   "--input-shape entries are passed as, e.g. input_ids,token_type_ids)")
+                   help=_h("input_names"))
     g.add_argument("--output-names", type=_parse_names, metavar="A,B,...",
-                   help="names of the converted model's outputs, in order")
-    g.add_argument("--signature", default="serving_default", help="SavedModel signature")
+                   help=_h("output_names"))
+    g.add_argument("--signature", default="serving_default", help=_h("signature"))
 
 
 def _add_verify_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("verification")
-    g.add_argument("--inputs", metavar="FILE", help=".npz/.npy file or folder of samples")
+    g.add_argument("--inputs", metavar="FILE", help=_h("inputs"))
     g.add_argument("--reference", metavar="OUTPUTS.npz",
-                   help="expected outputs for --inputs recorded elsewhere (keys = output "
-                        "names or output_0...): compared instead of running the source")
+                   help=_h("reference"))
     g.add_argument("--samples", type=int, metavar="N",
-                   help="generated samples to verify on (default 3; plus one of batch 2 "
-                        "when the batch is dynamic)")
+                   help=_h("samples"))
     g.add_argument("--rtol", type=float,
-                   help="relative tolerance (default: by the converted file's precision)")
+                   help=_h("rtol"))
     g.add_argument("--atol", type=float,
-                   help="absolute tolerance (default: by the converted file's precision)")
-    g.add_argument("--seed", type=int, default=0, help="seed for generated inputs")
-    g.add_argument("--batch-size", type=int, default=1, help="batch size for generated inputs")
+                   help=_h("atol"))
+    g.add_argument("--seed", type=int, default=0, help=_h("seed"))
+    g.add_argument("--batch-size", type=int, default=1, help=_h("batch_size"))
     g.add_argument("--dim", action="append", type=_parse_dim, default=[], metavar="NAME=VALUE",
                    help="value for a symbolic dimension in generated inputs")
     g.add_argument("--localize", action="store_true",
-                   help="compare intermediate layers and name the first that drifts")
+                   help=_h("localize"))
     g.add_argument("--report", metavar="FILE", help="write the report (.json or .html)")
 
 
@@ -130,20 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("src")
     c.add_argument("dst")
-    c.add_argument("--to", dest="target_format", metavar="FMT", help="target format")
-    c.add_argument("--opset", type=int, help="ONNX opset of the output")
+    c.add_argument("--to", dest="target_format", metavar="FMT", help=_h("target_format"))
+    c.add_argument("--opset", type=int, help=_h("opset"))
     c.add_argument("--external-data", action="store_true", default=None,
-                   help="store ONNX weights in DST.data (automatic above 2 GiB)")
+                   help=_h("external_data"))
     c.add_argument("--no-verify", dest="verify", action="store_false", help="skip verification")
-    c.add_argument("--overwrite", action="store_true", help="replace an existing DST")
-    c.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long")
-    c.add_argument("--fp16", action="store_true", help="TFLite: fp16 weights")
-    c.add_argument("--quantize", choices=["dynamic", "int8"], help="TFLite quantization")
+    c.add_argument("--overwrite", action="store_true", help=_h("overwrite"))
+    c.add_argument("--timeout", type=float, metavar="SECONDS", help=_h("timeout"))
+    c.add_argument("--fp16", action="store_true", help=_h("fp16"))
+    c.add_argument("--quantize", choices=["dynamic", "int8"], help=_h("quantize"))
     c.add_argument("--calibration", metavar="DIR|FILE|random",
-                   help="samples for --quantize int8 (required): a folder or .npz of real "
-                        "inputs, or 'random' to accept random ranges knowingly")
-    c.add_argument("--int8-io", action="store_true", help="TFLite int8: integer inputs/outputs")
-    c.add_argument("--nhwc-io", action="store_true", help="TFLite: NHWC inputs/outputs")
+                   help=_h("calibration"))
+    c.add_argument("--int8-io", action="store_true", help=_h("int8_io"))
+    c.add_argument("--nhwc-io", action="store_true", help=_h("nhwc_io"))
     c.add_argument("--quiet", action="store_true", help="no progress output")
     _add_source_options(c)
     _add_verify_options(c)

@@ -41,6 +41,33 @@ class ModelInfo:
     opset: int | None = None
     producer: str | None = None
 
+    def __repr__(self) -> str:
+        def sig(specs: list[TensorSpec]) -> str:
+            return ", ".join(f"{s.name}: {s.dtype}{list(s.shape)}" for s in specs)
+
+        head = self.format + (f", opset {self.opset}" if self.opset else "")
+        return (f"<ModelInfo {self.path} ({head}): inputs [{sig(self.inputs)}] -> outputs "
+                f"[{sig(self.outputs)}]; {self.num_parameters:,} parameters "
+                f"({self.parameter_bytes / 1e6:.2f} MB), {sum(self.op_counts.values())} ops>")
+
+    def _repr_html_(self) -> str:
+        import html
+
+        def rows(title: str, specs: list[TensorSpec]) -> str:
+            return "".join(f"<tr><td>{title}</td><td>{html.escape(s.name)}</td>"
+                           f"<td>{html.escape(s.dtype)}</td>"
+                           f"<td>{html.escape(str(list(s.shape)))}</td></tr>" for s in specs)
+
+        head = html.escape(self.format) + (f", opset {self.opset}" if self.opset else "")
+        if self.producer:
+            head += f", producer {html.escape(self.producer)}"
+        ops = ", ".join(f"{html.escape(k)} &times;{v}" for k, v in self.op_counts.items())
+        return (f"<div><p><b>{html.escape(self.path)}</b>: {head}</p>"
+                "<table><tr><th></th><th>name</th><th>dtype</th><th>shape</th></tr>"
+                f"{rows('input', self.inputs)}{rows('output', self.outputs)}</table>"
+                f"<p>{self.num_parameters:,} parameters "
+                f"({self.parameter_bytes / 1e6:.2f} MB)</p><p>ops: {ops}</p></div>")
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
