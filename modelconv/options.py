@@ -176,10 +176,8 @@ def options_docstring(indent: str = "        ") -> str:
 
     lines = [indent[4:] + "Keyword Args:"]
     for f in fields(ConvertOptions):
-        if f.default_factory is not MISSING:
-            default = repr(f.default_factory())
-        else:
-            default = repr(f.default)
+        factory = f.default_factory
+        default = repr(factory() if factory is not MISSING else f.default)
         cli = f" CLI: ``{f.metadata['cli']}``." if f.metadata.get("cli") else ""
         text = f"{f.name} ({f.type}): {f.metadata['help']}. Default ``{default}``.{cli}"
         lines += textwrap.wrap(text, width=96, initial_indent=indent,
