@@ -219,8 +219,11 @@ def verify(
     if reference is not None:
         opts.reference = reference
     target = resolve_source_format(dst, None) if Path(dst).suffix != ".tflite" else "tflite"
-    source = load(src, opts)
-    report = _verify_written(source, Path(dst), target, opts)
+    stages: dict[str, float] = {}
+    with _stage(stages, "import", opts):
+        source = load(src, opts)
+    with _stage(stages, "verify", opts):
+        report = _verify_written(source, Path(dst), target, opts)
     return report
 
 

@@ -118,6 +118,16 @@ def _add_verify_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--report", metavar="FILE", help="write the report (.json or .html)")
 
 
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("output")
+    g.add_argument("--quiet", action="store_true",
+                   help="no progress and no summary on stdout (warnings and errors still go "
+                        "to stderr; the exit code tells the outcome)")
+    g.add_argument("--json", action="store_true",
+                   help="print one JSON document on stdout (outputs, formats, timings, "
+                        "warnings, report, exit_status) and no progress")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (importing no ML framework)."""
     parser = argparse.ArgumentParser(
@@ -147,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=_h("calibration"))
     c.add_argument("--int8-io", action="store_true", help=_h("int8_io"))
     c.add_argument("--nhwc-io", action="store_true", help=_h("nhwc_io"))
-    c.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_output_options(c)
     _add_source_options(c)
     _add_verify_options(c)
 
@@ -156,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     v.add_argument("src")
     v.add_argument("dst")
+    _add_output_options(v)
     _add_source_options(v)
     _add_verify_options(v)
 
@@ -205,19 +216,46 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in opts.items() if v is not None}
 
 
-class _Progress:
-    """Stage progress on stderr: a bar redrawn in place on a terminal, lines otherwise."""
+#: what each stage of a conversion is doing, as the progress lines say it
+STAGE_TEXT = {
+    "import": "importing {src} (reading the file; torch sources: capturing the graph)",
+    "passes": "optimizing the graph",
+    "export": "writing {dst}",
+    "verify": "verifying: running the source and {dst} on the same inputs and comparing",
+}
 
-    def __init__(self) -> None:
+
+def use_colour(stream: Any) -> bool:
+    """True when ``stream`` is a terminal that takes escape codes (not NO_COLOR/TERM=dumb).
+
+    Args:
+        stream: A text stream (``sys.stderr``).
+
+    Returns:
+        Whether colours, bars and in-place redraws may be written to it.
+    """
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty()) and "NO_COLOR" not in os.environ \
+        and os.environ.get("TERM") != "dumb"
+
+
+class _Progress:
+    """Stage progress on stderr: a bar redrawn in place on a terminal, plain lines otherwise."""
+
+    def __init__(self, src: str = "the source", dst: str = "the output") -> None:
         self.started: dict[str, float] = {}
-        self.tty = sys.stderr.isatty()
+        self.tty = use_colour(sys.stderr)
+        self.names = {"src": os.path.basename(src) or src, "dst": os.path.basename(dst) or dst}
+
+    def _describe(self, stage: str) -> str:
+        return STAGE_TEXT.get(stage, stage).format(**self.names)
 
     def __call__(self, stage: str, fraction: float) -> None:
         now = time.perf_counter()
         if fraction <= 0.0:
             if stage not in self.started:
                 self.started[stage] = now
-                self._show(f"  {stage} ...", final=not self.tty)
+                self._show(f"  {self._describe(stage)} ...", final=not self.tty)
         elif fraction >= 1.0:
             if stage in self.started:
                 took = now - self.started.pop(stage)
@@ -235,7 +273,26 @@ class _Progress:
         sys.stderr.flush()
 
 
-def _write_report(report: Any, path: str | None) -> None:
+def _emit_json(command: str, status: int, result: Any = None, report: Any = None,
+               error: BaseException | None = None, warnings: Sequence[str] = ()) -> None:
+    """The ``--json`` document of convert/verify: one object on stdout."""
+    doc: dict[str, Any] = {"command": command, "exit_status": status, "outputs": [],
+                           "source_format": None, "target_format": None, "timings": {},
+                           "warnings": list(warnings), "report": None, "error": None}
+    if result is not None:
+        doc.update(outputs=[{"path": str(p), "bytes": p.stat().st_size}
+                            for p in result.outputs],
+                   source_format=result.source_format, target_format=result.target_format,
+                   timings=dict(result.timings), warnings=list(result.warnings))
+        report = result.report
+    if report is not None:
+        doc["report"] = report.to_dict()
+    if error is not None:
+        doc["error"] = {"type": type(error).__name__, "message": str(error)}
+    print(json.dumps(doc, indent=2, default=str))
+
+
+def _write_report(report: Any, path: str | None, *, quiet: bool = False) -> None:
     if not path or report is None:
         return
     from modelconv.fileio import atomic_write_bytes
@@ -246,7 +303,8 @@ def _write_report(report: Any, path: str | None) -> None:
         atomic_write_bytes(path, render_html(report).encode("utf-8"))
     else:
         atomic_write_bytes(path, report.to_json().encode("utf-8"))
-    print(f"report written to {path}")
+    if not quiet:
+        print(f"report written to {path}")
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
@@ -254,8 +312,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from modelconv.errors import VerificationError
 
     opts = _options(args)
-    if not args.quiet:
-        opts["progress"] = _Progress()
+    quiet = args.quiet or args.json
+    if not quiet:
+        opts["progress"] = _Progress(args.src, args.dst)
     from modelconv.calibration import RANDOM, check_calibration
 
     # the random-calibration warning is said before the run, not after; refusals (no
@@ -264,26 +323,40 @@ def _cmd_convert(args: argparse.Namespace) -> int:
                            if args.calibration == RANDOM else None)
     if calibration_warning:
         print(f"warning: {calibration_warning}", file=sys.stderr)
+    from modelconv.errors import ModelconvError
+
     try:
         result = convert(args.src, args.dst, **opts)
     except VerificationError as exc:
         if exc.report is not None:
-            print(exc.report.to_table())
-            _write_report(exc.report, args.report)
+            if not quiet:
+                print(exc.report.to_table())
+            _write_report(exc.report, args.report, quiet=quiet)
+        if args.json:
+            _emit_json("convert", exc.exit_code, report=exc.report, error=exc)
         raise
-    for out in result.outputs:
-        print(f"wrote {out} ({out.stat().st_size:,} bytes)")
-    timing = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
-    print(f"{result.source_format} -> {result.target_format} ({timing})")
+    except ModelconvError as exc:
+        if args.json:
+            _emit_json("convert", exc.exit_code, error=exc)
+        raise
+    if not quiet:
+        for out in result.outputs:
+            print(f"wrote {out} ({out.stat().st_size:,} bytes)")
+        timing = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
+        print(f"{result.source_format} -> {result.target_format} ({timing})")
     for warning in result.warnings:
-        if warning != calibration_warning:
-            print(f"warning: {warning}")
+        if warning != calibration_warning and not args.json:
+            print(f"warning: {warning}", file=sys.stderr if quiet else sys.stdout)
     if result.report is not None:
-        print(result.report.to_table())
-        _write_report(result.report, args.report)
+        if not quiet:
+            print(result.report.to_table())
+        _write_report(result.report, args.report, quiet=quiet)
+    status = EXIT_OK
     if args.verify and (result.report is None or result.report.skipped):
-        return _not_verified(result.report.skip_reason if result.report else "")
-    return EXIT_OK
+        status = _not_verified(result.report.skip_reason if result.report else "")
+    if args.json:
+        _emit_json("convert", status, result=result)
+    return status
 
 
 def _not_verified(reason: str) -> int:
@@ -299,12 +372,28 @@ def _not_verified(reason: str) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from modelconv.api import verify
 
-    report = verify(args.src, args.dst, **_options(args))
-    print(report.to_table())
-    _write_report(report, args.report)
+    from modelconv.errors import ModelconvError
+
+    quiet = args.quiet or args.json
+    opts = _options(args)
+    if not quiet:
+        opts["progress"] = _Progress(args.src, args.dst)
+    try:
+        report = verify(args.src, args.dst, **opts)
+    except ModelconvError as exc:
+        if args.json:
+            _emit_json("verify", exc.exit_code, error=exc)
+        raise
+    if not quiet:
+        print(report.to_table())
+    _write_report(report, args.report, quiet=quiet)
     if report.skipped:
-        return _not_verified(report.skip_reason)
-    return EXIT_OK if report.passed else EXIT_NOT_EQUIVALENT
+        status = _not_verified(report.skip_reason)
+    else:
+        status = EXIT_OK if report.passed else EXIT_NOT_EQUIVALENT
+    if args.json:
+        _emit_json("verify", status, report=report)
+    return status
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
