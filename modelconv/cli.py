@@ -121,8 +121,8 @@ def _add_verify_options(p: argparse.ArgumentParser) -> None:
 def _add_output_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--quiet", action="store_true",
-                   help="no progress and no summary on stdout (warnings and errors still go "
-                        "to stderr; the exit code tells the outcome)")
+                   help="no progress lines on stderr (the files written and the verdict are "
+                        "still printed; --json for machine output)")
     g.add_argument("--json", action="store_true",
                    help="print one JSON document on stdout (outputs, formats, timings, "
                         "warnings, report, exit_status) and no progress")
@@ -312,8 +312,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from modelconv.errors import VerificationError
 
     opts = _options(args)
-    quiet = args.quiet or args.json
-    if not quiet:
+    quiet = args.json  # --quiet drops the progress lines only; --json all human output
+    if not (args.quiet or args.json):
         opts["progress"] = _Progress(args.src, args.dst)
     from modelconv.calibration import RANDOM, check_calibration
 
@@ -346,7 +346,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         print(f"{result.source_format} -> {result.target_format} ({timing})")
     for warning in result.warnings:
         if warning != calibration_warning and not args.json:
-            print(f"warning: {warning}", file=sys.stderr if quiet else sys.stdout)
+            print(f"warning: {warning}")
     if result.report is not None:
         if not quiet:
             print(result.report.to_table())
@@ -371,12 +371,11 @@ def _not_verified(reason: str) -> int:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from modelconv.api import verify
-
     from modelconv.errors import ModelconvError
 
-    quiet = args.quiet or args.json
+    quiet = args.json
     opts = _options(args)
-    if not quiet:
+    if not (args.quiet or args.json):
         opts["progress"] = _Progress(args.src, args.dst)
     try:
         report = verify(args.src, args.dst, **opts)
