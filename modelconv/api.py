@@ -283,7 +283,23 @@ def _skipped(reason: str, source: SourceModel, out: Path) -> VerificationReport:
 
 def inspect(path: str | os.PathLike[str], options: ConvertOptions | None = None,
             **kwargs: Any) -> ModelInfo:
-    """Describe a model file: format, signature, op counts, parameters."""
+    """Describe a model file: format, signature, op counts, parameters.
+
+    Output shapes the importer leaves unknown are inferred; ``opset`` is given for ONNX
+    files only and ``producer`` is what the file says (e.g. ``Keras 3.10.0``). Weights files
+    (``.safetensors``, state_dict ``.pt/.pth``) without ``model`` list their tensors.
+
+    Args:
+        path: The model file or folder.
+        options: A :class:`~modelconv.options.ConvertOptions` (keyword arguments override).
+        **kwargs: ConvertOptions fields (e.g. ``model``, ``input_shapes``, ``source_format``).
+
+    Returns:
+        A :class:`~modelconv.ir.info.ModelInfo` (JSON schema: docs/inspect.md).
+
+    Raises:
+        ModelconvError: the file cannot be read (a subclass naming why).
+    """
     p = Path(path)
     opts = ConvertOptions.from_kwargs(options, **kwargs)
     fmt = resolve_source_format(p, opts.source_format) if p.suffix != ".tflite" else "tflite"
@@ -294,7 +310,12 @@ def inspect(path: str | os.PathLike[str], options: ConvertOptions | None = None,
             raise MissingDependencyError("ai-edge-litert", "tflite",
                                          "Inspecting .tflite") from exc
         return inspect_tflite(p)
+    from modelconv.inspection import infer_output_shapes, inspect_weights, source_producer
+
+    if fmt in ("safetensors", "state_dict") and opts.model is None:
+        return inspect_weights(p, fmt)  # tensors listed; no architecture needed
     source = load(p, opts, verify=False)
+    infer_output_shapes(source.model)
     graph = source.model.graph
     ops = Counter(n.op_type if not n.domain else f"{n.domain}::{n.op_type}"
                   for n in ir.traversal.RecursiveGraphIterator(graph))
@@ -303,7 +324,9 @@ def inspect(path: str | os.PathLike[str], options: ConvertOptions | None = None,
         path=str(p), format=fmt, inputs=graph_input_specs(graph),
         outputs=graph_output_specs(graph), op_counts=dict(sorted(ops.items())),
         num_parameters=sum(t.size for t in params), parameter_bytes=sum(t.nbytes for t in params),
-        opset=source.model.opset_imports.get(""), producer=source.model.producer_name,
+        opset=source.model.opset_imports.get("") if fmt == "onnx" else None,
+        producer=(source.model.producer_name if fmt == "onnx"
+                  else source_producer(p, fmt)),
     )
 
 

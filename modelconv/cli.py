@@ -402,13 +402,24 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info.to_dict(), indent=2))
         return EXIT_OK
-    print(f"{info.path}: {info.format}" + (f", opset {info.opset}" if info.opset else ""))
+    print(f"{info.path}: {info.format}" + (f", opset {info.opset}" if info.opset else "")
+          + (f", producer: {info.producer}" if info.producer else ""))
     for title, specs in (("inputs", info.inputs), ("outputs", info.outputs)):
-        print(f"{title}:")
+        if specs:
+            print(f"{title}:")
         for s in specs:
             print(f"  {s.name}: {s.dtype} {list(s.shape)}")
     print(f"parameters: {info.num_parameters:,} ({info.parameter_bytes / 1e6:.2f} MB)")
-    print("ops: " + ", ".join(f"{k} x{v}" for k, v in info.op_counts.items()))
+    if info.op_counts:
+        print("ops: " + ", ".join(f"{k} x{v}" for k, v in info.op_counts.items()))
+    if info.tensors:
+        print(f"tensors ({len(info.tensors)}):")
+    for t in info.tensors:
+        q = t.get("quantization")
+        qtext = (f"  quantized: {q['scale_count']} scale(s), {q['zero_point_count']} zero "
+                 f"point(s), scale {q['scale']:.3g}, zero point {q['zero_point']}"
+                 if q else "")
+        print(f"  {t['name']}: {t['dtype']} {t['shape']} ({t['bytes']:,} bytes){qtext}")
     return EXIT_OK
 
 
