@@ -6,12 +6,13 @@ from pathlib import Path
 
 import onnx_ir as ir
 
-from modelconv.errors import ExportError
+from modelconv.errors import ExportError, UnsupportedOpsError
 from modelconv.exporters.tflite import prepare
 from modelconv.exporters.tflite.graph import LoweringContext, TflGraph, np_dtype
 from modelconv.exporters.tflite.registry import LOWERINGS
 from modelconv.exporters.tflite.writer import serialize, write
 from modelconv.fileio import atomic_output_dir
+from modelconv.ir.builder import source_name_of
 from modelconv.options import ConvertOptions
 
 
@@ -83,6 +84,7 @@ def lower(model: ir.Model, signatures: dict[str, list[int]],
             raise ExportError(f"no TFLite lowering for {node.op_type} ({node.name})")
         ctx.node = node
         fn(ctx, node)
+        _check_outputs_lowered(ctx, node)
     ctx.node = None
     used: set[int] = set()
     for value in model.graph.outputs:
@@ -98,3 +100,16 @@ def lower(model: ir.Model, signatures: dict[str, list[int]],
         g.outputs.append(idx)
         g.output_names.append(value.name or f"output_{idx}")
     return g
+
+
+def _check_outputs_lowered(ctx: LoweringContext, node: ir.Node) -> None:
+    """A lowering that leaves a used output unproduced (an optional output such as
+    LayerNormalization's Mean) is refused by name, not as a later "used before produced"."""
+    missing = [f"{node.op_type} output {i} '{out.name}'" for i, out in enumerate(node.outputs)
+               if (out.uses() or out.is_graph_output()) and out not in ctx.tensor_of]
+    if missing:
+        where = source_name_of(node) or node.name or f"an unnamed {node.op_type} node"
+        raise UnsupportedOpsError(
+            "ONNX op output for TFLite", {m: [where] for m in missing},
+            hint="The TFLite lowering produces only the main output(s); remove the uses of "
+                 "the optional outputs (e.g. training-mode statistics) before converting")

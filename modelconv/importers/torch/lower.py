@@ -19,6 +19,7 @@ from torch.export.graph_signature import InputKind, OutputKind
 
 from modelconv.errors import ModelconvError, UnsupportedOpsError
 from modelconv.importers.torch.aten import ATEN_OPS, AtenBuilder, check_call, ir_dtype
+from modelconv.importers.torch.coverage import REFUSED
 from modelconv.importers.torch.inplace import functional_key, mutates, safe_inplace
 
 #: FX targets the lowering handles itself (no registry entry)
@@ -106,7 +107,8 @@ def handler_keys(ep: ExportedProgram) -> tuple[dict[str, str], dict[str, list[st
                          and safe_inplace(node, order))
             key = functional if supported and functional is not None else key
         if not supported:
-            missing.setdefault(key, []).append(source_name(node))
+            label = f"{key} ({REFUSED[key]})" if key in REFUSED else key
+            missing.setdefault(label, []).append(source_name(node))
         elif (reason := check_call(key, *_fake_args(node))) is not None:
             missing.setdefault(f"{key} ({reason})", []).append(source_name(node))
         keys[node.name] = key
