@@ -15,8 +15,24 @@ from modelconv import cli
 
 ROOT = Path(__file__).parent.parent
 CNN = ROOT / "fixtures" / "onnx" / "small_cnn.onnx"
-JSON_KEYS = {"command", "exit_status", "outputs", "source_format", "target_format", "timings",
-             "warnings", "report", "error"}
+
+
+def _documented_keys() -> set[str]:
+    """The keys of the ``--json`` table in docs/cli.md (rows ``| `a`, `b` | ...``)."""
+    import re
+
+    text = (ROOT / "docs" / "cli.md").read_text().split("(`--json`)", 1)[1]
+    return {k for row in re.findall(r"^\| (`.*?`) \|", text, flags=re.M)
+            for k in re.findall(r"`(\w+)`", row)}
+
+
+JSON_KEYS = _documented_keys()
+
+
+def test_documented_keys_are_read() -> None:
+    keys = _documented_keys()
+    assert keys == {"command", "exit_status", "outputs", "source_format", "target_format",
+                    "timings", "warnings", "report", "error"}
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:
