@@ -84,6 +84,8 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--from", dest="source_format", metavar="FMT", help=_h("source_format"))
     g.add_argument("--trust-code", action="store_true",
                    help=_h("trust_code"))
+    g.add_argument("--allow-package", dest="allow_packages", action="append", metavar="PKG",
+                   help=_h("allow_packages"))
     g.add_argument("--model", metavar="PKG.MODULE:FACTORY",
                    help=_h("model"))
     g.add_argument("--input-shape", action="append", type=_parse_shape, metavar="SHAPE",
@@ -196,6 +198,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         sys.path.insert(0, os.getcwd())  # --model names a module of the user's project
     if getattr(args, "input_shape", None):
         opts["input_shapes"] = args.input_shape
+    if getattr(args, "allow_packages", None):
+        opts["allow_packages"] = args.allow_packages
     if getattr(args, "input_dtype", None):
         opts["input_dtypes"] = args.input_dtype
     if getattr(args, "dim", None):

@@ -24,6 +24,7 @@ FLAGS = {
     "atol": "--atol", "seed": "--seed", "batch_size": "--batch-size", "dim_values": "--dim",
     "localize": "--localize", "dim_ranges": "--dynamic-dim bounds", "samples": "--samples",
     "reference": "--reference", "fp16": "--fp16", "quantize": "--quantize",
+    "allow_packages": "--allow-package",
 }
 #: quantization modes the exporters implement
 QUANTIZE_MODES = (None, "dynamic", "int8")
@@ -35,7 +36,11 @@ _SOURCE_OPTIONS = {
     "dynamic_batch": _TRACED, "dynamic_dims": _TRACED, "dim_ranges": _TRACED,
     "signature": {"savedmodel"},
     "trust_code": {"state_dict", "torchscript", "pt2"},
+    "allow_packages": {"keras"},
 }
+#: options a .keras file read through an allowed package's code also takes (it is captured
+#: from torch like a module: shapes, dtypes and dynamic dims of its inputs)
+_PACKAGE_ROUTE = {"input_shapes", "input_dtypes", "dynamic_batch", "dynamic_dims", "dim_ranges"}
 _DEFAULTS = ConvertOptions()
 
 
@@ -59,8 +64,10 @@ def check_source(opts: ConvertOptions, source_format: str) -> None:
     Raises:
         OptionsError: naming every option that would be ignored.
     """
+    package_route = source_format == "keras" and bool(opts.allow_packages)
     unused = [n for n, formats in _SOURCE_OPTIONS.items()
-              if _set(opts, n) and source_format not in formats]
+              if _set(opts, n) and source_format not in formats
+              and not (package_route and n in _PACKAGE_ROUTE)]
     if unused:
         hint = None
         if source_format == "pt2" and {"dynamic_batch", "dynamic_dims"} & set(unused):
@@ -80,7 +87,7 @@ def check_target(opts: ConvertOptions, target_format: str) -> None:
         OptionsError: naming the options that would be ignored.
     """
     if opts.quantize not in QUANTIZE_MODES:
-        raise OptionsError(f"quantize={opts.quantize!r} is not a quantization mode",
+        raise OptionsError(f"quantize={opts.quantize!r} is not a mode",
                            hint="Use --quantize dynamic or --quantize int8")
     if opts.fp16 and opts.quantize:
         raise OptionsError(f"--fp16 and --quantize {opts.quantize} exclude each other",

@@ -65,6 +65,10 @@ class ConvertOptions:
     trust_code: bool = _opt(False, help="allow code from the file: TorchScript, pickled "
                             "modules (torch.load weights_only=False), .pt2 guards (runs it!)",
                             cli="--trust-code")
+    allow_packages: list[str] = _opt(
+        help="let a .keras file use the registered classes of this installed package, e.g. "
+        "keras_hub (runs that package's code, never the file's; CLI: repeat per package)",
+        cli="--allow-package", factory=list)
     overwrite: bool = _opt(False, help="replace an existing DST", cli="--overwrite")
     timeout: float | None = _opt(help="give up after this many seconds", cli="--timeout")
     # torch sources

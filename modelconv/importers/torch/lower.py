@@ -367,12 +367,38 @@ def placeholder_symbols(
     return names
 
 
+#: ops that pass integer ids through unchanged
+_ID_PRESERVING = {"aten._to_copy.default", "aten.clone.default", "aten.alias.default",
+                  "aten.view.default", "aten.reshape.default"}
+
+
+def _index_source(ids: Any) -> Any:
+    """The node ids come from, through casts/views and Keras' negative-id wrap
+    ``where(ids < 0, ids + rows, ids)`` (which is the identity on valid ids)."""
+    seen = 0
+    while isinstance(ids, torch.fx.Node) and ids.op == "call_function" and seen < 16:
+        seen += 1
+        key = target_key(ids.target)
+        if key in _ID_PRESERVING:
+            ids = ids.args[0]
+        elif key == "aten.where.self" and len(ids.args) == 3:
+            cond = ids.args[0]
+            if not (isinstance(cond, torch.fx.Node) and target_key(cond.target)
+                    == "aten.lt.Scalar" and cond.args[1] == 0
+                    and _index_source(cond.args[0]) is _index_source(ids.args[2])):
+                return None
+            ids = ids.args[2]
+        else:
+            return None
+    return ids
+
+
 def embedding_ranges(ep: ExportedProgram) -> dict[str, tuple[int, int]]:
     """Valid id ranges of integer inputs that index an embedding table directly."""
     ranges: dict[str, tuple[int, int]] = {}
     for node in ep.graph.nodes:
         if node.op == "call_function" and target_key(node.target) == "aten.embedding.default":
-            weight, ids = node.args[0], node.args[1]
+            weight, ids = node.args[0], _index_source(node.args[1])
             if isinstance(ids, torch.fx.Node) and ids.op == "placeholder":
                 rows = int(weight.meta["val"].shape[0])
                 lo, hi = ranges.get(ids.name, (0, rows))
