@@ -289,22 +289,39 @@ class _Progress:
         sys.stderr.flush()
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
+
+
+def plain(text: str) -> str:
+    """``text`` without ANSI escape sequences (a framework's coloured log in a message).
+
+    Args:
+        text: A message, warning or log excerpt.
+
+    Returns:
+        The text with every escape sequence removed.
+    """
+    return _ANSI.sub("", text)
+
+
 def _emit_json(command: str, status: int, result: Any = None, report: Any = None,
                error: BaseException | None = None, warnings: Sequence[str] = ()) -> None:
     """The ``--json`` document of convert/verify: one object on stdout."""
     doc: dict[str, Any] = {"command": command, "exit_status": status, "outputs": [],
                            "source_format": None, "target_format": None, "timings": {},
-                           "warnings": list(warnings), "report": None, "error": None}
+                           "warnings": [plain(w) for w in warnings], "report": None,
+                           "error": None}
     if result is not None:
         doc.update(outputs=[{"path": str(p), "bytes": p.stat().st_size}
                             for p in result.outputs],
                    source_format=result.source_format, target_format=result.target_format,
-                   timings=dict(result.timings), warnings=list(result.warnings))
+                   timings=dict(result.timings),
+                   warnings=[plain(w) for w in result.warnings])
         report = result.report
     if report is not None:
         doc["report"] = report.to_dict()
     if error is not None:
-        doc["error"] = {"type": type(error).__name__, "message": str(error)}
+        doc["error"] = {"type": type(error).__name__, "message": plain(str(error))}
     print(json.dumps(doc, indent=2, default=str))
 
 
@@ -368,7 +385,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         print(f"{result.source_format} -> {result.target_format} ({timing})")
     for warning in result.warnings:
         if warning != calibration_warning and not args.json:
-            print(f"warning: {warning}")
+            print(f"warning: {plain(warning)}")
     if result.report is not None:
         if not quiet:
             print(result.report.to_table())

@@ -108,3 +108,8 @@ def test_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     progress("import", 0.5)
     assert sys.stderr.getvalue() == "  importing a.pt (reading the file; torch sources: " \
         "capturing the graph) ...\n"
+
+
+def test_plain_strips_escape_sequences() -> None:
+    assert cli.plain("\x1b[31mred\x1b[0m and \x1b[1;33mbold\x1b[m \x1b]") == "red and bold "
+    assert cli.plain("no escapes: 100% [ok]") == "no escapes: 100% [ok]"
