@@ -331,8 +331,10 @@ def inspect(path: str | os.PathLike[str], options: ConvertOptions | None = None,
         return inspect_tflite(p)
     from modelconv.inspection import infer_output_shapes, inspect_weights, source_producer
 
-    if fmt in ("safetensors", "state_dict") and opts.model is None:
-        return inspect_weights(p, fmt)  # tensors listed; no architecture needed
+    # weights without an architecture: list the tensors (a trusted .pt may hold a module)
+    if opts.model is None and (fmt == "safetensors"
+                               or (fmt == "state_dict" and not opts.trust_code)):
+        return inspect_weights(p, fmt)
     source = load(p, opts, verify=False)
     infer_output_shapes(source.model)
     graph = source.model.graph
