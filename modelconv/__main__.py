@@ -4,4 +4,5 @@ import sys
 
 from modelconv.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # importing the module (docs tools inspect it) runs nothing
+    sys.exit(main())

@@ -31,7 +31,7 @@ from modelconv.formats import FORMATS, SourceModel, resolve_source_format, resol
 from modelconv.hooks import pause_point
 from modelconv.ir.info import ModelInfo, graph_input_specs, graph_output_specs
 from modelconv.option_checks import check_signature, check_source, check_target
-from modelconv.options import ConvertOptions
+from modelconv.options import ConvertOptions, options_docstring
 from modelconv.verification.report import VerificationReport
 
 Source = str | os.PathLike[str] | Any  # a path, or an in-memory model (torch nn.Module)
@@ -146,6 +146,19 @@ def convert(
     Verification runs by default (``verify=False`` skips it). When the converted model
     differs from the source beyond tolerance, :class:`~modelconv.errors.VerificationError`
     is raised with the report; the written file stays for inspection.
+
+    Args:
+        src: The source: a model file or folder, or an in-memory model (``nn.Module``).
+        dst: The output file.
+        options: A :class:`~modelconv.options.ConvertOptions`; keyword arguments override it.
+        **kwargs: Any ConvertOptions field (listed under Keyword Args).
+
+    Returns:
+        A :class:`ConversionResult` (files written, formats, timings, warnings, report).
+
+    Raises:
+        ModelconvError: a subclass naming what failed (e.g. ``VerificationError`` when the
+            outputs differ beyond tolerance, ``OptionsError`` for options the route ignores).
     """
     opts = ConvertOptions.from_kwargs(options, **kwargs)
     dst_path = check_output_path(dst, overwrite=opts.overwrite)
@@ -224,9 +237,12 @@ def verify(
         opts.reference = reference
     target = resolve_source_format(dst, None) if Path(dst).suffix != ".tflite" else "tflite"
     check_target(opts, target)
-    source = load(src, opts)
+    stages: dict[str, float] = {}
+    with _stage(stages, "import", opts):
+        source = load(src, opts)
     check_signature(opts, graph_input_specs(source.model.graph))
-    report = _verify_written(source, Path(dst), target, opts)
+    with _stage(stages, "verify", opts):
+        report = _verify_written(source, Path(dst), target, opts)
     return report
 
 
@@ -286,7 +302,23 @@ def _skipped(reason: str, source: SourceModel, out: Path) -> VerificationReport:
 
 def inspect(path: str | os.PathLike[str], options: ConvertOptions | None = None,
             **kwargs: Any) -> ModelInfo:
-    """Describe a model file: format, signature, op counts, parameters."""
+    """Describe a model file: format, signature, op counts, parameters.
+
+    Output shapes the importer leaves unknown are inferred; ``opset`` is given for ONNX
+    files only and ``producer`` is what the file says (e.g. ``Keras 3.10.0``). Weights files
+    (``.safetensors``, state_dict ``.pt/.pth``) without ``model`` list their tensors.
+
+    Args:
+        path: The model file or folder.
+        options: A :class:`~modelconv.options.ConvertOptions` (keyword arguments override).
+        **kwargs: ConvertOptions fields (e.g. ``model``, ``input_shapes``, ``source_format``).
+
+    Returns:
+        A :class:`~modelconv.ir.info.ModelInfo` (JSON schema: docs/inspect.md).
+
+    Raises:
+        ModelconvError: the file cannot be read (a subclass naming why).
+    """
     p = Path(path)
     opts = ConvertOptions.from_kwargs(options, **kwargs)
     fmt = resolve_source_format(p, opts.source_format) if p.suffix != ".tflite" else "tflite"
@@ -297,7 +329,14 @@ def inspect(path: str | os.PathLike[str], options: ConvertOptions | None = None,
             raise MissingDependencyError("ai-edge-litert", "tflite",
                                          "Inspecting .tflite") from exc
         return inspect_tflite(p)
+    from modelconv.inspection import infer_output_shapes, inspect_weights, source_producer
+
+    # weights without an architecture: list the tensors (a trusted .pt may hold a module)
+    if opts.model is None and (fmt == "safetensors"
+                               or (fmt == "state_dict" and not opts.trust_code)):
+        return inspect_weights(p, fmt)
     source = load(p, opts, verify=False)
+    infer_output_shapes(source.model)
     graph = source.model.graph
     ops = Counter(n.op_type if not n.domain else f"{n.domain}::{n.op_type}"
                   for n in ir.traversal.RecursiveGraphIterator(graph))
@@ -306,8 +345,13 @@ def inspect(path: str | os.PathLike[str], options: ConvertOptions | None = None,
         path=str(p), format=fmt, inputs=graph_input_specs(graph),
         outputs=graph_output_specs(graph), op_counts=dict(sorted(ops.items())),
         num_parameters=sum(t.size for t in params), parameter_bytes=sum(t.nbytes for t in params),
-        opset=source.model.opset_imports.get(""), producer=source.model.producer_name,
+        opset=source.model.opset_imports.get("") if fmt == "onnx" else None,
+        producer=(source.model.producer_name if fmt == "onnx"
+                  else source_producer(p, fmt)),
     )
+
+
+convert.__doc__ = (convert.__doc__ or "") + "\n" + options_docstring()
 
 
 def _component(fmt: str, which: str) -> Any:

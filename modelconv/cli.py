@@ -72,56 +72,67 @@ def _parse_names(text: str) -> list[str]:
     return names
 
 
+def _h(name: str) -> str:
+    """The help text of ConvertOptions field ``name``: one source of truth with the API."""
+    from modelconv.options import option_help
+
+    return option_help(name)
+
+
 def _add_source_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("source")
-    g.add_argument("--from", dest="source_format", metavar="FMT", help="source format")
+    g.add_argument("--from", dest="source_format", metavar="FMT", help=_h("source_format"))
     g.add_argument("--trust-code", action="store_true",
-                   help="allow code from the file: TorchScript, pickled modules "
-                        "(torch.load weights_only=False), .pt2 guards (runs it!)")
+                   help=_h("trust_code"))
     g.add_argument("--allow-package", dest="allow_packages", action="append", metavar="PKG",
-                   help="let a .keras file use the registered classes of this installed "
-                   "package, e.g. keras_hub (runs that package's code, never the file's; "
-                   "repeat per package)")
+                   help=_h("allow_packages"))
     g.add_argument("--model", metavar="PKG.MODULE:FACTORY",
-                   help="architecture for state_dict/.safetensors weights")
+                   help=_h("model"))
     g.add_argument("--input-shape", action="append", type=_parse_shape, metavar="SHAPE",
-                   help="shape of each torch input, e.g. 1,3,224,224 (repeat per input)")
+                   help=_h("input_shapes"))
     g.add_argument("--input-dtype", action="append", metavar="DTYPE",
-                   help="dtype of each torch input (default float32)")
+                   help=_h("input_dtypes"))
     g.add_argument("--dynamic-batch", action="store_true",
-                   help="make dim 0 of every input symbolic (named 'batch')")
+                   help=_h("dynamic_batch"))
     g.add_argument("--dynamic-dim", action="append", type=_parse_dynamic_dim, default=[],
                    metavar="INPUT:AXIS=NAME[:MIN:MAX]",
                    help="make one input dim symbolic (repeatable; the same NAME ties dims "
                    "across inputs; MIN/MAX bound it), e.g. input_ids:1=seq:1:512")
     g.add_argument("--input-names", type=_parse_names, metavar="A,B,...",
-                   help="names of the inputs (torch: the forward() parameters the "
-                   "--input-shape entries are passed as, e.g. input_ids,token_type_ids)")
+                   help=_h("input_names"))
     g.add_argument("--output-names", type=_parse_names, metavar="A,B,...",
-                   help="names of the converted model's outputs, in order")
-    g.add_argument("--signature", default="serving_default", help="SavedModel signature")
+                   help=_h("output_names"))
+    g.add_argument("--signature", default="serving_default", help=_h("signature"))
 
 
 def _add_verify_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("verification")
-    g.add_argument("--inputs", metavar="FILE", help=".npz/.npy file or folder of samples")
+    g.add_argument("--inputs", metavar="FILE", help=_h("inputs"))
     g.add_argument("--reference", metavar="OUTPUTS.npz",
-                   help="expected outputs for --inputs recorded elsewhere (keys = output "
-                        "names or output_0...): compared instead of running the source")
+                   help=_h("reference"))
     g.add_argument("--samples", type=int, metavar="N",
-                   help="generated samples to verify on (default 3; plus one of batch 2 "
-                        "when the batch is dynamic)")
+                   help=_h("samples"))
     g.add_argument("--rtol", type=float,
-                   help="relative tolerance (default: by the converted file's precision)")
+                   help=_h("rtol"))
     g.add_argument("--atol", type=float,
-                   help="absolute tolerance (default: by the converted file's precision)")
-    g.add_argument("--seed", type=int, default=0, help="seed for generated inputs")
-    g.add_argument("--batch-size", type=int, default=1, help="batch size for generated inputs")
+                   help=_h("atol"))
+    g.add_argument("--seed", type=int, default=0, help=_h("seed"))
+    g.add_argument("--batch-size", type=int, default=1, help=_h("batch_size"))
     g.add_argument("--dim", action="append", type=_parse_dim, default=[], metavar="NAME=VALUE",
                    help="value for a symbolic dimension in generated inputs")
     g.add_argument("--localize", action="store_true",
-                   help="compare intermediate layers and name the first that drifts")
+                   help=_h("localize"))
     g.add_argument("--report", metavar="FILE", help="write the report (.json or .html)")
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("output")
+    g.add_argument("--quiet", action="store_true",
+                   help="no progress lines on stderr (the files written and the verdict are "
+                        "still printed; --json for machine output)")
+    g.add_argument("--json", action="store_true",
+                   help="print one JSON document on stdout (outputs, formats, timings, "
+                        "warnings, report, exit_status) and no progress")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,21 +151,20 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("src")
     c.add_argument("dst")
-    c.add_argument("--to", dest="target_format", metavar="FMT", help="target format")
-    c.add_argument("--opset", type=int, help="ONNX opset of the output")
+    c.add_argument("--to", dest="target_format", metavar="FMT", help=_h("target_format"))
+    c.add_argument("--opset", type=int, help=_h("opset"))
     c.add_argument("--external-data", action="store_true", default=None,
-                   help="store ONNX weights in DST.data (automatic above 2 GiB)")
+                   help=_h("external_data"))
     c.add_argument("--no-verify", dest="verify", action="store_false", help="skip verification")
-    c.add_argument("--overwrite", action="store_true", help="replace an existing DST")
-    c.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long")
-    c.add_argument("--fp16", action="store_true", help="TFLite: fp16 weights")
-    c.add_argument("--quantize", choices=["dynamic", "int8"], help="TFLite quantization")
+    c.add_argument("--overwrite", action="store_true", help=_h("overwrite"))
+    c.add_argument("--timeout", type=float, metavar="SECONDS", help=_h("timeout"))
+    c.add_argument("--fp16", action="store_true", help=_h("fp16"))
+    c.add_argument("--quantize", choices=["dynamic", "int8"], help=_h("quantize"))
     c.add_argument("--calibration", metavar="DIR|FILE|random",
-                   help="samples for --quantize int8 (required): a folder or .npz of real "
-                        "inputs, or 'random' to accept random ranges knowingly")
-    c.add_argument("--int8-io", action="store_true", help="TFLite int8: integer inputs/outputs")
-    c.add_argument("--nhwc-io", action="store_true", help="TFLite: NHWC inputs/outputs")
-    c.add_argument("--quiet", action="store_true", help="no progress output")
+                   help=_h("calibration"))
+    c.add_argument("--int8-io", action="store_true", help=_h("int8_io"))
+    c.add_argument("--nhwc-io", action="store_true", help=_h("nhwc_io"))
+    _add_output_options(c)
     _add_source_options(c)
     _add_verify_options(c)
 
@@ -163,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     v.add_argument("src")
     v.add_argument("dst")
+    _add_output_options(v)
     _add_source_options(v)
     _add_verify_options(v)
 
@@ -214,19 +225,46 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in opts.items() if v is not None}
 
 
-class _Progress:
-    """Stage progress on stderr: a bar redrawn in place on a terminal, lines otherwise."""
+#: what each stage of a conversion is doing, as the progress lines say it
+STAGE_TEXT = {
+    "import": "importing {src} (reading the file; torch sources: capturing the graph)",
+    "passes": "optimizing the graph",
+    "export": "writing {dst}",
+    "verify": "verifying: running the source and {dst} on the same inputs and comparing",
+}
 
-    def __init__(self) -> None:
+
+def use_colour(stream: Any) -> bool:
+    """True when ``stream`` is a terminal that takes escape codes (not NO_COLOR/TERM=dumb).
+
+    Args:
+        stream: A text stream (``sys.stderr``).
+
+    Returns:
+        Whether colours, bars and in-place redraws may be written to it.
+    """
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty()) and "NO_COLOR" not in os.environ \
+        and os.environ.get("TERM") != "dumb"
+
+
+class _Progress:
+    """Stage progress on stderr: a bar redrawn in place on a terminal, plain lines otherwise."""
+
+    def __init__(self, src: str = "the source", dst: str = "the output") -> None:
         self.started: dict[str, float] = {}
-        self.tty = sys.stderr.isatty()
+        self.tty = use_colour(sys.stderr)
+        self.names = {"src": os.path.basename(src) or src, "dst": os.path.basename(dst) or dst}
+
+    def _describe(self, stage: str) -> str:
+        return STAGE_TEXT.get(stage, stage).format(**self.names)
 
     def __call__(self, stage: str, fraction: float) -> None:
         now = time.perf_counter()
         if fraction <= 0.0:
             if stage not in self.started:
                 self.started[stage] = now
-                self._show(f"  {stage} ...", final=not self.tty)
+                self._show(f"  {self._describe(stage)} ...", final=not self.tty)
         elif fraction >= 1.0:
             if stage in self.started:
                 took = now - self.started.pop(stage)
@@ -251,7 +289,43 @@ class _Progress:
         sys.stderr.flush()
 
 
-def _write_report(report: Any, path: str | None) -> None:
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
+
+
+def plain(text: str) -> str:
+    """``text`` without ANSI escape sequences (a framework's coloured log in a message).
+
+    Args:
+        text: A message, warning or log excerpt.
+
+    Returns:
+        The text with every escape sequence removed.
+    """
+    return _ANSI.sub("", text)
+
+
+def _emit_json(command: str, status: int, result: Any = None, report: Any = None,
+               error: BaseException | None = None, warnings: Sequence[str] = ()) -> None:
+    """The ``--json`` document of convert/verify: one object on stdout."""
+    doc: dict[str, Any] = {"command": command, "exit_status": status, "outputs": [],
+                           "source_format": None, "target_format": None, "timings": {},
+                           "warnings": [plain(w) for w in warnings], "report": None,
+                           "error": None}
+    if result is not None:
+        doc.update(outputs=[{"path": str(p), "bytes": p.stat().st_size}
+                            for p in result.outputs],
+                   source_format=result.source_format, target_format=result.target_format,
+                   timings=dict(result.timings),
+                   warnings=[plain(w) for w in result.warnings])
+        report = result.report
+    if report is not None:
+        doc["report"] = report.to_dict()
+    if error is not None:
+        doc["error"] = {"type": type(error).__name__, "message": plain(str(error))}
+    print(json.dumps(doc, indent=2, default=str))
+
+
+def _write_report(report: Any, path: str | None, *, quiet: bool = False) -> None:
     if not path or report is None:
         return
     from modelconv.fileio import atomic_write_bytes
@@ -262,7 +336,8 @@ def _write_report(report: Any, path: str | None) -> None:
         atomic_write_bytes(path, render_html(report).encode("utf-8"))
     else:
         atomic_write_bytes(path, report.to_json().encode("utf-8"))
-    print(f"report written to {path}")
+    if not quiet:
+        print(f"report written to {path}")
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
@@ -272,7 +347,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     if args.report and not args.verify:
         raise OptionsError("--report has no effect with --no-verify", hint="Remove the option")
     opts = _options(args)
-    progress = None if args.quiet else _Progress()
+    quiet = args.json  # --quiet drops the progress lines only; --json all human output
+    progress = None if args.quiet or args.json else _Progress(args.src, args.dst)
     if progress is not None:
         opts["progress"] = progress
     from modelconv.calibration import RANDOM, check_calibration
@@ -283,29 +359,43 @@ def _cmd_convert(args: argparse.Namespace) -> int:
                            if args.calibration == RANDOM else None)
     if calibration_warning:
         print(f"warning: {calibration_warning}", file=sys.stderr)
+    from modelconv.errors import ModelconvError
+
     try:
         result = convert(args.src, args.dst, **opts)
     except VerificationError as exc:
         if exc.report is not None:
-            print(exc.report.to_table())
-            _write_report(exc.report, args.report)
+            if not quiet:
+                print(exc.report.to_table())
+            _write_report(exc.report, args.report, quiet=quiet)
+        if args.json:
+            _emit_json("convert", exc.exit_code, report=exc.report, error=exc)
+        raise
+    except ModelconvError as exc:
+        if args.json:
+            _emit_json("convert", exc.exit_code, error=exc)
         raise
     finally:
         if progress is not None:
             progress.close()
-    for out in result.outputs:
-        print(f"wrote {out} ({out.stat().st_size:,} bytes)")
-    timing = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
-    print(f"{result.source_format} -> {result.target_format} ({timing})")
+    if not quiet:
+        for out in result.outputs:
+            print(f"wrote {out} ({out.stat().st_size:,} bytes)")
+        timing = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
+        print(f"{result.source_format} -> {result.target_format} ({timing})")
     for warning in result.warnings:
-        if warning != calibration_warning:
-            print(f"warning: {warning}")
+        if warning != calibration_warning and not args.json:
+            print(f"warning: {plain(warning)}")
     if result.report is not None:
-        print(result.report.to_table())
-        _write_report(result.report, args.report)
+        if not quiet:
+            print(result.report.to_table())
+        _write_report(result.report, args.report, quiet=quiet)
+    status = EXIT_OK
     if args.verify and (result.report is None or result.report.skipped):
-        return _not_verified(result.report.skip_reason if result.report else "")
-    return EXIT_OK
+        status = _not_verified(result.report.skip_reason if result.report else "")
+    if args.json:
+        _emit_json("convert", status, result=result)
+    return status
 
 
 def _not_verified(reason: str) -> int:
@@ -320,13 +410,32 @@ def _not_verified(reason: str) -> int:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from modelconv.api import verify
+    from modelconv.errors import ModelconvError
 
-    report = verify(args.src, args.dst, **_options(args))
-    print(report.to_table())
-    _write_report(report, args.report)
+    quiet = args.json
+    opts = _options(args)
+    progress = None if args.quiet or args.json else _Progress(args.src, args.dst)
+    if progress is not None:
+        opts["progress"] = progress
+    try:
+        report = verify(args.src, args.dst, **opts)
+    except ModelconvError as exc:
+        if args.json:
+            _emit_json("verify", exc.exit_code, error=exc)
+        raise
+    finally:
+        if progress is not None:
+            progress.close()
+    if not quiet:
+        print(report.to_table())
+    _write_report(report, args.report, quiet=quiet)
     if report.skipped:
-        return _not_verified(report.skip_reason)
-    return EXIT_OK if report.passed else EXIT_NOT_EQUIVALENT
+        status = _not_verified(report.skip_reason)
+    else:
+        status = EXIT_OK if report.passed else EXIT_NOT_EQUIVALENT
+    if args.json:
+        _emit_json("verify", status, report=report)
+    return status
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -336,13 +445,24 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info.to_dict(), indent=2))
         return EXIT_OK
-    print(f"{info.path}: {info.format}" + (f", opset {info.opset}" if info.opset else ""))
+    print(f"{info.path}: {info.format}" + (f", opset {info.opset}" if info.opset else "")
+          + (f", producer: {info.producer}" if info.producer else ""))
     for title, specs in (("inputs", info.inputs), ("outputs", info.outputs)):
-        print(f"{title}:")
+        if specs:
+            print(f"{title}:")
         for s in specs:
             print(f"  {s.name}: {s.dtype} {list(s.shape)}")
     print(f"parameters: {info.num_parameters:,} ({info.parameter_bytes / 1e6:.2f} MB)")
-    print("ops: " + ", ".join(f"{k} x{v}" for k, v in info.op_counts.items()))
+    if info.op_counts:
+        print("ops: " + ", ".join(f"{k} x{v}" for k, v in info.op_counts.items()))
+    if info.tensors:
+        print(f"tensors ({len(info.tensors)}):")
+    for t in info.tensors:
+        q = t.get("quantization")
+        qtext = (f"  quantized: {q['scale_count']} scale(s), {q['zero_point_count']} zero "
+                 f"point(s), scale {q['scale']:.3g}, zero point {q['zero_point']}"
+                 if q else "")
+        print(f"  {t['name']}: {t['dtype']} {t['shape']} ({t['bytes']:,} bytes){qtext}")
     return EXIT_OK
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,8 +38,39 @@ class ModelInfo:
     op_counts: dict[str, int]
     num_parameters: int
     parameter_bytes: int
-    opset: int | None = None
-    producer: str | None = None
+    opset: int | None = None  # ONNX files only: the default-domain opset
+    producer: str | None = None  # as the file names it (ONNX producer, Keras version...)
+    #: every stored tensor, for weights files and TFLite: name, dtype, shape, bytes (TFLite
+    #: also ``quantization``: scale/zero-point counts, first values, quantized dimension)
+    tensors: list[dict[str, Any]] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        def sig(specs: list[TensorSpec]) -> str:
+            return ", ".join(f"{s.name}: {s.dtype}{list(s.shape)}" for s in specs)
+
+        head = self.format + (f", opset {self.opset}" if self.opset else "")
+        return (f"<ModelInfo {self.path} ({head}): inputs [{sig(self.inputs)}] -> outputs "
+                f"[{sig(self.outputs)}]; {self.num_parameters:,} parameters "
+                f"({self.parameter_bytes / 1e6:.2f} MB), {sum(self.op_counts.values())} ops"
+                + (f", {len(self.tensors)} tensors" if self.tensors else "") + ">")
+
+    def _repr_html_(self) -> str:
+        import html
+
+        def rows(title: str, specs: list[TensorSpec]) -> str:
+            return "".join(f"<tr><td>{title}</td><td>{html.escape(s.name)}</td>"
+                           f"<td>{html.escape(s.dtype)}</td>"
+                           f"<td>{html.escape(str(list(s.shape)))}</td></tr>" for s in specs)
+
+        head = html.escape(self.format) + (f", opset {self.opset}" if self.opset else "")
+        if self.producer:
+            head += f", producer {html.escape(self.producer)}"
+        ops = ", ".join(f"{html.escape(k)} &times;{v}" for k, v in self.op_counts.items())
+        return (f"<div><p><b>{html.escape(self.path)}</b>: {head}</p>"
+                "<table><tr><th></th><th>name</th><th>dtype</th><th>shape</th></tr>"
+                f"{rows('input', self.inputs)}{rows('output', self.outputs)}</table>"
+                f"<p>{self.num_parameters:,} parameters "
+                f"({self.parameter_bytes / 1e6:.2f} MB)</p><p>ops: {ops}</p></div>")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -49,7 +80,7 @@ class ModelInfo:
             "inputs": [s.to_dict() for s in self.inputs],
             "outputs": [s.to_dict() for s in self.outputs],
             "op_counts": self.op_counts, "num_parameters": self.num_parameters,
-            "parameter_bytes": self.parameter_bytes,
+            "parameter_bytes": self.parameter_bytes, "tensors": self.tensors,
         }
 
 
