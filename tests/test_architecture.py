@@ -105,4 +105,4 @@ def test_no_module_over_800_lines() -> None:
 
 def test_importers_hold_one_entry_per_framework() -> None:
     entries = {p.name for p in (PACKAGE / "importers").iterdir() if p.name != "__pycache__"}
-    assert entries == {"__init__.py", "onnx.py", "torch", "keras", "tf"}
+    assert entries == {"__init__.py", "onnx", "torch", "keras", "tf"}

@@ -12,7 +12,7 @@ import onnx_ir as ir
 
 from modelconv.errors import ModelLoadError, ShapeError, UnsafeModelError, UnsupportedOpsError
 from modelconv.formats import SourceModel
-from modelconv.importers.onnx_checks import check_declared_content
+from modelconv.importers.onnx.checks import check_declared_content
 from modelconv.ir.builder import SOURCE_KEY
 from modelconv.ir.info import infer_int_ranges
 from modelconv.options import ConvertOptions
