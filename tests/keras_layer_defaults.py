@@ -24,6 +24,8 @@ ARGS: dict[str, tuple[Any, ...]] = {
     "AveragePooling1D": (2,), "AveragePooling2D": (2,), "AveragePooling3D": (2,),
     "AvgPool1D": (2,), "AvgPool2D": (2,), "AvgPool3D": (2,),
     "StochasticDepth": (0.1,), "LayerScale": (1e-6, 4),
+    "RandomColorDegeneration": (0.5,), "RandomHue": (0.5,), "RandomPosterization": (4,),
+    "RandomSaturation": (0.5,), "RandomSharpness": (0.5,), "CenterCrop": (4, 4),
 }
 for _n in ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
            "SeparableConv1D", "SeparableConv2D"):
@@ -38,6 +40,12 @@ OPS_ONLY = ("Divide", "TrueDivide", "Power")
 ALIASES = {"add": "Add", "subtract": "Subtract", "multiply": "Multiply"}
 #: classes a Keras 3 file cannot hold (tf.keras only)
 KERAS2_ONLY = {"TFOpLambda", "ThresholdedReLU"}
+#: registered classes tf_keras does not have (Keras 3 only)
+KERAS3_ONLY = {"AugMix", "CutMix", "MixUp", "RandAugment", "RandomColorDegeneration",
+               "RandomColorJitter", "RandomElasticTransform", "RandomErasing",
+               "RandomGaussianBlur", "RandomGrayscale", "RandomHue", "RandomInvert",
+               "RandomPerspective", "RandomPosterization", "RandomSaturation",
+               "RandomSharpness", "RandomShear", "Solarization", "RMSNormalization"}
 
 
 def build(keras: Any, name: str) -> Any:

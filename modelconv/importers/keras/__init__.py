@@ -13,6 +13,7 @@ from modelconv.formats import SourceModel
 from modelconv.importers.keras import (  # noqa: F401  (imported for their registrations)
     layers_activations,
     layers_attention,
+    layers_augment,
     layers_conv,
     layers_core,
     layers_merge,
