@@ -39,6 +39,12 @@ def _two(shape: tuple[int, ...], layer: Any, pre: Any = None) -> Any:
 
 IMG = (8, 8, 3)
 SEQ = (6, 5)
+VOL = (4, 5, 6, 2)
+
+
+def _three(layer: Any) -> Any:
+    q, v, k = keras.Input(SEQ), keras.Input((4, 5)), keras.Input((4, 5))
+    return keras.Model([q, v, k], layer([q, v, k]))
 CASES: dict[str, Callable[[], Any]] = {
     "conv2d_same_relu": lambda: _seq(IMG, L.Conv2D(4, 3, padding="same", activation="relu")),
     "conv2d_stride2_same": lambda: _seq(IMG, L.Conv2D(4, 3, strides=2, padding="same")),
@@ -119,7 +125,46 @@ CASES: dict[str, Callable[[], Any]] = {
                                                                       output_shape=(7,)))),
     "dot": lambda: _two((7,), L.Dot(axes=1)),
     "unit_norm": lambda: _seq((7,), L.UnitNormalization()),
+    "unit_norm_img": lambda: _seq(IMG, L.UnitNormalization(axis=[1, 2])),
+    "identity": lambda: _seq((7,), L.Identity(), L.Dense(2)),
+    "group_norm_img": lambda: _seq((8, 8, 6), L.GroupNormalization(groups=3)),
+    "group_norm_seq": lambda: _seq((6, 4), L.GroupNormalization(groups=2, center=False,
+                                                                epsilon=1e-5)),
+    "group_norm_vec": lambda: _seq((6,), L.GroupNormalization(groups=2)),
+    "rms_norm": lambda: _seq(SEQ, L.RMSNormalization()),
+    "cropping3d": lambda: _seq(VOL, L.Cropping3D(((1, 0), (0, 1), (1, 1)))),
+    "zeropad3d": lambda: _seq(VOL, L.ZeroPadding3D(((1, 0), (0, 2), (1, 1)))),
+    "upsampling1d": lambda: _seq(SEQ, L.UpSampling1D(3)),
+    "upsampling3d": lambda: _seq(VOL, L.UpSampling3D((1, 2, 3))),
+    "conv3d": lambda: _seq(VOL, L.Conv3D(3, 3, padding="same")),
+    "pool_max3d": lambda: _seq(VOL, L.MaxPooling3D(2)),
+    "pool_avg3d": lambda: _seq(VOL, L.AveragePooling3D(2, strides=1, padding="same")),
+    "gap3d": lambda: _seq(VOL, L.GlobalAveragePooling3D()),
+    "gmp3d": lambda: _seq(VOL, L.GlobalMaxPooling3D(keepdims=True)),
+    "depthwise1d": lambda: _seq(SEQ, L.DepthwiseConv1D(3, depth_multiplier=2,
+                                                       padding="same")),
+    "separable1d": lambda: _seq(SEQ, L.SeparableConv1D(4, 3, padding="same")),
+    "attention_dot": lambda: _two(SEQ, L.Attention()),
+    "attention_scaled_key": lambda: _three(L.Attention(use_scale=True)),
+    "attention_concat": lambda: _two(SEQ, L.Attention(score_mode="concat", use_scale=True)),
+    "additive_attention": lambda: _two(SEQ, L.AdditiveAttention()),
+    "additive_attention_noscale": lambda: _three(L.AdditiveAttention(use_scale=False)),
+    "augment_identity": lambda: _seq(IMG, *(getattr(L, n)(*a) for n, a in AUGMENT),
+                                     L.Conv2D(2, 1)),
+    "random_geometric_identity": lambda: _seq(IMG, L.RandomFlip(), L.RandomRotation(0.2),
+                                              L.RandomZoom(0.2), L.RandomTranslation(0.1, 0.1),
+                                              L.RandomContrast(0.3), L.RandomBrightness(0.2)),
+    "noise_identity": lambda: _seq(IMG, L.GaussianDropout(0.3), L.AlphaDropout(0.2),
+                                   L.SpatialDropout2D(0.2), L.Conv2D(2, 1)),
 }
+#: Keras 3 augmentation layers (identity at inference) and their required arguments
+AUGMENT = [("AugMix", ()), ("CutMix", ()), ("MixUp", ()), ("RandAugment", ()),
+           ("RandomColorDegeneration", (0.5,)), ("RandomColorJitter", ()),
+           ("RandomElasticTransform", ()), ("RandomErasing", ()), ("RandomGaussianBlur", ()),
+           ("RandomGrayscale", ()), ("RandomHue", (0.5,)), ("RandomInvert", ()),
+           ("RandomPerspective", ()), ("RandomPosterization", (4,)),
+           ("RandomSaturation", (0.5,)), ("RandomSharpness", (0.5,)), ("RandomShear", ()),
+           ("Solarization", ())]
 ACTS = ["relu", "relu6", "gelu", "swish", "silu", "hard_swish", "hard_sigmoid", "sigmoid",
         "tanh", "softmax", "elu", "selu", "softplus", "softsign", "leaky_relu", "mish",
         "exponential", "log_softmax"]
@@ -194,7 +239,9 @@ def test_layer_keras_format(name: str, tmp_path: Any) -> None:
 
 H5_CASES = ["conv2d_same_relu", "depthwise", "separable", "batchnorm_img", "lstm_seq",
             "gru_reset_after", "bidir_lstm_concat", "mha_self", "prelu_img", "embedding",
-            "conv2d_transpose_same", "normalization", "layernorm"]
+            "conv2d_transpose_same", "normalization", "layernorm", "group_norm_img",
+            "rms_norm", "attention_concat", "additive_attention", "conv3d", "upsampling3d",
+            "depthwise1d", "separable1d", "identity"]
 
 
 @pytest.mark.parametrize("name", H5_CASES)
