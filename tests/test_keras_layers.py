@@ -200,12 +200,12 @@ def randomize(model: Any, seed: int = 0) -> None:
         w.assign(value)
 
 
-def make_feeds(model: Any, seed: int = 1) -> list[np.ndarray]:
+def make_feeds(model: Any, seed: int = 1, batch: int = 2) -> list[np.ndarray]:
     """Random inputs for the model (token ids for int inputs)."""
     rng = np.random.default_rng(seed)
     feeds = []
     for t in model.inputs:
-        shape = [2 if d is None else d for d in t.shape]
+        shape = [batch if d is None else d for d in t.shape]
         if "int" in str(t.dtype):
             feeds.append(rng.integers(0, 20, shape).astype("int32"))
         else:
@@ -263,3 +263,59 @@ def test_cnn_has_no_inner_transposes(tmp_path: Any) -> None:
     # a third of its latency)
     ops = [n.op_type for n in ir_model.graph]
     assert ops.count("Clip") == 1 and "Min" not in ops
+
+
+#: table rows also converted to TFLite and run in LiteRT (isolated worker)
+TFLITE_CASES = ["conv2d_same_relu", "dense", "identity", "repeat_vector", "unit_norm",
+                "unit_norm_img", "group_norm_img", "group_norm_seq", "rms_norm",
+                "cropping3d", "zeropad3d", "upsampling1d", "upsampling3d", "conv3d",
+                "pool_max3d", "pool_avg3d", "gap3d", "gmp3d", "depthwise1d", "separable1d",
+                "attention_dot", "attention_scaled_key", "attention_concat",
+                "additive_attention", "additive_attention_noscale", "augment_identity",
+                "random_geometric_identity", "noise_identity"]
+#: rows the TFLite exporter refuses (cleanly, with UnsupportedOpsError), and why
+TFLITE_REFUSED: dict[str, str] = {
+    "upsampling1d": "Resize lowers only the H/W dims of a rank-4 tensor",
+    "upsampling3d": "Resize lowers only the H/W dims of a rank-4 tensor",
+    "conv3d": "no CONV_3D lowering",
+    "pool_max3d": "no 3-D pooling lowering",
+    "pool_avg3d": "no 3-D pooling lowering",
+}
+
+
+@pytest.fixture(scope="module")
+def litert() -> Any:
+    pytest.importorskip("ai_edge_litert")
+    from tests.litert_isolated import IsolatedLiteRT
+
+    worker = IsolatedLiteRT()
+    yield worker
+    worker.close()
+
+
+@pytest.mark.parametrize("name", TFLITE_CASES)
+def test_layer_to_tflite(name: str, tmp_path: Any, litert: Any) -> None:
+    from modelconv.api import convert
+    from modelconv.errors import UnsupportedOpsError
+
+    model = CASES[name]()
+    randomize(model)
+    feeds = make_feeds(model, batch=1)  # the TFLite export fixes a free batch to 1
+    model.save(str(tmp_path / "m.keras"))
+    ref = model(feeds if len(feeds) > 1 else feeds[0], training=False)
+    refs = [keras.ops.convert_to_numpy(r) for r in (ref if isinstance(ref, list | tuple)
+                                                   else [ref])]
+    dst = tmp_path / "m.tflite"
+    if name in TFLITE_REFUSED:
+        with pytest.raises(UnsupportedOpsError):
+            convert(str(tmp_path / "m.keras"), str(dst), verify=False)
+        return
+    convert(str(tmp_path / "m.keras"), str(dst), verify=False)
+    ir_names = [t.name for t in import_keras(str(tmp_path / "m.keras"),
+                                             ConvertOptions()).model.graph.inputs]
+    out = litert.run(dst.read_bytes(), dict(zip(ir_names, feeds, strict=True)))
+    assert out.status == "ok", out.message
+    for got, want in zip(out.outputs, refs, strict=True):
+        assert got.shape == want.shape
+        tol = 1e-4 * max(float(np.abs(want).max()), 1.0)
+        np.testing.assert_allclose(got, want, atol=tol, rtol=0)
