@@ -53,6 +53,8 @@ def build(keras: Any, name: str) -> Any:
     pkg = keras.__name__
     if name == "Bidirectional":
         return keras.layers.Bidirectional(keras.layers.LSTM(2))
+    if name == "TimeDistributed":
+        return keras.layers.TimeDistributed(keras.layers.Dense(2))
     if name == "InputLayer":
         kw = {"shape": (3,)} if pkg == "keras" else {"input_shape": (3,)}
         return keras.layers.InputLayer(**kw)

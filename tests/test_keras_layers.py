@@ -149,6 +149,11 @@ CASES: dict[str, Callable[[], Any]] = {
     "attention_concat": lambda: _two(SEQ, L.Attention(score_mode="concat", use_scale=True)),
     "additive_attention": lambda: _two(SEQ, L.AdditiveAttention()),
     "additive_attention_noscale": lambda: _three(L.AdditiveAttention(use_scale=False)),
+    "time_distributed_dense": lambda: _seq(SEQ, L.TimeDistributed(L.Dense(3, "relu"))),
+    "time_distributed_conv": lambda: _seq((3, 6, 6, 2), L.TimeDistributed(
+        L.Conv2D(4, 3, padding="same")), L.TimeDistributed(L.MaxPooling2D())),
+    "time_distributed_flatten": lambda: _seq((3, 4, 4, 2), L.TimeDistributed(L.Flatten()),
+                                             L.LSTM(3)),
     "augment_identity": lambda: _seq(IMG, *(getattr(L, n)(*a) for n, a in AUGMENT),
                                      L.Conv2D(2, 1)),
     "random_geometric_identity": lambda: _seq(IMG, L.RandomFlip(), L.RandomRotation(0.2),
@@ -241,7 +246,8 @@ H5_CASES = ["conv2d_same_relu", "depthwise", "separable", "batchnorm_img", "lstm
             "gru_reset_after", "bidir_lstm_concat", "mha_self", "prelu_img", "embedding",
             "conv2d_transpose_same", "normalization", "layernorm", "group_norm_img",
             "rms_norm", "attention_concat", "additive_attention", "conv3d", "upsampling3d",
-            "depthwise1d", "separable1d", "identity"]
+            "depthwise1d", "separable1d", "identity",
+            "time_distributed_dense", "time_distributed_conv"]
 
 
 @pytest.mark.parametrize("name", H5_CASES)
@@ -272,7 +278,8 @@ TFLITE_CASES = ["conv2d_same_relu", "dense", "identity", "repeat_vector", "unit_
                 "pool_max3d", "pool_avg3d", "gap3d", "gmp3d", "depthwise1d", "separable1d",
                 "attention_dot", "attention_scaled_key", "attention_concat",
                 "additive_attention", "additive_attention_noscale", "augment_identity",
-                "random_geometric_identity", "noise_identity"]
+                "random_geometric_identity", "noise_identity", "time_distributed_dense",
+                "time_distributed_conv", "time_distributed_flatten"]
 #: rows the TFLite exporter refuses (cleanly, with UnsupportedOpsError), and why
 TFLITE_REFUSED: dict[str, str] = {
     "upsampling1d": "Resize lowers only the H/W dims of a rank-4 tensor",

@@ -23,6 +23,7 @@ from modelconv.importers.keras import (  # noqa: F401  (imported for their regis
     layers_reshape,
     layers_rnn,
     layers_tfop,
+    layers_wrappers,
 )
 from modelconv.importers.keras.convert import convert_keras_file
 from modelconv.importers.keras.reader import open_keras_file

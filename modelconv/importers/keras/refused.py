@@ -38,7 +38,6 @@ REFUSED: dict[str, str] = {
     "EinsumDense": _NOT_YET,
     "GroupQueryAttention": _NOT_YET,
     "ReversibleEmbedding": _NOT_YET,
-    "TimeDistributed": _NOT_YET,
     "SpectralNormalization": _NOT_YET + " (kernel is renormalized from the stored vector)",
     "Pipeline": _NOT_YET + " (a list of preprocessing layers)",
     "RandomCrop": ("not the identity at inference (center crop after an aspect-preserving "
