@@ -26,6 +26,7 @@ ARGS: dict[str, tuple[Any, ...]] = {
     "StochasticDepth": (0.1,), "LayerScale": (1e-6, 4),
     "RandomColorDegeneration": (0.5,), "RandomHue": (0.5,), "RandomPosterization": (4,),
     "RandomSaturation": (0.5,), "RandomSharpness": (0.5,), "CenterCrop": (4, 4),
+    "Discretization": ([0.0, 1.0],), "CategoryEncoding": (4,),
 }
 for _n in ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
            "SeparableConv1D", "SeparableConv2D"):

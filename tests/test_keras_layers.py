@@ -154,6 +154,10 @@ CASES: dict[str, Callable[[], Any]] = {
         L.Conv2D(4, 3, padding="same")), L.TimeDistributed(L.MaxPooling2D())),
     "time_distributed_flatten": lambda: _seq((3, 4, 4, 2), L.TimeDistributed(L.Flatten()),
                                              L.LSTM(3)),
+    "discretization": lambda: _seq(SEQ, L.Discretization([-0.5, 0.0, 0.7])),
+    "category_multi_hot": lambda: _seq((5,), L.CategoryEncoding(20), dtype="int32"),
+    "category_count": lambda: _seq((5,), L.CategoryEncoding(20, "count"), dtype="int32"),
+    "category_one_hot": lambda: _seq((), L.CategoryEncoding(20, "one_hot"), dtype="int32"),
     "augment_identity": lambda: _seq(IMG, *(getattr(L, n)(*a) for n, a in AUGMENT),
                                      L.Conv2D(2, 1)),
     "random_geometric_identity": lambda: _seq(IMG, L.RandomFlip(), L.RandomRotation(0.2),
@@ -279,7 +283,8 @@ TFLITE_CASES = ["conv2d_same_relu", "dense", "identity", "repeat_vector", "unit_
                 "attention_dot", "attention_scaled_key", "attention_concat",
                 "additive_attention", "additive_attention_noscale", "augment_identity",
                 "random_geometric_identity", "noise_identity", "time_distributed_dense",
-                "time_distributed_conv", "time_distributed_flatten"]
+                "time_distributed_conv", "time_distributed_flatten", "discretization",
+                "category_multi_hot", "category_count", "category_one_hot"]
 #: rows the TFLite exporter refuses (cleanly, with UnsupportedOpsError), and why
 TFLITE_REFUSED: dict[str, str] = {
     "upsampling1d": "Resize lowers only the H/W dims of a rank-4 tensor",

@@ -45,8 +45,6 @@ REFUSED: dict[str, str] = {
     "CenterCrop": _NOT_YET + " (crops, or resizes an input smaller than the target)",
     "Masking": ("its mask is consumed by downstream layers (RNNs, attention, pooling); "
                 "mask propagation is not implemented yet"),
-    "CategoryEncoding": _NOT_YET,
-    "Discretization": _NOT_YET,
     "MelSpectrogram": _NOT_YET + " (STFT)",
     "STFTSpectrogram": _NOT_YET + " (STFT)",
     "Hashing": _HASH,
