@@ -28,7 +28,7 @@ ARGS: dict[str, tuple[Any, ...]] = {
     "RandomSaturation": (0.5,), "RandomSharpness": (0.5,), "CenterCrop": (4, 4),
     "Discretization": ([0.0, 1.0],), "CategoryEncoding": (4,),
 }
-for _n in ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
+for _n in ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
            "SeparableConv1D", "SeparableConv2D"):
     ARGS[_n] = ARGS[_n.replace("Conv", "Convolution")] = (2, 3)
 for _n in ("DepthwiseConv1D", "DepthwiseConv2D"):

@@ -30,8 +30,6 @@ REFUSED: dict[str, str] = {
         "per-image histogram equalization: no ONNX/TFLite op (not implemented)",
     "Equalization": "per-image histogram equalization: no ONNX/TFLite op (not implemented)",
     "MaxNumBoundingBoxes": "bounding-box preprocessing: no tensor inputs of that kind",
-    "Conv3DTranspose": _NOT_YET,
-    "Convolution3DTranspose": _NOT_YET,
     "ConvLSTM1D": _NOT_YET + " (convolutional recurrence)",
     "ConvLSTM2D": _NOT_YET + " (convolutional recurrence)",
     "ConvLSTM3D": _NOT_YET + " (convolutional recurrence)",
