@@ -161,6 +161,8 @@ CASES: dict[str, Callable[[], Any]] = {
     "category_multi_hot": lambda: _seq((5,), L.CategoryEncoding(20), dtype="int32"),
     "category_count": lambda: _seq((5,), L.CategoryEncoding(20, "count"), dtype="int32"),
     "category_one_hot": lambda: _seq((), L.CategoryEncoding(20, "one_hot"), dtype="int32"),
+    "model_sequence": lambda: _sequence_model(),
+    "model_unet": lambda: _unet(),
     "augment_identity": lambda: _seq(IMG, *(getattr(L, n)(*a) for n, a in AUGMENT),
                                      L.Conv2D(2, 1)),
     "random_geometric_identity": lambda: _seq(IMG, L.RandomFlip(), L.RandomRotation(0.2),
@@ -199,6 +201,25 @@ def _mha() -> Any:
     q = keras.Input(SEQ)
     v = keras.Input((4, 5))
     return keras.Model([q, v], L.MultiHeadAttention(2, 3, value_dim=4)(q, v))
+
+
+def _sequence_model() -> Any:
+    """Issue 16's sequence model: Conv1D + GRU + TimeDistributed + Attention (no masks)."""
+    inp = keras.Input((8, 5))
+    x = L.Conv1D(6, 3, padding="same", activation="relu")(inp)
+    x = L.GRU(6, return_sequences=True)(x)
+    x = L.TimeDistributed(L.Dense(6))(x)
+    return keras.Model(inp, L.Dense(2)(L.Attention(use_scale=True)([x, x])))
+
+
+def _unet() -> Any:
+    """A small U-Net: GroupNormalization + Conv2DTranspose + bilinear UpSampling2D."""
+    inp = keras.Input((8, 8, 3))
+    a = L.GroupNormalization(2)(L.Conv2D(4, 3, padding="same", activation="relu")(inp))
+    c = L.GroupNormalization(4)(L.Conv2D(8, 3, padding="same")(L.MaxPooling2D()(a)))
+    up = L.Conv2DTranspose(4, 3, strides=2, padding="same")(c)
+    side = L.UpSampling2D(2, interpolation="bilinear")(L.Conv2D(4, 1)(c))
+    return keras.Model(inp, L.Conv2D(2, 1)(L.Concatenate()([a, up, side])))
 
 
 def randomize(model: Any, seed: int = 0) -> None:
@@ -254,7 +275,8 @@ H5_CASES = ["conv2d_same_relu", "depthwise", "separable", "batchnorm_img", "lstm
             "conv2d_transpose_same", "normalization", "layernorm", "group_norm_img",
             "rms_norm", "attention_concat", "additive_attention", "conv3d", "upsampling3d",
             "depthwise1d", "separable1d", "identity",
-            "time_distributed_dense", "time_distributed_conv"]
+            "time_distributed_dense", "time_distributed_conv", "model_sequence",
+            "model_unet"]
 
 
 @pytest.mark.parametrize("name", H5_CASES)
@@ -288,7 +310,8 @@ TFLITE_CASES = ["conv2d_same_relu", "dense", "identity", "repeat_vector", "unit_
                 "additive_attention", "additive_attention_noscale", "augment_identity",
                 "random_geometric_identity", "noise_identity", "time_distributed_dense",
                 "time_distributed_conv", "time_distributed_flatten", "discretization",
-                "category_multi_hot", "category_count", "category_one_hot"]
+                "category_multi_hot", "category_count", "category_one_hot",
+                "model_sequence", "model_unet"]
 #: rows the TFLite exporter refuses (cleanly, with UnsupportedOpsError), and why
 TFLITE_REFUSED: dict[str, str] = {
     "upsampling1d": "Resize lowers only the H/W dims of a rank-4 tensor",
