@@ -36,7 +36,8 @@ REFUSED: dict[str, str] = {
     "EinsumDense": _NOT_YET,
     "GroupQueryAttention": _NOT_YET,
     "ReversibleEmbedding": _NOT_YET,
-    "SpectralNormalization": _NOT_YET + " (kernel is renormalized from the stored vector)",
+    "SpectralNormalization": (_NOT_YET + " (at inference: the inner layer with its stored "
+                              "kernel; the wrapper's weight layout is not mapped yet)"),
     "Pipeline": _NOT_YET + " (a list of preprocessing layers)",
     "RandomCrop": ("not the identity at inference (center crop after an aspect-preserving "
                    "resize): " + _NOT_YET),
