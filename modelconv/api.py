@@ -6,6 +6,7 @@ convert(src, dst) = detect → import → passes → export → verify, each sta
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import threading
@@ -22,14 +23,15 @@ from modelconv.errors import (
     ConversionTimeoutError,
     ExportError,
     MissingDependencyError,
-    ModelconvError,
     ModelLoadError,
     RunnerUnavailableError,
 )
 from modelconv.fileio import check_output_path
 from modelconv.formats import FORMATS, SourceModel, resolve_source_format, resolve_target_format
+from modelconv.hooks import pause_point
 from modelconv.ir.info import ModelInfo, graph_input_specs, graph_output_specs
-from modelconv.options import ConvertOptions, check_route
+from modelconv.option_checks import check_signature, check_source, check_target
+from modelconv.options import ConvertOptions
 from modelconv.verification.report import VerificationReport
 
 Source = str | os.PathLike[str] | Any  # a path, or an in-memory model (torch nn.Module)
@@ -80,19 +82,26 @@ def load(src: Source, options: ConvertOptions | None = None, **kwargs: Any) -> S
         fmt = "torch-module"
     else:
         fmt = resolve_source_format(src, opts.source_format)
-    check_route(opts, source=fmt)
+    check_source(opts, fmt)
     importer = _component(fmt, "importer")
+    where = None if fmt == "torch-module" else str(src)
+    # Only errors that mean "this file cannot be read" become ModelLoadError: modelconv's
+    # readers raise ModelLoadError for bad content themselves. Any other exception is a bug
+    # in modelconv and surfaces as one (the CLI's internal-error message).
     try:
         source: SourceModel = importer(src if fmt == "torch-module" else Path(src), opts)
-    except ModelconvError:
-        raise
-    except (MemoryError, RecursionError, ValueError, KeyError, IndexError, TypeError,
-            OSError, EOFError, AttributeError, RuntimeError) as exc:
-        where = None if fmt == "torch-module" else str(src)
-        raise ModelLoadError(
-            f"cannot read the {fmt} model: {type(exc).__name__}: {_first_line(exc)}",
-            path=where, hint="The file may be corrupt; run with --debug for details",
-        ) from exc
+    except OSError as exc:
+        if exc.errno != errno.ENOMEM:
+            raise ModelLoadError(f"cannot read the {fmt} model: {_first_line(exc) or exc!r}",
+                                 path=where, hint="Check that the file is complete and readable"
+                                 ) from exc
+        raise ModelLoadError(f"ran out of memory reading the {fmt} model", path=where,
+                             hint="The model, or a size it declares, does not fit in memory"
+                             ) from exc
+    except MemoryError as exc:
+        raise ModelLoadError(f"ran out of memory reading the {fmt} model", path=where,
+                             hint="The model, or a size it declares, does not fit in memory"
+                             ) from exc
     if opts.input_names is not None or opts.output_names is not None:
         from modelconv.ir.naming import rename_io
 
@@ -111,15 +120,20 @@ def save(model: ir.Model | SourceModel, dst: str | os.PathLike[str],
     ir_model = model.model if isinstance(model, SourceModel) else model
     dst_path = check_output_path(dst, overwrite=opts.overwrite)
     fmt = resolve_target_format(dst_path, opts.target_format)
-    check_route(opts, target=fmt)
     exporter = _component(fmt, "exporter")
+    # as in load(): only "cannot write" errors are ExportError; anything else is a bug
     try:
         written: list[Path] = exporter(ir_model, dst_path, opts)
-    except ModelconvError:
-        raise
-    except Exception as exc:
-        raise ExportError(f"{fmt} export failed: {type(exc).__name__}: {_first_line(exc)}",
-                          path=str(dst_path), hint="Run with --debug for details") from exc
+    except OSError as exc:
+        if exc.errno != errno.ENOMEM:
+            raise ExportError(f"cannot write the {fmt} model: {_first_line(exc) or exc!r}",
+                              path=str(dst_path), hint="Check the free space and permissions"
+                              ) from exc
+        raise ExportError(f"ran out of memory writing the {fmt} model", path=str(dst_path),
+                          hint="Convert on a machine with more memory") from exc
+    except MemoryError as exc:
+        raise ExportError(f"ran out of memory writing the {fmt} model", path=str(dst_path),
+                          hint="Convert on a machine with more memory") from exc
     return written
 
 
@@ -138,12 +152,14 @@ def convert(
     target = resolve_target_format(dst_path, opts.target_format)
     from modelconv.calibration import check_calibration
 
-    check_route(opts, target=target, verification=True)
+    check_target(opts, target)
     calibration_warning = check_calibration(opts.quantize, opts.calibration)
     timings: dict[str, float] = {}
     with _time_limit(opts.timeout):
         with _stage(timings, "import", opts):
             source = load(src, opts)
+            if opts.verify or target == "tflite":  # TFLite pins dynamic dims with them
+                check_signature(opts, graph_input_specs(source.model.graph))
         from modelconv.passes import cleanup
 
         with _stage(timings, "passes", opts):
@@ -153,16 +169,17 @@ def convert(
         with _stage(timings, "export", opts):
             outputs = save(source.model, dst_path, opts, target_format=target)
         report = None
-        if opts.verify:
-            try:
+        try:
+            if opts.verify:
                 with _stage(timings, "verify", opts):
+                    pause_point("verify")
                     report = _verify_written(source, outputs[0], target, opts)
-            except BaseException as exc:
-                from modelconv.errors import VerificationError
+        except BaseException as exc:  # also KeyboardInterrupt / SIGTERM (see cli.py)
+            from modelconv.errors import VerificationError
 
-                if not isinstance(exc, VerificationError):
-                    _remove(outputs)  # an unverifiable conversion leaves nothing behind
-                raise
+            if not isinstance(exc, VerificationError):
+                _remove(outputs)  # an unverified conversion leaves nothing behind
+            raise
     timings["total"] = sum(timings.values())
     result = ConversionResult(outputs, source.format, target, report, warnings, timings)
     if report is not None and not report.skipped and not report.passed:
@@ -206,7 +223,9 @@ def verify(
     if reference is not None:
         opts.reference = reference
     target = resolve_source_format(dst, None) if Path(dst).suffix != ".tflite" else "tflite"
+    check_target(opts, target)
     source = load(src, opts)
+    check_signature(opts, graph_input_specs(source.model.graph))
     report = _verify_written(source, Path(dst), target, opts)
     return report
 
@@ -310,11 +329,18 @@ def _is_torch_module(obj: Any) -> bool:
 def _stage(timings: dict[str, float], name: str, opts: ConvertOptions) -> Iterator[None]:
     opts.report_progress(name, 0.0)
     start = time.perf_counter()
+    outer = opts.progress
+    if outer is not None:  # "done" is this function's to say, once the stage returned
+        def inner(stage: str, fraction: float) -> None:
+            outer(stage, min(fraction, 0.99) if stage == name else fraction)
+
+        opts.progress = inner
     try:
         yield
     finally:
+        opts.progress = outer
         timings[name] = time.perf_counter() - start
-        opts.report_progress(name, 1.0)
+    opts.report_progress(name, 1.0)  # only when the stage succeeded
 
 
 @contextlib.contextmanager

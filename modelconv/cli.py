@@ -7,13 +7,18 @@ not verified (verification was requested but could not run).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
+import logging
 import os
 import re
+import signal
 import sys
 import textwrap
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 EXIT_OK, EXIT_NOT_EQUIVALENT, EXIT_ERROR, EXIT_NOT_VERIFIED = 0, 1, 2, 3
@@ -71,7 +76,12 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("source")
     g.add_argument("--from", dest="source_format", metavar="FMT", help="source format")
     g.add_argument("--trust-code", action="store_true",
-                   help="allow TorchScript / pickled code (runs code from the file!)")
+                   help="allow code from the file: TorchScript, pickled modules "
+                        "(torch.load weights_only=False), .pt2 guards (runs it!)")
+    g.add_argument("--allow-package", dest="allow_packages", action="append", metavar="PKG",
+                   help="let a .keras file use the registered classes of this installed "
+                   "package, e.g. keras_hub (runs that package's code, never the file's; "
+                   "repeat per package)")
     g.add_argument("--model", metavar="PKG.MODULE:FACTORY",
                    help="architecture for state_dict/.safetensors weights")
     g.add_argument("--input-shape", action="append", type=_parse_shape, metavar="SHAPE",
@@ -177,6 +187,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         sys.path.insert(0, os.getcwd())  # --model names a module of the user's project
     if getattr(args, "input_shape", None):
         opts["input_shapes"] = args.input_shape
+    if getattr(args, "allow_packages", None):
+        opts["allow_packages"] = args.allow_packages
     if getattr(args, "input_dtype", None):
         opts["input_dtypes"] = args.input_dtype
     if getattr(args, "dim", None):
@@ -224,6 +236,13 @@ class _Progress:
             self._show(f"  {stage} [{'#' * filled}{' ' * (20 - filled)}] {fraction:4.0%}",
                        final=False)
 
+    def close(self) -> None:
+        """Say which stage failed: a stage that started and never finished."""
+        now = time.perf_counter()
+        for stage, began in list(self.started.items()):
+            self._show(f"  {stage} failed after {now - began:.2f}s", final=True)
+        self.started.clear()
+
     def _show(self, text: str, *, final: bool) -> None:
         if self.tty:
             sys.stderr.write("\r\033[K" + text + ("\n" if final else ""))
@@ -248,11 +267,14 @@ def _write_report(report: Any, path: str | None) -> None:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from modelconv.api import convert
-    from modelconv.errors import VerificationError
+    from modelconv.errors import OptionsError, VerificationError
 
+    if args.report and not args.verify:
+        raise OptionsError("--report has no effect with --no-verify", hint="Remove the option")
     opts = _options(args)
-    if not args.quiet:
-        opts["progress"] = _Progress()
+    progress = None if args.quiet else _Progress()
+    if progress is not None:
+        opts["progress"] = progress
     from modelconv.calibration import RANDOM, check_calibration
 
     # the random-calibration warning is said before the run, not after; refusals (no
@@ -268,6 +290,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             print(exc.report.to_table())
             _write_report(exc.report, args.report)
         raise
+    finally:
+        if progress is not None:
+            progress.close()
     for out in result.outputs:
         print(f"wrote {out} ({out.stat().st_size:,} bytes)")
     timing = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
@@ -349,12 +374,53 @@ def _cmd_ops(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300].rstrip(".") if lines else "(no message)"
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every cleanup path (temporary output folders,
+    unverified outputs) runs."""
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Turn the first SIGTERM into :class:`_Terminated`; ignore further ones during cleanup.
+
+    Only in the main thread (signal handlers cannot be installed elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the cleanup finish
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 _COMMANDS = {"convert": _cmd_convert, "verify": _cmd_verify, "inspect": _cmd_inspect,
              "formats": _cmd_formats, "ops": _cmd_ops}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``modelconv`` command; returns the exit code."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # inside the try: a closed pipe fails here, not at exit
+        return code
+    except BrokenPipeError:  # `modelconv inspect --json m.onnx | head`: the reader is gone
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
@@ -367,24 +433,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     from modelconv.errors import ModelconvError
 
+    _library_logs(debug=args.debug)
     try:
-        return _COMMANDS[args.command](args)
+        with _terminate_as_interrupt():
+            return _COMMANDS[args.command](args)
     except ModelconvError as exc:
         if args.debug:
             raise
         kind = type(exc).__name__
-        print(textwrap.fill(f"error ({kind}): {exc}", width=100), file=sys.stderr)
+        print(textwrap.fill(f"error ({kind}): {exc}", width=100, break_on_hyphens=False,
+                            break_long_words=False), file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print("terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted",
+              file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:
+        raise
     except Exception as exc:
         if args.debug:
             raise
-        print(textwrap.fill(
-            f"internal error ({type(exc).__name__}): {exc}. This is a bug in modelconv; "
-            "rerun with --debug and report the traceback.", width=100), file=sys.stderr)
+        if isinstance(exc, MemoryError) or (isinstance(exc, OSError)
+                                            and exc.errno == errno.ENOMEM):
+            text = (f"error (out of memory): {_first_line(exc)}. The model needs more memory "
+                    "than this machine has free; close other programs or convert on a bigger "
+                    "machine.")
+        else:
+            text = (f"internal error ({type(exc).__name__}): {_first_line(exc)}. This is a bug "
+                    "in modelconv, please report it (rerun with --debug to see the traceback).")
+        print(textwrap.fill(text, width=100, break_on_hyphens=False, break_long_words=False),
+              file=sys.stderr)
         return EXIT_ERROR
+
+
+class _OneLine(logging.Formatter):
+    """Library log records as one line, without the traceback (that is what --debug is for)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"warning ({record.name}): {record.getMessage().strip()}"
+
+
+def _library_logs(*, debug: bool) -> None:
+    """Libraries (onnx_ir, torch.export) log warnings with tracebacks; show one line each."""
+    root = logging.getLogger()
+    if root.handlers:  # the embedding program configured logging itself
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    if not debug:
+        handler.setFormatter(_OneLine())
+    handler.setLevel(logging.WARNING)
+    root.addHandler(handler)
 
 
 if __name__ == "__main__":

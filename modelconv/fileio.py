@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from modelconv.errors import ExportError, OutputExistsError
+from modelconv.hooks import pause_point
 
 
 def check_output_path(dst: str | os.PathLike[str], *, overwrite: bool) -> Path:
@@ -42,6 +43,7 @@ def atomic_output_dir(dst: str | os.PathLike[str]) -> Iterator[Path]:
     parent = target.parent if str(target.parent) else Path(".")
     tmp = Path(tempfile.mkdtemp(prefix=".modelconv-", dir=parent))
     try:
+        pause_point("export")
         yield tmp
         produced = sorted(p.name for p in tmp.iterdir())
         if target.name in produced:

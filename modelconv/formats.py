@@ -152,17 +152,20 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         return "tflite"
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         return _detect_zip(p)
-    if len(head) >= 9:
+    if len(head) >= 9 and head[8:9] == b"{":
         (header_len,) = struct.unpack("<Q", head[:8])
-        if head[8:9] == b"{" and 0 < header_len <= size - 8:
+        if 0 < header_len <= size - 8:
             return "safetensors"
-        if head[8:9] == b"{" and 0 < header_len < _MAX_SAFETENSORS_HEADER:
+        if header_len > 0 and not _looks_like_text(head[:8]):  # a length, not "12345678{"
+            too_big = header_len >= _MAX_SAFETENSORS_HEADER
             raise ModelLoadError(
                 f"safetensors header declares {header_len} bytes but the file has only "
-                f"{size - 8} after the length (truncated)", path=str(p),
-                hint="Re-download or re-save the weights")
+                f"{size - 8} after the length ({'corrupt' if too_big else 'truncated'})",
+                path=str(p), hint="Re-download or re-save the weights")
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return "state_dict"  # legacy (non-zip) torch.save pickle; loaded weights_only
+    if text_pickle_globals(p) is not None:
+        return "state_dict"  # a protocol 0/1 pickle: the torch loader says what it holds
     if head[0] in _ONNX_FIRST_BYTES:
         return "onnx"
     what = "text" if _looks_like_text(head) else "unrecognised binary data"
@@ -175,10 +178,70 @@ def detect_format(path: str | os.PathLike[str]) -> str:
 
 def _looks_like_text(head: bytes) -> bool:
     try:
-        head.decode("utf-8")
+        text = head.decode("utf-8")
     except UnicodeDecodeError:
         return False
-    return True
+    return all(c.isprintable() or c in "\t\r\n" for c in text)
+
+
+_PICKLE_SCAN_BYTES = 1 << 16
+
+
+def text_pickle_globals(path: str | os.PathLike[str]) -> list[str] | None:
+    """The globals a protocol 0/1 pickle references, or None if ``path`` is not one.
+
+    Protocol 0/1 pickles have no PROTO header; their first 64 KiB must parse as pickle
+    opcodes (the scan may stop inside a long pickle).
+
+    Args:
+        path: the file.
+
+    Returns:
+        ``module.name`` of every GLOBAL/INST opcode seen (empty for plain data), or None.
+    """
+    with open(path, "rb") as fh:
+        data = fh.read(_PICKLE_SCAN_BYTES)
+    if not data or data[:1] == b"\x80":
+        return None
+    return pickle_globals(data, cut=len(data) == _PICKLE_SCAN_BYTES)
+
+
+def pickle_globals(data: bytes, *, cut: bool = False) -> list[str] | None:
+    """``module.name`` of the globals the pickle(s) in ``data`` reference, None if no pickle.
+
+    The opcodes are only parsed (``pickletools.genops``), never executed. Parsing stops at
+    the first bytes after a complete pickle that are not one (legacy torch files: several
+    pickles, then tensor data).
+
+    Args:
+        data: the bytes.
+        cut: ``data`` is the start of a longer stream (a first pickle may be incomplete).
+
+    Returns:
+        The names (empty for plain data), or None when ``data`` does not start with a pickle.
+    """
+    import io
+    import pickletools
+
+    found: list[str] = []
+    count = stops = 0
+    stream = io.BytesIO(data)
+    strings: list[str] = []  # STACK_GLOBAL (protocol 4+) takes module and name from strings
+    try:
+        while stream.tell() < len(data):
+            for op, arg, _pos in pickletools.genops(stream):
+                count += 1
+                if op.name in ("GLOBAL", "INST"):
+                    found.append(str(arg).replace(" ", "."))
+                elif isinstance(arg, str):
+                    strings.append(arg)
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    found.append(f"{strings[-2]}.{strings[-1]}")
+            stops += 1
+    except (ValueError, EOFError, UnicodeDecodeError, struct.error):
+        if not stops and not (cut and count >= 16):
+            return None
+    return found if count >= 2 else None
 
 
 def _detect_zip(p: Path) -> str:

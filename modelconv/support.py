@@ -69,7 +69,16 @@ def support_markdown() -> str:
                       "| class | why |", "| --- | --- |"]
             lines += [f"| `{k}` | {why} |" for k, why in entry["refused"].items()]
             lines.append("")
+    lines += [_core_aten_section(), ""]
     return "\n".join(lines)
+
+
+def _core_aten_section() -> str:
+    try:
+        from modelconv.importers.torch.coverage import coverage_markdown
+    except ImportError as exc:
+        return f"## PyTorch importer: core ATen op set coverage\n\n_unavailable: needs {exc.name}_"
+    return coverage_markdown()
 
 
 if __name__ == "__main__":

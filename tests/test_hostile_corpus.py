@@ -9,7 +9,11 @@ from pathlib import Path
 import pytest
 
 from modelconv.cli import main
-from tests.hostile.corpus import CASES, MARKER, Case
+from tests.hostile.corpus import CASES as BASE_CASES
+from tests.hostile.corpus import MARKER, Case
+from tests.hostile.pt2 import PT2_CASES
+
+CASES = BASE_CASES + PT2_CASES
 
 
 def test_corpus_is_large_enough() -> None:

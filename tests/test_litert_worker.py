@@ -172,3 +172,33 @@ def test_worker_package_is_a_leaf() -> None:
         names += [n.module or "" for n in tree.body if isinstance(n, ast.ImportFrom)]
         bad = [n for n in names if n.startswith(("modelconv.verification", "modelconv.importers"))]
         assert not bad, (path.name, bad)
+
+
+def test_scalars_cross_the_worker_pipe_as_scalars() -> None:
+    """np.ascontiguousarray turns 0-d into 1-D; a scalar output must stay 0-d (1-D x 1-D
+    MatMul returned shape (1,) instead of ())."""
+    import numpy as np
+
+    from modelconv.workers.litert import _pack_arrays, _unpack_arrays
+
+    layout, data = _pack_arrays({"s": np.float32(4.0), "v": np.arange(3, dtype=np.int64)})
+    back = _unpack_arrays(layout, data)
+    assert back["s"].shape == () and float(back["s"]) == 4.0
+    assert back["v"].tolist() == [0, 1, 2]
+
+
+def test_torch_runner_keeps_scalar_feeds_scalar() -> None:
+    import numpy as np
+    import torch
+
+    from modelconv.ir.info import TensorSpec
+    from modelconv.verification.runners_torch import TorchRunner
+
+    seen: list[tuple[int, ...]] = []
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(x.shape))
+        return x * 2
+
+    TorchRunner(fn, [TensorSpec("x", "float32", ())], ["y"]).run([np.float32(3.0)])
+    assert seen == [()]

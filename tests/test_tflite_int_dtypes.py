@@ -195,7 +195,8 @@ def test_int_dtype(spec: Op, dtype: str, quantize: str | None, litert: IsolatedL
     model, feeds = build(spec, dtype)
     try:
         data = convert_to_tflite(ir.serde.deserialize_model(model),
-                                 ConvertOptions(quantize=quantize))
+                                 ConvertOptions(quantize=quantize,
+                                                calibration="random" if quantize else None))
     except UnsupportedOpsError as exc:
         assert any(spec.op in key and dtype in key for key in exc.unsupported), exc.unsupported
         assert spec.op not in ALWAYS_LOWERED or dtype not in ALWAYS_LOWERED[spec.op]

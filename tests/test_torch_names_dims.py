@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import modelconv
-from modelconv.errors import ShapeError
+from modelconv.errors import OptionsError, ShapeError
 
 Pair = namedtuple("Pair", ["scores", "features"])
 
@@ -169,7 +169,7 @@ def test_torchscript_inputs_keep_their_names(tmp_path: Path) -> None:
 def test_dynamic_flags_with_a_pt2_are_refused(tmp_path: Path) -> None:
     pt2 = tmp_path / "m.pt2"
     torch.export.save(torch.export.export(_TupleOut(), (torch.randn(2, 4),)), str(pt2))
-    with pytest.raises(ShapeError, match="keeps the dynamic dims"):
+    with pytest.raises(OptionsError, match="keeps the dynamic dims"):
         modelconv.convert(pt2, tmp_path / "m.onnx", dynamic_batch=True)
 
 

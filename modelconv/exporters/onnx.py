@@ -7,7 +7,7 @@ from pathlib import Path
 import onnx
 import onnx_ir as ir
 
-from modelconv.errors import ExportError, ModelconvError
+from modelconv.errors import ExportError
 from modelconv.exporters import onnx_quantize
 from modelconv.fileio import atomic_output_dir
 from modelconv.options import ConvertOptions
@@ -45,9 +45,7 @@ def export_onnx(model: ir.Model, dst: Path, options: ConvertOptions) -> list[Pat
             else:
                 ir.save(model, tmp / dst.name, external_data=data_name,
                         size_threshold_bytes=1024)
-        except ModelconvError:
-            raise
-        except Exception as exc:
+        except OSError as exc:  # anything else is a bug, not a write failure
             raise ExportError(f"writing ONNX failed: {exc}", path=str(dst)) from exc
     written = [dst]
     if data_name:

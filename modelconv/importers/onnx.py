@@ -12,6 +12,7 @@ import onnx_ir as ir
 
 from modelconv.errors import ModelLoadError, ShapeError, UnsafeModelError, UnsupportedOpsError
 from modelconv.formats import SourceModel
+from modelconv.importers.onnx_checks import check_declared_content
 from modelconv.ir.builder import SOURCE_KEY
 from modelconv.ir.info import infer_int_ranges
 from modelconv.options import ConvertOptions
@@ -25,6 +26,7 @@ def import_onnx(src: str | os.PathLike[str], options: ConvertOptions) -> SourceM
     """Load and check an ONNX file; external data stays on disk (lazy)."""
     path = Path(src)
     proto = _parse(path)
+    check_declared_content(proto, _graphs(proto.graph), path)
     _check_external_data(proto, path)
     _check_ops(proto, path)
     _check_allocation_bombs(proto, path)
@@ -122,7 +124,7 @@ def _check_external_data(proto: onnx.ModelProto, path: Path) -> None:
                                    path=str(path), hint="Copy the data file instead of linking")
         offset = int(info.get("offset", 0) or 0)
         itemsize = _itemsize(tensor.data_type)
-        expected = int(np.prod(tensor.dims, dtype=np.int64)) * itemsize if itemsize else None
+        expected = int(np.prod(tensor.dims, dtype=object)) * itemsize if itemsize else None
         length = int(info.get("length", expected if expected is not None else 0) or 0)
         if offset < 0 or length < 0 or offset + length > stat.st_size:
             raise ModelLoadError(

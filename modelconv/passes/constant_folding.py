@@ -18,6 +18,8 @@ Two policies:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import onnx
 import onnx_ir as ir
@@ -86,12 +88,16 @@ def _constant_inputs(node: ir.Node) -> list[np.ndarray | None] | None:
     if any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
            for a in node.attributes.values()):
         return None
+    if any(v is not None and v.const_value is None for v in node.inputs):
+        return None
+    # sizes from the declared shapes, before anything is read (an external 9 GB weight)
+    if sum(v.const_value.size for v in node.inputs
+           if v is not None and v.const_value is not None) > MAX_INPUT_ELEMENTS:
+        return None
     inputs: list[np.ndarray | None] = []
     for value in node.inputs:
-        if value is None:
+        if value is None or value.const_value is None:
             inputs.append(None)
-        elif value.const_value is None:
-            return None
         else:
             inputs.append(np.asarray(value.const_value.numpy()))
     if not inputs and node.op_type != "Constant":
@@ -124,7 +130,7 @@ def _fold_shape(node: ir.Node) -> list[np.ndarray] | None:
     if dims is None:
         return None
     if node.op_type == "Size":
-        return [np.asarray(int(np.prod(dims)), dtype=np.int64)]
+        return [np.asarray(math.prod(int(d) for d in dims), dtype=np.int64)]
     start = node.attributes.get_int("start", 0)
     end = node.attributes.get_int("end", len(dims))
     return [np.asarray(dims[start:end], dtype=np.int64)]

@@ -32,11 +32,12 @@ def resolve_shape(
             dims.append(int(dim_values[d]))
         else:
             dims.append(batch_size if axis == 0 else 8)
-    count = int(np.prod(dims, dtype=np.int64)) if dims else 1
+    count = int(np.prod(dims, dtype=object)) if dims else 1  # exact: int64 wraps
     if count > MAX_INPUT_ELEMENTS:
         raise ShapeError(
             f"input '{spec.name}' would need {count} elements (shape {dims})",
-            hint="Give smaller values for dynamic dims (--dim NAME=VALUE) or pass --inputs",
+            hint="Give smaller values for dynamic dims (--dim NAME=VALUE), pass --inputs, "
+                 "or skip verification (--no-verify)",
         )
     return tuple(dims)
 

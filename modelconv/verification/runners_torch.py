@@ -82,7 +82,7 @@ class TorchRunner:
         return list(self._outputs)
 
     def _call(self, feeds: Sequence[np.ndarray]) -> Any:
-        args = [torch.from_numpy(np.ascontiguousarray(f)) for f in feeds]
+        args = [torch.from_numpy(np.require(np.asarray(f), requirements="C")) for f in feeds]
         module = self.fn if isinstance(self.fn, torch.nn.Module) else None
         was_training = bool(module is not None and module.training)
         if module is not None and was_training:
@@ -142,7 +142,7 @@ class TorchRunner:
                     found[n.name] = _to_numpy(result)
                 return result
 
-        args = [torch.from_numpy(np.ascontiguousarray(f)) for f in feeds]
+        args = [torch.from_numpy(np.require(np.asarray(f), requirements="C")) for f in feeds]
         with torch.no_grad():
             _Recorder(gm).run(*args)
         return found

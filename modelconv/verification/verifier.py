@@ -283,6 +283,11 @@ def verify_runners(
             act = _run(target, cast_for(mapping.feeds(batch), target_specs),
                        "converted model", VerificationError)
         except VerificationError as exc:
+            if target.name == "litert":  # modelconv's TFLite exporter keeps dims dynamic
+                raise VerificationError(  # only where they work: a file that fails is wrong
+                    f"the converted model declares a dynamic batch but fails with batch 2 "
+                    f"({exc.message})", hint="Report it; convert with a static batch "
+                    "(dim_values / --dim) meanwhile") from exc
             # a defect of the file's dynamic batch, reported loudly; batch-1 evidence stands
             notes.append(f"WARNING: the converted model declares a dynamic batch but fails "
                          f"with batch 2 ({exc.message}); it was verified with batch 1 only")

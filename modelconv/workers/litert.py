@@ -83,7 +83,8 @@ def _pack_arrays(arrays: Mapping[str, np.ndarray]) -> tuple[list[Any], bytes]:
     layout: list[Any] = []
     chunks: list[bytes] = []
     for key, value in arrays.items():
-        arr = np.ascontiguousarray(value)
+        # np.ascontiguousarray would make a 0-d value 1-D; keep scalars scalar
+        arr = np.require(np.asarray(value), requirements="C")
         if arr.dtype.hasobject:
             raise ValueError(f"tensor '{key}' has dtype {arr.dtype}, which cannot be sent")
         layout.append([key, arr.dtype.str, list(arr.shape), arr.nbytes])

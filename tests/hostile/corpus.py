@@ -139,6 +139,18 @@ def _pickle_legacy(d: Path) -> list[str]:
     return convert_args(d / "evil.pt", d, "out.onnx", "--model", "tests.hostile.archs:tiny_mlp")
 
 
+@case("pickle-runs-code-protocol-0", "UnsafeModelError", needs=("torch",))
+def _pickle_p0(d: Path) -> list[str]:
+    _write(d / "evil.pt", pickle.dumps(_RunsCode(d), protocol=0))  # no PROTO header
+    return convert_args(d / "evil.pt", d, "out.onnx", "--model", "tests.hostile.archs:tiny_mlp")
+
+
+@case("safetensors-header-claims-2-60-bytes", "ModelLoadError")
+def _st_huge(d: Path) -> list[str]:
+    return convert_args(_write(d / "w.safetensors", struct.pack("<Q", 1 << 60) + b'{"a": 1}'),
+                        d, "out.onnx", "--model", "tests.hostile.archs:tiny_mlp")
+
+
 @case("state-dict-non-tensor-globals", "UnsafeModelError", needs=("torch",))
 def _globals(d: Path) -> list[str]:
     import argparse
@@ -420,3 +432,4 @@ def _tf_file_ops(d: Path) -> list[str]:
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
     subprocess.run([sys.executable, "-c", script], check=True, env=env, capture_output=True)
     return convert_args(d / "sm", d)
+

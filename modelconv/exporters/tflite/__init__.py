@@ -15,6 +15,7 @@ from modelconv.exporters.tflite import (  # noqa: F401  (imported for their regi
     ops_conv,
     ops_elementwise,
     ops_fc,
+    ops_index,
     ops_norm,
     ops_pool,
     ops_rnn,

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
+from collections.abc import Collection
 from pathlib import Path
 
 import onnx_ir as ir
 
-from modelconv.errors import ExportError
-from modelconv.exporters.tflite import prepare
+from modelconv.errors import ExportError, ModelconvError, UnsupportedOpsError
+from modelconv.exporters.tflite import dynamic, prepare
 from modelconv.exporters.tflite.graph import LoweringContext, TflGraph, np_dtype
 from modelconv.exporters.tflite.registry import LOWERINGS
 from modelconv.exporters.tflite.writer import serialize, write
 from modelconv.fileio import atomic_output_dir
+from modelconv.ir.builder import source_name_of
 from modelconv.options import ConvertOptions
 
 
@@ -30,19 +34,83 @@ def convert_to_tflite(model: ir.Model, options: ConvertOptions | None = None) ->
     return serialize(build_graph(model, options or ConvertOptions()))
 
 
-def build_graph(model: ir.Model, options: ConvertOptions) -> TflGraph:
-    """Prepare, lower and (optionally) quantize ``model``; the TflGraph ready to write."""
+def _lowered(model: ir.Model, options: ConvertOptions, probe: Collection[str] = (),
+             ) -> tuple[TflGraph, dict[str, list[int]], dict[str, list[int]]]:
+    """``model`` specialised to static input shapes and lowered (``probe``: the dynamic
+    dims shifted, see fix_input_shapes)."""
     work = prepare.clone(model)
-    signatures = prepare.fix_input_shapes(work, options)
-    options.report_progress("tflite: shapes", 0.1)
+    signatures = prepare.fix_input_shapes(work, options, probe=probe)
+    if not probe:
+        options.report_progress("tflite: shapes", 0.1)
     empty = prepare.infer_and_fold(work)
     prepare.check_supported(work, empty)
     prepare.check_static(work)
     source_inputs = {v.name or "": LoweringContext.shape(v) for v in work.graph.inputs}
     prepare.optimize(work, options)
-    options.report_progress("tflite: lowering", 0.4)
-    graph = lower(work, signatures, source_inputs)
-    del work  # the working IR (folded / relayouted constants) is no longer needed
+    if not probe:
+        options.report_progress("tflite: lowering", 0.4)
+    return lower(work, signatures, source_inputs), signatures, source_inputs
+
+
+def _probe(graph: TflGraph, model: ir.Model, options: ConvertOptions,
+           keys: list[str]) -> TflGraph | str:
+    """``graph`` made dynamic in the dims ``keys`` (a copy: ``graph`` is not edited), by
+    comparing it with the model lowered at those dims' probe sizes; or why it cannot be."""
+    log = logging.getLogger("onnx_ir")  # a failing probe's shape inference logs a traceback
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            probe, _, _ = _lowered(model, options, probe=keys)
+    except ModelconvError as exc:
+        return f"the model does not convert at other sizes ({exc.message})"
+    finally:
+        log.setLevel(level)
+    target = dynamic.copy_graph(graph)
+    dynamic.make_static(target)  # the -1s are exactly the dims that differ
+    reason = dynamic.generalize(target, probe)
+    return target if reason is None else reason
+
+
+def _make_dynamic(graph: TflGraph, model: ir.Model, options: ConvertOptions) -> TflGraph:
+    """``graph`` keeping the dynamic input dims whose derived shapes all follow at run time
+    (see :mod:`.dynamic`); the others are fixed to their export sizes with a warning."""
+    keys = prepare.dynamic_dim_keys(model)
+    found = _probe(graph, model, options, keys)
+    if isinstance(found, TflGraph):
+        return found
+    reason = found
+    kept = [k for k in keys if len(keys) > 1 and  # the dims that work alone, then together
+            isinstance(_probe(graph, model, options, [k]), TflGraph)]
+    result = _probe(graph, model, options, kept) if kept else None
+    if not isinstance(result, TflGraph):
+        kept, result = [], graph
+        dynamic.make_static(graph)
+    shapes = {graph.input_names[i]: graph.tensors[t].shape for i, t in enumerate(graph.inputs)}
+    warnings.warn(f"TFLite export: dynamic dims {[k for k in keys if k not in kept]} are fixed "
+                  f"to their export sizes (inputs {shapes}) because {reason}; the file runs "
+                  "at these sizes only", UserWarning, stacklevel=4)
+    return result
+
+
+def build_graph(model: ir.Model, options: ConvertOptions) -> TflGraph:
+    """Prepare, lower and (optionally) quantize ``model``; the TflGraph ready to write.
+
+    Args:
+        model: the IR model (not edited).
+        options: conversion options.
+
+    Returns:
+        The graph; dynamic input dims stay -1 in ``shape_signature`` where every shape
+        derived from them follows at run time (else a warning and a static graph).
+
+    Raises:
+        ExportError: an op or a variant the TFLite exporter cannot write.
+    """
+    graph, signatures, source_inputs = _lowered(model, options)
+    if any(-1 in sig for sig in signatures.values()):
+        graph = _make_dynamic(graph, model, options)
     if options.quantize not in (None, "dynamic", "int8"):
         raise ExportError(f"unknown quantize mode {options.quantize!r}",
                           hint="Use None, 'dynamic' or 'int8'")
@@ -83,6 +151,7 @@ def lower(model: ir.Model, signatures: dict[str, list[int]],
             raise ExportError(f"no TFLite lowering for {node.op_type} ({node.name})")
         ctx.node = node
         fn(ctx, node)
+        _check_outputs_lowered(ctx, node)
     ctx.node = None
     used: set[int] = set()
     for value in model.graph.outputs:
@@ -98,3 +167,16 @@ def lower(model: ir.Model, signatures: dict[str, list[int]],
         g.outputs.append(idx)
         g.output_names.append(value.name or f"output_{idx}")
     return g
+
+
+def _check_outputs_lowered(ctx: LoweringContext, node: ir.Node) -> None:
+    """A lowering that leaves a used output unproduced (an optional output such as
+    LayerNormalization's Mean) is refused by name, not as a later "used before produced"."""
+    missing = [f"{node.op_type} output {i} '{out.name}'" for i, out in enumerate(node.outputs)
+               if (out.uses() or out.is_graph_output()) and out not in ctx.tensor_of]
+    if missing:
+        where = source_name_of(node) or node.name or f"an unnamed {node.op_type} node"
+        raise UnsupportedOpsError(
+            "ONNX op output for TFLite", {m: [where] for m in missing},
+            hint="The TFLite lowering produces only the main output(s); remove the uses of "
+                 "the optional outputs (e.g. training-mode statistics) before converting")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections import defaultdict
+from collections.abc import Collection
 
 import onnx_ir as ir
 from onnx_ir.passes.common import RemoveUnusedNodesPass, TopologicalSortPass
@@ -33,13 +34,29 @@ def clone(model: ir.Model) -> ir.Model:
     return model.clone(deep_copy=True)
 
 
-def fix_input_shapes(model: ir.Model, options: ConvertOptions) -> dict[str, list[int]]:
+def fix_input_shapes(model: ir.Model, options: ConvertOptions,
+                     probe: Collection[str] = ()) -> dict[str, list[int]]:
     """Make every graph input static; returns shape signatures (-1 = was dynamic) by name.
 
     Dynamic dims get the values the verifier uses (``resolve_shape``): ``dim_values`` by
     name, else ``batch_size`` for axis 0 and 8 elsewhere (with a warning for the latter).
+    Each dynamic dim whose key (:func:`dim_key`) is in ``probe`` gets that value plus an
+    offset chosen per key (the same name, the same value): the probe specialisation that
+    :mod:`.dynamic` compares against to find the shapes that follow the dynamic dims.
+
+    Args:
+        model: the working IR, edited in place.
+        options: ``dim_values`` and ``batch_size``.
+        probe: the keys of the dynamic dims to shift (see above).
+
+    Returns:
+        Input name -> shape signature (-1 for each dynamic dim).
+
+    Raises:
+        ExportError: an input has no shape.
     """
     signatures: dict[str, list[int]] = {}
+    offsets: dict[str, int] = {}
     specs = {s.name: s for s in graph_input_specs(model.graph)}
     for value in model.graph.inputs:
         spec = specs.get(value.name or "")
@@ -49,7 +66,12 @@ def fix_input_shapes(model: ir.Model, options: ConvertOptions) -> dict[str, list
         sig = [d if isinstance(d, int) and d >= 0 else -1 for d in spec.shape]
         guessed = [str(d) for a, d in enumerate(spec.shape) if a > 0 and not isinstance(d, int)
                    and d not in options.dim_values]
-        if guessed:
+        if probe:
+            for a, d in enumerate(spec.shape):
+                key = dim_key(d, a)
+                if sig[a] == -1 and key in probe:
+                    dims[a] += offsets.setdefault(key, _PROBE_OFFSETS[len(offsets) % 8])
+        elif guessed:
             warnings.warn(f"TFLite export: dynamic dims {guessed} of input '{value.name}' fixed "
                           "to 8; pass dim_values={name: N} to choose", UserWarning, stacklevel=3)
         value.shape = ir.Shape(dims)
@@ -58,6 +80,32 @@ def fix_input_shapes(model: ir.Model, options: ConvertOptions) -> dict[str, list
         for out in node.outputs:
             out.shape = None
     return signatures
+
+
+_PROBE_OFFSETS = (5, 7, 11, 13, 17, 19, 23, 29)
+
+
+def dim_key(dim: object, axis: int) -> str:
+    """The key of a dynamic input dim: its name, else ``?AXIS`` (unnamed dims on the same
+    axis of several inputs are taken to be one dim, like the batch)."""
+    return dim if isinstance(dim, str) else f"?{axis}"
+
+
+def dynamic_dim_keys(model: ir.Model) -> list[str]:
+    """The keys (:func:`dim_key`) of the graph inputs' dynamic dims, in order of appearance.
+
+    Args:
+        model: the IR model.
+
+    Returns:
+        One key per distinct dynamic dim.
+    """
+    keys: list[str] = []
+    for spec in graph_input_specs(model.graph):
+        for a, d in enumerate(spec.shape):
+            if not (isinstance(d, int) and d >= 0) and dim_key(d, a) not in keys:
+                keys.append(dim_key(d, a))
+    return keys
 
 
 def infer_and_fold(model: ir.Model) -> dict[str, list[str]]:

@@ -1,7 +1,10 @@
 """Keras importer: .h5 (Keras 2 and 3) and .keras files, read with h5py/zipfile/json only.
 
 Converting a Keras file never imports keras or tensorflow; only verification (the
-source runner) does, and only when asked for.
+source runner) does, and only when asked for. The exception is a ``.keras`` model whose
+graph is built by an installed package's code (keras_hub backbones): with that package
+allowed (``allow_packages`` / ``--allow-package``) it is loaded with Keras on torch and
+captured with torch.export (:mod:`modelconv.importers.keras.package_route`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ from modelconv.importers.keras import (  # noqa: F401  (imported for their regis
     layers_wrappers,
 )
 from modelconv.importers.keras.convert import convert_keras_file
+from modelconv.importers.keras.packages import (
+    DEFAULT_ALLOWED_PACKAGES,
+    check_packages,
+    needs_package_route,
+)
 from modelconv.importers.keras.reader import open_keras_file
 from modelconv.ir.info import infer_int_ranges
 from modelconv.options import ConvertOptions
@@ -38,9 +46,19 @@ def import_keras(src: str | os.PathLike[str], options: ConvertOptions) -> Source
     path = str(src)
     options.report_progress("import", 0.0)
     with open_keras_file(path) as kf:
-        model = convert_keras_file(kf)
+        if kf.kind == "keras" and needs_package_route(kf.config):
+            config = kf.config
+        else:
+            config = None
+            model = convert_keras_file(kf)
         fmt = "keras" if kf.kind == "keras" else "keras-h5"
         major = kf.major
+    if config is not None:  # graph built by a package's code: audit, then load with Keras
+        allowed = options.allow_packages or DEFAULT_ALLOWED_PACKAGES
+        packages = check_packages(config, allowed, path)
+        from modelconv.importers.keras.package_route import import_package_model
+
+        return import_package_model(path, config, packages, options)
     options.report_progress("import", 1.0)
     reason = runner_unavailable_reason(major)
     make_runner = None

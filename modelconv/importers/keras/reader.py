@@ -152,7 +152,7 @@ def read_dataset(ds: Any, display: str, expected: tuple[int, ...] | None = None)
     if ds.dtype.kind not in "fiub":
         raise ModelLoadError(f"weight '{ds.name}' has non-numeric dtype {ds.dtype}",
                              path=display)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * ds.dtype.itemsize
+    nbytes = int(np.prod(shape, dtype=object)) * ds.dtype.itemsize
     if nbytes > MAX_TENSOR_BYTES:
         raise ModelLoadError(f"weight '{ds.name}' declares {nbytes} bytes", path=display)
     try:

@@ -103,7 +103,7 @@ def weight(b: GraphBuilder, array: np.ndarray, suffix: str) -> ir.Value:
     hit = cache.get(key)
     if hit is not None and hit[0].shape == array.shape and np.array_equal(hit[0], array):
         return hit[1]
-    value = b.initializer(np.ascontiguousarray(array), key)
+    value = b.initializer(np.require(np.asarray(array), requirements="C"), key)
     cache[key] = (array, value)
     return value
 

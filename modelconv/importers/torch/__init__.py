@@ -24,11 +24,13 @@ from .capture import (
     requested_dims,
 )
 from .lower import embedding_ranges, lower_program, placeholder_symbols, prepare
+from .pt2_audit import check_pt2_archive, disarm_program
 from .sources import (
     apply_state_dict,
     as_path,
     build_architecture,
-    check_pt2_archive,
+    flatten_state,
+    load_pickled,
     load_safetensors,
     load_torch_weights,
 )
@@ -123,8 +125,18 @@ def _import_module(module: torch.nn.Module, options: ConvertOptions, fmt: str,
 
 
 def import_state_dict(src: Any, options: ConvertOptions) -> SourceModel:
-    """Import a torch.save'd state_dict (weights_only) into ``options.model``."""
-    return _import_weights(as_path(src), options, "state_dict", load_torch_weights)
+    """Import a torch.save'd state_dict (weights_only) into ``options.model``.
+
+    With ``trust_code`` the file is loaded with ``torch.load(weights_only=False)``, which runs
+    its pickled code: a whole pickled ``nn.Module`` is then imported as it is.
+    """
+    path = as_path(src)
+    if options.trust_code:
+        obj = load_pickled(path)
+        if isinstance(obj, torch.nn.Module):
+            return _import_module(obj.eval(), options, "state_dict", str(path))
+        return _import_weights(path, options, "state_dict", lambda p: flatten_state(obj, p))
+    return _import_weights(path, options, "state_dict", load_torch_weights)
 
 
 def import_safetensors(src: Any, options: ConvertOptions) -> SourceModel:
@@ -253,7 +265,10 @@ def import_pt2(src: Any, options: ConvertOptions) -> SourceModel:
     try:
         ep = torch.export.load(str(path))
     except Exception as exc:
-        raise ModelLoadError(f"cannot load the .pt2 archive: {exc}", path=str(path)) from exc
+        raise ModelLoadError(f"cannot load the .pt2 archive: {_first_line(exc)}",
+                             path=str(path)) from exc
+    if not options.trust_code:
+        disarm_program(ep)  # before anything calls ep.module(), which builds the guards
     sm = import_exported_program(ep, options, format="pt2", path=str(path),
                                  eager=ep.module())
     return sm

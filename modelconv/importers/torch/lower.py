@@ -19,6 +19,7 @@ from torch.export.graph_signature import InputKind, OutputKind
 
 from modelconv.errors import ModelconvError, UnsupportedOpsError
 from modelconv.importers.torch.aten import ATEN_OPS, AtenBuilder, check_call, ir_dtype
+from modelconv.importers.torch.coverage import REFUSED
 from modelconv.importers.torch.inplace import functional_key, mutates, safe_inplace
 
 #: FX targets the lowering handles itself (no registry entry)
@@ -106,7 +107,8 @@ def handler_keys(ep: ExportedProgram) -> tuple[dict[str, str], dict[str, list[st
                          and safe_inplace(node, order))
             key = functional if supported and functional is not None else key
         if not supported:
-            missing.setdefault(key, []).append(source_name(node))
+            label = f"{key} ({REFUSED[key]})" if key in REFUSED else key
+            missing.setdefault(label, []).append(source_name(node))
         elif (reason := check_call(key, *_fake_args(node))) is not None:
             missing.setdefault(f"{key} ({reason})", []).append(source_name(node))
         keys[node.name] = key
@@ -365,12 +367,38 @@ def placeholder_symbols(
     return names
 
 
+#: ops that pass integer ids through unchanged
+_ID_PRESERVING = {"aten._to_copy.default", "aten.clone.default", "aten.alias.default",
+                  "aten.view.default", "aten.reshape.default"}
+
+
+def _index_source(ids: Any) -> Any:
+    """The node ids come from, through casts/views and Keras' negative-id wrap
+    ``where(ids < 0, ids + rows, ids)`` (which is the identity on valid ids)."""
+    seen = 0
+    while isinstance(ids, torch.fx.Node) and ids.op == "call_function" and seen < 16:
+        seen += 1
+        key = target_key(ids.target)
+        if key in _ID_PRESERVING:
+            ids = ids.args[0]
+        elif key == "aten.where.self" and len(ids.args) == 3:
+            cond = ids.args[0]
+            if not (isinstance(cond, torch.fx.Node) and target_key(cond.target)
+                    == "aten.lt.Scalar" and cond.args[1] == 0
+                    and _index_source(cond.args[0]) is _index_source(ids.args[2])):
+                return None
+            ids = ids.args[2]
+        else:
+            return None
+    return ids
+
+
 def embedding_ranges(ep: ExportedProgram) -> dict[str, tuple[int, int]]:
     """Valid id ranges of integer inputs that index an embedding table directly."""
     ranges: dict[str, tuple[int, int]] = {}
     for node in ep.graph.nodes:
         if node.op == "call_function" and target_key(node.target) == "aten.embedding.default":
-            weight, ids = node.args[0], node.args[1]
+            weight, ids = node.args[0], _index_source(node.args[1])
             if isinstance(ids, torch.fx.Node) and ids.op == "placeholder":
                 rows = int(weight.meta["val"].shape[0])
                 lo, hi = ranges.get(ids.name, (0, rows))

@@ -1,8 +1,8 @@
 """Reading torch files safely: state_dict pickles, safetensors, the architecture, .pt2 checks.
 
 Models are untrusted input: ``torch.load`` always runs with ``weights_only=True`` and is
-never retried without it; safetensors headers are checked before any tensor is read;
-.pt2 archives are scanned for pickled payloads and compiled code before torch opens them.
+never retried without it; safetensors headers are checked before any tensor is read.
+.pt2 archives are audited in :mod:`.pt2_audit`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from modelconv.errors import ModelLoadError, UnsafeModelError
+from modelconv.formats import pickle_globals, text_pickle_globals
 
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "weights")
 _MAX_HEADER = 100 * 1024 * 1024
@@ -32,20 +33,83 @@ _ST_DTYPES = {
 
 def load_torch_weights(path: Path) -> dict[str, torch.Tensor]:
     """A flat {name: tensor} from a torch.save'd state_dict, loaded with weights_only=True."""
+    _refuse_text_pickle(path)
     try:
         obj = torch.load(str(path), weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as exc:
+        names = checkpoint_globals(path)
+        modules = [n for n in names if n.startswith("torch.nn.modules.")]
+        what = (f"a whole pickled nn.Module ({modules[0].rsplit('.', 1)[-1]})" if modules
+                else "pickled Python objects")
+        shown = ", ".join(n for n in names if n not in modules or n == modules[0])
         raise UnsafeModelError(
-            "the file contains pickled objects other than tensors and plain containers; "
-            "loading it would execute code, so it was refused "
-            f"({str(exc).strip().splitlines()[0][:300] if str(exc).strip() else 'unpickling'})",
-            path=str(path),
-            hint="Save only the weights: torch.save(model.state_dict(), path), or use safetensors",
+            f"the file holds {what}, not only tensors" + (f" (it references {shown})"
+                                                          if shown else "")
+            + "; unpickling it runs code from the file, so it was refused", path=str(path),
+            hint="Pass --trust-code (trust_code=True) to load it with torch.load("
+                 "weights_only=False), only if you trust the file; or save the weights: "
+                 "torch.save(model.state_dict(), path)",
         ) from exc
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
         raise ModelLoadError(f"cannot read the torch checkpoint: {_first(exc)}",
                              path=str(path)) from exc
     return flatten_state(obj, path)
+
+
+#: globals a plain state_dict pickle references (torch's tensor rebuild functions)
+_WEIGHT_GLOBALS = ("torch._utils.", "torch.storage.", "collections.OrderedDict",
+                   "torch.serialization._get_layout", "torch.device")
+
+
+def checkpoint_globals(path: Path, limit: int = 8) -> list[str]:
+    """Up to ``limit`` globals beyond tensor rebuilding that a torch file's pickle names."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                member = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
+                data = zf.read(member) if member else b""
+        else:
+            data = path.read_bytes()[: 1 << 24]
+    except (OSError, zipfile.BadZipFile):
+        return []
+    names = pickle_globals(data, cut=True) or []
+    out: list[str] = []
+    for name in names:
+        if not name.startswith(_WEIGHT_GLOBALS) and not name.endswith("Storage") \
+                and name not in out:
+            out.append(name)
+    return out[:limit]
+
+
+def load_pickled(path: Path) -> Any:
+    """``torch.load(weights_only=False)``: runs the file's pickled code (trust_code only)."""
+    try:
+        return torch.load(str(path), weights_only=False, map_location="cpu")
+    except Exception as exc:  # torch's unpickler (and the file's code) raise anything
+        raise ModelLoadError(f"cannot load the pickled torch file: {_first(exc)}",
+                             path=str(path),
+                             hint="The file may be corrupt or need classes that cannot be "
+                                  "imported here") from exc
+
+
+def _refuse_text_pickle(path: Path) -> None:
+    """Protocol 0/1 pickles: torch's weights_only loader cannot read them at all."""
+    if zipfile.is_zipfile(path):
+        return
+    names = text_pickle_globals(path)
+    if names is None:
+        return
+    unsafe = sorted({n for n in names if not n.startswith(("torch.", "collections."))})
+    if unsafe:
+        raise UnsafeModelError(
+            "the file is a protocol 0/1 pickle that references "
+            + ", ".join(unsafe[:5]) + "; unpickling it would run that code, so it was refused",
+            path=str(path), hint="Pass --trust-code (trust_code=True) only if you trust the file")
+    raise ModelLoadError(
+        "the file is a pickle written with protocol 0 or 1, which torch's safe loader "
+        "(weights_only=True) cannot read", path=str(path),
+        hint="Re-save it with torch.save(model.state_dict(), path) (the default protocol) "
+             "or as .safetensors")
 
 
 def flatten_state(obj: Any, path: Path) -> dict[str, torch.Tensor]:
@@ -220,57 +284,6 @@ def _tied_aliases(expected: dict[str, torch.Tensor]) -> dict[str, list[str]]:
                      tuple(tensor.shape))
             by_storage.setdefault(ident, []).append(key)
     return {k: [o for o in keys if o != k] for keys in by_storage.values() for k in keys}
-
-
-def check_pt2_archive(path: Path, trust_code: bool) -> None:
-    """Refuse .pt2 archives whose loading would unpickle objects or load compiled code."""
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ModelLoadError(f"not a valid .pt2 archive ({exc})", path=str(path)) from exc
-    with zf:
-        names = zf.namelist()
-        if any(n.startswith("/") or ".." in n.split("/") for n in names):
-            raise UnsafeModelError("archive member paths escape the archive", path=str(path))
-        reasons = []
-        for n in names:
-            parts = n.split("/")
-            if "aotinductor" in parts:
-                reasons.append("it contains AOTInductor compiled code")
-            elif len(parts) >= 3 and parts[-2] in ("weights", "constants") and n.endswith(".pt"):
-                reasons.append(f"it stores pickled {parts[-2]} ({parts[-1]})")
-            elif n.endswith("_config.json") and parts[-2:-1] in (["weights"], ["constants"]):
-                reasons += _pickled_payloads(json.loads(zf.read(n)), n)
-            elif "sample_inputs" in parts:
-                _check_pickle_is_weights_only(zf.read(n), n, path)
-        if reasons and not trust_code:
-            raise UnsafeModelError(
-                "loading this .pt2 would unpickle arbitrary objects: " + "; ".join(
-                    sorted(set(reasons))), path=str(path),
-                hint="Pass trust_code=True (--trust-code) only if you trust the file")
-
-
-def _pickled_payloads(config: Any, name: str) -> list[str]:
-    entries = config.get("config", {}) if isinstance(config, dict) else {}
-    out = []
-    for fqn, meta in entries.items():
-        file = str(meta.get("path_name", ""))
-        if meta.get("use_pickle") or file.startswith(("custom_obj", "opaque_obj")):
-            out.append(f"'{fqn}' is a pickled object")
-    return out
-
-
-def _check_pickle_is_weights_only(data: bytes, member: str, path: Path) -> None:
-    import io
-
-    try:
-        torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
-    except pickle.UnpicklingError as exc:
-        raise UnsafeModelError(f"archive member {member} holds pickled objects beyond "
-                               "tensors; refusing to load it", path=str(path)) from exc
-    except Exception as exc:
-        raise ModelLoadError(f"archive member {member} is corrupt: {_first(exc)}",
-                             path=str(path)) from exc
 
 
 def _first(exc: BaseException) -> str:

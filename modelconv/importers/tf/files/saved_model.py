@@ -434,7 +434,7 @@ def tensor_value(raw: memoryview) -> np.ndarray:
     if shape is None or any(d is None for d in shape):
         raise pw.ProtoError("constant of unknown shape")
     dims = [int(d) for d in shape if d is not None]
-    count = int(np.prod(dims, dtype=np.int64)) if dims else 1
+    count = int(np.prod(dims, dtype=object)) if dims else 1  # exact: int64 wraps
     if count > MAX_CONST_ELEMENTS:
         raise pw.ProtoError(f"constant of {count} elements")
     if dtype_enum == DT_STRING:

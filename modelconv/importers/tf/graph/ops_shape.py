@@ -46,7 +46,7 @@ def _ints(values: list[int]) -> np.ndarray:
 
 
 def _small(shape: Any) -> None:
-    if int(np.prod([max(int(d), 0) for d in shape], dtype=np.int64)) > MAX_FOLD_ELEMENTS:
+    if int(np.prod([max(int(d), 0) for d in shape], dtype=object)) > MAX_FOLD_ELEMENTS:
         raise ConvertError(f"would create a tensor of shape {list(shape)[:8]}")
 
 

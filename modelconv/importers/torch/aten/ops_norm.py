@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import onnx_ir as ir
@@ -51,6 +52,76 @@ def native_batch_norm_no_training(b: AtenBuilder, x: ir.Value, weight: ir.Value 
     """BatchNormalization (inference); the saved mean/invstd outputs are not used."""
     y = batch_norm(b, x, weight, bias, running_mean, running_var, False, momentum, eps)
     return y, None, None
+
+
+def _batch_stats(b: AtenBuilder, x: ir.Value, weight: ir.Value | None, bias: ir.Value | None,
+                 eps: float) -> tuple[ir.Value, ir.Value, ir.Value, ir.Value]:
+    """(normalised x, mean (C,), 1/sqrt(biased var + eps) (C,), biased var (C,)) over the
+    batch and spatial dims, as torch's training-mode batch norm computes them."""
+    axes = [0, *range(2, b.rank(x))]
+    ax = b.const(axes)
+    mean = b.ReduceMean(x, ax, keepdims=1)
+    diff = b.Sub(x, mean)
+    var = b.ReduceMean(b.Mul(diff, diff), ax, keepdims=1)
+    rstd = b.Reciprocal(b.Sqrt(b.Add(var, b.scalar(eps, x.dtype))))
+    y = b.Mul(diff, rstd)
+    if weight is not None:
+        y = b.Mul(y, b.unsqueeze_to(weight, b.rank(x)))
+    if bias is not None:
+        y = b.Add(y, b.unsqueeze_to(bias, b.rank(x)))
+    flat = b.const([-1])
+    return y, b.Reshape(mean, flat), b.Reshape(rstd, flat), b.Reshape(var, flat)
+
+
+@aten_op("aten._native_batch_norm_legit.no_stats")
+def native_batch_norm_no_stats(b: AtenBuilder, x: ir.Value, weight: ir.Value | None,
+                               bias: ir.Value | None, training: bool, momentum: float,
+                               eps: float) -> tuple[ir.Value, ir.Value, ir.Value]:
+    """Batch norm over the batch statistics (``F.batch_norm(x, None, None, training=True)``,
+    as in weight-standardised convs): (y, mean, rstd) with the biased variance, as torch."""
+    y, mean, rstd, _ = _batch_stats(b, x, weight, bias, eps)
+    return y, mean, rstd
+
+
+def _running_update(b: AtenBuilder, x: ir.Value, running: ir.Value, batch: ir.Value,
+                    momentum: float, unbias: bool) -> ir.Value:
+    if unbias:  # torch updates running_var with the unbiased batch variance
+        dims = b.dims(x)[:1] + b.dims(x)[2:]
+        count = int(np.prod([d for d in dims if d is not None]))
+        if None in dims or count <= 1:
+            raise ValueError("running-variance update needs static batch and spatial dims")
+        batch = b.Mul(batch, b.scalar(count / (count - 1), x.dtype))
+    keep = b.Mul(running, b.scalar(1.0 - momentum, x.dtype))
+    return b.Add(keep, b.Mul(b.cast(batch, running.dtype), b.scalar(momentum, running.dtype)))
+
+
+@aten_op("aten._native_batch_norm_legit.default",
+         "aten._native_batch_norm_legit_functional.default", "aten.native_batch_norm.default")
+def native_batch_norm(b: AtenBuilder, x: ir.Value, weight: ir.Value | None,
+                      bias: ir.Value | None, running_mean: ir.Value | None,
+                      running_var: ir.Value | None, training: bool, momentum: float,
+                      eps: float) -> tuple[ir.Value | None, ...]:
+    """Batch norm: running stats when not training; batch statistics when training, with
+    the momentum-updated running stats as the functional variant's extra outputs (a
+    stateful model's buffer update, which the converted graph does not write back)."""
+    if not training and running_mean is not None and running_var is not None:
+        y = batch_norm(b, x, weight, bias, running_mean, running_var, False, momentum, eps)
+        outs: tuple[ir.Value | None, ...] = (y, None, None)
+        return (*outs, running_mean, running_var)
+    y, mean, rstd, var = _batch_stats(b, x, weight, bias, eps)
+    if running_mean is None or running_var is None:
+        return y, mean, rstd, None, None
+    new_mean = _running_update(b, x, running_mean, mean, momentum, False)
+    new_var = _running_update(b, x, running_var, var, momentum, True)
+    return y, mean, rstd, new_mean, new_var
+
+
+@aten_op("aten.native_group_norm.default")
+def native_group_norm(b: AtenBuilder, x: ir.Value, weight: ir.Value | None,
+                      bias: ir.Value | None, n: Any, c: Any, hxw: Any, group: int,
+                      eps: float) -> tuple[ir.Value, None, None]:
+    """GroupNorm; the mean/rstd outputs are not used at inference."""
+    return group_norm(b, x, group, weight, bias, eps), None, None
 
 
 @aten_op("aten.layer_norm.default")

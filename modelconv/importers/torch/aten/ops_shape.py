@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import onnx_ir as ir
-import torch
 
 from ._base import AtenBuilder, aten_op
 
@@ -160,37 +159,6 @@ def select(b: AtenBuilder, x: ir.Value, dim: int, index: Any) -> ir.Value:
     """Gather with a scalar index (removes the axis)."""
     idx = index if isinstance(index, ir.Value) else b.scalar(index, ir.DataType.INT64)
     return b.Gather(x, idx, axis=b.axis(dim, b.rank(x)))
-
-
-def _check_index(args: dict[str, Any]) -> str | None:
-    indices = args["indices"]
-    used = [i for i, v in enumerate(indices) if v is not None]
-    if any(indices[i].dtype == torch.bool for i in used):
-        return "a bool mask index"
-    if len(used) > 1 and used != list(range(len(used))):
-        return "index tensors after a full slice"
-    return None
-
-
-@aten_op("aten.index.Tensor", check=_check_index)
-def index(b: AtenBuilder, x: ir.Value, indices: Sequence[ir.Value | None]) -> ir.Value:
-    """Advanced indexing: one index tensor (Gather) or leading ones (GatherND); the check
-    refuses bool masks and index tensors after a full slice."""
-    used = [i for i, v in enumerate(indices) if v is not None]
-    if len(used) == 1:
-        return b.Gather(x, indices[used[0]], axis=used[0])
-    idx = [b.cast(v, ir.DataType.INT64) for v in indices if v is not None]
-    common = b.Shape(idx[0] if len(idx) == 1 else b.Add(*idx[:2]) if len(idx) == 2 else
-                     b.Sum(*idx))
-    dims = [b.size_of(x, i) for i in used]
-    stacked = [b.Unsqueeze(b.Expand(_wrap(b, v, d), common), b.const([-1]))
-               for v, d in zip(idx, dims, strict=True)]
-    return b.GatherND(x, b.Concat(*stacked, axis=-1))
-
-
-def _wrap(b: AtenBuilder, v: ir.Value, size: ir.Value) -> ir.Value:
-    # GatherND does not take negative indices: wrap them
-    return b.Where(b.Less(v, b.scalar(0, ir.DataType.INT64)), b.Add(v, size), v)
 
 
 @aten_op("aten.index_select.default")

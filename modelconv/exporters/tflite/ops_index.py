@@ -1,0 +1,74 @@
+"""Index-tensor data movement: GatherND -> GATHER_ND, ScatterND -> SCATTER_ND.
+
+TFLite's SCATTER_ND writes ``updates`` into a zero tensor of a given shape, summing
+duplicate indices; ONNX ScatterND writes into ``data``. ``reduction="add"`` is
+``data + SCATTER_ND(...)``; no reduction is ``SELECT_V2(SCATTER_ND(ones) > 0,
+SCATTER_ND(updates), data)``, exact only when no index repeats, which the check requires of
+constant indices (run-time indices with repeats are undefined behaviour in ONNX too).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+from ai_edge_litert import schema_py_generated as s
+
+from modelconv.exporters.tflite.graph import LoweringContext
+from modelconv.exporters.tflite.registry import attr, tflite_lowering
+
+
+def _indices(ctx: LoweringContext, node: ir.Node, data_shape: list[int]) -> int:
+    arr = ctx.array(node.inputs[1])
+    if arr is None:
+        return ctx.inp(node, 1)
+    k = arr.shape[-1]
+    dims = np.array(data_shape[:k], dtype=np.int64)
+    return ctx.i32(np.where(arr < 0, arr + dims, arr), "indices")
+
+
+def _check_gather_nd(node: ir.Node) -> str | None:
+    return "batch_dims != 0" if attr(node, "batch_dims", 0) else None
+
+
+@tflite_lowering("GatherND", check=_check_gather_nd)
+def lower_gather_nd(ctx: LoweringContext, node: ir.Node) -> None:
+    """GatherND (batch_dims 0) -> GATHER_ND (constant negative indices wrapped)."""
+    x = ctx.inp(node, 0)
+    idx = _indices(ctx, node, list(ctx.t(x).shape))
+    ctx.emit("GATHER_ND", [x, idx], [ctx.out(node)], s.GatherNdOptionsT())
+
+
+def _check_scatter_nd(node: ir.Node) -> str | None:
+    reduction = attr(node, "reduction", "none")
+    if reduction not in ("none", "add"):
+        return f"reduction={reduction}"
+    idx = node.inputs[1]
+    arr = None if idx is None or idx.const_value is None else idx.const_value.numpy()
+    if reduction == "none" and arr is not None:
+        rows = arr.reshape(-1, arr.shape[-1])
+        if len(np.unique(rows, axis=0)) != len(rows):
+            return "repeated constant indices without a reduction"
+    return None
+
+
+@tflite_lowering("ScatterND", check=_check_scatter_nd)
+def lower_scatter_nd(ctx: LoweringContext, node: ir.Node) -> None:
+    """ScatterND -> SCATTER_ND into zeros, then ADD (reduction add) or SELECT_V2 over a
+    SCATTER_ND of ones (no reduction, unique indices)."""
+    data = ctx.inp(node, 0)
+    shape = list(ctx.t(data).shape)
+    idx = _indices(ctx, node, shape)
+    updates = ctx.inp(node, 2)
+    dst = ctx.out(node)
+    dims = ctx.i32(shape, "shape")
+    scattered = ctx.like(data, "scattered")
+    ctx.emit("SCATTER_ND", [idx, updates, dims], [scattered], s.ScatterNdOptionsT())
+    if attr(node, "reduction", "none") == "add":
+        ctx.emit("ADD", [data, scattered], [dst], s.AddOptionsT())
+        return
+    ones = ctx.const(np.ones(ctx.t(updates).shape, dtype=np.float32), "ones")
+    hits = ctx.tmp("hits", np.float32, shape)
+    ctx.emit("SCATTER_ND", [idx, ones, dims], [hits], s.ScatterNdOptionsT())
+    written = ctx.tmp("written", np.bool_, shape)
+    ctx.emit("GREATER", [hits, ctx.const(np.zeros((), np.float32), "zero")], [written])
+    ctx.emit("SELECT_V2", [written, scattered, data], [dst])
