@@ -489,6 +489,8 @@ def _cmd_ops(args: argparse.Namespace) -> int:
                                           if entry.get("error") else ""))
         print(textwrap.fill(", ".join(keys), width=100, initial_indent="  ",
                             subsequent_indent="  "))
+        for cls, why in entry.get("refused", {}).items():
+            print(f"  refused: {cls}: {why}")
     return EXIT_OK
 
 

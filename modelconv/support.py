@@ -21,7 +21,12 @@ _SOURCES = [
 
 
 def support_matrix() -> dict[str, dict[str, Any]]:
-    """{title: {"supported": [keys], "error": str|None}} for every registry."""
+    """The support matrix.
+
+    Returns:
+        ``{title: {"supported": [keys], "error": str | None}}`` for every registry; the
+        Keras layers' entry also has ``"refused": {class: reason}``.
+    """
     import onnx
 
     matrix: dict[str, dict[str, Any]] = {
@@ -40,6 +45,10 @@ def support_matrix() -> dict[str, dict[str, Any]]:
             continue
         assert isinstance(registry, Registry)
         matrix[title] = {"supported": registry.keys(), "error": None}
+        if registry.name == "keras layer":
+            from modelconv.importers.keras.refused import REFUSED
+
+            matrix[title]["refused"] = dict(sorted(REFUSED.items()))
     return matrix
 
 
@@ -55,6 +64,11 @@ def support_markdown() -> str:
             lines.append(f"_unavailable when generated: {entry['error']}_")
         lines.append(", ".join(f"`{k}`" for k in entry["supported"]))
         lines.append("")
+        if entry.get("refused"):
+            lines += [f"### Keras layer classes refused ({len(entry['refused'])})", "",
+                      "| class | why |", "| --- | --- |"]
+            lines += [f"| `{k}` | {why} |" for k, why in entry["refused"].items()]
+            lines.append("")
     lines += [_core_aten_section(), ""]
     return "\n".join(lines)
 

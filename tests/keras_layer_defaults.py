@@ -24,8 +24,11 @@ ARGS: dict[str, tuple[Any, ...]] = {
     "AveragePooling1D": (2,), "AveragePooling2D": (2,), "AveragePooling3D": (2,),
     "AvgPool1D": (2,), "AvgPool2D": (2,), "AvgPool3D": (2,),
     "StochasticDepth": (0.1,), "LayerScale": (1e-6, 4),
+    "RandomColorDegeneration": (0.5,), "RandomHue": (0.5,), "RandomPosterization": (4,),
+    "RandomSaturation": (0.5,), "RandomSharpness": (0.5,), "CenterCrop": (4, 4),
+    "Discretization": ([0.0, 1.0],), "CategoryEncoding": (4,),
 }
-for _n in ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
+for _n in ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
            "SeparableConv1D", "SeparableConv2D"):
     ARGS[_n] = ARGS[_n.replace("Conv", "Convolution")] = (2, 3)
 for _n in ("DepthwiseConv1D", "DepthwiseConv2D"):
@@ -38,6 +41,12 @@ OPS_ONLY = ("Divide", "TrueDivide", "Power")
 ALIASES = {"add": "Add", "subtract": "Subtract", "multiply": "Multiply"}
 #: classes a Keras 3 file cannot hold (tf.keras only)
 KERAS2_ONLY = {"TFOpLambda", "ThresholdedReLU"}
+#: registered classes tf_keras does not have (Keras 3 only)
+KERAS3_ONLY = {"AugMix", "CutMix", "MixUp", "RandAugment", "RandomColorDegeneration",
+               "RandomColorJitter", "RandomElasticTransform", "RandomErasing",
+               "RandomGaussianBlur", "RandomGrayscale", "RandomHue", "RandomInvert",
+               "RandomPerspective", "RandomPosterization", "RandomSaturation",
+               "RandomSharpness", "RandomShear", "Solarization", "RMSNormalization"}
 
 
 def build(keras: Any, name: str) -> Any:
@@ -45,6 +54,8 @@ def build(keras: Any, name: str) -> Any:
     pkg = keras.__name__
     if name == "Bidirectional":
         return keras.layers.Bidirectional(keras.layers.LSTM(2))
+    if name == "TimeDistributed":
+        return keras.layers.TimeDistributed(keras.layers.Dense(2))
     if name == "InputLayer":
         kw = {"shape": (3,)} if pkg == "keras" else {"input_shape": (3,)}
         return keras.layers.InputLayer(**kw)

@@ -63,7 +63,22 @@ def prepare_window(ctx: LoweringContext, node: ir.Node, x4: int, kernel: list[in
     return x4, w, s.Padding.SAME if mode == "SAME" else s.Padding.VALID
 
 
-@tflite_lowering("Conv")
+def check_conv(node: ir.Node) -> str | None:
+    """A 3-D convolution (rank-5 input) has no lowering (TFLite's CONV_3D is not used).
+
+    Args:
+        node: the Conv node.
+
+    Returns:
+        Why it is refused, or None.
+    """
+    x = node.inputs[0]
+    if x is not None and x.shape is not None and len(x.shape) > 4:
+        return "3 spatial dims (no CONV_3D lowering)"
+    return None
+
+
+@tflite_lowering("Conv", check=check_conv)
 def lower_conv(ctx: LoweringContext, node: ir.Node) -> None:
     """Conv (channels-last) -> CONV_2D (one op for any group count) or DEPTHWISE_CONV_2D.
 

@@ -85,7 +85,10 @@ def _avg_correction(w: Window, in_hw: list[int], include_pad: bool) -> np.ndarra
 
 
 def check_pool(node: ir.Node) -> str | None:
-    """TFLite pooling has no dilation and no indices output."""
+    """TFLite pooling has no dilation, no indices output and no 3-D pooling."""
+    x = node.inputs[0]
+    if x is not None and x.shape is not None and len(x.shape) > 4:
+        return "3 spatial dims (no 3-D pooling lowering)"
     if any(d != 1 for d in attr(node, "dilations", None) or []):  # type: ignore[attr-defined]
         return "dilations"
     if output_used(node, 1):

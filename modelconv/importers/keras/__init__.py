@@ -16,6 +16,7 @@ from modelconv.formats import SourceModel
 from modelconv.importers.keras import (  # noqa: F401  (imported for their registrations)
     layers_activations,
     layers_attention,
+    layers_augment,
     layers_conv,
     layers_core,
     layers_merge,
@@ -25,6 +26,7 @@ from modelconv.importers.keras import (  # noqa: F401  (imported for their regis
     layers_reshape,
     layers_rnn,
     layers_tfop,
+    layers_wrappers,
 )
 from modelconv.importers.keras.convert import convert_keras_file
 from modelconv.importers.keras.packages import (

@@ -1,4 +1,4 @@
-"""Attention layers: MultiHeadAttention (self and cross attention, no masks)."""
+"""Attention layers: MultiHeadAttention, Attention, AdditiveAttention (no masks)."""
 
 from __future__ import annotations
 
@@ -69,3 +69,92 @@ def multi_head_attention(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     if bias:
         y = b.Add(y, weight(b, w.get(i + 1), "output.bias"))
     return KTensor(y, 3, LAST)
+
+
+def _attention_inputs(b: GraphBuilder, cfg: dict[str, Any],
+                      xs: list[KTensor]) -> tuple[Any, Any, Any]:
+    """(query, value, key) of a dot-product/additive attention call, channels-last."""
+    kw = cfg.get("_call_kwargs", {})
+    for key in ("return_attention_scores", "use_causal_mask"):
+        if kw.get(key):
+            raise LayerUnsupported(f"{key}={kw[key]!r}")
+    if len(xs) not in (2, 3) or any(x.rank != 3 for x in xs):
+        raise LayerUnsupported(f"{len(xs)} input(s) of rank {[x.rank for x in xs]} "
+                               "(supported: [query, value(, key)] of rank 3)")
+    q, v = last(b, xs[0]), last(b, xs[1])
+    return q, v, last(b, xs[2]) if len(xs) == 3 else v
+
+
+def _attend(b: GraphBuilder, scores: Any, value: Any) -> KTensor:
+    return KTensor(b.MatMul(b.Softmax(scores, axis=-1), value), 3, LAST)
+
+
+def _pairwise_tanh(b: GraphBuilder, q: Any, k: Any, scale: Any = None) -> Any:
+    """tanh([scale *] (q[:, :, None] + k[:, None])): (N, Tq, Tv, D)."""
+    s = b.Add(b.Unsqueeze(q, b.const(np.asarray([2], _I64))),
+              b.Unsqueeze(k, b.const(np.asarray([1], _I64))))
+    return b.Tanh(s if scale is None else b.Mul(s, scale))
+
+
+@keras_layer("Attention", reads=("use_scale", "score_mode"), inert=("dropout", "seed"),
+             call_kwargs=("use_causal_mask", "return_attention_scores"))
+def attention(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+              xs: list[KTensor]) -> KTensor:
+    """Luong attention ``Attention()([query, value(, key)])``, no masks.
+
+    Args:
+        b: the graph builder.
+        cfg: the layer config.
+        w: ``scale`` (if ``use_scale``), then ``concat_score_weight`` (``score_mode="concat"``).
+        xs: query (N, Tq, D), value (N, Tv, D) and optionally key (N, Tv, D).
+
+    Returns:
+        The attended values (N, Tq, D).
+
+    Raises:
+        LayerUnsupported: a causal mask, returned scores, another score mode or input form.
+    """
+    q, v, k = _attention_inputs(b, cfg, xs)
+    mode = cfg.get("score_mode", "dot")
+    i = 0
+    scale = None
+    if cfg.get("use_scale", False):
+        scale, i = weight(b, np.asarray(w.get(0), np.float32).reshape(()), "scale"), 1
+    if mode == "dot":
+        scores = b.MatMul(q, b.Transpose(k, perm=[0, 2, 1]))
+        if scale is not None:
+            scores = b.Mul(scores, scale)
+    elif mode == "concat":
+        cw = weight(b, np.asarray(w.get(i), np.float32).reshape(()), "concat_score_weight")
+        summed = b.ReduceSum(_pairwise_tanh(b, q, k, scale), b.const(np.asarray([-1], _I64)),
+                             keepdims=0)
+        scores = b.Mul(summed, cw)
+    else:
+        raise LayerUnsupported(f"score_mode={mode!r}")
+    return _attend(b, scores, v)
+
+
+@keras_layer("AdditiveAttention", reads=("use_scale",), inert=("dropout", "seed"),
+             call_kwargs=("use_causal_mask", "return_attention_scores"))
+def additive_attention(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+                       xs: list[KTensor]) -> KTensor:
+    """Bahdanau attention ``AdditiveAttention()([query, value(, key)])``, no masks.
+
+    Args:
+        b: the graph builder.
+        cfg: the layer config.
+        w: ``scale`` (D,) if ``use_scale``.
+        xs: query (N, Tq, D), value (N, Tv, D) and optionally key (N, Tv, D).
+
+    Returns:
+        The attended values (N, Tq, D).
+
+    Raises:
+        LayerUnsupported: a causal mask, returned scores or another input form.
+    """
+    q, v, k = _attention_inputs(b, cfg, xs)
+    t = _pairwise_tanh(b, q, k)
+    if cfg.get("use_scale", True):
+        t = b.Mul(t, weight(b, np.asarray(w.get(0), np.float32).reshape(-1), "scale"))
+    scores = b.ReduceSum(t, b.const(np.asarray([-1], _I64)), keepdims=0)
+    return _attend(b, scores, v)

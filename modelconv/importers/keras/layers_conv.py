@@ -1,4 +1,4 @@
-"""Convolution layers: Conv1D/2D/3D, DepthwiseConv1D/2D, SeparableConv1D/2D, Conv2DTranspose.
+"""Convolution layers: Conv1D/2D/3D, DepthwiseConv1D/2D, SeparableConv1D/2D, Conv1D/2D/3DTranspose.
 
 Keras kernels ``(k..., in, out)`` are transposed once here to ONNX ``(out, in, k...)``;
 activations run channels-first.
@@ -199,3 +199,10 @@ def conv1d_transpose(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                      xs: list[KTensor]) -> KTensor:
     """Conv1DTranspose -> ConvTranspose."""
     return _transpose_conv(b, cfg, w, xs, 1)
+
+
+@keras_layer("Conv3DTranspose", "Convolution3DTranspose", **_TRANSPOSE)
+def conv3d_transpose(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+                     xs: list[KTensor]) -> KTensor:
+    """Conv3DTranspose -> ConvTranspose (ONNX only: no 3-D TFLite lowering)."""
+    return _transpose_conv(b, cfg, w, xs, 3)

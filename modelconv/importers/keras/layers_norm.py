@@ -1,4 +1,4 @@
-"""Normalization layers: BatchNormalization, LayerNormalization."""
+"""Normalization layers: Batch, Layer, Group, RMS and Unit normalization."""
 
 from __future__ import annotations
 
@@ -85,6 +85,75 @@ def unit_norm(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     norm = b.Sqrt(b.Max(b.ReduceSumSquare(v, b.const(np.asarray(axes, np.int64)), keepdims=1),
                         b.const(np.float32(1e-12))))
     return KTensor(b.Div(v, norm), x.rank, LAST)
+
+
+@keras_layer("GroupNormalization", reads=("groups", "axis", "epsilon", "center", "scale"),
+             inert=_GAMMA_BETA)
+def group_norm(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+               xs: list[KTensor]) -> KTensor:
+    """GroupNormalization over the channel axis (channels-first).
+
+    Each sample's channels are split into ``groups``; each group is normalized over its
+    channels and spatial positions, then scaled by gamma and shifted by beta per channel.
+
+    Args:
+        b: the graph builder.
+        cfg: the layer config.
+        w: gamma (if ``scale``) then beta (if ``center``).
+        xs: the input (rank >= 2, channels last in Keras).
+
+    Returns:
+        The normalized tensor (channels-first when rank >= 3).
+
+    Raises:
+        LayerUnsupported: ``axis`` is not the channel axis.
+    """
+    x = xs[0]
+    if _axes(cfg, x.rank) != [x.rank - 1]:
+        raise LayerUnsupported(f"axis={cfg.get('axis')!r} (not the channel axis)")
+    groups = int(cfg.get("groups", 32))
+    v = first(b, x) if x.rank >= 3 else x.value
+    out = KTensor(v, x.rank, FIRST if x.rank >= 3 else LAST)
+    g = b.Reshape(v, b.const(np.asarray([0, groups, -1], np.int64)))
+    axis2 = b.const(np.asarray([2], np.int64))
+    centred = b.Sub(g, b.ReduceMean(g, axis2, keepdims=1))
+    var = b.ReduceMean(b.Mul(centred, centred), axis2, keepdims=1)
+    eps = b.const(np.float32(cfg.get("epsilon", 1e-3)))
+    y = b.Reshape(b.Div(centred, b.Sqrt(b.Add(var, eps))), b.Shape(v))
+    i = 0
+    if cfg.get("scale", True):
+        y, i = b.Mul(y, per_channel(b, out, w.get(0), "gamma")), 1
+    if cfg.get("center", True):
+        y = b.Add(y, per_channel(b, out, w.get(i), "beta"))
+    return out.like(y)
+
+
+@keras_layer("RMSNormalization", reads=("axis", "epsilon"))
+def rms_norm(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+             xs: list[KTensor]) -> KTensor:
+    """RMSNormalization: x * rsqrt(mean(x^2) + eps) * scale over the trailing axes.
+
+    Args:
+        b: the graph builder.
+        cfg: the layer config.
+        w: the scale (shaped as the normalized axes).
+        xs: the input.
+
+    Returns:
+        The normalized tensor (channels-last).
+
+    Raises:
+        LayerUnsupported: ``axis`` is not a run of trailing axes.
+    """
+    x = xs[0]
+    axes = _axes(cfg, x.rank)
+    if axes != list(range(axes[0], x.rank)):
+        raise LayerUnsupported(f"axis={cfg.get('axis')!r} (not the trailing axes)")
+    v = last(b, x)
+    mean_sq = b.ReduceMean(b.Mul(v, v), b.const(np.asarray(axes, np.int64)), keepdims=1)
+    eps = b.const(np.float32(cfg.get("epsilon", 1e-6)))
+    y = b.Div(v, b.Sqrt(b.Add(mean_sq, eps)))
+    return KTensor(b.Mul(y, weight(b, w.get(0), "scale")), x.rank, LAST)
 
 
 __all__ = ["per_channel"]

@@ -1,13 +1,23 @@
-"""Preprocessing layers that are part of inference: Rescaling, Normalization, Resizing."""
+"""Preprocessing layers that are part of inference: Rescaling, Normalization, Resizing,
+Discretization, CategoryEncoding."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from modelconv.importers.keras.common import KTensor, LayerUnsupported, keras_layer, per_channel
-from modelconv.importers.keras.tensors import FIRST, first
+from modelconv.importers.keras.common import (
+    LAYERS,
+    KTensor,
+    LayerUnsupported,
+    keras_layer,
+    per_channel,
+)
+from modelconv.importers.keras.spec import dtype_refusal, make_spec
+from modelconv.importers.keras.tensors import FIRST, LAST, first, last
 from modelconv.importers.keras.weights import LayerWeights
 from modelconv.ir.builder import GraphBuilder
 
@@ -76,3 +86,82 @@ def resizing(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     sizes = b.Concat(b.Shape(v, end=2), hw, axis=0)
     y = b.Resize(v, None, None, sizes, **attrs)
     return KTensor(y, x.rank, FIRST)
+
+
+def _discretization_dtype(cfg: Mapping[str, Any]) -> list[str]:
+    """tf.keras stores Discretization's int64 output dtype as its ``dtype``; Keras 3 a
+    float32 policy (its output is int either way)."""
+    dtype = cfg.get("dtype")
+    if isinstance(dtype, dict):
+        return [r for r in [dtype_refusal(dtype)] if r is not None]
+    return [] if dtype in (None, "float32", "int64") else [f"dtype={dtype!r}"]
+
+
+@LAYERS.register("Discretization", check=replace(
+    make_spec(reads=("bin_boundaries", "output_mode"), inert=("num_bins", "epsilon"),
+              defaults={"sparse": False}, check=_discretization_dtype), policy=False))
+def discretization(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+                   xs: list[KTensor]) -> KTensor:
+    """Discretization (``output_mode="int"``): the bin index, the count of boundaries <= x.
+
+    Args:
+        b: the graph builder.
+        cfg: the layer config (``bin_boundaries`` given or adapted).
+        w: no weights.
+        xs: the float input.
+
+    Returns:
+        int64 bin indices, same shape as the input.
+
+    Raises:
+        LayerUnsupported: no boundaries in the config, or another output mode.
+    """
+    x = xs[0]
+    bounds = cfg.get("bin_boundaries")
+    mode = cfg.get("output_mode", "int")
+    if mode != "int":
+        raise LayerUnsupported(f"output_mode={mode!r}")
+    if not bounds:
+        raise LayerUnsupported("bin_boundaries=None (not adapted)")
+    v = last(b, x)
+    if not x.dtype.startswith("float"):
+        v = b.Cast(v, to=1)
+    edges = b.const(np.asarray(bounds, np.float32))
+    ge = b.Not(b.Less(b.Unsqueeze(v, b.const(np.asarray([-1], np.int64))), edges))
+    y = b.ReduceSum(b.Cast(ge, to=7), b.const(np.asarray([-1], np.int64)), keepdims=0)
+    return KTensor(y, x.rank, LAST, "int64")
+
+
+@keras_layer("CategoryEncoding", reads=("num_tokens", "output_mode"), defaults={"sparse": False})
+def category_encoding(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+                      xs: list[KTensor]) -> KTensor:
+    """CategoryEncoding: one_hot (rank-1 input), multi_hot and count over the last axis.
+
+    Args:
+        b: the graph builder.
+        cfg: the layer config.
+        w: no weights.
+        xs: integer token ids (N,) or (N, T).
+
+    Returns:
+        float32 (N, num_tokens).
+
+    Raises:
+        LayerUnsupported: another mode, one_hot of a rank-2 input, or a rank > 2 input.
+    """
+    x = xs[0]
+    mode = cfg.get("output_mode", "multi_hot")
+    if mode not in ("one_hot", "multi_hot", "count"):
+        raise LayerUnsupported(f"output_mode={mode!r}")
+    if x.rank > 2 or (mode == "one_hot" and x.rank != 1):
+        raise LayerUnsupported(f"output_mode={mode!r} with a rank-{x.rank} input")
+    v = last(b, x)
+    if x.rank == 1:
+        v = b.Unsqueeze(v, b.const(np.asarray([-1], np.int64)))
+    ids = b.Cast(v, to=7)
+    tokens = b.const(np.arange(int(cfg["num_tokens"]), dtype=np.int64))
+    hot = b.Cast(b.Equal(b.Unsqueeze(ids, b.const(np.asarray([-1], np.int64))), tokens), to=1)
+    axis = b.const(np.asarray([1], np.int64))
+    y = b.ReduceSum(hot, axis, keepdims=0) if mode == "count" else \
+        b.ReduceMax(hot, axis, keepdims=0)
+    return KTensor(y, 2, LAST)

@@ -123,3 +123,10 @@ def upsampling2d(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                  xs: list[KTensor]) -> KTensor:
     """UpSampling2D -> Resize (nearest or bilinear)."""
     return _upsample(b, cfg, xs, 2)
+
+
+@keras_layer("UpSampling3D", reads=("size",), defaults=_CHANNELS_LAST)
+def upsampling3d(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+                 xs: list[KTensor]) -> KTensor:
+    """UpSampling3D -> Resize (nearest: each voxel repeated ``size`` times)."""
+    return _upsample(b, {"size": cfg.get("size", 2), "interpolation": "nearest"}, xs, 3)
