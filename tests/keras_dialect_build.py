@@ -16,7 +16,7 @@ the models to build and which of the dialect's formats to write. Formats and fil
 
 ``NAME.<k2|k3>.npz`` holds the inputs (``in:<input name>``) and the model's outputs
 (``out:<output name>``) on a fixed random input, in the model's input/output order. The
-imported tests/test_keras_app_dialects.py runs this; it never imports TensorFlow itself.
+imported tests/keras/test_keras_app_dialects.py runs this; it never imports TensorFlow itself.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from modelconv import cli
+from tests.paths import ROOT
 
-ROOT = Path(__file__).parent.parent
 CNN = ROOT / "fixtures" / "onnx" / "small_cnn.onnx"
 
 

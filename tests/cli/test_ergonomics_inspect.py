@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from modelconv.cli import main
+from tests.paths import ROOT
 
-ROOT = Path(__file__).parent.parent
 KERAS = ROOT / "fixtures" / "keras"
 ONNX = ROOT / "fixtures" / "onnx"
 

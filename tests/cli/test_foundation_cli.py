@@ -13,8 +13,9 @@ import pytest
 from onnx import numpy_helper
 
 from modelconv.cli import main
+from tests.paths import ROOT
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "onnx"
+FIXTURES = ROOT / "fixtures" / "onnx"
 CNN = FIXTURES / "small_cnn.onnx"
 
 

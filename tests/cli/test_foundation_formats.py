@@ -10,8 +10,9 @@ import pytest
 
 from modelconv.errors import ModelLoadError, UnsupportedFormatError
 from modelconv.formats import detect_format, resolve_source_format, resolve_target_format
+from tests.paths import ROOT
 
-FIXTURES = Path(__file__).parent.parent / "fixtures"
+FIXTURES = ROOT / "fixtures"
 
 
 def _write(path: Path, data: bytes) -> Path:

@@ -22,7 +22,7 @@ through both.
 Default (CI) subset, under four minutes on two cores: every format for MobileNetV2,
 EfficientNetB0, ConvNeXtTiny, the text model and the multi-IO model, NASNetMobile in both
 .h5 forms (the .keras files of the other applications are covered by
-tests/test_keras_models.py).
+tests/keras/test_keras_models.py).
 ``MODELCONV_FULL_MATRIX=1`` runs all seven applications and the two hand-made models in all
 five formats (45 cases, about nine minutes).
 """
@@ -45,6 +45,7 @@ import pytest
 
 import modelconv
 from modelconv.cli import main
+from tests.paths import TESTS
 from tests.reference_npz import load_reference
 
 pytestmark = [
@@ -57,7 +58,7 @@ pytestmark = [
         reason="needs tensorflow, tf_keras and keras to build the source files"),
 ]
 
-BUILDER = Path(__file__).resolve().parent / "keras_dialect_build.py"
+BUILDER = TESTS / "keras_dialect_build.py"
 FULL = os.environ.get("MODELCONV_FULL_MATRIX", "") not in ("", "0")
 
 #: format id -> (builder dialect, builder format, file name pattern, reference tag)

@@ -25,9 +25,10 @@ from modelconv.errors import (
 from modelconv.importers.keras import import_keras
 from modelconv.options import ConvertOptions
 from modelconv.verification.runners import OnnxRuntimeRunner
+from tests.paths import ROOT
 
 h5py = pytest.importorskip("h5py")
-FIX = Path(__file__).resolve().parent.parent / "fixtures" / "keras"
+FIX = ROOT / "fixtures" / "keras"
 FILES = ["k3_cnn.keras", "k3_cnn.h5", "k3_multi.keras", "k3_multi.h5", "k3_text.keras",
          "k2_cnn.h5", "k2_text.h5", "k3_ops.keras", "k2_ops.h5"]
 

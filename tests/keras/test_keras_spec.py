@@ -11,6 +11,8 @@ import ast
 import json
 import os
 
+from tests.paths import ROOT
+
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import subprocess
@@ -48,7 +50,6 @@ from tests.keras_layer_defaults import (  # noqa: E402
     build_op,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 KERAS3_NAMES = sorted(n for n in LAYERS
                       if n not in ALIASES and n not in KERAS2_ONLY and n not in OPS_ONLY)
 L = keras.layers

@@ -21,8 +21,9 @@ from modelconv.errors import (
 )
 from modelconv.verification.runners import OnnxRuntimeRunner
 from tests.hostile.corpus import external_data_model
+from tests.paths import ROOT
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "onnx"
+FIXTURES = ROOT / "fixtures" / "onnx"
 CNN = FIXTURES / "small_cnn.onnx"
 
 

@@ -14,8 +14,9 @@ import modelconv
 from modelconv.cli import main
 from modelconv.errors import OptionsError
 from modelconv.exporters.onnx_quantize import precision_of
+from tests.paths import ROOT
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "onnx"
+FIXTURES = ROOT / "fixtures" / "onnx"
 CNN = FIXTURES / "small_cnn.onnx"  # Conv, BatchNorm, Gemm...; input x [batch, 3, 32, 32]
 MODES = {
     "float16": {"fp16": True},

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "modelconv"
+from tests.paths import ROOT
+
+PACKAGE = ROOT / "modelconv"
 FRAMEWORKS = {"torch", "tensorflow", "keras", "tf_keras", "tf2onnx"}
 MAX_LINES = 800
 

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.paths import ROOT
+
+REPO = ROOT
 NUMERIC = ("convert_s", "process_s", "peak_rss_mb", "size_mb", "nodes", "latency_ms",
            "max_rel_err")
 

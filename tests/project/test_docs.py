@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from modelconv.support import support_markdown, support_matrix
+from tests.paths import ROOT
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "support.md"
+DOC = ROOT / "docs" / "support.md"
 
 
 def test_support_matrix_lists_every_registry() -> None:

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 import modelconv.errors as errors
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.paths import ROOT
 
 
 def _nav_pages() -> list[str]:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 import modelconv
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 KERAS = ROOT / "fixtures" / "keras"
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 HAS_TF = importlib.util.find_spec("tensorflow") is not None and \

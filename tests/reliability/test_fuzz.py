@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.paths import ROOT
+
 FIXTURES = sorted(
     p for p in (ROOT / "fixtures").rglob("*")
     if p.is_file() and p.suffix in {".onnx", ".h5", ".keras", ".pt", ".pt2", ".safetensors"}

@@ -19,8 +19,7 @@ import modelconv.importers.onnx
 import modelconv.verification.verifier
 from modelconv.cli import main
 from tests.hostile.corpus import CNN
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.paths import ROOT
 
 
 def _relu(path: Path, shape: list[int], dtype: int = TensorProto.FLOAT) -> Path:

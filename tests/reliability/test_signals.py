@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.hostile.corpus import CNN
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.paths import ROOT
 
 
 def _run_until(point: str, folder: Path, sig: int) -> tuple[int, str]:

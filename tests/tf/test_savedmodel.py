@@ -20,8 +20,9 @@ from modelconv.errors import ModelLoadError, UnsafeModelError, UnsupportedOpsErr
 from modelconv.importers.tf.tf2onnx_route import check_onnx_ops, rewrite_erfc
 from modelconv.options import ConvertOptions
 from modelconv.verification.runners import OnnxRuntimeRunner
+from tests.paths import ROOT
 
-FIX = Path(__file__).resolve().parent.parent / "fixtures" / "keras"
+FIX = ROOT / "fixtures" / "keras"
 needs_tf = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None or
                               importlib.util.find_spec("tf2onnx") is None,
                               reason="tensorflow / tf2onnx not installed")

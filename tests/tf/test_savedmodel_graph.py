@@ -24,8 +24,9 @@ from modelconv.errors import ModelLoadError, UnsafeModelError, UnsupportedOpsErr
 from modelconv.importers.tf.graph.convert import convert_signature
 from modelconv.options import ConvertOptions
 from modelconv.verification.runners import OnnxRuntimeRunner
+from tests.paths import ROOT
 
-FIX = Path(__file__).resolve().parent.parent / "fixtures" / "keras"
+FIX = ROOT / "fixtures" / "keras"
 
 
 def _reference(name: str) -> tuple[list[np.ndarray], list[np.ndarray]]:

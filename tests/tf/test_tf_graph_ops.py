@@ -47,6 +47,7 @@ import pytest
 
 import modelconv
 from modelconv.errors import UnsupportedOpsError
+from tests.paths import TESTS
 from tests.reference_npz import load_reference
 
 pytestmark = [
@@ -55,7 +56,7 @@ pytestmark = [
                        reason="needs tensorflow to build the SavedModels"),
 ]
 
-BUILDER = Path(__file__).resolve().parent / "tf_graph_ops_build.py"
+BUILDER = TESTS / "tf_graph_ops_build.py"
 GRAPH_FORMAT = "savedmodel-graph"
 SIGNATURE = "serving_default"
 RTOL = 1e-4

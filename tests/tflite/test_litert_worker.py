@@ -19,6 +19,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from tests.paths import ROOT
+
 pytest.importorskip("ai_edge_litert")
 import flatbuffers
 from ai_edge_litert import schema_py_generated as s
@@ -27,8 +29,6 @@ from modelconv import cli
 from modelconv.errors import RuntimeCrashError
 from modelconv.verification.runners_litert import LiteRTRunner
 from modelconv.workers import litert as worker
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _tensor(name: str, ttype: int) -> Any:

@@ -15,8 +15,9 @@ import modelconv
 from modelconv.exporters.tflite.dynamic import generalize
 from modelconv.exporters.tflite.graph import Op, TflGraph
 from modelconv.verification.runners_litert import LiteRTRunner
+from tests.paths import ROOT
 
-FIXTURES = Path(__file__).parent.parent / "fixtures"
+FIXTURES = ROOT / "fixtures"
 
 
 def _signatures(path: Path) -> dict[str, list[int]]:

@@ -12,7 +12,7 @@ if importlib.util.find_spec("ai_edge_litert") is None:
     pytest.skip("needs litert", allow_module_level=True)
 
 from modelconv.errors import UnsupportedOpsError
-from tests.test_tflite_ops import Case, build_case, close, i64, run_both
+from tests.tflite.test_tflite_ops import Case, build_case, close, i64, run_both
 
 IDX2 = np.array([[[1, 0], [0, -1]], [[1, 2], [0, 0]]], np.int64)  # (2, 2, 2) into (2, 3, 4)
 IDX1 = np.array([[2], [0]], np.int64)

@@ -17,7 +17,7 @@ from modelconv.errors import ExportError
 from modelconv.exporters.tflite import convert_to_tflite
 from modelconv.options import ConvertOptions
 from modelconv.verification.runners_litert import LiteRTRunner
-from tests.test_tflite_ops import close, make_model, run_both
+from tests.tflite.test_tflite_ops import close, make_model, run_both
 
 
 class Net:

@@ -19,7 +19,7 @@ import onnx_ir as ir  # noqa: E402
 from modelconv.exporters.onnx import write_embedded  # noqa: E402
 from modelconv.importers.torch.capture import export_module  # noqa: E402
 from modelconv.importers.torch.lower import needs_decomposition  # noqa: E402
-from tests.test_torch_ops import Fn, run_both  # noqa: E402
+from tests.torch.test_torch_ops import Fn, run_both  # noqa: E402
 
 
 def _program(fn: Callable[..., Any], *args: Any) -> Any:

@@ -14,7 +14,7 @@ from modelconv.cli import main
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.models
 
-from tests.test_torch_models import MobileNetV3ish, ResNet18ish, ViTish  # noqa: E402
+from tests.torch.test_torch_models import MobileNetV3ish, ResNet18ish, ViTish  # noqa: E402
 
 SHAPES = {"resnet18ish": "1,3,64,64", "mobilenetv3ish": "1,3,64,64", "vitish": "1,3,32,32",
           "gpt2ish": "1,12"}
@@ -107,7 +107,7 @@ def _dtype_args(name: str) -> list[str]:
 def test_state_dict_cli(tmp_path: Path, name: str) -> None:
     torch.save(_trained(name).state_dict(), tmp_path / "w.pt")
     _cli(["convert", str(tmp_path / "w.pt"), str(tmp_path / "m.onnx"), "--model",
-          f"tests.test_torch_source_matrix:{name}", "--input-shape", SHAPES[name],
+          f"tests.torch.test_torch_source_matrix:{name}", "--input-shape", SHAPES[name],
           *_dtype_args(name)], tmp_path / "r.json")
 
 
@@ -117,7 +117,7 @@ def test_safetensors_cli(tmp_path: Path, name: str) -> None:
 
     save_model(_trained(name), str(tmp_path / "w.safetensors"))  # handles tied weights
     _cli(["convert", str(tmp_path / "w.safetensors"), str(tmp_path / "m.onnx"), "--model",
-          f"tests.test_torch_source_matrix:{name}", "--input-shape", SHAPES[name],
+          f"tests.torch.test_torch_source_matrix:{name}", "--input-shape", SHAPES[name],
           *_dtype_args(name)], tmp_path / "r.json")
 
 

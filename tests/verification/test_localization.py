@@ -15,9 +15,10 @@ from onnx import numpy_helper
 
 import modelconv
 from modelconv.verification.report import VerificationReport
+from tests.paths import ROOT
 
 torch = pytest.importorskip("torch")
-KERAS = Path(__file__).resolve().parents[1] / "fixtures" / "keras"
+KERAS = ROOT / "fixtures" / "keras"
 
 
 class Net(torch.nn.Module):

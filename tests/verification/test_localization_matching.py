@@ -17,6 +17,7 @@ import modelconv
 from modelconv import cli
 from modelconv.verification import localize as loc
 from modelconv.verification.report import VerificationReport
+from tests.paths import ROOT
 
 # torch.onnx-style node names: scopes with dots, as in '/layer1/layer1.0/conv1/Conv'
 NAMES = ["/block.0/conv/Conv", "/block.0/act/Relu", "/block.1/conv/Conv", "/block.1/Mul",
@@ -134,7 +135,7 @@ def test_onnx_vs_tflite_names_the_drifting_layer(tmp_path: Path) -> None:
 def test_keras_vs_tf2onnx_style_names_are_matched_by_scope(tmp_path: Path) -> None:
     """A Keras model against an ONNX file named as tf2onnx names nodes
     ('sequential/conv2d_1/Conv'), with no source_name metadata and renamed tensors."""
-    src = Path(__file__).resolve().parents[1] / "fixtures" / "keras" / "k3_cnn.keras"
+    src = ROOT / "fixtures" / "keras" / "k3_cnn.keras"
     modelconv.convert(src, tmp_path / "k3.onnx", verify=False)
     model = onnx.load(str(tmp_path / "k3.onnx"))
     outputs, renamed, weight = {o.name for o in model.graph.output}, {}, None
@@ -165,7 +166,7 @@ def test_keras_vs_tf2onnx_style_names_are_matched_by_scope(tmp_path: Path) -> No
 
 @pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None, reason="needs litert")
 def test_onnx_source_tflite_weight_fault_names_the_conv(tmp_path: Path) -> None:
-    from tests.test_localization import _perturb_tflite_conv
+    from tests.verification.test_localization import _perturb_tflite_conv
 
     good, _ = _pair(tmp_path)
     out = tmp_path / "a.tflite"

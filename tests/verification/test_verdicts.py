@@ -23,8 +23,9 @@ from modelconv.verification.compare import compare_arrays, tolerance_for
 from modelconv.verification.html import render_html
 from modelconv.verification.inputs import generate_inputs, input_kind
 from modelconv.verification.report import VerificationReport
+from tests.paths import ROOT
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "onnx"
+FIXTURES = ROOT / "fixtures" / "onnx"
 CNN = FIXTURES / "small_cnn.onnx"
 MLP = FIXTURES / "mlp.onnx"
 

@@ -14,8 +14,9 @@ from onnx import numpy_helper
 import modelconv
 from modelconv.testing import assert_equivalent
 from modelconv.verification.html import render_html
+from tests.paths import ROOT
 
-CNN = Path(__file__).parent.parent / "fixtures" / "onnx" / "small_cnn.onnx"
+CNN = ROOT / "fixtures" / "onnx" / "small_cnn.onnx"
 
 
 def _perturbed(tmp_path: Path, initializer: str = "c2_w") -> Path:

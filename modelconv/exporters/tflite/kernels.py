@@ -4,7 +4,7 @@
 type, but each kernel (tflite/kernels/*.cc in LiteRT) takes a few. int8/uint8/int16 tensors
 are *quantized* types for most arithmetic kernels: without scale/zero point they give wrong
 values or abort the process. :data:`PLAIN_DTYPES` lists, per builtin, the dtypes whose kernel
-path computes on the raw values (tests/test_tflite_int_dtypes.py checks every row against
+path computes on the raw values (tests/tflite/test_tflite_int_dtypes.py checks every row against
 the installed runtime). Lowerings compute other dtypes in the narrowest wider type the kernel
 takes that holds every value (:func:`compute_dtype`) and CAST back, or refuse the node.
 """

@@ -2,7 +2,7 @@
 
 Keras 3's augmentation layers transform their input only when called with
 ``training=True``; ``predict()`` and ``model(x, training=False)`` return the input
-unchanged (checked against Keras by ``tests/test_keras_layers.py``). Their options only
+unchanged (checked against Keras by ``tests/keras/test_keras_layers.py``). Their options only
 parameterize the random transformation, so all of them are inert. Layers that are *not*
 the identity at inference (``RandomCrop``, ``AutoContrast``, ``Equalization``) are listed
 in :mod:`modelconv.importers.keras.refused` with the reason.

@@ -1,7 +1,7 @@
 """Keras 3 layer classes (exported by ``keras.layers``) that have no handler, and why.
 
 Every layer class ``keras.layers`` exports either has a handler (``LAYERS``) or a reason
-here; ``tests/test_keras_coverage.py`` fails when Keras ships a class that has neither, or
+here; ``tests/keras/test_keras_coverage.py`` fails when Keras ships a class that has neither, or
 when a class is both handled and listed. A model holding one of these classes is refused
 before conversion (``UnsupportedOpsError`` naming the class). The table is shown by
 ``modelconv ops`` and docs/support.md.

@@ -15,7 +15,7 @@ anything is converted, the converter compares each layer of the model with its s
 The same holds for what a call passes: positional constants (``x + 3.0``), tensor keyword
 arguments and other keyword arguments are consumed only where the spec says so.
 The defaults are stored with the handlers (converting never imports Keras);
-``tests/test_keras_spec.py`` derives them again from Keras' own ``get_config()``.
+``tests/keras/test_keras_spec.py`` derives them again from Keras' own ``get_config()``.
 """
 
 from __future__ import annotations
