@@ -14,16 +14,29 @@ import onnx_ir as ir
 from ai_edge_litert import schema_py_generated as s
 
 from modelconv.exporters.tflite.graph import LoweringContext
+from modelconv.exporters.tflite.kernels import cast
 from modelconv.exporters.tflite.registry import attr, tflite_lowering
 
 
 def _indices(ctx: LoweringContext, node: ir.Node, data_shape: list[int]) -> int:
+    """The index tensor with negative entries wrapped (ONNX allows them; the kernels do not):
+    constant indices here, run-time ones by LESS / ADD / SELECT_V2 per index column."""
     arr = ctx.array(node.inputs[1])
-    if arr is None:
-        return ctx.inp(node, 1)
-    k = arr.shape[-1]
-    dims = np.array(data_shape[:k], dtype=np.int64)
-    return ctx.i32(np.where(arr < 0, arr + dims, arr), "indices")
+    if arr is not None:
+        k = arr.shape[-1]
+        dims = np.array(data_shape[:k], dtype=np.int64)
+        return ctx.i32(np.where(arr < 0, arr + dims, arr), "indices")
+    idx = ctx.inp(node, 1)
+    k = ctx.t(idx).shape[-1]
+    dtype = ctx.t(idx).dtype
+    neg = ctx.tmp("negative", np.bool_, ctx.t(idx).shape)
+    wrapped, fixed = ctx.like(idx, "wrapped"), ctx.like(idx, "indices")
+    ctx.emit("LESS", [idx, ctx.const(np.asarray(0, dtype), "zero")], [neg])
+    ctx.emit("ADD", [idx, ctx.const(np.asarray(data_shape[:k], dtype), "dims")], [wrapped],
+             s.AddOptionsT())
+    ctx.emit("SELECT_V2", [neg, wrapped, idx], [fixed])
+    # SCATTER_ND takes int32 indices only (and a shape of the same type)
+    return fixed if np.dtype(dtype) == np.int32 else cast(ctx, fixed, np.dtype(np.int32))
 
 
 def _check_gather_nd(node: ir.Node) -> str | None:
