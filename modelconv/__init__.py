@@ -17,6 +17,8 @@ __all__ = [
     "ConversionResult",
     "ConvertOptions",
     "ModelInfo",
+    "SourceModel",
+    "VerificationReport",
     "__version__",
     "convert",
     "errors",
@@ -29,8 +31,10 @@ __all__ = [
 if TYPE_CHECKING:
     from modelconv import errors
     from modelconv.api import ConversionResult, convert, inspect, load, save, verify
+    from modelconv.formats import SourceModel
     from modelconv.ir.info import ModelInfo
     from modelconv.options import ConvertOptions
+    from modelconv.verification.report import VerificationReport
 
 _LAZY = {
     "convert": "modelconv.api",
@@ -41,6 +45,8 @@ _LAZY = {
     "ConversionResult": "modelconv.api",
     "ModelInfo": "modelconv.ir.info",
     "ConvertOptions": "modelconv.options",
+    "SourceModel": "modelconv.formats",
+    "VerificationReport": "modelconv.verification.report",
 }
 
 

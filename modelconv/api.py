@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import onnx_ir as ir
 
@@ -25,6 +25,7 @@ from modelconv.errors import (
     MissingDependencyError,
     ModelLoadError,
     RunnerUnavailableError,
+    UnsupportedFormatError,
 )
 from modelconv.fileio import check_output_path
 from modelconv.formats import FORMATS, SourceModel, resolve_source_format, resolve_target_format
@@ -34,7 +35,19 @@ from modelconv.option_checks import check_signature, check_source, check_target
 from modelconv.options import ConvertOptions, options_docstring
 from modelconv.verification.report import VerificationReport
 
-Source = str | os.PathLike[str] | Any  # a path, or an in-memory model (torch nn.Module)
+
+class TorchModuleLike(Protocol):
+    """What an in-memory source must look like (a ``torch.nn.Module``)."""
+
+    def state_dict(self) -> Any:
+        """The module's tensors."""
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The computation."""
+
+
+#: a model file or folder, or an in-memory torch module
+Source = str | os.PathLike[str] | TorchModuleLike
 
 
 @dataclass
@@ -76,12 +89,36 @@ class ConversionResult:
 
 
 def load(src: Source, options: ConvertOptions | None = None, **kwargs: Any) -> SourceModel:
-    """Import ``src`` (a file, folder or in-memory model) into the IR."""
+    """Import ``src`` (a file, folder or in-memory model) into the IR.
+
+    Args:
+        src: a model file or SavedModel folder (format detected by content), or an
+            in-memory ``torch.nn.Module``.
+        options: conversion options (keyword arguments override its fields).
+        **kwargs: :class:`~modelconv.options.ConvertOptions` fields.
+
+    Returns:
+        The imported model: the IR, the source format and a way to run the original.
+
+    Raises:
+        UnsupportedFormatError: the content is not a format modelconv reads.
+        ModelLoadError: the file is corrupt, truncated or unreadable.
+        UnsafeModelError: loading it would execute code (see ``trust_code``).
+        UnsupportedOpsError: ops or layers without a handler (all listed at once).
+        OptionsError: an option the source's importer would ignore.
+        MissingDependencyError: the extra the format needs is not installed.
+    """
     opts = ConvertOptions.from_kwargs(options, **kwargs)
+    path: Path | None = None
     if _is_torch_module(src):
         fmt = "torch-module"
     else:
-        fmt = resolve_source_format(src, opts.source_format)
+        if not isinstance(src, (str, os.PathLike)):
+            raise UnsupportedFormatError(
+                f"cannot convert a {type(src).__name__}: give a model file or folder path, "
+                "or a torch.nn.Module")
+        path = Path(src)
+        fmt = resolve_source_format(path, opts.source_format)
     check_source(opts, fmt)
     importer = _component(fmt, "importer")
     where = None if fmt == "torch-module" else str(src)
@@ -89,7 +126,7 @@ def load(src: Source, options: ConvertOptions | None = None, **kwargs: Any) -> S
     # readers raise ModelLoadError for bad content themselves. Any other exception is a bug
     # in modelconv and surfaces as one (the CLI's internal-error message).
     try:
-        source: SourceModel = importer(src if fmt == "torch-module" else Path(src), opts)
+        source: SourceModel = importer(src if path is None else path, opts)
     except OSError as exc:
         if exc.errno != errno.ENOMEM:
             raise ModelLoadError(f"cannot read the {fmt} model: {_first_line(exc) or exc!r}",
@@ -115,7 +152,23 @@ def load(src: Source, options: ConvertOptions | None = None, **kwargs: Any) -> S
 
 def save(model: ir.Model | SourceModel, dst: str | os.PathLike[str],
          options: ConvertOptions | None = None, **kwargs: Any) -> list[Path]:
-    """Write an IR model (or an imported SourceModel) to ``dst``; returns written files."""
+    """Write an IR model (or an imported SourceModel) to ``dst``.
+
+    Args:
+        model: the IR model, or what :func:`load` returned.
+        dst: the output path; its extension (or ``target_format``) picks the format.
+        options: conversion options (keyword arguments override its fields).
+        **kwargs: :class:`~modelconv.options.ConvertOptions` fields.
+
+    Returns:
+        The files written (the model, and external data if any).
+
+    Raises:
+        OutputExistsError: ``dst`` exists and ``overwrite`` is not set.
+        UnsupportedOpsError: ops the target cannot express (all listed at once).
+        ExportError: the file could not be written.
+        MissingDependencyError: the target's extra is not installed.
+    """
     opts = ConvertOptions.from_kwargs(options, **kwargs)
     ir_model = model.model if isinstance(model, SourceModel) else model
     dst_path = check_output_path(dst, overwrite=opts.overwrite)
