@@ -125,7 +125,7 @@ def test_constant_folding_checks_sizes_before_reading(monkeypatch: pytest.Monkey
 
 @pytest.mark.parametrize("args", [
     ["inspect", "--json", str(CNN)], ["inspect", str(CNN)], ["formats"], ["ops"],
-    ["ops", "--json"], ["--help"], ["--version"], ["verify", str(CNN), str(CNN)],
+    ["ops", "--json"], ["--help"], ["--version"], ["verify", str(CNN), str(CNN), "--quiet"],
 ], ids=lambda a: " ".join(a[:2]).replace(str(CNN), "m.onnx"))
 def test_closed_stdout_pipe_exits_quietly(args: list[str]) -> None:
     read, write = os.pipe()

@@ -12,7 +12,7 @@ import onnx_ir as ir
 
 from modelconv.errors import ModelLoadError, ShapeError, UnsafeModelError, UnsupportedOpsError
 from modelconv.formats import SourceModel
-from modelconv.importers.onnx.checks import check_declared_content
+from modelconv.importers.onnx.checks import check_declared_content, graph_tensors, graphs
 from modelconv.ir.builder import SOURCE_KEY
 from modelconv.ir.info import infer_int_ranges
 from modelconv.options import ConvertOptions
@@ -26,7 +26,7 @@ def import_onnx(src: str | os.PathLike[str], options: ConvertOptions) -> SourceM
     """Load and check an ONNX file; external data stays on disk (lazy)."""
     path = Path(src)
     proto = _parse(path)
-    check_declared_content(proto, _graphs(proto.graph), path)
+    check_declared_content(proto, graphs(proto.graph), path)
     _check_external_data(proto, path)
     _check_ops(proto, path)
     _check_allocation_bombs(proto, path)
@@ -74,29 +74,9 @@ def _parse(path: Path) -> onnx.ModelProto:
     return proto
 
 
-def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _graphs(attr.g)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for g in attr.graphs:
-                    yield from _graphs(g)
-
-
 def _tensors(proto: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
-    for graph in _graphs(proto.graph):
-        yield from graph.initializer
-        for sparse in graph.sparse_initializer:
-            yield sparse.values
-            yield sparse.indices
-        for node in graph.node:
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.TENSOR:
-                    yield attr.t
-                elif attr.type == onnx.AttributeProto.TENSORS:
-                    yield from attr.tensors
+    for graph in graphs(proto.graph):
+        yield from graph_tensors(graph)
 
 
 def _check_external_data(proto: onnx.ModelProto, path: Path) -> None:
@@ -147,7 +127,7 @@ def _check_ops(proto: onnx.ModelProto, path: Path) -> None:
     """Every op must be known to ONNX (or onnxruntime) or defined as a model function."""
     local = {(f.domain, f.name) for f in proto.functions}
     unknown: dict[str, list[str]] = {}
-    for graph in _graphs(proto.graph):
+    for graph in graphs(proto.graph):
         for i, node in enumerate(graph.node):
             key = (node.domain, node.op_type)
             if key in local:

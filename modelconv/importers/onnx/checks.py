@@ -52,7 +52,7 @@ def check_declared_content(proto: onnx.ModelProto, graphs: Iterable[onnx.GraphPr
                         f"{where} declares dim {axis} = {dim.dim_value}; dims cannot be "
                         "negative", path=str(path),
                         hint="Leave unknown dims unset or give them a name (dim_param)")
-        for tensor in _graph_tensors(graph):
+        for tensor in graph_tensors(graph):
             if tensor.data_type in _COMPLEX:
                 complex_values.setdefault(_COMPLEX[tensor.data_type], []).append(tensor.name)
             if any(d < 0 for d in tensor.dims):
@@ -66,8 +66,39 @@ def check_declared_content(proto: onnx.ModelProto, graphs: Iterable[onnx.GraphPr
                  "parts before exporting")
 
 
-def _graph_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+def graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """``graph`` and every subgraph in its nodes' attributes (If/Loop/Scan bodies), depth first.
+
+    Args:
+        graph: the main graph.
+
+    Returns:
+        An iterator over the graphs.
+    """
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from graphs(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    yield from graphs(g)
+
+
+def graph_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """The tensors one graph holds: initializers, sparse initializers' parts, and tensor
+    attributes of its nodes (not those of subgraphs: see :func:`graphs`).
+
+    Args:
+        graph: one graph.
+
+    Returns:
+        An iterator over the tensors.
+    """
     yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
     for node in graph.node:
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.TENSOR:
