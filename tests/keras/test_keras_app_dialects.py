@@ -6,7 +6,7 @@ Formats (``FORMATS``): Keras 2 (tf_keras) ``.h5`` and SavedModel (``model.save``
 format), Keras 3 legacy ``.h5``, ``.keras`` and SavedModel (``model.export``).
 
 The source files and their reference outputs are built once per session in two
-subprocesses (tests/keras_dialect_build.py: one for tf_keras, one for Keras 3 on the
+subprocesses (tests/builders/keras_dialect_build.py: one for tf_keras, one for Keras 3 on the
 TensorFlow backend, run side by side) inside pytest's tmp folder, and removed afterwards;
 this process never imports TensorFlow. Application models return logits
 (``classifier_activation=None``) and get non-trivial BatchNormalization statistics, so the
@@ -58,7 +58,7 @@ pytestmark = [
         reason="needs tensorflow, tf_keras and keras to build the source files"),
 ]
 
-BUILDER = TESTS / "keras_dialect_build.py"
+BUILDER = TESTS / "builders" / "keras_dialect_build.py"
 FULL = os.environ.get("MODELCONV_FULL_MATRIX", "") not in ("", "0")
 
 #: format id -> (builder dialect, builder format, file name pattern, reference tag)

@@ -7,7 +7,7 @@ that from the saved graphs), the layout-sensitive ones (convolutions, pools, Fus
 BiasAdd, Resize, element-wise ops, reductions, slicing, padding, concatenation... after a
 convolution, whose output the importer holds channels-first) in several variants.
 
-The cases live in tests/tf_graph_ops_build.py: a small ``tf.Module`` each (weights as
+The cases live in tests/builders/tf_graph_ops_build.py: a small ``tf.Module`` each (weights as
 ``tf.Variable`` s, so they go through the checkpoint) with a ``tf.function`` whose input
 signature has a None batch dimension, saved as ``serving_default``, plus TensorFlow's
 outputs on a seeded batch-2 input. They are built once per session in ONE subprocess inside
@@ -56,7 +56,7 @@ pytestmark = [
                        reason="needs tensorflow to build the SavedModels"),
 ]
 
-BUILDER = TESTS / "tf_graph_ops_build.py"
+BUILDER = TESTS / "builders" / "tf_graph_ops_build.py"
 GRAPH_FORMAT = "savedmodel-graph"
 SIGNATURE = "serving_default"
 RTOL = 1e-4
@@ -118,7 +118,7 @@ def _selected(session: pytest.Session) -> list[str]:
 
 @pytest.fixture(scope="session")
 def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """Every selected case, built by tests/tf_graph_ops_build.py in one subprocess."""
+    """Every selected case, built by tests/builders/tf_graph_ops_build.py in one subprocess."""
     import json
 
     root = tmp_path_factory.mktemp("tf_graph_ops")

@@ -164,10 +164,28 @@ def read_dataset(ds: Any, display: str, expected: tuple[int, ...] | None = None)
         ) from exc
 
 
-def _attr_text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    return str(value)
+def attr_text(value: Any, what: str = "an HDF5 attribute") -> str:
+    """An HDF5 string attribute as text, refusing bytes that are not valid UTF-8.
+
+    h5py hands back invalid UTF-8 either as ``bytes`` or as ``str`` with surrogate escapes;
+    neither can name a dataset or be printed, so both are refused here.
+
+    Args:
+        value: the attribute value.
+        what: what it is, for the message.
+
+    Returns:
+        The text.
+
+    Raises:
+        ModelLoadError: the value is not valid UTF-8.
+    """
+    try:
+        text = value.decode("utf-8") if isinstance(value, bytes) else str(value)
+        text.encode("utf-8")
+    except UnicodeError as exc:
+        raise ModelLoadError(f"{what} is not valid UTF-8 text (the file is corrupt)") from exc
+    return text
 
 
 def _open_h5(p: Path) -> KerasFile:
@@ -178,8 +196,8 @@ def _open_h5(p: Path) -> KerasFile:
                 "HDF5 file has no 'model_config' attribute (weights-only file?)", path=str(p),
                 hint="Save the whole model (model.save), not only its weights",
             )
-        config = _parse_json(_attr_text(f.attrs["model_config"]), str(p))
-        version = _attr_text(f.attrs.get("keras_version", ""))
+        config = _parse_json(attr_text(f.attrs["model_config"], "model_config"), str(p))
+        version = attr_text(f.attrs.get("keras_version", ""), "keras_version")
         if "model_weights" not in f:
             raise ModelLoadError("HDF5 file has no 'model_weights' group", path=str(p))
     except BaseException:

@@ -23,7 +23,7 @@ import numpy as np
 
 from modelconv.errors import ModelLoadError
 from modelconv.importers.keras.config import snake_case
-from modelconv.importers.keras.reader import KerasFile, read_dataset
+from modelconv.importers.keras.reader import KerasFile, attr_text, read_dataset
 
 #: the order Keras creates sub-layers' variables in (``layer.weights`` order)
 SUBLAYER_ORDER = {
@@ -77,7 +77,7 @@ def _attr_list(group: Any, key: str) -> list[str]:
     raw = group.attrs.get(key)
     if raw is None:
         return []
-    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in np.asarray(raw).ravel()]
+    return [attr_text(v, f"weight name in '{key}'") for v in np.asarray(raw).ravel()]
 
 
 class WeightSource:
@@ -146,9 +146,8 @@ def layer_keys(container: Any) -> dict[str, str]:
     for key in container:
         vars_group = container[key].get("vars")
         name = vars_group.attrs.get("name") if vars_group is not None else None
-        if isinstance(name, bytes):
-            name = name.decode("utf-8")
-        if isinstance(name, str):
+        if isinstance(name, (bytes, str)):
+            name = attr_text(name, f"layer name of '{key}'")
             keys.setdefault(name, str(key))
     return keys
 

@@ -3,8 +3,8 @@ dialect and save them in that dialect's file formats, with a reference output ea
 
 Run as a script, in a process of its own (it imports TensorFlow)::
 
-    python tests/keras_dialect_build.py keras2 OUT_DIR SPEC_JSON
-    python tests/keras_dialect_build.py keras3 OUT_DIR SPEC_JSON
+    python tests/builders/keras_dialect_build.py keras2 OUT_DIR SPEC_JSON
+    python tests/builders/keras_dialect_build.py keras3 OUT_DIR SPEC_JSON
 
 ``SPEC_JSON`` is ``{"seed": 0, "models": {"MobileNetV2": ["h5", "savedmodel"], ...}}``:
 the models to build and which of the dialect's formats to write. Formats and files:

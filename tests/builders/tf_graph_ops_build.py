@@ -3,7 +3,7 @@ TensorFlow's own outputs as the reference.
 
 Run as a script, in a process of its own (it imports TensorFlow)::
 
-    python tests/tf_graph_ops_build.py OUT_DIR [CASE ...]
+    python tests/builders/tf_graph_ops_build.py OUT_DIR [CASE ...]
 
 Each case is a ``tf.Module`` holding its weights as ``tf.Variable`` s (so they go through
 the checkpoint) and one ``tf.function`` with an input signature (batch dimension None),
