@@ -1,0 +1,120 @@
+"""QuantizeLinear / DequantizeLinear -> QUANTIZE / DEQUANTIZE with the node's parameters.
+
+Constant DequantizeLinear nodes (weights, biases) are folded before lowering
+(:mod:`modelconv.passes.tflite.fold_dequantize`); what reaches these lowerings are run-time
+tensors. The lowered graph is a float graph with explicit QUANTIZE / DEQUANTIZE ops that
+computes exactly what the QDQ model computes; :mod:`.qdq` then moves the ops between them to
+LiteRT's int8 kernels. LiteRT's quantize.cc / dequantize.cc take int8, uint8 and int16
+(int16 symmetric: zero point 0) with per-tensor or per-axis parameters; anything else
+(float8, int4/int2, uint16, block-wise, run-time scales) is refused by the checks below.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from modelconv.exporters.tflite.graph import LoweringContext, QuantParams
+from modelconv.exporters.tflite.kernels import value_dtype
+from modelconv.exporters.tflite.registry import attr, tflite_lowering
+from modelconv.passes._edit import const_array
+
+#: integer types LiteRT's QUANTIZE writes and DEQUANTIZE reads
+QUANT_DTYPES = ("int8", "uint8", "int16")
+
+
+def _const_input(node: ir.Node, i: int) -> np.ndarray | None:
+    return const_array(node.inputs[i]) if len(node.inputs) > i and node.inputs[i] is not None \
+        else None
+
+
+def _param_reason(node: ir.Node, qtype: str | None) -> str | None:
+    """Why the scale / zero point / layout of a Q or DQ node has no TFLite form."""
+    block = int(attr(node, "block_size", 0) or 0)  # type: ignore[call-overload]
+    if block:
+        return (f"block-wise quantization (block_size={block}): TFLite has per-tensor and "
+                "per-axis parameters only")
+    if qtype not in QUANT_DTYPES:
+        return f"{qtype} quantized type: TFLite QUANTIZE/DEQUANTIZE take int8, uint8, int16"
+    scale = _const_input(node, 1)
+    if scale is None:
+        return "a run-time scale: TFLite QUANTIZE/DEQUANTIZE need constant parameters"
+    if scale.dtype != np.float32:
+        return f"a {scale.dtype} scale: TFLite quantization parameters are float32"
+    has_zero = len(node.inputs) > 2 and node.inputs[2] is not None
+    zero = _const_input(node, 2)
+    if has_zero and zero is None:
+        return "a run-time zero point: TFLite needs constant parameters"
+    if scale.ndim > 1 or (zero is not None and zero.size != scale.size):
+        return "scale / zero point shapes TFLite cannot express"
+    if qtype == "int16" and zero is not None and np.any(zero != 0):
+        return "int16 with a non-zero zero point (TFLite int16 quantization is symmetric)"
+    return None
+
+
+def quant_params(node: ir.Node, rank: int) -> QuantParams:
+    """The TFLite quantization parameters of a Q / DQ node (constant scale / zero point).
+
+    Args:
+        node: a QuantizeLinear or DequantizeLinear node its check accepted.
+        rank: rank of the quantized tensor (for the per-axis dimension).
+
+    Returns:
+        Scale, zero point and quantized dimension.
+    """
+    scale = _const_input(node, 1)
+    assert scale is not None
+    zero = _const_input(node, 2)
+    z = np.zeros(scale.size, np.int64) if zero is None else zero.astype(np.int64).reshape(-1)
+    axis = int(attr(node, "axis", 1)) % max(rank, 1) if scale.ndim == 1 else 0  # type: ignore[call-overload]
+    return QuantParams([float(v) for v in scale.reshape(-1)], [int(v) for v in z], axis)
+
+
+def quantized_type(node: ir.Node) -> str | None:
+    """The integer type a QuantizeLinear writes (zero point's type, else ``output_dtype``,
+    else uint8)."""
+    if len(node.inputs) > 2 and node.inputs[2] is not None:
+        return value_dtype(node.inputs[2])
+    out = value_dtype(node.outputs[0])
+    return out or "uint8"
+
+
+def check_quantize(node: ir.Node) -> str | None:
+    """QuantizeLinear: float32 input, int8/uint8/int16 output, constant parameters."""
+    src = value_dtype(node.inputs[0])
+    if src not in (None, "float32"):
+        return f"{src} input (TFLite QUANTIZE reads float32)"
+    return _param_reason(node, quantized_type(node))
+
+
+def check_dequantize(node: ir.Node) -> str | None:
+    """DequantizeLinear of a run-time int8/uint8/int16 tensor to float32."""
+    out = value_dtype(node.outputs[0])
+    if out not in (None, "float32"):
+        return f"{out} output (TFLite DEQUANTIZE writes float32)"
+    return _param_reason(node, value_dtype(node.inputs[0]))
+
+
+@tflite_lowering("QuantizeLinear", check=check_quantize)
+def lower_quantize(ctx: LoweringContext, node: ir.Node) -> None:
+    """QuantizeLinear -> QUANTIZE; the output tensor carries the node's parameters."""
+    x, y = ctx.inp(node, 0), ctx.out(node)
+    ctx.t(y).quant = quant_params(node, len(ctx.t(y).shape))
+    ctx.emit("QUANTIZE", [x], [y])
+
+
+@tflite_lowering("DequantizeLinear", check=check_dequantize)
+def lower_dequantize(ctx: LoweringContext, node: ir.Node) -> None:
+    """DequantizeLinear -> DEQUANTIZE of a tensor carrying the node's parameters.
+
+    The input's parameters are set on it (an input or a plain integer tensor has none); when
+    it already carries others (two DQs of one tensor), a RESHAPE copies it under the new ones."""
+    x = ctx.inp(node, 0)
+    q = quant_params(node, len(ctx.t(x).shape))
+    have = ctx.t(x).quant
+    if have is None and ctx.t(x).data is None:
+        ctx.t(x).quant = q
+    elif have != q:
+        x = ctx.reshape(x, ctx.t(x).shape, "requantized")
+        ctx.t(x).quant = q
+    ctx.emit("DEQUANTIZE", [x], [ctx.out(node)])
