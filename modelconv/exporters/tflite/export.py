@@ -53,7 +53,7 @@ def _lowered(model: ir.Model, options: ConvertOptions, probe: Collection[str] = 
         options.report_progress("tflite: lowering", 0.4)
     origins: list[ir.Node | None] = []
     graph = lower(work, signatures, source_inputs, origins)
-    if qdq.has_quantization(graph):
+    if qdq.has_quantization(graph) or weight_hints(work):
         _keep_quantization(graph, origins, work, options, warn=not probe)
     return graph, signatures, source_inputs
 

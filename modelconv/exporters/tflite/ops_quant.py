@@ -36,20 +36,48 @@ def _param_reason(node: ir.Node, qtype: str | None) -> str | None:
                 "per-axis parameters only")
     if qtype not in QUANT_DTYPES:
         return f"{qtype} quantized type: TFLite QUANTIZE/DEQUANTIZE take int8, uint8, int16"
+    scale_type = value_dtype(node.inputs[1]) if len(node.inputs) > 1 else None
+    if scale_type not in (None, "float32"):
+        return f"a {scale_type} scale (float32 only)"
+    rank = _rank(node.inputs[1]) if len(node.inputs) > 1 else None
+    if rank is None or rank > 1:
+        return "a scale of unknown rank or rank > 1"
     scale = _const_input(node, 1)
-    if scale is None:
-        return "a run-time scale: TFLite QUANTIZE/DEQUANTIZE need constant parameters"
-    if scale.dtype != np.float32:
-        return f"a {scale.dtype} scale: TFLite quantization parameters are float32"
-    has_zero = len(node.inputs) > 2 and node.inputs[2] is not None
     zero = _const_input(node, 2)
-    if has_zero and zero is None:
-        return "a run-time zero point: TFLite needs constant parameters"
-    if scale.ndim > 1 or (zero is not None and zero.size != scale.size):
+    if scale is None or (len(node.inputs) > 2 and node.inputs[2] is not None and zero is None):
+        return None  # run-time parameters: computed with float ops (lower_* below)
+    if zero is not None and zero.size != scale.size:
         return "scale / zero point shapes TFLite cannot express"
     if qtype == "int16" and zero is not None and np.any(zero != 0):
         return "int16 with a non-zero zero point (TFLite int16 quantization is symmetric)"
     return None
+
+
+def _rank(value: ir.Value | None) -> int | None:
+    return None if value is None or value.shape is None else len(value.shape)
+
+
+def runtime_params(node: ir.Node) -> bool:
+    """True when the scale or the zero point of a Q / DQ node is computed at run time."""
+    return _const_input(node, 1) is None or (
+        len(node.inputs) > 2 and node.inputs[2] is not None and _const_input(node, 2) is None)
+
+
+def _broadcastable(ctx: LoweringContext, node: ir.Node, i: int, rank: int,
+                   dtype: np.dtype) -> int:
+    """Input ``i`` (a scale or zero point) as ``dtype``, shaped to broadcast along ``axis``."""
+    from modelconv.exporters.tflite.kernels import cast
+
+    t = ctx.inp(node, i)
+    if ctx.t(t).dtype != dtype:
+        t = cast(ctx, t, dtype)
+    shape = ctx.t(t).shape
+    if len(shape) == 1 and rank > 1:
+        axis = int(attr(node, "axis", 1)) % rank  # type: ignore[call-overload]
+        target = [1] * rank
+        target[axis] = shape[0]
+        t = ctx.reshape(t, target, "along_axis")
+    return t
 
 
 def quant_params(node: ir.Node, rank: int) -> QuantParams:
@@ -99,8 +127,38 @@ def check_dequantize(node: ir.Node) -> str | None:
 def lower_quantize(ctx: LoweringContext, node: ir.Node) -> None:
     """QuantizeLinear -> QUANTIZE; the output tensor carries the node's parameters."""
     x, y = ctx.inp(node, 0), ctx.out(node)
+    if runtime_params(node):
+        _quantize_arithmetic(ctx, node, x, y)
+        return
     ctx.t(y).quant = quant_params(node, len(ctx.t(y).shape))
     ctx.emit("QUANTIZE", [x], [y])
+
+
+_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
+
+
+def _quantize_arithmetic(ctx: LoweringContext, node: ir.Node, x: int, y: int) -> None:
+    """ONNX's definition with run-time parameters: saturate(round_half_even(x / s) + zp),
+    in float32 ops (ROUND rounds half to even), then CAST to the integer type."""
+    from modelconv.exporters.tflite.kernels import cast
+    from modelconv.exporters.tflite.ops_elementwise import binary, scalar
+
+    rank, f32 = len(ctx.t(x).shape), np.dtype(np.float32)
+    r = ctx.like(x, "quotient")
+    binary(ctx, "DIV", x, _broadcastable(ctx, node, 1, rank, f32), r)
+    rounded = ctx.like(r, "rounded", list(ctx.t(r).shape))
+    ctx.emit("ROUND", [r], [rounded])
+    shape = ctx.t(y).shape
+    if len(node.inputs) > 2 and node.inputs[2] is not None:
+        shifted = ctx.tmp("shifted", np.float32, shape)
+        binary(ctx, "ADD", rounded, _broadcastable(ctx, node, 2, rank, f32), shifted)
+        rounded = shifted
+    lo, hi = _RANGES[ctx.t(y).dtype.name]
+    low, clipped = ctx.tmp("clipped_low", np.float32, shape), ctx.tmp("clipped", np.float32,
+                                                                      shape)
+    ctx.emit("MAXIMUM", [rounded, scalar(ctx, rounded, lo, "qmin")], [low])
+    ctx.emit("MINIMUM", [low, scalar(ctx, rounded, hi, "qmax")], [clipped])
+    cast(ctx, clipped, ctx.t(y).dtype, y)
 
 
 @tflite_lowering("DequantizeLinear", check=check_dequantize)
@@ -110,6 +168,9 @@ def lower_dequantize(ctx: LoweringContext, node: ir.Node) -> None:
     The input's parameters are set on it (an input or a plain integer tensor has none); when
     it already carries others (two DQs of one tensor), a RESHAPE copies it under the new ones."""
     x = ctx.inp(node, 0)
+    if runtime_params(node):
+        _dequantize_arithmetic(ctx, node, x, ctx.out(node))
+        return
     q = quant_params(node, len(ctx.t(x).shape))
     have = ctx.t(x).quant
     if have is None and ctx.t(x).data is None:
@@ -118,3 +179,17 @@ def lower_dequantize(ctx: LoweringContext, node: ir.Node) -> None:
         x = ctx.reshape(x, ctx.t(x).shape, "requantized")
         ctx.t(x).quant = q
     ctx.emit("DEQUANTIZE", [x], [ctx.out(node)])
+
+
+def _dequantize_arithmetic(ctx: LoweringContext, node: ir.Node, x: int, y: int) -> None:
+    """ONNX's definition with run-time parameters: (float(x) - float(zp)) * s."""
+    from modelconv.exporters.tflite.kernels import cast
+    from modelconv.exporters.tflite.ops_elementwise import binary
+
+    rank, f32 = len(ctx.t(x).shape), np.dtype(np.float32)
+    xf = cast(ctx, x, f32)
+    if len(node.inputs) > 2 and node.inputs[2] is not None:
+        centred = ctx.like(xf, "centred")
+        binary(ctx, "SUB", xf, _broadcastable(ctx, node, 2, rank, f32), centred)
+        xf = centred
+    binary(ctx, "MUL", xf, _broadcastable(ctx, node, 1, rank, f32), y)
