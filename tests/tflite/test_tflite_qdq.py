@@ -62,8 +62,24 @@ def _mlp(rng: np.random.Generator) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+def _conv_only(rng: np.random.Generator) -> onnx.ModelProto:
+    """Conv(3->8) -> Relu -> Conv(8->4): ops onnxruntime's QOperator format writes as
+    QLinearConv (no com.microsoft ops)."""
+    inits = [numpy_helper.from_array((rng.standard_normal(s) * 0.3).astype(np.float32), n)
+             for n, s in (("w1", (8, 3, 3, 3)), ("b1", (8,)), ("w2", (4, 8, 1, 1)), ("b2", (4,)))]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2", "b2"], ["y"])]
+    graph = helper.make_graph(nodes, "convs",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                             [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT,
+                                                             [1, 4, 8, 8])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 def quantize_static(model: onnx.ModelProto, tmp: Path, *, activations: str = "int8",
-                    per_channel: bool = True, samples: int = 4) -> Path:
+                    per_channel: bool = True, samples: int = 4, qoperator: bool = False) -> Path:
     """``model`` quantized by onnxruntime (QDQ, MinMax over seeded random samples)."""
     from onnxruntime import quantization as q
 
@@ -80,7 +96,8 @@ def quantize_static(model: onnx.ModelProto, tmp: Path, *, activations: str = "in
             return next(feeds, None)
 
     act = q.QuantType.QInt8 if activations == "int8" else q.QuantType.QUInt8
-    q.quantize_static(src, dst, Reader(), quant_format=q.QuantFormat.QDQ, per_channel=per_channel,
+    fmt = q.QuantFormat.QOperator if qoperator else q.QuantFormat.QDQ
+    q.quantize_static(src, dst, Reader(), quant_format=fmt, per_channel=per_channel,
                       activation_type=act, weight_type=q.QuantType.QInt8)
     return dst
 
@@ -155,6 +172,37 @@ def test_qdq_mlp_per_tensor(tmp_path: Path) -> None:
     assert ops[("FULLY_CONNECTED", _INT8)] == 2 and ops[("FULLY_CONNECTED", _FLOAT32)] == 0
 
 
+def test_qoperator_qlinearconv_runs_int8(tmp_path: Path) -> None:
+    """QLinearConv (onnxruntime's QOperator format) -> the same int8 CONV_2D kernels."""
+    src = quantize_static(_conv_only(np.random.default_rng(5)), tmp_path, qoperator=True)
+    assert "QLinearConv" in {n.op_type for n in onnx.load(src).graph.node}
+    ops, cosine = _convert_and_verify(src, tmp_path)
+    assert cosine >= 0.99
+    assert ops[("CONV_2D", _INT8)] == 2 and ops[("CONV_2D", _FLOAT32)] == 0
+
+
+def test_quantize_dynamic_mlp_uses_hybrid_kernels(tmp_path: Path) -> None:
+    """quantize_dynamic (DynamicQuantizeLinear + MatMulInteger): FULLY_CONNECTED with the
+    model's int8 weights and run-time (asymmetric) activation quantization."""
+    from ai_edge_litert import schema_py_generated as s
+    from onnxruntime import quantization as q
+
+    onnx.save(_mlp(np.random.default_rng(6)), tmp_path / "f.onnx")
+    src = tmp_path / "dyn.onnx"
+    q.quantize_dynamic(tmp_path / "f.onnx", src, weight_type=q.QuantType.QInt8)
+    dst = tmp_path / "dyn.tflite"
+    modelconv.convert(src, dst, verify=False)
+    report = modelconv.verify(src, dst)
+    assert report.passed and report.mode == "dynamic", report
+    model = s.ModelT.InitFromPackedBuf(dst.read_bytes(), 0)
+    sub = model.subgraphs[0]
+    fcs = [op for op in sub.operators if model.operatorCodes[op.opcodeIndex].builtinCode
+           == s.BuiltinOperator.FULLY_CONNECTED]
+    assert len(fcs) == 2 and len(sub.operators) == 2
+    assert all(sub.tensors[op.inputs[1]].type == _INT8 and sub.tensors[op.inputs[0]].type ==
+               _FLOAT32 and op.builtinOptions.asymmetricQuantizeInputs for op in fcs)
+
+
 def test_weight_only_qdq_keeps_int8_weights(tmp_path: Path) -> None:
     """DequantizeLinear on weights only: float compute on the exact weights, stored int8."""
     w = np.random.default_rng(4).integers(-127, 128, (16, 32)).astype(np.int8)
@@ -190,7 +238,7 @@ def test_float8_dequantize_is_refused_by_name(tmp_path: Path) -> None:
         [numpy_helper.from_array(np.array(0.5, np.float32), "s")])
     src = tmp_path / "f8.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), src)
-    with pytest.raises(UnsupportedOpsError, match="DequantizeLinear.*quantized type"):
+    with pytest.raises(UnsupportedOpsError, match=r"DequantizeLinear.*quantized type"):
         modelconv.convert(src, tmp_path / "f8.tflite", verify=False)
 
 

@@ -18,6 +18,7 @@ from modelconv.fileio import atomic_output_dir
 from modelconv.ir.builder import source_name_of
 from modelconv.options import ConvertOptions
 from modelconv.passes.tflite.fold_dequantize import FoldDequantizePass, weight_hints
+from modelconv.passes.tflite.integer_ops import IntegerOpsPass
 
 
 def export_tflite(model: ir.Model, dst: Path, options: ConvertOptions) -> list[Path]:
@@ -40,7 +41,7 @@ def _lowered(model: ir.Model, options: ConvertOptions, probe: Collection[str] = 
     """``model`` specialised to static input shapes and lowered (``probe``: the dynamic
     dims shifted, see fix_input_shapes)."""
     work = prepare.clone(model)
-    FoldDequantizePass()(work)
+    ir.passes.Sequential(IntegerOpsPass(), FoldDequantizePass())(work)
     signatures = prepare.fix_input_shapes(work, options, probe=probe)
     if not probe:
         options.report_progress("tflite: shapes", 0.1)

@@ -14,10 +14,13 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from modelconv.errors import ExportError
 from modelconv.exporters.tflite.graph import LoweringContext, QuantParams
 from modelconv.exporters.tflite.kernels import value_dtype
 from modelconv.exporters.tflite.registry import attr, tflite_lowering
 from modelconv.passes._edit import const_array
+from modelconv.passes.tflite.integer_ops import INTEGER_OPS
+from modelconv.passes.tflite.integer_ops import unsupported_reason as integer_reason
 
 #: integer types LiteRT's QUANTIZE writes and DEQUANTIZE reads
 QUANT_DTYPES = ("int8", "uint8", "int16")
@@ -193,3 +196,12 @@ def _dequantize_arithmetic(ctx: LoweringContext, node: ir.Node, x: int, y: int) 
         binary(ctx, "SUB", xf, _broadcastable(ctx, node, 2, rank, f32), centred)
         xf = centred
     binary(ctx, "MUL", xf, _broadcastable(ctx, node, 1, rank, f32), y)
+
+
+@tflite_lowering(*INTEGER_OPS, check=integer_reason)
+def lower_integer_op(ctx: LoweringContext, node: ir.Node) -> None:
+    """QLinearConv, QLinearMatMul, ConvInteger, MatMulInteger, DynamicQuantizeLinear are
+    rewritten into QDQ form before lowering (:mod:`modelconv.passes.tflite.integer_ops`);
+    one reaching here was refused by its check."""
+    raise ExportError(f"internal error: {node.op_type} ({node.name}) was not rewritten "
+                      "before lowering")

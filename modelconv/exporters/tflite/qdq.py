@@ -36,6 +36,8 @@ from modelconv.passes.tflite.fold_dequantize import WeightQuant
 #: data input, weight input, bias input, output-channel axis of the TFLite filter
 WEIGHTED = {"CONV_2D": (0, 1, 2, 0), "DEPTHWISE_CONV_2D": (0, 1, 2, 3),
             "FULLY_CONNECTED": (0, 1, 2, 0), "TRANSPOSE_CONV": (2, 1, 3, 0)}
+#: ops with a LiteRT hybrid kernel (float activations, int8 weights)
+HYBRID = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})
 #: exact data moves (the int8 output takes the input's parameters): op -> data input
 MOVES = {
     "RESHAPE": 0, "SQUEEZE": 0, "EXPAND_DIMS": 0, "TRANSPOSE": 0, "MAX_POOL_2D": 0,
@@ -416,6 +418,14 @@ class QdqRewriter:
             self.t(stored).quant = QuantParams([float(s) for s in hint.scale],
                                                [0] * hint.scale.size,
                                                axis if hint.scale.size > 1 else 0)
+            if hint.dynamic and op.code in HYBRID:
+                # LiteRT's hybrid kernel: int8 weights, activations quantized at run time
+                # (asymmetrically, like DynamicQuantizeLinear's uint8 with a zero point)
+                if hasattr(op.options, "asymmetricQuantizeInputs"):
+                    op.options.asymmetricQuantizeInputs = True
+                done[i] = stored
+                op.inputs[w_slot] = stored
+                continue
             f = self.g.add_tensor(f"{w.name}/dequantized", np.float32, list(w.shape))
             prefix.append(Op("DEQUANTIZE", [stored], [f]))
             done[i] = f

@@ -42,12 +42,15 @@ HINTS_KEY = "modelconv.qdq_weights"
 class WeightQuant:
     """How a folded constant was stored in the source: ``(q - zero_point) * scale``.
 
-    ``axis`` is None for per-tensor parameters (``scale`` and ``zero_point`` of size 1)."""
+    ``axis`` is None for per-tensor parameters (``scale`` and ``zero_point`` of size 1);
+    ``dynamic`` marks weights whose activations the source quantizes at run time
+    (``quantize_dynamic``: LiteRT's hybrid kernels)."""
 
     scale: np.ndarray
     zero_point: np.ndarray
     axis: int | None
     dtype: str
+    dynamic: bool = False
 
 
 def weight_hints(model: ir.Model) -> dict[str, WeightQuant]:
