@@ -281,3 +281,41 @@ def test_runtime_scale_quantize_matches_onnx(tmp_path: Path) -> None:
     got = LiteRTRunner(dst).run([x, s, z])[0]
     want = (np.clip(np.rint(x / s) + 10, 0, 255) - 10) * s  # round half to even
     np.testing.assert_array_equal(got, want)
+
+
+def _qdq(x: str, scale: float, zero: int, name: str) -> tuple[list[onnx.NodeProto],
+                                                              list[onnx.TensorProto]]:
+    inits = [numpy_helper.from_array(np.array(scale, np.float32), f"{name}_s"),
+             numpy_helper.from_array(np.array(zero, np.int8), f"{name}_z")]
+    nodes = [helper.make_node("QuantizeLinear", [x, f"{name}_s", f"{name}_z"], [f"{name}_q"]),
+             helper.make_node("DequantizeLinear", [f"{name}_q", f"{name}_s", f"{name}_z"],
+                              [name])]
+    return nodes, inits
+
+
+def test_two_activation_matmul_int8_and_softmax_float_island(tmp_path: Path) -> None:
+    """MatMul of two quantized activations (non-zero zero points) -> int8 BATCH_MATMUL within
+    one output step of onnxruntime; Softmax whose output scale is not LiteRT's fixed 1/256
+    runs in float between DEQUANTIZE/QUANTIZE, with a warning naming it."""
+    parts = [_qdq("a", 0.02, 5, "da"), _qdq("b", 0.03, -7, "db"), _qdq("m", 0.05, 3, "dm"),
+             _qdq("p", 1 / 255, -128, "dp")]
+    nodes = [n for p in parts[:2] for n in p[0]] + [helper.make_node("MatMul", ["da", "db"],
+                                                                     ["m"])]
+    nodes += parts[2][0] + [helper.make_node("Softmax", ["dm"], ["p"], axis=-1)] + parts[3][0]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 4, 8]),
+                     helper.make_tensor_value_info("b", TensorProto.FLOAT, [2, 8, 6])],
+        [helper.make_tensor_value_info("dm", TensorProto.FLOAT, [2, 4, 6]),
+         helper.make_tensor_value_info("dp", TensorProto.FLOAT, [2, 4, 6])],
+        [t for p in parts for t in p[1]])
+    src = tmp_path / "mm.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), src)
+    dst = tmp_path / "mm.tflite"
+    with pytest.warns(UserWarning, match=r"run in float.*SOFTMAX"):
+        modelconv.convert(src, dst, verify=False)
+    ops = tflite_ops(dst)
+    assert ops[("BATCH_MATMUL", _INT8)] == 1 and ops[("SOFTMAX", _FLOAT32)] == 1
+    report = modelconv.verify(src, dst)
+    assert report.passed
+    assert report.outputs[0].max_abs <= 0.05 + 1e-6  # one step of dm's grid
+    assert report.outputs[1].max_abs <= 1 / 255 + 1e-6

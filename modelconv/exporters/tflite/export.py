@@ -71,9 +71,10 @@ def _keep_quantization(graph: TflGraph, origins: list[ir.Node | None], work: ir.
     left = qdq.to_int8(graph, origins, weight_hints(work))
     if left and warn:
         shown = ", ".join(left[:8]) + (f" and {len(left) - 8} more" if len(left) > 8 else "")
-        warnings.warn(f"TFLite export: {len(left)} quantized op(s) have no int8 LiteRT kernel "
-                      f"for their parameters and run in float between DEQUANTIZE/QUANTIZE "
-                      f"(as the QDQ model computes them): {shown}", UserWarning, stacklevel=4)
+        warnings.warn(f"TFLite export: {len(left)} op(s) next to quantized tensors run in float "
+                      "between DEQUANTIZE/QUANTIZE, as the QDQ model computes them (a float "
+                      "input or output in the model, or no LiteRT int8 kernel for their "
+                      f"parameters): {shown}", UserWarning, stacklevel=4)
 
 
 def _probe(graph: TflGraph, model: ir.Model, options: ConvertOptions,

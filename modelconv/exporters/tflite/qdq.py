@@ -46,7 +46,7 @@ MOVES = {
     "BROADCAST_TO": 0, "TILE": 0, "REDUCE_MAX": 0, "REDUCE_MIN": 0,
 }
 #: int8 kernels that take their own output parameters
-COMPUTE = frozenset({"ADD", "SUB", "MUL", "MEAN", "RELU", "RELU6", "LEAKY_RELU",
+COMPUTE = frozenset({"ADD", "SUB", "MUL", "MEAN", "RELU", "RELU6", "LEAKY_RELU", "BATCH_MATMUL",
                      "HARD_SWISH", "CONCATENATION", "AVERAGE_POOL_2D", "LOGISTIC", "TANH",
                      "SOFTMAX"})
 #: kernels whose int8 output parameters are fixed (tflite/kernels activations.cc)
