@@ -319,3 +319,26 @@ def test_two_activation_matmul_int8_and_softmax_float_island(tmp_path: Path) -> 
     assert report.passed
     assert report.outputs[0].max_abs <= 0.05 + 1e-6  # one step of dm's grid
     assert report.outputs[1].max_abs <= 1 / 255 + 1e-6
+
+
+def test_uint16_qdq_is_computed_exactly_with_float_ops(tmp_path: Path) -> None:
+    """uint16 (no LiteRT QUANTIZE kernel): Q/DQ with constant parameters as float ops + CAST."""
+    graph = helper.make_graph(
+        [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+         helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [6]),
+         helper.make_tensor_value_info("q", TensorProto.UINT16, [6])],
+        [numpy_helper.from_array(np.array(0.5, np.float32), "s"),
+         numpy_helper.from_array(np.array(30000, np.uint16), "z")])
+    src = tmp_path / "u16.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), src)
+    dst = tmp_path / "u16.tflite"
+    modelconv.convert(src, dst, verify=False)
+    from modelconv.verification.runners_litert import LiteRTRunner
+
+    x = np.array([-20000.0, -1.25, 0.25, 0.75, 3.0, 20000.0], np.float32)
+    y, q = LiteRTRunner(dst).run([x])
+    want_q = np.clip(np.rint(x / 0.5) + 30000, 0, 65535)
+    np.testing.assert_array_equal(q, want_q.astype(np.uint16))
+    np.testing.assert_array_equal(y, (want_q - 30000) * 0.5)

@@ -5,8 +5,10 @@ Constant DequantizeLinear nodes (weights, biases) are folded before lowering
 tensors. The lowered graph is a float graph with explicit QUANTIZE / DEQUANTIZE ops that
 computes exactly what the QDQ model computes; :mod:`.qdq` then moves the ops between them to
 LiteRT's int8 kernels. LiteRT's quantize.cc / dequantize.cc take int8, uint8 and int16
-(int16 symmetric: zero point 0) with per-tensor or per-axis parameters; anything else
-(float8, int4/int2, uint16, block-wise, run-time scales) is refused by the checks below.
+(int16 symmetric: zero point 0) with per-tensor or per-axis parameters. Run-time scales /
+zero points and uint16 are computed with float ops as ONNX defines them (DIV, ROUND half to
+even, saturation, CAST); float8, int4/int2 and block-wise quantization are refused by the
+checks below.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from modelconv.passes.tflite.integer_ops import unsupported_reason as integer_re
 
 #: integer types LiteRT's QUANTIZE writes and DEQUANTIZE reads
 QUANT_DTYPES = ("int8", "uint8", "int16")
+#: further types Q / DQ are computed for with float ops (as for run-time parameters) and CAST
+ARITHMETIC_DTYPES = ("uint16",)
 
 
 def _const_input(node: ir.Node, i: int) -> np.ndarray | None:
@@ -37,7 +41,7 @@ def _param_reason(node: ir.Node, qtype: str | None) -> str | None:
     if block:
         return (f"block-wise quantization (block_size={block}): TFLite has per-tensor and "
                 "per-axis parameters only")
-    if qtype not in QUANT_DTYPES:
+    if qtype not in QUANT_DTYPES and qtype not in ARITHMETIC_DTYPES:
         return f"{qtype} quantized type: TFLite QUANTIZE/DEQUANTIZE take int8, uint8, int16"
     scale_type = value_dtype(node.inputs[1]) if len(node.inputs) > 1 else None
     if scale_type not in (None, "float32"):
@@ -130,14 +134,15 @@ def check_dequantize(node: ir.Node) -> str | None:
 def lower_quantize(ctx: LoweringContext, node: ir.Node) -> None:
     """QuantizeLinear -> QUANTIZE; the output tensor carries the node's parameters."""
     x, y = ctx.inp(node, 0), ctx.out(node)
-    if runtime_params(node):
+    if runtime_params(node) or ctx.t(y).dtype.name in ARITHMETIC_DTYPES:
         _quantize_arithmetic(ctx, node, x, y)
         return
     ctx.t(y).quant = quant_params(node, len(ctx.t(y).shape))
     ctx.emit("QUANTIZE", [x], [y])
 
 
-_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
+_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767),
+           "uint16": (0, 65535)}
 
 
 def _quantize_arithmetic(ctx: LoweringContext, node: ir.Node, x: int, y: int) -> None:
@@ -171,7 +176,7 @@ def lower_dequantize(ctx: LoweringContext, node: ir.Node) -> None:
     The input's parameters are set on it (an input or a plain integer tensor has none); when
     it already carries others (two DQs of one tensor), a RESHAPE copies it under the new ones."""
     x = ctx.inp(node, 0)
-    if runtime_params(node):
+    if runtime_params(node) or ctx.t(x).dtype.name in ARITHMETIC_DTYPES:
         _dequantize_arithmetic(ctx, node, x, ctx.out(node))
         return
     q = quant_params(node, len(ctx.t(x).shape))
