@@ -342,3 +342,62 @@ def test_uint16_qdq_is_computed_exactly_with_float_ops(tmp_path: Path) -> None:
     want_q = np.clip(np.rint(x / 0.5) + 30000, 0, 65535)
     np.testing.assert_array_equal(q, want_q.astype(np.uint16))
     np.testing.assert_array_equal(y, (want_q - 30000) * 0.5)
+
+
+def test_quantize_dynamic_cnn_uses_hybrid_conv(tmp_path: Path) -> None:
+    """quantize_dynamic on convolutions (DynamicQuantizeLinear + ConvInteger, per channel):
+    hybrid CONV_2D with the model's int8 filters."""
+    from onnxruntime import quantization as q
+
+    onnx.save(_cnn(np.random.default_rng(7)), tmp_path / "f.onnx")
+    src = tmp_path / "dyn.onnx"
+    q.quantize_dynamic(tmp_path / "f.onnx", src, weight_type=q.QuantType.QInt8, per_channel=True)
+    assert "ConvInteger" in {n.op_type for n in onnx.load(src).graph.node}
+    dst = tmp_path / "dyn.tflite"
+    modelconv.convert(src, dst, verify=False)
+    report = modelconv.verify(src, dst)
+    assert report.passed and report.mode == "dynamic", report
+    weights = _weight_types(dst)
+    assert weights["CONV_2D"] == [_INT8, _INT8] and weights["FULLY_CONNECTED"] == [_INT8]
+
+
+def test_asymmetric_uint8_weights_stay_exact_in_float(tmp_path: Path) -> None:
+    """uint8 weights with non-zero zero points (no LiteRT int8 filter takes them): the ops run
+    in float on DEQUANTIZE'd int8 weights (zero point - 128), exactly the QDQ model's values."""
+    from onnxruntime import quantization as q
+
+    onnx.save(_cnn(np.random.default_rng(8)), tmp_path / "f.onnx")
+    rng = np.random.default_rng(0)
+    feeds = iter([{"x": rng.standard_normal((1, 3, 16, 16)).astype(np.float32)}
+                  for _ in range(3)])
+
+    class Reader(q.CalibrationDataReader):
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(feeds, None)
+
+    src = tmp_path / "u8w.onnx"
+    q.quantize_static(tmp_path / "f.onnx", src, Reader(), quant_format=q.QuantFormat.QDQ,
+                      per_channel=False, activation_type=q.QuantType.QUInt8,
+                      weight_type=q.QuantType.QUInt8)
+    dst = tmp_path / "u8w.tflite"
+    with pytest.warns(UserWarning, match="run in float"):
+        modelconv.convert(src, dst, verify=False)
+    report = modelconv.verify(src, dst)
+    assert report.passed and report.outputs[0].max_abs < 1e-5
+    ops = tflite_ops(dst)
+    assert ops[("CONV_2D", _FLOAT32)] == 2 and ops[("DEQUANTIZE", _INT8)] >= 3 + 1
+
+
+def _weight_types(path: Path) -> dict[str, list[int]]:
+    """builtin name -> the tensor types of its weight inputs (CONV_2D / FULLY_CONNECTED)."""
+    from ai_edge_litert import schema_py_generated as s
+
+    model = s.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
+    sub = model.subgraphs[0]
+    found: dict[str, list[int]] = {}
+    for op in sub.operators:
+        code = model.operatorCodes[op.opcodeIndex].builtinCode
+        for name in ("CONV_2D", "FULLY_CONNECTED"):
+            if code == getattr(s.BuiltinOperator, name):
+                found.setdefault(name, []).append(int(sub.tensors[op.inputs[1]].type))
+    return found

@@ -19,8 +19,8 @@ zero point 0 (LiteRT's int8 filters are symmetric), biases become int32 with sca
 ``s_x * s_w``. Everything else stays float between the explicit DEQUANTIZE / QUANTIZE ops,
 which is what the QDQ model computes there too; those ops are reported in a warning.
 uint8 tensors (onnxruntime's former default) become int8 with the zero point shifted by
-128 (the same real values). Weights read by float ops (weight-only QDQ) are stored as their
-int8 values + DEQUANTIZE, exactly.
+128 (the same real values). Weights read by float ops (weight-only QDQ, asymmetric uint8
+weights) are stored as their int8 values (+ zero point) and a DEQUANTIZE, exactly.
 """
 
 from __future__ import annotations
@@ -63,13 +63,15 @@ def has_quantization(graph: TflGraph) -> bool:
     return any(op.code in ("QUANTIZE", "DEQUANTIZE") for op in graph.ops)
 
 
-def on_grid(w: np.ndarray, scale: np.ndarray, axis: int | None) -> np.ndarray | None:
-    """``w / scale`` as int8 when every value lies on that grid (zero point 0), else None.
+def on_grid(w: np.ndarray, scale: np.ndarray, axis: int | None,
+            zero: np.ndarray | None = None) -> np.ndarray | None:
+    """``w / scale + zero`` as int8 when every value lies on that grid, else None.
 
     Args:
         w: float weights.
         scale: per-tensor (size 1) or per-channel scales along ``axis``.
         axis: the channel axis (ignored for one scale).
+        zero: int8 zero points like ``scale`` (None: 0).
 
     Returns:
         The int8 values, or None when ``w`` is not exactly representable.
@@ -80,12 +82,14 @@ def on_grid(w: np.ndarray, scale: np.ndarray, axis: int | None) -> np.ndarray | 
             return None
         shape[axis] = -1
     s = scale.astype(np.float64).reshape(shape if scale.size > 1 else [])
+    z = np.zeros((), np.float64) if zero is None else \
+        np.broadcast_to(zero.astype(np.float64).reshape(-1), (scale.size,)).reshape(s.shape)
     if np.any(s <= 0):
         return None
-    q = np.round(w.astype(np.float64) / s)
-    if np.any(np.abs(q) > 128) or np.any(q > 127):
+    q = np.round(w.astype(np.float64) / s) + z
+    if np.any(q < -128) or np.any(q > 127):
         return None
-    back = (q * s).astype(np.float32)
+    back = ((q - z) * s).astype(np.float32)
     if not np.allclose(back, w, rtol=_GRID_RTOL, atol=float(s.min()) * 1e-3):
         return None
     return q.astype(np.int8)
@@ -410,15 +414,16 @@ class QdqRewriter:
                 continue
             hint = self.weight_hint(op)
             zero = None if hint is None else _zero_as_int8(hint)
-            q = None if hint is None or zero is None or np.any(zero != 0) else \
-                on_grid(w.data, hint.scale, axis)
-            if q is None or hint is None:
+            q = None if hint is None or zero is None else \
+                on_grid(w.data, hint.scale, axis, zero)
+            if q is None or hint is None or zero is None:
                 continue
             stored = self.g.add_tensor(f"{w.name}/int8", np.int8, list(w.shape), q)
+            zeros = np.broadcast_to(zero.reshape(-1), (hint.scale.size,))
             self.t(stored).quant = QuantParams([float(s) for s in hint.scale],
-                                               [0] * hint.scale.size,
+                                               [int(z) for z in zeros],
                                                axis if hint.scale.size > 1 else 0)
-            if hint.dynamic and op.code in HYBRID:
+            if hint.dynamic and op.code in HYBRID and not np.any(zero != 0):
                 # LiteRT's hybrid kernel: int8 weights, activations quantized at run time
                 # (asymmetrically, like DynamicQuantizeLinear's uint8 with a zero point)
                 if hasattr(op.options, "asymmetricQuantizeInputs"):

@@ -105,7 +105,7 @@ def _params(node: ir.Node) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, i
     if zero is not None and zero.dtype != q.dtype:
         return None
     axis: int | None = None
-    if scale.size > 1 or scale.ndim == 1:
+    if scale.size > 1:  # a one-element 1-D scale is per tensor (onnxruntime writes them)
         axis = int(attr(node, "axis", 1)) % max(q.ndim, 1)
         if scale.ndim != 1 or q.ndim == 0 or scale.size != q.shape[axis]:
             return None
