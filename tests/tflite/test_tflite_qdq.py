@@ -401,3 +401,16 @@ def _weight_types(path: Path) -> dict[str, list[int]]:
             if code == getattr(s.BuiltinOperator, name):
                 found.setdefault(name, []).append(int(sub.tensors[op.inputs[1]].type))
     return found
+
+
+def test_int8_tensors_carry_the_dequantized_names(tmp_path: Path) -> None:
+    """Each int8 activation is named after the source's DequantizeLinear output (the rounded
+    value it holds), so --localize compares like with like, layer by layer."""
+    src = quantize_static(_cnn(np.random.default_rng(1)), tmp_path)
+    dst = tmp_path / "out.tflite"
+    modelconv.convert(src, dst, verify=False)
+    report = modelconv.verify(src, dst, localize=True)
+    by_name = {layer.source_name: layer for layer in report.layers}
+    for name in ("r1_DequantizeLinear", "c2_DequantizeLinear", "s_DequantizeLinear",
+                 "p_DequantizeLinear", "g_DequantizeLinear"):
+        assert by_name[name].matched_by == "name" and by_name[name].cosine > 0.999, name

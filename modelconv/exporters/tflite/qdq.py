@@ -203,10 +203,30 @@ class QdqRewriter:
         after = []
         for j, (o, q) in enumerate(zip(op.outputs, params, strict=True)):
             new = self._new_int8(o, q)
+            self._take_name(new, o)
             op.outputs[j] = new
             self.qview[o] = new
             after.append(Op("DEQUANTIZE", [new], [o]))
         return after
+
+    def _take_name(self, new: int, o: int) -> None:
+        """Give int8 tensor ``new`` (the rounded value of float ``o``) the name the source
+        has for that rounded value: the output of the DequantizeLinear after the
+        QuantizeLinear reading ``o`` if there is one, else ``o``'s (so localisation compares
+        like with like)."""
+        target = o
+        for k in self.consumers.get(o, []):
+            quantize = self.g.ops[k]
+            if quantize.code != "QUANTIZE":
+                continue
+            deq = [self.g.ops[c] for c in self.consumers.get(quantize.outputs[0], [])
+                   if self.g.ops[c].code == "DEQUANTIZE"]
+            if deq and deq[0].outputs[0] not in self.outputs:
+                target = deq[0].outputs[0]
+                break
+        name = self.t(target).name
+        self.g.rename(target, f"{name}/dequantized")
+        self.g.rename(new, name)
 
     def _runtime_float(self, op: Op, skip: Sequence[int] = ()) -> list[int]:
         return [s for s, i in enumerate(op.inputs) if s not in skip and i >= 0
