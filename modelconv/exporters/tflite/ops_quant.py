@@ -42,7 +42,8 @@ def _param_reason(node: ir.Node, qtype: str | None) -> str | None:
         return (f"block-wise quantization (block_size={block}): TFLite has per-tensor and "
                 "per-axis parameters only")
     if qtype not in QUANT_DTYPES and qtype not in ARITHMETIC_DTYPES:
-        return f"{qtype} quantized type: TFLite QUANTIZE/DEQUANTIZE take int8, uint8, int16"
+        return (f"{qtype} quantized type: TFLite quantizes to int8, uint8, int16 (and uint16 "
+                "with float ops)")
     scale_type = value_dtype(node.inputs[1]) if len(node.inputs) > 1 else None
     if scale_type not in (None, "float32"):
         return f"a {scale_type} scale (float32 only)"
