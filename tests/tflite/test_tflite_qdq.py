@@ -414,3 +414,18 @@ def test_int8_tensors_carry_the_dequantized_names(tmp_path: Path) -> None:
     for name in ("r1_DequantizeLinear", "c2_DequantizeLinear", "s_DequantizeLinear",
                  "p_DequantizeLinear", "g_DequantizeLinear"):
         assert by_name[name].matched_by == "name" and by_name[name].cosine > 0.999, name
+
+
+def test_localize_reads_quantize_outputs_as_the_reals_they_stand_for(tmp_path: Path) -> None:
+    """An ONNX QuantizeLinear output holds integers; LiteRT reports the same tensor as
+    dequantized reals. The localizer dequantizes the source side with the node's own
+    scale and zero point, so a faithful int8 file shows no divergence there."""
+    src = quantize_static(_cnn(np.random.default_rng(1)), tmp_path)
+    dst = tmp_path / "out.tflite"
+    modelconv.convert(src, dst, verify=False)
+    report = modelconv.verify(src, dst, localize=True)
+    quantize_rows = [layer for layer in report.layers if "QuantizeLinear" in layer.converted_ops]
+    assert quantize_rows, [layer.source_name for layer in report.layers]
+    for layer in quantize_rows:
+        assert layer.passed and layer.cosine > 0.999, (layer.source_name, layer.max_abs)
+    assert report.first_divergence is None
