@@ -31,6 +31,12 @@ def _seq(shape: tuple[int, ...], *layers: Any, dtype: str = "float32") -> Any:
     return keras.Model(inp, x)
 
 
+def _branches(shape: tuple[int, ...], *layers: Any) -> Any:
+    """One input, one output per layer (several layers checked by one saved model)."""
+    inp = keras.Input(shape)
+    return keras.Model(inp, [layer(inp) for layer in layers])
+
+
 def _two(shape: tuple[int, ...], layer: Any, pre: Any = None) -> Any:
     a, c = keras.Input(shape), keras.Input(shape)
     a2 = pre(a) if pre is not None else a
@@ -161,6 +167,22 @@ CASES: dict[str, Callable[[], Any]] = {
     "category_multi_hot": lambda: _seq((5,), L.CategoryEncoding(20), dtype="int32"),
     "category_count": lambda: _seq((5,), L.CategoryEncoding(20, "count"), dtype="int32"),
     "category_one_hot": lambda: _seq((), L.CategoryEncoding(20, "one_hot"), dtype="int32"),
+    "adaptive_pool1d": lambda: _branches((7, 3), L.AdaptiveAveragePooling1D(3),
+                                         L.AdaptiveMaxPooling1D(2)),
+    "adaptive_pool2d": lambda: _branches((7, 9, 3), L.AdaptiveAveragePooling2D((3, 4)),
+                                         L.AdaptiveMaxPooling2D((2, 9))),
+    "adaptive_pool3d": lambda: _branches((4, 5, 6, 2), L.AdaptiveAveragePooling3D((2, 2, 3)),
+                                         L.AdaptiveMaxPooling3D((3, 5, 2))),
+    "center_crop": lambda: _seq((8, 10, 3), L.CenterCrop(5, 6)),
+    "random_crop_identity": lambda: _seq(IMG, L.RandomCrop(4, 4)),
+    "auto_contrast": lambda: _seq(IMG, L.AutoContrast(value_range=(0, 1))),
+    "pipeline": lambda: _seq(IMG, L.Pipeline([L.Rescaling(0.5, offset=0.1),
+                                              L.CenterCrop(4, 6)])),
+    "integer_lookup": lambda: _seq((5,), L.IntegerLookup(vocabulary=[3, 7, 9, 12],
+                                                         num_oov_indices=2, mask_token=0),
+                                   dtype="int32"),
+    "integer_lookup_invert": lambda: _seq((5,), L.IntegerLookup(vocabulary=[3, 7, 9],
+                                                                invert=True), dtype="int32"),
     "model_sequence": lambda: _sequence_model(),
     "model_unet": lambda: _unet(),
     "augment_identity": lambda: _seq(IMG, *(getattr(L, n)(*a) for n, a in AUGMENT),

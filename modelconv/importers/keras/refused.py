@@ -19,13 +19,6 @@ _HASH = "hashes with FarmHash/SipHash: neither ONNX nor TFLite has that op"
 
 #: class name -> why it is not converted
 REFUSED: dict[str, str] = {
-    "AdaptiveAveragePooling1D": _NOT_YET + " (fixed output size pooling)",
-    "AdaptiveAveragePooling2D": _NOT_YET + " (fixed output size pooling)",
-    "AdaptiveAveragePooling3D": _NOT_YET + " (fixed output size pooling)",
-    "AdaptiveMaxPooling1D": _NOT_YET + " (fixed output size pooling)",
-    "AdaptiveMaxPooling2D": _NOT_YET + " (fixed output size pooling)",
-    "AdaptiveMaxPooling3D": _NOT_YET + " (fixed output size pooling)",
-    "AutoContrast": _NOT_YET + " (deterministic per-image contrast stretch)",
     "ContrastLimitedAdaptiveHistogramEqualization":
         "per-image histogram equalization: no ONNX/TFLite op (not implemented)",
     "Equalization": "per-image histogram equalization: no ONNX/TFLite op (not implemented)",
@@ -38,17 +31,12 @@ REFUSED: dict[str, str] = {
     "ReversibleEmbedding": _NOT_YET,
     "SpectralNormalization": (_NOT_YET + " (at inference: the inner layer with its stored "
                               "kernel; the wrapper's weight layout is not mapped yet)"),
-    "Pipeline": _NOT_YET + " (a list of preprocessing layers)",
-    "RandomCrop": ("not the identity at inference (center crop after an aspect-preserving "
-                   "resize): " + _NOT_YET),
-    "CenterCrop": _NOT_YET + " (crops, or resizes an input smaller than the target)",
     "Masking": ("its mask is consumed by downstream layers (RNNs, attention, pooling); "
                 "mask propagation is not implemented yet"),
     "MelSpectrogram": _NOT_YET + " (STFT)",
     "STFTSpectrogram": _NOT_YET + " (STFT)",
     "Hashing": _HASH,
     "HashedCrossing": _HASH,
-    "IntegerLookup": _NOT_YET + " (vocabulary lookup)",
     "StringLookup": _STRINGS,
     "TextVectorization": _STRINGS,
     "Lambda": _CODE,
