@@ -36,7 +36,7 @@ def test_refused_layers_are_shown_with_their_reason() -> None:
     entry = next(v for k, v in support_matrix().items() if "Keras" in k)
     assert entry["refused"] == REFUSED
     doc = support_markdown()
-    assert f"| `EinsumDense` | {REFUSED['EinsumDense']} |" in doc
+    assert f"| `Hashing` | {REFUSED['Hashing']} |" in doc
     assert "| `Lambda` |" in doc
 
 

@@ -183,6 +183,13 @@ CASES: dict[str, Callable[[], Any]] = {
                                    dtype="int32"),
     "integer_lookup_invert": lambda: _seq((5,), L.IntegerLookup(vocabulary=[3, 7, 9],
                                                                 invert=True), dtype="int32"),
+    "einsum_dense": lambda: _branches(
+        SEQ, L.EinsumDense("abc,cd->abd", (None, 3), bias_axes="d", activation="relu"),
+        L.EinsumDense("...b,bc->...c", 4),
+        L.EinsumDense("abc,cde->abde", (None, 2, 3), bias_axes="de"),
+        L.EinsumDense("abc,bcd->ad", 3, bias_axes="d"),
+        L.EinsumDense("abc,cd->adb", (3, 6))),
+    "reversible_embedding": lambda: _reversible(),
     "model_sequence": lambda: _sequence_model(),
     "model_unet": lambda: _unet(),
     "augment_identity": lambda: _seq(IMG, *(getattr(L, n)(*a) for n, a in AUGMENT),
@@ -223,6 +230,15 @@ def _mha() -> Any:
     q = keras.Input(SEQ)
     v = keras.Input((4, 5))
     return keras.Model([q, v], L.MultiHeadAttention(2, 3, value_dim=4)(q, v))
+
+
+def _reversible() -> Any:
+    """Embedding lookup and its reverse (tied and untied, soft-capped) in one model."""
+    inp = keras.Input((5,), dtype="int32")
+    tied = L.ReversibleEmbedding(20, 4, logit_soft_cap=3.0)
+    untied = L.ReversibleEmbedding(20, 4, tie_weights=False)
+    h = tied(inp)
+    return keras.Model(inp, [h, tied(h, reverse=True), untied(untied(inp), reverse=True)])
 
 
 def _sequence_model() -> Any:

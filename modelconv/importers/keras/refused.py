@@ -26,9 +26,7 @@ REFUSED: dict[str, str] = {
     "ConvLSTM1D": _NOT_YET + " (convolutional recurrence)",
     "ConvLSTM2D": _NOT_YET + " (convolutional recurrence)",
     "ConvLSTM3D": _NOT_YET + " (convolutional recurrence)",
-    "EinsumDense": _NOT_YET,
     "GroupQueryAttention": _NOT_YET,
-    "ReversibleEmbedding": _NOT_YET,
     "SpectralNormalization": (_NOT_YET + " (at inference: the inner layer with its stored "
                               "kernel; the wrapper's weight layout is not mapped yet)"),
     "Masking": ("its mask is consumed by downstream layers (RNNs, attention, pooling); "
