@@ -190,6 +190,16 @@ CASES: dict[str, Callable[[], Any]] = {
         L.EinsumDense("abc,bcd->ad", 3, bias_axes="d"),
         L.EinsumDense("abc,cd->adb", (3, 6))),
     "reversible_embedding": lambda: _reversible(),
+    "spectral_norm": lambda: _branches(IMG, L.SpectralNormalization(L.Conv2D(3, 3)),
+                                       L.SpectralNormalization(L.Dense(2, "tanh"))),
+    "rnn_cells": lambda: _branches(
+        SEQ, L.RNN(L.LSTMCell(3), return_sequences=True), L.RNN(L.GRUCell(2), go_backwards=True),
+        L.RNN(L.SimpleRNNCell(4, activation="relu"))),
+    "rnn_stacked": lambda: _seq(SEQ, L.RNN(L.StackedRNNCells(
+        [L.LSTMCell(3), L.GRUCell(2, reset_after=False), L.SimpleRNNCell(4)]),
+        return_sequences=True, go_backwards=True)),
+    "rnn_stacked_states": lambda: _seq(SEQ, _Flat(L.RNN(L.StackedRNNCells(
+        [L.GRUCell(3), L.LSTMCell(2), L.LSTMCell(3)]), return_state=True))),
     "model_sequence": lambda: _sequence_model(),
     "model_unet": lambda: _unet(),
     "augment_identity": lambda: _seq(IMG, *(getattr(L, n)(*a) for n, a in AUGMENT),
@@ -214,6 +224,16 @@ ACTS = ["relu", "relu6", "gelu", "swish", "silu", "hard_swish", "hard_sigmoid", 
 for _act in ACTS:
     CASES[f"act_{_act}"] = (lambda a: lambda: _seq((7,), L.Activation(a)))(_act)
 CASES["dense_gelu"] = lambda: _seq((7,), L.Dense(3, activation="gelu"))
+
+
+class _Flat:
+    """Calls a layer returning a list and concatenates its outputs (one model output)."""
+
+    def __init__(self, layer: Any):
+        self.layer = layer
+
+    def __call__(self, x: Any) -> Any:
+        return L.Concatenate()(keras.tree.flatten(self.layer(x)))
 
 
 class _SelfMHA:

@@ -12,8 +12,8 @@ from __future__ import annotations
 _NOT_YET = "not implemented yet"
 _CODE = "runs code or a model from outside the file (never executed by modelconv)"
 _BASE = "abstract base class: a subclass saves its own class name (refused as unknown)"
-_CELL = ("RNN cell: only reached through a generic RNN layer, which is not implemented yet "
-         "(LSTM, GRU, SimpleRNN, Bidirectional convert)")
+_CELL = ("RNN cell: converted inside keras.layers.RNN (alone it is a single step called "
+         "with its states, which a saved model does not hold)")
 _STRINGS = "string vocabulary lookup: string tensors are not supported by the IR exporters"
 _HASH = "hashes with FarmHash/SipHash: neither ONNX nor TFLite has that op"
 
@@ -27,8 +27,6 @@ REFUSED: dict[str, str] = {
     "ConvLSTM2D": _NOT_YET + " (convolutional recurrence)",
     "ConvLSTM3D": _NOT_YET + " (convolutional recurrence)",
     "GroupQueryAttention": _NOT_YET,
-    "SpectralNormalization": (_NOT_YET + " (at inference: the inner layer with its stored "
-                              "kernel; the wrapper's weight layout is not mapped yet)"),
     "Masking": ("its mask is consumed by downstream layers (RNNs, attention, pooling); "
                 "mask propagation is not implemented yet"),
     "MelSpectrogram": _NOT_YET + " (STFT)",
@@ -44,7 +42,6 @@ REFUSED: dict[str, str] = {
     "TFSMLayer": _CODE,
     "Layer": _BASE,
     "Wrapper": _BASE,
-    "RNN": _NOT_YET + " (generic RNN over a cell; LSTM, GRU, SimpleRNN convert)",
     "GRUCell": _CELL,
     "LSTMCell": _CELL,
     "SimpleRNNCell": _CELL,

@@ -66,6 +66,11 @@ class LayerWeights:
             arr = arr.astype(np.float32)
         return arr
 
+    def subset(self, keep: Sequence[int]) -> LayerWeights:
+        """The weights at indices ``keep``, in that order (a wrapper's inner layer)."""
+        return LayerWeights([self._datasets[i] for i in keep], [self.names[i] for i in keep],
+                            self._display, self._layer)
+
     def _check_index(self, i: int) -> None:
         if not 0 <= i < len(self._datasets):
             raise ModelLoadError(
