@@ -76,7 +76,7 @@ def center_crop(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     return KTensor(y, x.rank, LAST, x.dtype)
 
 
-@keras_layer("RandomCrop", reads=("height", "width"), inert=("seed",),
+@keras_layer("RandomCrop", reads=("height", "width"), inert=("seed", "rng_type"),
              defaults={"data_format": "channels_last"})
 def random_crop(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                 xs: list[KTensor]) -> KTensor:
