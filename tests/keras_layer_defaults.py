@@ -28,7 +28,7 @@ ARGS: dict[str, tuple[Any, ...]] = {
     "RandomSaturation": (0.5,), "RandomSharpness": (0.5,), "CenterCrop": (4, 4),
     "Discretization": ([0.0, 1.0],), "CategoryEncoding": (4,),
     "EinsumDense": ("ab,bc->ac", 3), "IntegerLookup": (None, 1, None, -1, [1, 2, 3]),
-    "RandomCrop": (2, 2), "ReversibleEmbedding": (5, 3),
+    "RandomCrop": (2, 2), "ReversibleEmbedding": (5, 3), "GroupQueryAttention": (2, 4, 2),
 }
 for _n in ("AdaptiveAveragePooling1D", "AdaptiveAveragePooling2D", "AdaptiveAveragePooling3D",
            "AdaptiveMaxPooling1D", "AdaptiveMaxPooling2D", "AdaptiveMaxPooling3D"):

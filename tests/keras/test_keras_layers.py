@@ -200,6 +200,7 @@ CASES: dict[str, Callable[[], Any]] = {
         return_sequences=True, go_backwards=True)),
     "rnn_stacked_states": lambda: _seq(SEQ, _Flat(L.RNN(L.StackedRNNCells(
         [L.GRUCell(3), L.LSTMCell(2), L.LSTMCell(3)]), return_state=True))),
+    "group_query_attention": lambda: _gqa(),
     "model_sequence": lambda: _sequence_model(),
     "model_unet": lambda: _unet(),
     "augment_identity": lambda: _seq(IMG, *(getattr(L, n)(*a) for n, a in AUGMENT),
@@ -250,6 +251,14 @@ def _mha() -> Any:
     q = keras.Input(SEQ)
     v = keras.Input((4, 5))
     return keras.Model([q, v], L.MultiHeadAttention(2, 3, value_dim=4)(q, v))
+
+
+def _gqa() -> Any:
+    """Grouped-query attention: self-attention (bias) and cross-attention with a key."""
+    q, v, k = keras.Input(SEQ), keras.Input((4, 5)), keras.Input((4, 5))
+    self_att = L.GroupQueryAttention(3, 4, 2)(q, q)
+    cross = L.GroupQueryAttention(2, 4, 1, use_bias=False)(q, v, k)
+    return keras.Model([q, v, k], [self_att, cross])
 
 
 def _reversible() -> Any:

@@ -18,6 +18,7 @@ from modelconv.importers.keras import (  # noqa: F401  (imported for their regis
     layers_attention,
     layers_augment,
     layers_conv,
+    layers_gqa,
     layers_image,
     layers_core,
     layers_merge,

@@ -26,7 +26,6 @@ REFUSED: dict[str, str] = {
     "ConvLSTM1D": _NOT_YET + " (convolutional recurrence)",
     "ConvLSTM2D": _NOT_YET + " (convolutional recurrence)",
     "ConvLSTM3D": _NOT_YET + " (convolutional recurrence)",
-    "GroupQueryAttention": _NOT_YET,
     "Masking": ("its mask is consumed by downstream layers (RNNs, attention, pooling); "
                 "mask propagation is not implemented yet"),
     "MelSpectrogram": _NOT_YET + " (STFT)",

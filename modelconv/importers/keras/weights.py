@@ -29,6 +29,7 @@ from modelconv.importers.keras.reader import KerasFile, attr_text, read_dataset
 SUBLAYER_ORDER = {
     "MultiHeadAttention": ["query_dense", "key_dense", "value_dense", "output_dense"],
     "Bidirectional": ["forward_layer", "backward_layer"],
+    "GroupQueryAttention": ["_query_dense", "_key_dense", "_value_dense", "_output_dense"],
 }
 
 
