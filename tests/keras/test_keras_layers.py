@@ -201,6 +201,15 @@ CASES: dict[str, Callable[[], Any]] = {
     "rnn_stacked_states": lambda: _seq(SEQ, _Flat(L.RNN(L.StackedRNNCells(
         [L.GRUCell(3), L.LSTMCell(2), L.LSTMCell(3)]), return_state=True))),
     "group_query_attention": lambda: _gqa(),
+    "stft_spectrogram": lambda: _branches(
+        (96, 2), L.STFTSpectrogram(frame_length=16, frame_step=8),
+        L.STFTSpectrogram("magnitude", 12, 5, 16, padding="same", expand_dims=True),
+        L.STFTSpectrogram("psd", 16, 4, window="hamming"), L.STFTSpectrogram("stft", 8, 8)),
+    "mel_spectrogram": lambda: _branches(
+        (200,), L.MelSpectrogram(fft_length=64, sequence_stride=16, sequence_length=48,
+                                 num_mel_bins=10, sampling_rate=8000, max_freq=3000),
+        L.MelSpectrogram(fft_length=32, sequence_stride=8, num_mel_bins=6, power_to_db=False,
+                         mag_exp=1.0, window="hamming", sampling_rate=4000)),
     "model_sequence": lambda: _sequence_model(),
     "model_unet": lambda: _unet(),
     "augment_identity": lambda: _seq(IMG, *(getattr(L, n)(*a) for n, a in AUGMENT),

@@ -16,6 +16,7 @@ from modelconv.formats import SourceModel
 from modelconv.importers.keras import (  # noqa: F401  (imported for their registrations)
     layers_activations,
     layers_attention,
+    layers_audio,
     layers_augment,
     layers_conv,
     layers_gqa,

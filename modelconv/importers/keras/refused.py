@@ -28,8 +28,6 @@ REFUSED: dict[str, str] = {
     "ConvLSTM3D": _NOT_YET + " (convolutional recurrence)",
     "Masking": ("its mask is consumed by downstream layers (RNNs, attention, pooling); "
                 "mask propagation is not implemented yet"),
-    "MelSpectrogram": _NOT_YET + " (STFT)",
-    "STFTSpectrogram": _NOT_YET + " (STFT)",
     "Hashing": _HASH,
     "HashedCrossing": _HASH,
     "StringLookup": _STRINGS,
