@@ -36,6 +36,8 @@ for _n in ("AdaptiveAveragePooling1D", "AdaptiveAveragePooling2D", "AdaptiveAver
 for _n in ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
            "SeparableConv1D", "SeparableConv2D"):
     ARGS[_n] = ARGS[_n.replace("Conv", "Convolution")] = (2, 3)
+for _n in ("ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"):
+    ARGS[_n] = (2, 3)
 for _n in ("DepthwiseConv1D", "DepthwiseConv2D"):
     ARGS[_n] = (3,)
 #: Keras 3 functional ops a model config stores as layers (``x + 3.0`` -> ``Add``)

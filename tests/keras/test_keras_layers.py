@@ -210,6 +210,12 @@ CASES: dict[str, Callable[[], Any]] = {
                                  num_mel_bins=10, sampling_rate=8000, max_freq=3000),
         L.MelSpectrogram(fft_length=32, sequence_stride=8, num_mel_bins=6, power_to_db=False,
                          mag_exp=1.0, window="hamming", sampling_rate=4000)),
+    "conv_lstm1d": lambda: _seq((3, 7, 2), L.ConvLSTM1D(3, 3, padding="same",
+                                                    return_sequences=True)),
+    "conv_lstm2d": lambda: _seq((3, 6, 6, 2), _Flat(L.ConvLSTM2D(
+        3, 3, strides=2, go_backwards=True, return_state=True, recurrent_activation="hard_sigmoid"))),
+    "conv_lstm3d": lambda: _seq((2, 4, 4, 3, 2), L.ConvLSTM3D(2, (2, 3, 1), dilation_rate=1,
+                                                          use_bias=False)),
     "model_sequence": lambda: _sequence_model(),
     "model_unet": lambda: _unet(),
     "augment_identity": lambda: _seq(IMG, *(getattr(L, n)(*a) for n, a in AUGMENT),

@@ -19,6 +19,7 @@ from modelconv.importers.keras import (  # noqa: F401  (imported for their regis
     layers_audio,
     layers_augment,
     layers_conv,
+    layers_convlstm,
     layers_gqa,
     layers_image,
     layers_core,

@@ -9,7 +9,6 @@ before conversion (``UnsupportedOpsError`` naming the class). The table is shown
 
 from __future__ import annotations
 
-_NOT_YET = "not implemented yet"
 _CODE = "runs code or a model from outside the file (never executed by modelconv)"
 _BASE = "abstract base class: a subclass saves its own class name (refused as unknown)"
 _CELL = ("RNN cell: converted inside keras.layers.RNN (alone it is a single step called "
@@ -23,9 +22,6 @@ REFUSED: dict[str, str] = {
         "per-image histogram equalization: no ONNX/TFLite op (not implemented)",
     "Equalization": "per-image histogram equalization: no ONNX/TFLite op (not implemented)",
     "MaxNumBoundingBoxes": "bounding-box preprocessing: no tensor inputs of that kind",
-    "ConvLSTM1D": _NOT_YET + " (convolutional recurrence)",
-    "ConvLSTM2D": _NOT_YET + " (convolutional recurrence)",
-    "ConvLSTM3D": _NOT_YET + " (convolutional recurrence)",
     "Masking": ("its mask is consumed by downstream layers (RNNs, attention, pooling); "
                 "mask propagation is not implemented yet"),
     "Hashing": _HASH,
