@@ -8,6 +8,8 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -345,27 +347,69 @@ def convert_and_compare(model: Any, path: str, feeds: list[np.ndarray]) -> ir.Mo
     return sm.model
 
 
+@dataclass
+class Built:
+    """One table row saved once (.keras and Keras 3 .h5) with Keras' own outputs."""
+
+    folder: Path
+    feeds: list[np.ndarray]
+    refs: list[np.ndarray]
+    feeds1: list[np.ndarray]  # batch 1: the TFLite export fixes a free batch to 1
+    refs1: list[np.ndarray]
+
+
+def _reference(model: Any, feeds: list[np.ndarray]) -> list[np.ndarray]:
+    ref = model(feeds if len(feeds) > 1 else feeds[0], training=False)
+    return [keras.ops.convert_to_numpy(r) for r in (ref if isinstance(ref, list | tuple)
+                                                   else [ref])]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Built]:
+    """``built(name)``: the row's model built, saved and run by Keras once for every route."""
+    root = tmp_path_factory.mktemp("layer_table")
+    cache: dict[str, Built] = {}
+
+    def get(name: str) -> Built:
+        if name not in cache:
+            model = CASES[name]()
+            randomize(model)
+            folder = root / name
+            folder.mkdir()
+            model.save(str(folder / "m.keras"))
+            model.save(str(folder / "m.h5"))
+            feeds, feeds1 = make_feeds(model), make_feeds(model, batch=1)
+            cache[name] = Built(folder, feeds, _reference(model, feeds), feeds1,
+                                _reference(model, feeds1))
+        return cache[name]
+
+    return get
+
+
+def _compare(outs: list[np.ndarray], refs: list[np.ndarray]) -> None:
+    assert len(outs) == len(refs)
+    for got, want in zip(outs, refs, strict=True):
+        assert got.shape == want.shape
+        tol = 1e-4 * max(float(np.abs(want).max()), 1.0)
+        np.testing.assert_allclose(got, want, atol=tol, rtol=0)
+
+
+def _onnx_matches(path: Path, feeds: list[np.ndarray], refs: list[np.ndarray]) -> ir.Model:
+    sm = import_keras(str(path), ConvertOptions())
+    _compare(OnnxRuntimeRunner(ir.to_proto(sm.model).SerializeToString()).run(feeds), refs)
+    return sm.model
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_layer_keras_format(name: str, tmp_path: Any) -> None:
-    model = CASES[name]()
-    randomize(model)
-    convert_and_compare(model, str(tmp_path / "m.keras"), make_feeds(model))
+def test_layer_keras_format(name: str, built: Callable[[str], Built]) -> None:
+    row = built(name)
+    _onnx_matches(row.folder / "m.keras", row.feeds, row.refs)
 
 
-H5_CASES = ["conv2d_same_relu", "depthwise", "separable", "batchnorm_img", "lstm_seq",
-            "gru_reset_after", "bidir_lstm_concat", "mha_self", "prelu_img", "embedding",
-            "conv2d_transpose_same", "normalization", "layernorm", "group_norm_img",
-            "rms_norm", "attention_concat", "additive_attention", "conv3d", "upsampling3d",
-            "depthwise1d", "separable1d", "identity",
-            "time_distributed_dense", "time_distributed_conv", "model_sequence",
-            "model_unet"]
-
-
-@pytest.mark.parametrize("name", H5_CASES)
-def test_layer_h5_format(name: str, tmp_path: Any) -> None:
-    model = CASES[name]()
-    randomize(model)
-    convert_and_compare(model, str(tmp_path / "m.h5"), make_feeds(model))
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_layer_h5_format(name: str, built: Callable[[str], Built]) -> None:
+    row = built(name)
+    _onnx_matches(row.folder / "m.h5", row.feeds, row.refs)
 
 
 def test_cnn_has_no_inner_transposes(tmp_path: Any) -> None:
@@ -382,18 +426,6 @@ def test_cnn_has_no_inner_transposes(tmp_path: Any) -> None:
     assert ops.count("Clip") == 1 and "Min" not in ops
 
 
-#: table rows also converted to TFLite and run in LiteRT (isolated worker)
-TFLITE_CASES = ["conv2d_same_relu", "dense", "identity", "repeat_vector", "unit_norm",
-                "unit_norm_img", "group_norm_img", "group_norm_seq", "rms_norm",
-                "cropping3d", "zeropad3d", "upsampling1d", "upsampling3d", "conv3d",
-                "conv3d_transpose_same", "pool_max3d", "pool_avg3d", "gap3d", "gmp3d",
-                "depthwise1d", "separable1d",
-                "attention_dot", "attention_scaled_key", "attention_concat",
-                "additive_attention", "additive_attention_noscale", "augment_identity",
-                "random_geometric_identity", "noise_identity", "time_distributed_dense",
-                "time_distributed_conv", "time_distributed_flatten", "discretization",
-                "category_multi_hot", "category_count", "category_one_hot",
-                "model_sequence", "model_unet"]
 #: rows the TFLite exporter refuses (cleanly, with UnsupportedOpsError), and why
 TFLITE_REFUSED: dict[str, str] = {
     "upsampling1d": "Resize lowers only the H/W dims of a rank-4 tensor",
@@ -415,29 +447,19 @@ def litert() -> Any:
     worker.close()
 
 
-@pytest.mark.parametrize("name", TFLITE_CASES)
-def test_layer_to_tflite(name: str, tmp_path: Any, litert: Any) -> None:
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_layer_to_tflite(name: str, built: Callable[[str], Built], litert: Any) -> None:
     from modelconv.api import convert
     from modelconv.errors import UnsupportedOpsError
 
-    model = CASES[name]()
-    randomize(model)
-    feeds = make_feeds(model, batch=1)  # the TFLite export fixes a free batch to 1
-    model.save(str(tmp_path / "m.keras"))
-    ref = model(feeds if len(feeds) > 1 else feeds[0], training=False)
-    refs = [keras.ops.convert_to_numpy(r) for r in (ref if isinstance(ref, list | tuple)
-                                                   else [ref])]
-    dst = tmp_path / "m.tflite"
+    row = built(name)
+    src, dst = row.folder / "m.keras", row.folder / "m.tflite"
     if name in TFLITE_REFUSED:
         with pytest.raises(UnsupportedOpsError):
-            convert(str(tmp_path / "m.keras"), str(dst), verify=False)
+            convert(str(src), str(dst), verify=False, overwrite=True)
         return
-    convert(str(tmp_path / "m.keras"), str(dst), verify=False)
-    ir_names = [t.name for t in import_keras(str(tmp_path / "m.keras"),
-                                             ConvertOptions()).model.graph.inputs]
-    out = litert.run(dst.read_bytes(), dict(zip(ir_names, feeds, strict=True)))
+    convert(str(src), str(dst), verify=False, overwrite=True)
+    ir_names = [t.name for t in import_keras(str(src), ConvertOptions()).model.graph.inputs]
+    out = litert.run(dst.read_bytes(), dict(zip(ir_names, row.feeds1, strict=True)))
     assert out.status == "ok", out.message
-    for got, want in zip(out.outputs, refs, strict=True):
-        assert got.shape == want.shape
-        tol = 1e-4 * max(float(np.abs(want).max()), 1.0)
-        np.testing.assert_allclose(got, want, atol=tol, rtol=0)
+    _compare(out.outputs, row.refs1)
