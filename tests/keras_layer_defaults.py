@@ -45,7 +45,8 @@ OPS = ("Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Power", "Maximum"
 #: registered names that only Keras 3 ops carry (no layer class of that name)
 OPS_ONLY = ("Divide", "TrueDivide", "Power")
 #: registered names that are spellings of another registered class
-ALIASES = {"add": "Add", "subtract": "Subtract", "multiply": "Multiply"}
+ALIASES = {"add": "Add", "subtract": "Subtract", "multiply": "Multiply",
+           "GroupedQueryAttention": "GroupQueryAttention"}  # its class name, in legacy .h5
 #: classes a Keras 3 file cannot hold (tf.keras only)
 KERAS2_ONLY = {"TFOpLambda", "ThresholdedReLU"}
 #: registered classes tf_keras does not have (Keras 3 only)

@@ -119,7 +119,8 @@ def _register(n: int) -> None:
                        "recurrent_constraint", "unit_forget_bias", "dropout",
                        "recurrent_dropout", "seed", "unroll",
                        "zero_output_for_mask"),  # masks are refused
-                defaults={"stateful": False, "data_format": "channels_last"},
+                defaults={"stateful": False, "time_major": False,
+                          "data_format": "channels_last"},
                 check=_check_convlstm)(handler)
 
 

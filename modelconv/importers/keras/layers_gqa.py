@@ -34,7 +34,7 @@ def _heads(b: GraphBuilder, x: Any, kernel: np.ndarray, bias: np.ndarray | None,
     return b.Transpose(y, perm=[0, 2, 1, 3])
 
 
-@keras_layer("GroupQueryAttention",
+@keras_layer("GroupQueryAttention", "GroupedQueryAttention",  # .keras / legacy .h5 name
              reads=("head_dim", "num_query_heads", "num_key_value_heads", "use_bias"),
              inert=(*WEIGHT_OPTIONS, "dropout", "seed"),
              defaults={"use_gate": False, "sliding_window": None},
