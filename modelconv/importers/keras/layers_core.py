@@ -177,7 +177,7 @@ def _check_reversible(cfg: Mapping[str, Any]) -> list[str]:
              defaults={"mask_zero": False, **_ADAPTED}, call_kwargs=("reverse",),
              check=_check_reversible)
 def reversible_embedding(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
-                         xs: list[KTensor]) -> KTensor:
+                         xs: list[KTensor]) -> KTensor | list[KTensor]:
     """ReversibleEmbedding: a Gather, or with ``reverse=True`` the logits
     ``x @ embeddings.T`` (or the untied ``reverse_embeddings``), soft-capped as Keras does.
 

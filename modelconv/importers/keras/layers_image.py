@@ -149,11 +149,11 @@ def _check_pipeline(cfg: Mapping[str, Any]) -> list[str]:
     for i, sub in enumerate(stages):
         cls = sub.get("class_name") if isinstance(sub, dict) else None
         spec = layer_spec(cls) if isinstance(cls, str) else None
-        if spec is None or not isinstance(sub.get("config"), dict):  # type: ignore[union-attr]
+        if spec is None or not isinstance(sub.get("config"), dict):
             out.append(f"layers[{i}]={show(cls if cls is not None else sub)}")
             continue
         out.extend(f"layers[{i}].{label}"
-                   for label in config_refusals(spec, sub["config"]))  # type: ignore[index]
+                   for label in config_refusals(spec, sub["config"]))
     return out
 
 

@@ -260,13 +260,13 @@ def _check_rnn(cfg: Mapping[str, Any]) -> list[str]:
     for i, cell in enumerate(cells):
         where = f"cell.cells[{i}]" if stacked else "cell"
         cls = cell.get("class_name") if isinstance(cell, dict) else None
-        if cls not in _CELLS or not isinstance(cell.get("config"), dict):  # type: ignore[union-attr]
+        if cls not in _CELLS or not isinstance(cell.get("config"), dict):
             out.append(f"{where}={show(cls)}")
             continue
         spec = layer_spec(_CELLS[str(cls)])
         assert spec is not None  # LSTM/GRU/SimpleRNN are registered in this module
-        out.extend(f"{where}.{label}" for label in config_refusals(spec, cell["config"]))  # type: ignore[index]
-        out.extend(f"{where}.{label}" for label in _check_activations(cell["config"]))  # type: ignore[index]
+        out.extend(f"{where}.{label}" for label in config_refusals(spec, cell["config"]))
+        out.extend(f"{where}.{label}" for label in _check_activations(cell["config"]))
     return out
 
 
