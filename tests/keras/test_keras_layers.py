@@ -399,7 +399,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Built]:
             model = CASES[name]()
             randomize(model)
             folder = root / name
-            folder.mkdir()
+            folder.mkdir(exist_ok=True)  # a failed build of this row may have made it
             model.save(str(folder / "m.keras"))
             if name not in H5_UNSAVABLE:
                 model.save(str(folder / "m.h5"))
