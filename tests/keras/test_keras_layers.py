@@ -39,6 +39,12 @@ def _branches(shape: tuple[int, ...], *layers: Any) -> Any:
     return keras.Model(inp, [layer(inp) for layer in layers])
 
 
+def _branches_int(shape: tuple[int, ...], *layers: Any) -> Any:
+    """``_branches`` with an int32 input (token ids)."""
+    inp = keras.Input(shape, dtype="int32")
+    return keras.Model(inp, [layer(inp) for layer in layers])
+
+
 def _two(shape: tuple[int, ...], layer: Any, pre: Any = None) -> Any:
     a, c = keras.Input(shape), keras.Input(shape)
     a2 = pre(a) if pre is not None else a
@@ -185,6 +191,13 @@ CASES: dict[str, Callable[[], Any]] = {
                                    dtype="int32"),
     "integer_lookup_invert": lambda: _seq((5,), L.IntegerLookup(vocabulary=[3, 7, 9],
                                                                 invert=True), dtype="int32"),
+    "integer_lookup_encoded": lambda: _branches_int(
+        (6,), L.IntegerLookup(vocabulary=[3, 7, 9], output_mode="multi_hot"),
+        L.IntegerLookup(vocabulary=[3, 7, 9, 11], output_mode="count", num_oov_indices=2,
+                        max_tokens=9, pad_to_max_tokens=True)),
+    "integer_lookup_one_hot": lambda: _seq((), L.IntegerLookup(vocabulary=[3, 7, 9],
+                                                               output_mode="one_hot"),
+                                           dtype="int32"),
     "einsum_dense": lambda: _branches(
         SEQ, L.EinsumDense("abc,cd->abd", (None, 3), bias_axes="d", activation="relu"),
         L.EinsumDense("...b,bc->...c", 4),

@@ -174,8 +174,11 @@ def _check_lookup(cfg: Mapping[str, Any]) -> list[str]:
     if not isinstance(vocab, list) or not all(isinstance(v, int) for v in vocab):
         out.append(f"vocabulary={show(vocab)} (an int list in the config is needed: an "
                    "adapted or file vocabulary is not read)")
-    if cfg.get("output_mode", "int") != "int":
-        out.append(f"output_mode={show(cfg.get('output_mode'))}")
+    mode = cfg.get("output_mode", "int")
+    if mode not in ("int", "one_hot", "multi_hot", "count"):
+        out.append(f"output_mode={show(mode)}")
+    elif mode != "int" and cfg.get("mask_token") is not None:
+        out.append(f"mask_token={show(cfg.get('mask_token'))} with output_mode={mode!r}")
     if int(cfg.get("num_oov_indices", 1)) < 1 and not cfg.get("invert"):
         out.append("num_oov_indices=0 (Keras raises on an out-of-vocabulary input)")
     if int(cfg.get("num_oov_indices", 1)) > 1 and cfg.get("oov_method", "floormod") != \
@@ -191,18 +194,20 @@ def _int64(b: GraphBuilder, x: KTensor) -> Any:
 
 @LAYERS.register("IntegerLookup", check=replace(make_spec(
     reads=("vocabulary", "num_oov_indices", "oov_token", "mask_token", "invert",
-           "output_mode", "oov_method"),
-    inert=("max_tokens", "pad_to_max_tokens", "vocabulary_size", "salt",
+           "output_mode", "oov_method", "max_tokens", "pad_to_max_tokens"),
+    inert=("vocabulary_size", "salt",
            "vocabulary_dtype",  # ids compared as int64 either way
            "idf_weights"),  # tf_idf output only, which is refused
     defaults={"sparse": False}, check=_check_lookup), policy=False))
 def integer_lookup(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                    xs: list[KTensor]) -> KTensor:
-    """IntegerLookup (``output_mode="int"``): token -> index, or index -> token (invert).
+    """IntegerLookup: token -> index, or index -> token (invert).
 
     Indices are ``[mask_token?] + [OOV] * num_oov_indices + vocabulary``: a token found
     in the vocabulary maps to its position there plus that offset, the mask token to 0,
     any other token to an OOV index (``token mod num_oov_indices`` past the mask).
+    ``one_hot``/``multi_hot``/``count`` encode those indices over the vocabulary size
+    (``max_tokens`` with ``pad_to_max_tokens``), as int64 like Keras.
 
     Args:
         b: the graph builder.
@@ -245,4 +250,11 @@ def integer_lookup(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     if mask is not None:
         y = b.Where(b.Equal(v, b.const(np.asarray(int(mask), np.int64))),
                     b.const(np.asarray(0, np.int64)), y)
-    return KTensor(y, x.rank, LAST, "int64")
+    mode = cfg.get("output_mode", "int")
+    if mode == "int":
+        return KTensor(y, x.rank, LAST, "int64")
+    depth = int(cfg["max_tokens"]) if cfg.get("pad_to_max_tokens") else vocab.size + n_oov
+    encoded = category_encoding(b, {"num_tokens": depth, "output_mode": mode}, w,
+                                [KTensor(y, x.rank, LAST, "int64")])
+    assert isinstance(encoded, KTensor)  # category_encoding returns one tensor
+    return encoded.like(b.Cast(encoded.value, to=7), dtype="int64")
