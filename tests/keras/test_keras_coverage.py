@@ -63,7 +63,7 @@ def _refusal(model: object, tmp_path: object) -> str:
      "TimeDistributed(layer.lora_rank=1)"),
     (lambda: _seq((3, 4, 5), L.TimeDistributed(L.LSTM(2))), "layer='LSTM'"),
     (lambda: _seq((6, 4), L.GroupNormalization(groups=2, axis=1)), "axis=1"),
-    (lambda: _seq((4, 4, 3), L.CenterCrop(6, 6)), "smaller than the crop"),
+    (lambda: _seq((4, 4), L.CenterCrop(2, 2)), "a rank-3 input"),
     (lambda: _seq((4, 3), L.EinsumDense("abc,bcd->abd", (4, 2))),
      "equation='abc,bcd->abd'"),
     (lambda: _seq((5,), L.IntegerLookup(vocabulary=[1, 2], output_mode="tf_idf",

@@ -182,6 +182,9 @@ CASES: dict[str, Callable[[], Any]] = {
     "adaptive_pool3d": lambda: _branches((4, 5, 6, 2), L.AdaptiveAveragePooling3D((2, 2, 3)),
                                          L.AdaptiveMaxPooling3D((3, 5, 2))),
     "center_crop": lambda: _seq((8, 10, 3), L.CenterCrop(5, 6)),
+    "center_crop_int": lambda: _seq((8, 10, 3), L.CenterCrop(4, 4), dtype="int32"),
+    "center_crop_resize": lambda: _branches((5, 9, 3), L.CenterCrop(8, 6), L.CenterCrop(4, 12),
+                                            L.CenterCrop(7, 7)),
     "random_crop_identity": lambda: _seq(IMG, L.RandomCrop(4, 4)),
     "auto_contrast": lambda: _seq(IMG, L.AutoContrast(value_range=(0, 1))),
     "pipeline": lambda: _seq(IMG, L.Pipeline([L.Rescaling(0.5, offset=0.1),
@@ -427,7 +430,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Built]:
 def _compare(outs: list[np.ndarray], refs: list[np.ndarray]) -> None:
     assert len(outs) == len(refs)
     for got, want in zip(outs, refs, strict=True):
-        assert got.shape == want.shape
+        assert (got.shape, got.dtype) == (want.shape, want.dtype)
         tol = 1e-4 * max(float(np.abs(want).max()), 1.0)
         np.testing.assert_allclose(got, want, atol=tol, rtol=0)
 

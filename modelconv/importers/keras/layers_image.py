@@ -4,7 +4,7 @@ AutoContrast, and Pipeline (a list of preprocessing layers applied in order).
 Checked against Keras 3's ``transform_images(..., training=False)``:
 
 - ``CenterCrop``: the window ``[(H-h)//2 : +h, (W-w)//2 : +w]``; an input smaller than the
-  target is resized by Keras (``smart_resize``), which is refused here.
+  target is cropped to the target's aspect ratio and resized (Keras' ``smart_resize``).
 - ``RandomCrop``: Keras 3 returns its input unchanged at inference; tf.keras center-crops
   and resizes instead, so a Keras 2 file with one is refused.
 - ``AutoContrast``: per image and channel, ``(x - min) * 255 / (max - min)`` on the
@@ -28,24 +28,18 @@ from modelconv.importers.keras.common import (
     major_of,
 )
 from modelconv.importers.keras.spec import LayerConfig, config_refusals, show
-from modelconv.importers.keras.tensors import LAST, const_f, last
+from modelconv.importers.keras.tensors import FIRST, LAST, const_f, first, last
 from modelconv.importers.keras.weights import LayerWeights
 from modelconv.ir.builder import GraphBuilder
 
 _I64 = np.int64
 
 
-def _hw_axes(x: KTensor) -> tuple[int, int]:
-    """Keras axes of height and width of an image batch (N, H, W, C) or image (H, W, C)."""
-    if x.rank not in (3, 4):
-        raise LayerUnsupported(f"a rank-{x.rank} input (images are rank 3 or 4)")
-    return (x.rank - 3, x.rank - 2)
-
-
 @keras_layer("CenterCrop", reads=("height", "width"), defaults={"data_format": "channels_last"})
 def center_crop(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                 xs: list[KTensor]) -> KTensor:
-    """CenterCrop(height, width): Slice of the centred window.
+    """CenterCrop(height, width): Slice of the centred window; an input smaller than the
+    target is cropped to the target's aspect ratio and resized bilinearly (smart_resize).
 
     Args:
         b: the graph builder.
@@ -57,23 +51,36 @@ def center_crop(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
         The cropped images (channels-last).
 
     Raises:
-        LayerUnsupported: the input is not an image, its size is unknown, or smaller than
-            the target (Keras resizes then).
+        LayerUnsupported: the input is not an image batch or its size is unknown.
     """
     from modelconv.importers.keras.shapes import static_dims
 
     x = xs[0]
-    axes = list(_hw_axes(x))
+    if x.rank != 4:
+        raise LayerUnsupported(f"a rank-{x.rank} input (N, H, W, C expected; Keras takes a "
+                               "rank-3 tensor for one unbatched image)")
+    if not x.dtype.startswith("float"):  # Keras computes in its float32 policy
+        x = KTensor(b.Cast(last(b, x), to=1), x.rank, LAST)
+    axes = [1, 2]
     size = static_dims(b, x, axes, "CenterCrop")
     target = [int(cfg["height"]), int(cfg["width"])]
-    if any(s < t for s, t in zip(size, target, strict=True)):
-        raise LayerUnsupported(f"an input of {size[0]}x{size[1]} smaller than the crop "
-                               f"{target[0]}x{target[1]} (Keras resizes it: smart_resize)")
-    starts = [(s - t) // 2 for s, t in zip(size, target, strict=True)]
-    ends = [a + t for a, t in zip(starts, target, strict=True)]
+    smaller = any(s < t for s, t in zip(size, target, strict=True))
+    if smaller:  # Keras' smart_resize: the largest centred box of the target's aspect
+        (h, w_), (th, tw) = size, target
+        box = [max(min(h, int(float(w_ * th) / tw)), 1), max(min(w_, int(float(h * tw) / th)), 1)]
+    else:
+        box = target
+    starts = [int(float(s - t) / 2) for s, t in zip(size, box, strict=True)]
+    ends = [a + t for a, t in zip(starts, box, strict=True)]
     y = b.Slice(last(b, x), b.const(np.asarray(starts, _I64)), b.const(np.asarray(ends, _I64)),
                 b.const(np.asarray(axes, _I64)))
-    return KTensor(y, x.rank, LAST, x.dtype)
+    if not smaller:
+        return KTensor(y, x.rank, LAST, x.dtype)
+    v = first(b, KTensor(y, 4, LAST, x.dtype))
+    sizes = b.Concat(b.Shape(v, end=2), b.const(np.asarray(target, _I64)), axis=0)
+    resized = b.Resize(v, None, None, sizes, mode="linear",
+                       coordinate_transformation_mode="half_pixel")
+    return KTensor(resized, 4, FIRST, x.dtype)
 
 
 @keras_layer("RandomCrop", reads=("height", "width"), inert=("seed", "rng_type"),

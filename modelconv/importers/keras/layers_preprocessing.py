@@ -14,6 +14,7 @@ from modelconv.importers.keras.common import (
     KTensor,
     LayerUnsupported,
     keras_layer,
+    major_of,
     per_channel,
 )
 from modelconv.importers.keras.spec import dtype_refusal, make_spec, show
@@ -111,7 +112,8 @@ def discretization(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
         xs: the float input.
 
     Returns:
-        int64 bin indices, same shape as the input.
+        Bin indices, same shape as the input: int32 as Keras 3 returns them (int64 from
+        a tf.keras file).
 
     Raises:
         LayerUnsupported: no boundaries in the config, or another output mode.
@@ -129,7 +131,9 @@ def discretization(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     edges = b.const(np.asarray(bounds, np.float32))
     ge = b.Not(b.Less(b.Unsqueeze(v, b.const(np.asarray([-1], np.int64))), edges))
     y = b.ReduceSum(b.Cast(ge, to=7), b.const(np.asarray([-1], np.int64)), keepdims=0)
-    return KTensor(y, x.rank, LAST, "int64")
+    if major_of(cfg) == 2:  # tf.keras returns int64 bins, Keras 3 int32
+        return KTensor(y, x.rank, LAST, "int64")
+    return KTensor(b.Cast(y, to=6), x.rank, LAST, "int32")
 
 
 @keras_layer("CategoryEncoding", reads=("num_tokens", "output_mode"), defaults={"sparse": False})
