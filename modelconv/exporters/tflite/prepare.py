@@ -15,6 +15,7 @@ from modelconv.ir.builder import source_name_of
 from modelconv.ir.info import graph_input_specs
 from modelconv.options import ConvertOptions
 from modelconv.passes.constant_folding import FoldConstantsPass
+from modelconv.passes.expand_functions import expand_functions
 from modelconv.passes.fuse_batchnorm import FuseBatchNormPass
 from modelconv.passes.fuse_bias import FuseBiasPass
 from modelconv.passes.fuse_gelu import FuseGeluPass
@@ -128,6 +129,7 @@ def infer_and_fold(model: ir.Model) -> dict[str, list[str]]:
     empty: dict[str, list[str]] = {}
     try:
         ShapeInferencePass()(model)
+        expand_functions(model, _no_lowering, ShapeInferencePass())
         empty = empty_outputs(model)
         ir.passes.Sequential(rounds, ShapeInferencePass())(model)
     except ir.passes.PassError as exc:  # report unsupported ops first: they are the cause
@@ -136,6 +138,11 @@ def infer_and_fold(model: ir.Model) -> dict[str, list[str]]:
                           hint="Check the model with onnx.checker") from exc
     RemoveUnusedNodesPass()(model)
     return empty
+
+
+def _no_lowering(node: ir.Node) -> bool:
+    """Nodes the exporter expands into their ONNX function body (no lowering of their own)."""
+    return node.domain not in ("", "ai.onnx") or node.op_type not in LOWERINGS
 
 
 def empty_outputs(model: ir.Model) -> dict[str, list[str]]:

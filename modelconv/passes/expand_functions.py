@@ -1,0 +1,225 @@
+"""Expand ops that an exporter cannot lower into the function body ONNX defines for them.
+
+Many ONNX ops are *functions*: their schema carries a body of simpler ONNX ops (Attention,
+RotaryEmbedding, SoftmaxCrossEntropyLoss, Swish, MeanVarianceNormalization, ...), some built
+from the node's attributes and input types ("context-dependent"). That body is the op's
+definition, so an exporter without a direct lowering for the op can lower the body instead.
+
+Before::  q, k, v -> Attention(is_causal=1) -> y
+After::   q, k, v -> Shape -> ... -> MatMul -> Softmax -> MatMul -> ... -> y
+          (the body for the model's opset version, attribute references resolved; the
+          nodes keep the expanded node's source name)
+
+Nested functions (SoftmaxCrossEntropyLoss's body calls NegativeLogLikelihoodLoss) are expanded
+in later rounds once shape inference has typed the new values: see :func:`expand_functions`.
+A body with graph attributes (If/Loop/Scan branches) is left alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import onnx
+import onnx_ir as ir
+
+from modelconv.ir.builder import SOURCE_KEY
+from modelconv.passes._edit import unique_name
+
+#: the op domains whose schemas onnx.defs knows
+_DOMAINS = ("", "ai.onnx", "ai.onnx.preview")
+
+
+class ExpandFunctionsPass(ir.passes.InPlacePass):
+    """Replace each top-graph node for which ``expand(node)`` is true by its ONNX function
+    body (nodes without a usable body are left as they are)."""
+
+    def __init__(self, expand: Callable[[ir.Node], bool]) -> None:
+        super().__init__()
+        self.expand = expand
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        """Expand every selected node once (bodies are not expanded further here)."""
+        changed = False
+        for node in list(model.graph):
+            if node.domain not in _DOMAINS or not self.expand(node):
+                continue
+            body = function_body(node, model.opset_imports)
+            if body is not None and _inline(model, node, body):
+                changed = True
+        return ir.passes.PassResult(model, modified=changed)
+
+
+@dataclass
+class Body:
+    """An op's function body: ``outputs[i]`` is the body output standing for the node's
+    output ``i`` (None: the body leaves it undefined), ``defaults`` the schema's attribute
+    defaults (a body's attribute references fall back to them)."""
+
+    function: ir.Function
+    outputs: list[ir.Value | None]
+    defaults: dict[str, ir.Attr]
+
+
+def function_body(node: ir.Node, opsets: dict[str, int]) -> Body | None:
+    """The ONNX function body of ``node`` at the model's opset version (None: no body, an
+    untyped input of a context-dependent function, or no schema at that version).
+
+    Args:
+        node: the node to expand.
+        opsets: the model's opset imports (domain -> version).
+
+    Returns:
+        The body, its outputs lined up with the node's.
+    """
+    domain = "" if node.domain == "ai.onnx" else node.domain
+    version = opsets.get(domain, opsets.get("ai.onnx") if domain == "" else None)
+    if version is None:
+        return None
+    try:
+        schema = onnx.defs.get_schema(node.op_type, version, domain)
+    except onnx.defs.SchemaError:
+        return None
+    proto = _body_proto(schema, node, version, domain)
+    if proto is None or not proto.node:
+        return None
+    produced = set(proto.input) | {o for n in proto.node for o in n.output if o}
+    names = list(proto.output)
+    del proto.output[:]
+    proto.output.extend(o for o in names if o in produced)
+    function = ir.serde.deserialize_function(proto)
+    by_name = {v.name: v for v in function.outputs}
+    defaults = {name: ir.serde.deserialize_attribute(a.default_value)
+                for name, a in schema.attributes.items() if a.default_value.name}
+    return Body(function, [by_name.get(o) for o in names], defaults)
+
+
+def _body_proto(schema: onnx.defs.OpSchema, node: ir.Node, version: int,
+                domain: str) -> onnx.FunctionProto | None:
+    plain = [v for v in schema.function_opset_versions if v <= version]
+    dependent = [v for v in schema.context_dependent_function_opset_versions if v <= version]
+    if not plain and not dependent:
+        return None
+    proto = onnx.FunctionProto()
+    if dependent and (not plain or max(dependent) >= max(plain)):
+        types = [_type_proto(v) for v in node.inputs]
+        if any(t is None for t in types):
+            return None
+        node_proto = ir.serde.serialize_node(node)
+        node_proto.domain = domain
+        try:
+            data = schema.get_context_dependent_function_with_opset_version(
+                max(dependent), node_proto.SerializeToString(),
+                [t.SerializeToString() for t in types if t is not None])
+        except Exception:  # onnx's builder refuses this node (attributes/types): no body
+            return None
+        proto.ParseFromString(data)
+    else:
+        proto.ParseFromString(schema.get_function_with_opset_version(max(plain)))
+    return proto
+
+
+def _type_proto(value: ir.Value | None) -> onnx.TypeProto | None:
+    if value is None:
+        return onnx.TypeProto()  # an omitted optional input
+    if value.dtype is None:
+        return None
+    dims = None if value.shape is None else [d if isinstance(d, int) else None
+                                             for d in value.shape]
+    return onnx.helper.make_tensor_type_proto(int(value.dtype), dims)
+
+
+def _resolved_attrs(fnode: ir.Node, given: dict[str, ir.Attr]) -> list[ir.Attr] | None:
+    """``fnode``'s attributes with references to the caller's replaced (None: a graph
+    attribute, which this pass does not clone)."""
+    out = []
+    for a in fnode.attributes.values():
+        if a.is_ref():
+            src = given.get(a.ref_attr_name or "")
+            if src is not None:
+                out.append(ir.Attr(a.name, src.type, src.value))
+            continue
+        if a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS):
+            return None
+        out.append(ir.Attr(a.name, a.type, a.value))
+    return out
+
+
+def _inline(model: ir.Model, node: ir.Node, found: Body) -> bool:
+    """Put ``found``'s nodes in place of ``node``; False (nothing edited) when it cannot."""
+    graph = model.graph
+    body = found.function
+    given = dict(found.defaults)
+    given.update({a.name: a for a in body.attributes.values() if a.value is not None})
+    given.update(node.attributes)
+    attrs = [_resolved_attrs(f, given) for f in body]
+    if any(a is None for a in attrs) or len(node.inputs) > len(body.inputs):
+        return False
+    value_map: dict[ir.Value, ir.Value | None] = dict.fromkeys(body.inputs)
+    value_map.update(zip(body.inputs, node.inputs, strict=False))
+    meta = {SOURCE_KEY: node.metadata_props[SOURCE_KEY]} \
+        if SOURCE_KEY in node.metadata_props else None
+    prefix = (node.outputs[0].name if node.outputs else None) or node.op_type
+    new_nodes = []
+    for fnode, fattrs in zip(body, attrs, strict=True):
+        new = ir.Node(fnode.domain, fnode.op_type, [value_map.get(v) if v is not None else None
+                                                    for v in fnode.inputs],
+                      fattrs or [], overload=fnode.overload, num_outputs=len(fnode.outputs),
+                      name=unique_name(graph, f"{prefix}/{fnode.op_type}"),
+                      metadata_props=dict(meta) if meta else None)
+        for old_out, new_out in zip(fnode.outputs, new.outputs, strict=True):
+            new_out.name = unique_name(graph, f"{prefix}/{old_out.name or 'v'}")
+            value_map[old_out] = new_out
+        new_nodes.append(new)
+    results = []
+    for i, fout in enumerate(found.outputs):
+        result = None if fout is None else value_map.get(fout)
+        used = i < len(node.outputs) and (bool(node.outputs[i].uses())
+                                          or node.outputs[i].is_graph_output())
+        if result is None:
+            if used:
+                return False  # the body leaves a used output undefined
+        elif used and result.producer() not in new_nodes:
+            # an output that is an input (or omitted): an Identity gives it its own value
+            ident = ir.Node("", "Identity", [result], num_outputs=1,
+                            name=unique_name(graph, f"{prefix}/Identity"))
+            new_nodes.append(ident)
+            result = ident.outputs[0]
+        results.append(result)
+    for domain, version in body.opset_imports.items():
+        model.opset_imports.setdefault(domain, version)
+    graph.insert_before(node, new_nodes)
+    for old, result in zip(node.outputs, results, strict=False):
+        if result is None:
+            continue
+        name = old.name
+        old.replace_all_uses_with(result, replace_graph_outputs=True)
+        if name:
+            old.name = unique_name(graph, f"{name}__expanded")
+            result.name = name
+        result.type, result.shape = old.type, old.shape
+    graph.remove(node, safe=True)
+    return True
+
+
+def expand_functions(model: ir.Model, expand: Callable[[ir.Node], bool],
+                     infer: Callable[[ir.Model], object], rounds: int = 4) -> bool:
+    """Expand selected nodes until none is left (bodies calling further functions, typed by
+    ``infer`` in between), at most ``rounds`` times.
+
+    Args:
+        model: the IR model, edited in place.
+        expand: which nodes to expand (e.g. those an exporter has no lowering for).
+        infer: shape inference to run after each round that changed something.
+        rounds: the nesting depth expanded at most.
+
+    Returns:
+        True when any node was expanded.
+    """
+    changed = False
+    for _ in range(rounds):
+        if not ExpandFunctionsPass(expand)(model).modified:
+            break
+        changed = True
+        infer(model)
+    return changed
