@@ -32,11 +32,14 @@ _DOMAINS = ("", "ai.onnx", "ai.onnx.preview")
 
 class ExpandFunctionsPass(ir.passes.InPlacePass):
     """Replace each top-graph node for which ``expand(node)`` is true by its ONNX function
-    body (nodes without a usable body are left as they are)."""
+    body (nodes without a usable body are left as they are); float16 nodes for which
+    ``widen(node)`` is true run their body in float32 (see :func:`_in_float32`)."""
 
-    def __init__(self, expand: Callable[[ir.Node], bool]) -> None:
+    def __init__(self, expand: Callable[[ir.Node], bool],
+                 widen: Callable[[ir.Node], bool] | None = None) -> None:
         super().__init__()
         self.expand = expand
+        self.widen = widen or (lambda node: False)
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         """Expand every selected node once (bodies are not expanded further here)."""
@@ -45,9 +48,61 @@ class ExpandFunctionsPass(ir.passes.InPlacePass):
             if node.domain not in _DOMAINS or not self.expand(node):
                 continue
             body = function_body(node, model.opset_imports)
+            if body is None or not _clonable(body.function):
+                continue
+            if self.widen(node) and any(v is not None and v.dtype == ir.DataType.FLOAT16
+                                        for v in node.inputs):
+                node = _in_float32(model.graph, node)
+                body = function_body(node, model.opset_imports)
+                changed = True
             if body is not None and _inline(model, node, body):
                 changed = True
         return ir.passes.PassResult(model, modified=changed)
+
+
+def _in_float32(graph: ir.Graph, node: ir.Node) -> ir.Node:
+    """``node`` computing on float32: float16 inputs CAST up, float16 outputs CAST back.
+
+    A body's float16 steps each round to float16 (a Swish body: Mul, Sigmoid, Mul), so it
+    is several ulps off the op's own result, which the op's definition and reference round
+    once; in float32 the only rounding left is the final CAST."""
+    f16, f32 = ir.DataType.FLOAT16, ir.DataType.FLOAT
+    inputs: list[ir.Value | None] = []
+    before = []
+    for v in node.inputs:
+        if v is None or v.dtype != f16:
+            inputs.append(v)
+            continue
+        up = ir.Node("", "Cast", [v], [ir.AttrInt64("to", int(f32))], num_outputs=1,
+                     name=unique_name(graph, f"{v.name}/to_float32"))
+        up.outputs[0].name = unique_name(graph, f"{v.name}/float32")
+        up.outputs[0].type, up.outputs[0].shape = ir.TensorType(f32), v.shape
+        before.append(up)
+        inputs.append(up.outputs[0])
+    wide = ir.Node(node.domain, node.op_type, inputs, list(node.attributes.values()),
+                   overload=node.overload, num_outputs=len(node.outputs),
+                   name=unique_name(graph, f"{node.name or node.op_type}_float32"),
+                   metadata_props=dict(node.metadata_props))
+    after: list[tuple[ir.Value, ir.Value, ir.Node | None]] = []
+    for old, new in zip(node.outputs, wide.outputs, strict=True):
+        new.name = unique_name(graph, f"{old.name or 'out'}/float32")
+        new.type, new.shape = (ir.TensorType(f32) if old.dtype == f16 else old.type), old.shape
+        if old.dtype == f16 and (old.uses() or old.is_graph_output()):
+            down = ir.Node("", "Cast", [new], [ir.AttrInt64("to", int(f16))], num_outputs=1,
+                           name=unique_name(graph, f"{old.name}/to_float16"))
+            after.append((old, down.outputs[0], down))
+        elif old.uses() or old.is_graph_output():
+            after.append((old, new, None))
+    graph.insert_before(node, [*before, wide, *[d for _, _, d in after if d is not None]])
+    for old, result, _ in after:
+        name = old.name
+        old.replace_all_uses_with(result, replace_graph_outputs=True)
+        if name:
+            old.name = unique_name(graph, f"{name}__float16")
+            result.name = name
+        result.type, result.shape = old.type, old.shape
+    graph.remove(node, safe=True)
+    return wide
 
 
 @dataclass
@@ -96,8 +151,11 @@ def function_body(node: ir.Node, opsets: dict[str, int]) -> Body | None:
 
 def _body_proto(schema: onnx.defs.OpSchema, node: ir.Node, version: int,
                 domain: str) -> onnx.FunctionProto | None:
-    plain = [v for v in schema.function_opset_versions if v <= version]
-    dependent = [v for v in schema.context_dependent_function_opset_versions if v <= version]
+    # the versioned accessors exist at run time but not in onnx's type stubs
+    plain = [v for v in schema.function_opset_versions  # type: ignore[attr-defined]
+             if v <= version]
+    dependent = [v for v in schema.context_dependent_function_opset_versions  # type: ignore[attr-defined]
+                 if v <= version]
     if not plain and not dependent:
         return None
     proto = onnx.FunctionProto()
@@ -108,14 +166,15 @@ def _body_proto(schema: onnx.defs.OpSchema, node: ir.Node, version: int,
         node_proto = ir.serde.serialize_node(node)
         node_proto.domain = domain
         try:
-            data = schema.get_context_dependent_function_with_opset_version(
+            data = schema.get_context_dependent_function_with_opset_version(  # type: ignore[attr-defined]
                 max(dependent), node_proto.SerializeToString(),
                 [t.SerializeToString() for t in types if t is not None])
         except Exception:  # onnx's builder refuses this node (attributes/types): no body
             return None
         proto.ParseFromString(data)
     else:
-        proto.ParseFromString(schema.get_function_with_opset_version(max(plain)))
+        proto.ParseFromString(
+            schema.get_function_with_opset_version(max(plain)))  # type: ignore[attr-defined]
     return proto
 
 
@@ -127,6 +186,12 @@ def _type_proto(value: ir.Value | None) -> onnx.TypeProto | None:
     dims = None if value.shape is None else [d if isinstance(d, int) else None
                                              for d in value.shape]
     return onnx.helper.make_tensor_type_proto(int(value.dtype), dims)
+
+
+def _clonable(body: ir.Function) -> bool:
+    """False for a body with graph attributes (If/Loop/Scan), which this pass does not clone."""
+    return not any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
+                   for n in body for a in n.attributes.values())
 
 
 def _resolved_attrs(fnode: ir.Node, given: dict[str, ir.Attr]) -> list[ir.Attr] | None:
@@ -203,7 +268,8 @@ def _inline(model: ir.Model, node: ir.Node, found: Body) -> bool:
 
 
 def expand_functions(model: ir.Model, expand: Callable[[ir.Node], bool],
-                     infer: Callable[[ir.Model], object], rounds: int = 4) -> bool:
+                     infer: Callable[[ir.Model], object], rounds: int = 4,
+                     widen: Callable[[ir.Node], bool] | None = None) -> bool:
     """Expand selected nodes until none is left (bodies calling further functions, typed by
     ``infer`` in between), at most ``rounds`` times.
 
@@ -212,13 +278,14 @@ def expand_functions(model: ir.Model, expand: Callable[[ir.Node], bool],
         expand: which nodes to expand (e.g. those an exporter has no lowering for).
         infer: shape inference to run after each round that changed something.
         rounds: the nesting depth expanded at most.
+        widen: which float16 nodes run their body in float32.
 
     Returns:
         True when any node was expanded.
     """
     changed = False
     for _ in range(rounds):
-        if not ExpandFunctionsPass(expand)(model).modified:
+        if not ExpandFunctionsPass(expand, widen)(model).modified:
             break
         changed = True
         infer(model)
