@@ -24,6 +24,8 @@ from modelconv.exporters.tflite import (  # noqa: F401  (imported for their regi
     ops_rnn,
     ops_select,
     ops_shape,
+    ops_special,
+    ops_trig,
 )
 from modelconv.exporters.tflite.registry import LOWERINGS, tflite_lowering
 

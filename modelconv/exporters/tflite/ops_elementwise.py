@@ -45,7 +45,9 @@ def check_binary(node: ir.Node) -> str | None:
     """FLOOR_MOD is Python-style modulo (no fmod=1); the kernel must take the dtype; POW with
     a float exponent on an integer base needs the base to fit float32."""
     if node.op_type == "Mod" and attr(node, "fmod", 0):
-        return "fmod=1"
+        from modelconv.exporters.tflite.ops_special import fmod_reason
+
+        return fmod_reason(node)
     if node.op_type == "Pow":
         return _pow_reason(node)
     return dtype_reason(_BINARY[node.op_type], *node.inputs)
@@ -71,8 +73,11 @@ def lower_binary(ctx: LoweringContext, node: ir.Node) -> None:
     Float uses the op directly (with its fused activation); other dtypes go through
     :func:`emit_typed` (computed in a dtype the kernel takes unquantized)."""
     code = _BINARY[node.op_type]
-    if node.op_type == "Mod" and "fmod" in node.attributes and node.attributes["fmod"].value:
-        raise ExportError("Mod with fmod=1 is not supported by TFLite")
+    if node.op_type == "Mod" and attr(node, "fmod", 0):
+        from modelconv.exporters.tflite.ops_special import lower_fmod
+
+        lower_fmod(ctx, node)
+        return
     ins = [ctx.inp(node, i) for i in range(len(node.inputs))]
     dst = ctx.out(node)
     if node.op_type == "Pow":
