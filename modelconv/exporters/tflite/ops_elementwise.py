@@ -9,6 +9,7 @@ from ai_edge_litert import schema_py_generated as s
 from modelconv.errors import ExportError
 from modelconv.exporters.tflite.graph import LoweringContext
 from modelconv.exporters.tflite.kernels import cast, dtype_reason, emit_typed, value_dtype
+from modelconv.exporters.tflite.ops_fmod import fmod_reason, lower_fmod
 from modelconv.exporters.tflite.registry import attr, output_used, tflite_lowering
 from modelconv.exporters.tflite.writer import tensor_type
 
@@ -45,8 +46,6 @@ def check_binary(node: ir.Node) -> str | None:
     """FLOOR_MOD is Python-style modulo (no fmod=1); the kernel must take the dtype; POW with
     a float exponent on an integer base needs the base to fit float32."""
     if node.op_type == "Mod" and attr(node, "fmod", 0):
-        from modelconv.exporters.tflite.ops_special import fmod_reason
-
         return fmod_reason(node)
     if node.op_type == "Pow":
         return _pow_reason(node)
@@ -74,8 +73,6 @@ def lower_binary(ctx: LoweringContext, node: ir.Node) -> None:
     :func:`emit_typed` (computed in a dtype the kernel takes unquantized)."""
     code = _BINARY[node.op_type]
     if node.op_type == "Mod" and attr(node, "fmod", 0):
-        from modelconv.exporters.tflite.ops_special import lower_fmod
-
         lower_fmod(ctx, node)
         return
     ins = [ctx.inp(node, i) for i in range(len(node.inputs))]
