@@ -12,7 +12,8 @@ After::   q, k, v -> Shape -> ... -> MatMul -> Softmax -> MatMul -> ... -> y
 
 Nested functions (SoftmaxCrossEntropyLoss's body calls NegativeLogLikelihoodLoss) are expanded
 in later rounds once shape inference has typed the new values: see :func:`expand_functions`.
-A body with graph attributes (If/Loop/Scan branches) is left alone.
+Subgraphs in a body (LinearAttention's Scan) move into the graph with it; a body whose
+subgraphs refer to the function's attributes is left alone.
 """
 
 from __future__ import annotations
@@ -188,15 +189,30 @@ def _type_proto(value: ir.Value | None) -> onnx.TypeProto | None:
     return onnx.helper.make_tensor_type_proto(int(value.dtype), dims)
 
 
+def _subgraphs(node: ir.Node) -> list[ir.Graph]:
+    graphs: list[ir.Graph] = []
+    for a in node.attributes.values():
+        if a.type == ir.AttributeType.GRAPH:
+            graphs.append(a.value)
+        elif a.type == ir.AttributeType.GRAPHS:
+            graphs.extend(a.value)
+    return graphs
+
+
 def _clonable(body: ir.Function) -> bool:
-    """False for a body with graph attributes (If/Loop/Scan), which this pass does not clone."""
-    return not any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
-                   for n in body for a in n.attributes.values())
+    """False for a body whose subgraphs (Scan/Loop/If bodies) refer to the function's
+    attributes: this pass resolves references on the body's own nodes only."""
+    for node in body:
+        for graph in _subgraphs(node):
+            for inner in ir.traversal.RecursiveGraphIterator(graph):
+                if any(a.is_ref() for a in inner.attributes.values()):
+                    return False
+    return True
 
 
-def _resolved_attrs(fnode: ir.Node, given: dict[str, ir.Attr]) -> list[ir.Attr] | None:
-    """``fnode``'s attributes with references to the caller's replaced (None: a graph
-    attribute, which this pass does not clone)."""
+def _resolved_attrs(fnode: ir.Node, given: dict[str, ir.Attr]) -> list[ir.Attr]:
+    """``fnode``'s attributes with references to the caller's replaced (a reference to an
+    attribute the caller leaves out and that has no default is dropped)."""
     out = []
     for a in fnode.attributes.values():
         if a.is_ref():
@@ -204,8 +220,7 @@ def _resolved_attrs(fnode: ir.Node, given: dict[str, ir.Attr]) -> list[ir.Attr] 
             if src is not None:
                 out.append(ir.Attr(a.name, src.type, src.value))
             continue
-        if a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS):
-            return None
+        # subgraphs move with the node: each body is deserialized for one node only
         out.append(ir.Attr(a.name, a.type, a.value))
     return out
 
@@ -218,7 +233,7 @@ def _inline(model: ir.Model, node: ir.Node, found: Body) -> bool:
     given.update({a.name: a for a in body.attributes.values() if a.value is not None})
     given.update(node.attributes)
     attrs = [_resolved_attrs(f, given) for f in body]
-    if any(a is None for a in attrs) or len(node.inputs) > len(body.inputs):
+    if len(node.inputs) > len(body.inputs):
         return False
     value_map: dict[ir.Value, ir.Value | None] = dict.fromkeys(body.inputs)
     value_map.update(zip(body.inputs, node.inputs, strict=False))
@@ -229,7 +244,7 @@ def _inline(model: ir.Model, node: ir.Node, found: Body) -> bool:
     for fnode, fattrs in zip(body, attrs, strict=True):
         new = ir.Node(fnode.domain, fnode.op_type, [value_map.get(v) if v is not None else None
                                                     for v in fnode.inputs],
-                      fattrs or [], overload=fnode.overload, num_outputs=len(fnode.outputs),
+                      fattrs, overload=fnode.overload, num_outputs=len(fnode.outputs),
                       name=unique_name(graph, f"{prefix}/{fnode.op_type}"),
                       metadata_props=dict(meta) if meta else None)
         for old_out, new_out in zip(fnode.outputs, new.outputs, strict=True):
@@ -251,6 +266,12 @@ def _inline(model: ir.Model, node: ir.Node, found: Body) -> bool:
             new_nodes.append(ident)
             result = ident.outputs[0]
         results.append(result)
+    for new in new_nodes:  # subgraphs read function values by scope: point them at ours
+        for sub in _subgraphs(new):
+            for inner in ir.traversal.RecursiveGraphIterator(sub):
+                for k, v in enumerate(inner.inputs):
+                    if v is not None and v in value_map:
+                        inner.replace_input_with(k, value_map[v])
     for domain, version in body.opset_imports.items():
         model.opset_imports.setdefault(domain, version)
     graph.insert_before(node, new_nodes)

@@ -24,6 +24,7 @@ from modelconv.passes.pipeline import failed_pass
 from modelconv.passes.shape_inference import ShapeInferencePass
 from modelconv.passes.tflite.fuse_activation import FuseActivationPass
 from modelconv.passes.tflite.nhwc import NhwcLayoutPass
+from modelconv.passes.unroll_scan import UnrollScanPass
 from modelconv.verification.inputs import resolve_shape
 
 
@@ -130,6 +131,8 @@ def infer_and_fold(model: ir.Model) -> dict[str, list[str]]:
     try:
         ShapeInferencePass()(model)
         expand_functions(model, _no_lowering, ShapeInferencePass(), widen=_whole_op)
+        if UnrollScanPass()(model).modified:
+            ShapeInferencePass()(model)
         empty = empty_outputs(model)
         ir.passes.Sequential(rounds, ShapeInferencePass())(model)
     except ir.passes.PassError as exc:  # report unsupported ops first: they are the cause
