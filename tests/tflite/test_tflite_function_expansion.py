@@ -1,10 +1,12 @@
 """Ops without a TFLite lowering are expanded into their ONNX function body
-(modelconv/passes/expand_functions.py): what the node tests do not show on their own.
+(modelconv/passes/expand_functions.py), and Scan is unrolled (passes/unroll_scan.py): what
+the node tests do not show on their own.
 
 The node suite (tests/onnx_conformance.py) runs the ops themselves (Attention, Swish,
 SoftmaxCrossEntropyLoss, ...); here: the source name carried onto the body, the body for the
 model's opset version (none: still refused, naming the op), the schema's attribute defaults,
-float16 whole ops computed in float32, and nested functions.
+float16 whole ops computed in float32, nested functions, and Scan's reverse directions and
+non-zero axes.
 """
 
 from __future__ import annotations
@@ -90,3 +92,38 @@ def test_nested_functions_are_expanded_in_later_rounds() -> None:
     b = np.linspace(1, 2, 8, dtype=np.float32).reshape(2, 4)
     got = LiteRTRunner(convert_to_tflite(model)).run([a, b])[0]
     np.testing.assert_allclose(got, a / (1 + np.exp(-1.5 * a)) * b, atol=1e-5)
+
+
+@pytest.mark.parametrize(("in_dir", "out_dir", "axis"), [(0, 0, 0), (1, 0, 1), (0, 1, 1),
+                                                         (1, 1, 0)])
+def test_scan_unrolled_in_every_direction(in_dir: int, out_dir: int, axis: int) -> None:
+    # running sum over the scan axis: s_t = s_{t-1} + x_t, y_t = s_t * w (w from outside)
+    import onnxruntime as ort
+
+    f = TensorProto.FLOAT
+    body = helper.make_graph(
+        [helper.make_node("Add", ["s_in", "x_t"], ["s_out"]),
+         helper.make_node("Mul", ["s_out", "w"], ["y_t"])], "body",
+        [helper.make_tensor_value_info(n, f, [3]) for n in ("s_in", "x_t")],
+        [helper.make_tensor_value_info(n, f, [3]) for n in ("s_out", "y_t")])
+    xs_shape = [4, 3] if axis == 0 else [3, 4]
+    scan = helper.make_node("Scan", ["s0", "xs"], ["s_final", "ys"], body=body,
+                            num_scan_inputs=1, scan_input_directions=[in_dir],
+                            scan_output_directions=[out_dir], scan_input_axes=[axis],
+                            scan_output_axes=[axis])
+    graph = helper.make_graph(
+        [scan], "g", [helper.make_tensor_value_info("s0", f, [3]),
+                      helper.make_tensor_value_info("xs", f, xs_shape)],
+        [helper.make_tensor_value_info("s_final", f, [3]),
+         helper.make_tensor_value_info("ys", f, xs_shape)],
+        initializer=[helper.make_tensor("w", f, [3], [1.0, -2.0, 0.5])])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    rng = np.random.default_rng(0)
+    s0 = rng.standard_normal(3).astype(np.float32)
+    xs = rng.standard_normal(xs_shape).astype(np.float32)
+    want = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]
+                                ).run(None, {"s0": s0, "xs": xs})
+    model = ir.serde.deserialize_model(proto)
+    got = LiteRTRunner(convert_to_tflite(model)).run([s0, xs])
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, atol=1e-5)
