@@ -8,7 +8,7 @@ definition, so an exporter without a direct lowering for the op can lower the bo
 Before::  q, k, v -> Attention(is_causal=1) -> y
 After::   q, k, v -> Shape -> ... -> MatMul -> Softmax -> MatMul -> ... -> y
           (the body for the model's opset version, attribute references resolved; the
-          nodes keep the expanded node's source name)
+          nodes keep the expanded node's source name and record the op in EXPANDED_KEY)
 
 Nested functions (SoftmaxCrossEntropyLoss's body calls NegativeLogLikelihoodLoss) are expanded
 in later rounds once shape inference has typed the new values: see :func:`expand_functions`.
@@ -27,6 +27,8 @@ import onnx_ir as ir
 from modelconv.ir.builder import SOURCE_KEY
 from modelconv.passes._edit import unique_name
 
+#: metadata key of a body's nodes: the op(s) they were expanded from ("Outer/Inner")
+EXPANDED_KEY = "modelconv.expanded_from"
 #: the op domains whose schemas onnx.defs knows
 _DOMAINS = ("", "ai.onnx", "ai.onnx.preview")
 
@@ -238,7 +240,9 @@ def _inline(model: ir.Model, node: ir.Node, found: Body) -> bool:
     value_map: dict[ir.Value, ir.Value | None] = dict.fromkeys(body.inputs)
     value_map.update(zip(body.inputs, node.inputs, strict=False))
     meta = {SOURCE_KEY: node.metadata_props[SOURCE_KEY]} \
-        if SOURCE_KEY in node.metadata_props else None
+        if SOURCE_KEY in node.metadata_props else {}
+    outer = node.metadata_props.get(EXPANDED_KEY)
+    meta[EXPANDED_KEY] = f"{outer}/{node.op_type}" if outer else node.op_type
     prefix = (node.outputs[0].name if node.outputs else None) or node.op_type
     new_nodes = []
     for fnode, fattrs in zip(body, attrs, strict=True):
@@ -246,7 +250,7 @@ def _inline(model: ir.Model, node: ir.Node, found: Body) -> bool:
                                                     for v in fnode.inputs],
                       fattrs, overload=fnode.overload, num_outputs=len(fnode.outputs),
                       name=unique_name(graph, f"{prefix}/{fnode.op_type}"),
-                      metadata_props=dict(meta) if meta else None)
+                      metadata_props=dict(meta))
         for old_out, new_out in zip(fnode.outputs, new.outputs, strict=True):
             new_out.name = unique_name(graph, f"{prefix}/{old_out.name or 'v'}")
             value_map[old_out] = new_out

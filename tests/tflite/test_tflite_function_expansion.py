@@ -127,3 +127,13 @@ def test_scan_unrolled_in_every_direction(in_dir: int, out_dir: int, axis: int) 
     got = LiteRTRunner(convert_to_tflite(model)).run([s0, xs])
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, atol=1e-5)
+
+
+def test_refused_body_ops_name_the_op_they_came_from() -> None:
+    # Celu has a lowering, float32 only; its bfloat16 body is checked op by op and refused
+    model = _model("Celu", 28, TensorProto.BFLOAT16, alpha=2.0)
+    with pytest.raises(UnsupportedOpsError) as info:
+        convert_to_tflite(model)
+    keys = list(info.value.unsupported)
+    assert keys and all("in the ONNX function body of Celu" in k for k in keys), keys
+    assert all(places == ["block.act"] for places in info.value.unsupported.values())

@@ -15,7 +15,7 @@ from modelconv.ir.builder import source_name_of
 from modelconv.ir.info import graph_input_specs
 from modelconv.options import ConvertOptions
 from modelconv.passes.constant_folding import FoldConstantsPass
-from modelconv.passes.expand_functions import expand_functions
+from modelconv.passes.expand_functions import EXPANDED_KEY, expand_functions
 from modelconv.passes.fuse_batchnorm import FuseBatchNormPass
 from modelconv.passes.fuse_bias import FuseBiasPass
 from modelconv.passes.fuse_gelu import FuseGeluPass
@@ -193,12 +193,14 @@ def check_supported(model: ir.Model, extra: dict[str, list[str]] | None = None) 
     for node in model.graph:
         key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
         where = source_name_of(node) or node.name or "?"
+        origin = node.metadata_props.get(EXPANDED_KEY)  # an op of a function body: name
+        body = f"in the ONNX function body of {origin}" if origin else ""  # the model's op
         if node.domain not in ("", "ai.onnx") or node.op_type not in LOWERINGS:
-            missing[key].append(where)
+            missing[f"{key} ({body})" if body else key].append(where)
             continue
         reason = unsupported_reason(node)
         if reason is not None:
-            missing[f"{key} ({reason})"].append(where)
+            missing[f"{key} ({reason}{', ' + body if body else ''})"].append(where)
     if missing:
         raise UnsupportedOpsError("ONNX op for TFLite", missing)
 
