@@ -6,7 +6,6 @@ import numpy as np
 import onnx_ir as ir
 from ai_edge_litert import schema_py_generated as s
 
-from modelconv.errors import ExportError
 from modelconv.exporters.tflite.graph import LoweringContext
 from modelconv.exporters.tflite.kernels import cast, dtype_reason, emit_typed, value_dtype
 from modelconv.exporters.tflite.ops_fmod import fmod_reason, lower_fmod
@@ -149,12 +148,10 @@ def lower_unary(ctx: LoweringContext, node: ir.Node) -> None:
 
 
 def check_dropout(node: ir.Node) -> str | None:
-    """Inference-mode Dropout only: no mask output, training_mode absent or constant false
-    (a training Dropout zeroes and rescales at random; the identity would be wrong)."""
+    """Inference-mode Dropout only: training_mode absent or constant false (a training
+    Dropout zeroes and rescales at random; the identity would be wrong)."""
     if node.op_type != "Dropout":
         return None
-    if output_used(node, 1):
-        return "mask output"
     mode = node.inputs[2] if len(node.inputs) > 2 else None
     if mode is None:
         return None
@@ -165,10 +162,12 @@ def check_dropout(node: ir.Node) -> str | None:
 
 @tflite_lowering("Identity", "Dropout", check=check_dropout)
 def lower_identity(ctx: LoweringContext, node: ir.Node) -> None:
-    """Identity (and inference-mode Dropout) emit nothing: the output is the input tensor."""
-    if node.op_type == "Dropout" and len(node.outputs) > 1 and node.outputs[1].uses():
-        raise ExportError("Dropout mask output is not supported for TFLite")
+    """Identity (and inference-mode Dropout) emit nothing: the output is the input tensor;
+    an inference Dropout's mask keeps everything (a constant all-true tensor)."""
     ctx.alias(node.outputs[0], ctx.inp(node, 0))
+    if node.op_type == "Dropout" and output_used(node, 1):
+        shape = ctx.t(ctx.inp(node, 0)).shape
+        ctx.alias(node.outputs[1], ctx.const(np.ones(shape, np.bool_), "keep_all"))
 
 
 @tflite_lowering("Mean")
