@@ -1,5 +1,6 @@
 """Ops composed from comparisons, selects and reductions: IsInf, IsNaN (EQUAL / NOT_EQUAL),
-Hardmax (ARG_MAX + ONE_HOT), LpNormalization (p = 1, 2) and Shrink (SELECT_V2)."""
+Hardmax (ARG_MAX + ONE_HOT), LpNormalization (p = 1, 2), Shrink (SELECT_V2) and EyeLike
+(a constant)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import onnx_ir as ir
 from ai_edge_litert import schema_py_generated as s
 
-from modelconv.exporters.tflite.graph import LoweringContext
+from modelconv.exporters.tflite.graph import LoweringContext, np_dtype
 from modelconv.exporters.tflite.kernels import cast, value_dtype
 from modelconv.exporters.tflite.ops_elementwise import binary, scalar
 from modelconv.exporters.tflite.ops_math import check_float32
@@ -126,3 +127,12 @@ def lower_shrink(ctx: LoweringContext, node: ir.Node) -> None:
     binary(ctx, "SUB", x, scalar(ctx, x, bias, "bias"), minus)
     ctx.emit("SELECT_V2", [high, minus, scalar(ctx, x, 0.0, "zero")], [upper])
     ctx.emit("SELECT_V2", [low, plus, upper], [dst])
+
+
+@tflite_lowering("EyeLike")
+def lower_eye_like(ctx: LoweringContext, node: ir.Node) -> None:
+    """EyeLike -> a constant (ones on diagonal k): it depends on the input's static shape only."""
+    out = node.outputs[0]
+    rows, cols = ctx.shape(out)
+    k = int(attr(node, "k", 0))  # type: ignore[call-overload]
+    ctx.alias(out, ctx.const(np.eye(rows, cols, k, dtype=np_dtype(out.dtype)), "eye"))
