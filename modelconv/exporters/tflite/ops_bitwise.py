@@ -144,3 +144,27 @@ def lower_bitwise_and_or(ctx: LoweringContext, node: ir.Node) -> None:
     or32 = ctx.tmp("or", np.int32, shape)
     binary(ctx, "ADD", x32, and32, or32)
     cast(ctx, or32, dtype, dst)
+
+
+def check_bitcast(node: ir.Node) -> str | None:
+    """BitCast: both element types stored as themselves in TFLite (float64 is narrowed to
+    float32 there, so its bits are not the source's) and of one width."""
+    names = [value_dtype(node.inputs[0]), value_dtype(node.outputs[0])]
+    for value in (node.inputs[0], node.outputs[0]):
+        if value is not None and value.dtype == ir.DataType.DOUBLE:
+            return "float64 data (TFLite stores float64 as float32: its bits differ)"
+    if None in names:
+        return None
+    try:
+        sizes = [np.dtype(n).itemsize for n in names if n is not None]
+    except TypeError:
+        return f"{names[0]} -> {names[1]}: no TFLite tensor type"
+    if sizes[0] != sizes[1]:
+        return f"{names[0]} -> {names[1]}: element widths differ"
+    return None
+
+
+@tflite_lowering("BitCast", check=check_bitcast)
+def lower_bitcast(ctx: LoweringContext, node: ir.Node) -> None:
+    """BitCast -> BITCAST (bitcast.cc; same element width, so the shape is kept)."""
+    ctx.emit("BITCAST", [ctx.inp(node, 0)], [ctx.out(node)])
