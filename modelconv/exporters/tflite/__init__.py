@@ -25,6 +25,7 @@ from modelconv.exporters.tflite import (  # noqa: F401  (imported for their regi
     ops_pool,
     ops_quant,
     ops_rnn,
+    ops_sample,
     ops_select,
     ops_shape,
 )
