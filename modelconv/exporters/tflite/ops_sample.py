@@ -117,6 +117,8 @@ def _cubic_weights(f: _F, t: int) -> list[int]:
 def _taps(f: _F, p: int, size: int, mode: str, padding: str,
           bounds: tuple[float, float]) -> list[tuple[int, int | None]]:
     """(int32 index, float weight or None for 1) per tap of one spatial dim."""
+    floats: list[int]
+    weights: list[int | None]
     if mode == "nearest":
         floats, weights = [p], [None]
     else:
@@ -125,7 +127,7 @@ def _taps(f: _F, p: int, size: int, mode: str, padding: str,
         if mode == "linear":
             offsets, weights = [0.0, 1.0], [f.op("SUB", f.c(1.0), t), t]
         else:
-            offsets, weights = [-1.0, 0.0, 1.0, 2.0], _cubic_weights(f, t)
+            offsets, weights = [-1.0, 0.0, 1.0, 2.0], list(_cubic_weights(f, t))
         floats = [f.op("ADD", x0, f.c(o)) if o else x0 for o in offsets]
     out: list[tuple[int, int | None]] = []
     for fi, w in zip(floats, weights, strict=True):
