@@ -110,3 +110,24 @@ def test_grid_sample_matches_reference(mode: str, padding: str, align: int,
     expected = ReferenceEvaluator(model).run(None, {"X": x, "Grid": grid})[0]
     got = _run(litert, model, {"X": x, "Grid": grid})
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_det_small_matrices(n: int, litert: IsolatedLiteRT) -> None:
+    """Det of batched 1x1 / 2x2 / 3x3 matrices matches numpy (node tests have 2x2 only)."""
+    x = np.random.default_rng(3).standard_normal((4, n, n)).astype(np.float32)
+    model = _model("Det", {"x": x}, x.dtype, [4])
+    np.testing.assert_allclose(_run(litert, model, {"x": x}), np.linalg.det(x),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_det_4x4_and_overlapping_unpool_refused() -> None:
+    """4x4 Det and MaxUnpool with overlapping windows are refused with the reason named."""
+    x = np.zeros((4, 4), np.float32)
+    with pytest.raises(UnsupportedOpsError, match="4x4"):
+        convert_to_tflite(ir.serde.deserialize_model(_model("Det", {"x": x}, x.dtype, [])))
+    v, i = np.zeros((1, 1, 3, 3), np.float32), np.zeros((1, 1, 3, 3), np.int64)
+    model = _model("MaxUnpool", {"v": v, "i": i}, v.dtype, [1, 1, 4, 4], kernel_shape=[2, 2],
+                   strides=[1, 1])
+    with pytest.raises(UnsupportedOpsError, match="overlapping windows"):
+        convert_to_tflite(ir.serde.deserialize_model(model))

@@ -21,6 +21,7 @@ from modelconv.exporters.tflite import (  # noqa: F401  (imported for their regi
     ops_generate,
     ops_index,
     ops_math,
+    ops_misc,
     ops_norm,
     ops_pool,
     ops_quant,
