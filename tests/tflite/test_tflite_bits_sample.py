@@ -131,3 +131,20 @@ def test_det_4x4_and_overlapping_unpool_refused() -> None:
                    strides=[1, 1])
     with pytest.raises(UnsupportedOpsError, match="overlapping windows"):
         convert_to_tflite(ir.serde.deserialize_model(model))
+
+
+@pytest.mark.parametrize("ctm", ["half_pixel", "output_half_pixel"])
+@pytest.mark.parametrize("mode", ["avg", "max"])
+def test_roi_align_matches_reference(mode: str, ctm: str, litert: IsolatedLiteRT) -> None:
+    """Two images, rois reaching outside the image, spatial_scale 0.5: the ONNX reference."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 6, 7)).astype(np.float32)
+    rois = rng.uniform(-4.0, 16.0, (5, 4)).astype(np.float32)
+    rois[:, 2:] = rois[:, :2] + rng.uniform(0.5, 9.0, (5, 2)).astype(np.float32)
+    batch = np.asarray([0, 1, 1, 0, 1], np.int64)
+    feeds = {"X": x, "rois": rois, "batch_indices": batch}
+    model = _model("RoiAlign", feeds, x.dtype, [5, 3, 2, 3], opset=16, mode=mode,
+                   coordinate_transformation_mode=ctm, output_height=2, output_width=3,
+                   sampling_ratio=2, spatial_scale=0.5)
+    expected = ReferenceEvaluator(model).run(None, feeds)[0]
+    np.testing.assert_allclose(_run(litert, model, feeds), expected, rtol=1e-4, atol=1e-5)

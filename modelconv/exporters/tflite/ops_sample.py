@@ -1,4 +1,4 @@
-"""GridSample with static shapes, composed from float arithmetic and GATHER.
+"""GridSample and RoiAlign with static shapes, composed from float arithmetic and GATHER.
 
 Follows the ONNX reference (onnx/reference/ops/op_grid_sample.py) step by step, for any
 number of spatial dims: each grid coordinate is denormalised (``align_corners``), rounded
@@ -207,3 +207,115 @@ def lower_grid_sample(ctx: LoweringContext, node: ir.Node) -> None:
             binary(ctx, "ADD", acc, picked, summed)
             acc = summed
     ctx.transpose(acc, [0, len(shape), *range(1, len(shape))], dst=dst)
+
+
+def check_roi_align(node: ir.Node) -> str | None:
+    """RoiAlign: float32, a fixed sampling_ratio (> 0: the sample grid is static), avg / max,
+    half_pixel / output_half_pixel."""
+    if int(attr(node, "sampling_ratio", 0)) <= 0:  # type: ignore[call-overload]
+        return "sampling_ratio=0 (adaptive: the sample count depends on run-time rois)"
+    if attr(node, "mode", "avg") not in ("avg", "max"):
+        return f"mode={attr(node, 'mode')!r}"
+    if attr(node, "coordinate_transformation_mode", "half_pixel") not in (
+            "half_pixel", "output_half_pixel"):
+        return f"coordinate_transformation_mode={attr(node, 'coordinate_transformation_mode')!r}"
+    for value in node.inputs[:2]:
+        name = value_dtype(value)
+        if name is not None and name != "float32":
+            return f"{name} inputs (float32 only)"
+    return None
+
+
+def _roi_axis(ctx: LoweringContext, start: int, end: int, size: int, pooled: int, grid: int,
+              half_pixel: bool) -> list[tuple[int, int]]:
+    """(int32 index [R, pooled * grid], float weight) for the low / high tap of one axis,
+    as the reference's pre_calc_for_bilinear_interpolate (weight 0 outside [-1, size])."""
+    r = ctx.t(start).shape[0]
+    f = _F(ctx, [r, 1])
+    extent = f.op("SUB", end, start)
+    if not half_pixel:
+        extent = f.op("MAXIMUM", extent, f.c(1.0))
+    bin_size = f.op("DIV", extent, f.c(float(pooled)))
+    frac = ctx.const(np.asarray([[p + (i + 0.5) / grid for p in range(pooled)
+                                  for i in range(grid)]], np.float32), "sample_offsets")
+    g = _F(ctx, [r, pooled * grid])
+    pos = g.op("ADD", start, g.op("MUL", bin_size, frac))
+    inside = g.op("LOGICAL_AND", g.op("GREATER_EQUAL", pos, g.c(-1.0), np.bool_),
+                  g.op("LESS_EQUAL", pos, g.c(float(size)), np.bool_), np.bool_)
+    pos = g.op("MAXIMUM", pos, g.c(0.0))
+    low = g.un("FLOOR", pos)
+    at_end = g.op("GREATER_EQUAL", low, g.c(size - 1.0), np.bool_)
+    low = g.select(at_end, g.c(size - 1.0), low)
+    high = g.select(at_end, low, g.op("ADD", low, g.c(1.0)))
+    frac_hi = g.select(at_end, g.c(0.0), g.op("SUB", pos, low))
+    mask = g.select(inside, g.c(1.0), g.c(0.0))
+    w_low = g.op("MUL", g.op("SUB", g.c(1.0), frac_hi), mask)
+    w_high = g.op("MUL", frac_hi, mask)
+    to_i = np.dtype(np.int32)
+    return [(cast(ctx, low, to_i), w_low), (cast(ctx, high, to_i), w_high)]
+
+
+@tflite_lowering("RoiAlign", check=check_roi_align)
+def lower_roi_align(ctx: LoweringContext, node: ir.Node) -> None:
+    """RoiAlign -> per-ROI sample coordinates (a static grid of sampling_ratio**2 points per
+    bin), bilinear taps GATHERed from X as [N * H * W, C], weighted; avg sums the four taps
+    and averages the samples (SUM), max takes MAXIMUM over taps and REDUCE_MAX over samples."""
+    x, rois, bidx, dst = ctx.inp(node, 0), ctx.inp(node, 1), ctx.inp(node, 2), ctx.out(node)
+    n, c, h, w = ctx.t(x).shape
+    r = ctx.t(rois).shape[0]
+    oh, ow = int(attr(node, "output_height", 1)), int(attr(node, "output_width", 1))  # type: ignore[call-overload]
+    grid = int(attr(node, "sampling_ratio", 0))  # type: ignore[call-overload]
+    scale = float(attr(node, "spatial_scale", 1.0))  # type: ignore[arg-type]
+    half = attr(node, "coordinate_transformation_mode", "half_pixel") == "half_pixel"
+    is_max = attr(node, "mode", "avg") == "max"
+    f = _F(ctx, [r, 1])
+    cols = []
+    for k in range(4):
+        opts = s.GatherOptionsT()
+        opts.axis = 1
+        col = ctx.tmp(f"roi{k}", np.float32, [r, 1])
+        ctx.emit("GATHER", [rois, ctx.i32([k], "roi_column")], [col], opts)
+        col = f.op("MUL", col, f.c(scale))
+        cols.append(f.op("SUB", col, f.c(0.5)) if half else col)
+    ys = _roi_axis(ctx, cols[1], cols[3], h, oh, grid, half)
+    xs = _roi_axis(ctx, cols[0], cols[2], w, ow, grid, half)
+    gy, gx = oh * grid, ow * grid
+    b32 = bidx if ctx.t(bidx).dtype == np.int32 else cast(ctx, bidx, np.dtype(np.int32))
+    base = ctx.tmp("batch_offset", np.int32, [r, 1, 1])
+    binary(ctx, "MUL", ctx.reshape(b32, [r, 1, 1], "batch"),
+           ctx.i32(h * w, "image_size"), base)
+    table = ctx.reshape(ctx.transpose(x, [0, 2, 3, 1], "channels_last"), [n * h * w, c],
+                        "table")
+    full = _F(ctx, [r, gy, gx])
+    acc = -1
+    for (yi, wy), (xi, wx) in itertools.product(ys, xs):
+        row = full.op("MUL", ctx.reshape(yi, [r, gy, 1], "rows"), ctx.i32(w, "width"), np.int32)
+        flat = full.op("ADD", full.op("ADD", base, row, np.int32),
+                       ctx.reshape(xi, [r, 1, gx], "cols"), np.int32)
+        weight = full.op("MUL", ctx.reshape(wy, [r, gy, 1], "wy"),
+                         ctx.reshape(wx, [r, 1, gx], "wx"))
+        picked = ctx.tmp("picked", np.float32, [r, gy, gx, c])
+        ctx.emit("GATHER", [table, flat], [picked], s.GatherOptionsT())
+        term = ctx.tmp("weighted", np.float32, [r, gy, gx, c])
+        binary(ctx, "MUL", picked, ctx.reshape(weight, [r, gy, gx, 1], "weight"), term)
+        if acc < 0:
+            acc = term
+            continue
+        nxt = ctx.tmp("taps", np.float32, [r, gy, gx, c])
+        if is_max:
+            ctx.emit("MAXIMUM", [acc, term], [nxt])
+        else:
+            binary(ctx, "ADD", acc, term, nxt)
+        acc = nxt
+    bins = ctx.reshape(acc, [r, oh, grid, ow, grid, c], "bins")
+    pooled = ctx.tmp("pooled", np.float32, [r, oh, ow, c])
+    ropts = s.ReducerOptionsT()
+    ropts.keepDims = False
+    ctx.emit("REDUCE_MAX" if is_max else "SUM", [bins, ctx.i32([2, 4], "sample_axes")],
+             [pooled], ropts)
+    if not is_max:
+        averaged = ctx.like(pooled, "averaged")
+        binary(ctx, "MUL", pooled, ctx.const(np.asarray(1.0 / (grid * grid), np.float32),
+                                             "inv_count"), averaged)
+        pooled = averaged
+    ctx.transpose(pooled, [0, 3, 1, 2], dst=dst)
