@@ -39,7 +39,8 @@ def check_bitshift(node: ir.Node) -> str | None:
     direction = attr(node, "direction")
     if direction not in ("LEFT", "RIGHT"):
         return f"direction={direction!r}"
-    return _dtype_reason(node, _BIT_DTYPES, "no LiteRT RIGHT_SHIFT kernel (8/16/32-bit only)")
+    return _dtype_reason(node, _BIT_DTYPES,
+                         "8/16/32-bit only (LiteRT RIGHT_SHIFT; no exact 64-bit left shift)")
 
 
 def _saturated(ctx: LoweringContext, s_wide: int, width: int, signed: bool) -> int:
