@@ -88,7 +88,7 @@ def test_resize_cases_found() -> None:
 
 @pytest.mark.parametrize("case", DROPOUT, ids=[c.name for c in DROPOUT])
 def test_dropout_node_case(case: Any, litert: IsolatedLiteRT) -> None:
-    """Inference Dropout is the identity (its mask all true); training mode is refused."""
+    """Inference Dropout is the identity (its mask all True); training mode is refused."""
     outcome = ok_or_refused(case, litert, "Dropout")
     assert outcome == ("refused" if "training" in case.name else "ok")
 

@@ -6,9 +6,9 @@ import numpy as np
 import onnx_ir as ir
 from ai_edge_litert import schema_py_generated as s
 
+from modelconv.errors import ExportError
 from modelconv.exporters.tflite.graph import LoweringContext
 from modelconv.exporters.tflite.kernels import cast, dtype_reason, emit_typed, value_dtype
-from modelconv.exporters.tflite.ops_fmod import fmod_reason, lower_fmod
 from modelconv.exporters.tflite.registry import attr, output_used, tflite_lowering
 from modelconv.exporters.tflite.writer import tensor_type
 
@@ -45,7 +45,7 @@ def check_binary(node: ir.Node) -> str | None:
     """FLOOR_MOD is Python-style modulo (no fmod=1); the kernel must take the dtype; POW with
     a float exponent on an integer base needs the base to fit float32."""
     if node.op_type == "Mod" and attr(node, "fmod", 0):
-        return fmod_reason(node)
+        return "fmod=1"
     if node.op_type == "Pow":
         return _pow_reason(node)
     return dtype_reason(_BINARY[node.op_type], *node.inputs)
@@ -71,9 +71,8 @@ def lower_binary(ctx: LoweringContext, node: ir.Node) -> None:
     Float uses the op directly (with its fused activation); other dtypes go through
     :func:`emit_typed` (computed in a dtype the kernel takes unquantized)."""
     code = _BINARY[node.op_type]
-    if node.op_type == "Mod" and attr(node, "fmod", 0):
-        lower_fmod(ctx, node)
-        return
+    if node.op_type == "Mod" and "fmod" in node.attributes and node.attributes["fmod"].value:
+        raise ExportError("Mod with fmod=1 is not supported by TFLite")
     ins = [ctx.inp(node, i) for i in range(len(node.inputs))]
     dst = ctx.out(node)
     if node.op_type == "Pow":
@@ -149,7 +148,8 @@ def lower_unary(ctx: LoweringContext, node: ir.Node) -> None:
 
 def check_dropout(node: ir.Node) -> str | None:
     """Inference-mode Dropout only: training_mode absent or constant false (a training
-    Dropout zeroes and rescales at random; the identity would be wrong)."""
+    Dropout zeroes and rescales at random; the identity would be wrong). Its mask output is
+    then all True."""
     if node.op_type != "Dropout":
         return None
     mode = node.inputs[2] if len(node.inputs) > 2 else None
@@ -162,12 +162,12 @@ def check_dropout(node: ir.Node) -> str | None:
 
 @tflite_lowering("Identity", "Dropout", check=check_dropout)
 def lower_identity(ctx: LoweringContext, node: ir.Node) -> None:
-    """Identity (and inference-mode Dropout) emit nothing: the output is the input tensor;
-    an inference Dropout's mask keeps everything (a constant all-true tensor)."""
-    ctx.alias(node.outputs[0], ctx.inp(node, 0))
+    """Identity (and inference-mode Dropout) emit nothing: the output is the input tensor
+    (an inference Dropout's mask is the constant all-True tensor)."""
+    x = ctx.inp(node, 0)
+    ctx.alias(node.outputs[0], x)
     if node.op_type == "Dropout" and output_used(node, 1):
-        shape = ctx.t(ctx.inp(node, 0)).shape
-        ctx.alias(node.outputs[1], ctx.const(np.ones(shape, np.bool_), "keep_all"))
+        ctx.alias(node.outputs[1], ctx.const(np.ones(ctx.t(x).shape, np.bool_), "mask"))
 
 
 @tflite_lowering("Mean")
