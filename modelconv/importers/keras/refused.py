@@ -42,8 +42,6 @@ REFUSED: dict[str, str] = {
     "RandomCrop": ("not the identity at inference (center crop after an aspect-preserving "
                    "resize): " + _NOT_YET),
     "CenterCrop": _NOT_YET + " (crops, or resizes an input smaller than the target)",
-    "Masking": ("its mask is consumed by downstream layers (RNNs, attention, pooling); "
-                "mask propagation is not implemented yet"),
     "MelSpectrogram": _NOT_YET + " (STFT)",
     "STFTSpectrogram": _NOT_YET + " (STFT)",
     "Hashing": _HASH,
