@@ -222,7 +222,7 @@ class _Converter:
                            "_masks": masks, "_shapes": shapes}, where, self.kf.path)
         with self.b.source(where):
             try:
-                check_consumed(node.class_name, masks)
+                check_consumed(node.class_name, node.config, masks)
                 result = handler(self.b, cfg, self.weights.layer(path), xs)
                 outs = list(result) if isinstance(result, list | tuple) else [result]
                 out_masks = output_masks(self.b, node.class_name, cfg, xs, in_masks, masks,

@@ -49,9 +49,14 @@ TAKES_MASK: dict[str, str] = {
     "AdditiveAttention": "value mask on the scores, query mask on the output",
     "MultiHeadAttention": "query/value/key masks and attention_mask on the scores",
     "GlobalAveragePooling1D": "mean over the unmasked steps",
-    "Softmax": "masked positions get no probability",
     "BatchNormalization": "the mask only selects the statistics' samples in training",
     "TimeDistributed": "passed on to an inner layer that takes no mask",
+}
+
+#: classes whose ``call`` takes a mask that their handler does not apply: refused when a
+#: mask reaches them
+REFUSES_MASK: dict[str, str] = {
+    "Softmax": "a masked softmax (the mask broadcast against the input) is not converted",
 }
 
 #: call keyword arguments that are masks
@@ -90,7 +95,7 @@ def gather_call_masks(cls: str, in_masks: list[Mask],
         ``{"mask": [...]}`` (and MultiHeadAttention's own keys), or ``{}`` when the
         class takes no mask or none reaches it.
     """
-    if cls not in TAKES_MASK and not any(explicit):
+    if cls not in TAKES_MASK and cls not in REFUSES_MASK and not any(explicit):
         return {}
     out: dict[str, Any] = {}
     if cls == "MultiHeadAttention":
@@ -114,15 +119,21 @@ def _present(value: Any) -> bool:
     return value is not None
 
 
-def check_consumed(cls: str, masks: Mapping[str, Any]) -> None:
+def check_consumed(cls: str, cfg: Mapping[str, Any], masks: Mapping[str, Any]) -> None:
     """Refuse a mask reaching a layer whose call takes one that its handler does not honour.
 
     Raises:
-        LayerUnsupported: ``cls`` is not in :data:`TAKES_MASK` but a mask reaches its call.
+        LayerUnsupported: ``cls`` is not in :data:`TAKES_MASK` (or wraps a layer that
+            takes a mask) but a mask reaches its call.
     """
-    if masks and cls not in TAKES_MASK:
-        raise LayerUnsupported("a mask (from Embedding(mask_zero=True), Masking or a mask "
-                               "argument) that this layer's conversion does not apply")
+    if not masks:
+        return
+    inner = cfg.get("layer") if cls == "TimeDistributed" else None
+    inner_cls = inner.get("class_name") if isinstance(inner, dict) else None
+    if cls not in TAKES_MASK or inner_cls in TAKES_MASK or inner_cls in REFUSES_MASK:
+        what = f"its inner {inner_cls}" if inner_cls and cls in TAKES_MASK else "it"
+        raise LayerUnsupported(f"a mask (from Embedding(mask_zero=True), Masking or a mask "
+                               f"argument) that {what} would apply: not converted")
 
 
 def previous_mask(masks: Mapping[str, Any], in_masks: list[Mask]) -> Mask:
