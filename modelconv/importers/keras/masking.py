@@ -34,7 +34,8 @@ KEEP = frozenset({
     "Activation", "ELU", "LeakyReLU", "PReLU", "ReLU", "Softmax", "Dense", "Identity",
     "BatchNormalization", "GroupNormalization", "LayerNormalization", "UnitNormalization",
     "Normalization", "Rescaling", "ActivityRegularization", "AlphaDropout", "Dropout",
-    "GaussianDropout", "GaussianNoise", "TimeDistributed",
+    "GaussianDropout", "GaussianNoise", "TimeDistributed", "SpatialDropout1D",
+    "SpatialDropout2D", "SpatialDropout3D",
 })
 #: merge layers: the OR of their inputs' masks, None unless every input has one
 MERGE_OR = frozenset({"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"})
