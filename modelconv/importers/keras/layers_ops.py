@@ -162,7 +162,7 @@ def op_floor_div(b: GraphBuilder, cfg: Cfg, w: LayerWeights, xs: list[KTensor]) 
 # ---------------------------------------------------------------- element-wise unary
 
 _UNARY = {"Abs": "Abs", "Absolute": "Abs", "Negative": "Neg", "Exp": "Exp", "Log": "Log",
-          "Sqrt": "Sqrt", "Sin": "Sin", "Cos": "Cos", "Tan": "Tan", "Tanh": "Tanh",
+          "Sqrt": "Sqrt", "Sin": "Sin", "Cos": "Cos", "Tanh": "Tanh",
           "Sigmoid": "Sigmoid", "Relu": "Relu", "Softplus": "Softplus",
           "Softsign": "Softsign", "Selu": "Selu", "Floor": "Floor", "Ceil": "Ceil",
           "Sign": "Sign", "Reciprocal": "Reciprocal", "Erf": "Erf", "HardSilu": "HardSwish",
@@ -175,6 +175,8 @@ def _composed(b: GraphBuilder, cls: str, v: ir.Value, cfg: Cfg) -> ir.Value:
         return b.Reciprocal(b.Sqrt(v))
     if cls == "Square":
         return b.Mul(v, v)
+    if cls == "Tan":  # sin/cos: TFLite has no TAN kernel
+        return b.Div(b.Sin(v), b.Cos(v))
     if cls == "Relu6":
         return b.Clip(v, b.const(np.float32(0.0)), b.const(np.float32(6.0)))
     if cls == "Silu":
@@ -200,7 +202,7 @@ def _composed(b: GraphBuilder, cls: str, v: ir.Value, cfg: Cfg) -> ir.Value:
     raise AssertionError(cls)
 
 
-_COMPOSED = ("Rsqrt", "Square", "Relu6", "Silu", "Log1p", "Expm1", "LogSigmoid",
+_COMPOSED = ("Rsqrt", "Square", "Tan", "Relu6", "Silu", "Log1p", "Expm1", "LogSigmoid",
              "HardSigmoid")
 
 
