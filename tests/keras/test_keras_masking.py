@@ -45,7 +45,28 @@ def _self_attention(layer: Any) -> Callable[[Any], Any]:
     return lambda x: layer([L.Dense(6)(x), x])
 
 
+def text_model() -> Any:
+    """Done-when model: Embedding(mask_zero=True) + LSTM + AdditiveAttention."""
+    inp = keras.Input((T,), dtype="int32")
+    h = L.LSTM(6, return_sequences=True)(L.Embedding(VOCAB, 5, mask_zero=True)(inp))
+    ctx = L.AdditiveAttention()([h, h])
+    return keras.Model(inp, L.Dense(3)(L.GlobalAveragePooling1D()(ctx)))
+
+
+def sequence_model() -> Any:
+    """Done-when model: Conv1D + GRU + TimeDistributed + Attention, masked by Masking
+    (Conv1D drops the mask in Keras: its branch is the unmasked value)."""
+    inp = keras.Input((T, 4))
+    conv = L.Conv1D(6, 3, padding="same", activation="relu")(inp)
+    steps = L.TimeDistributed(L.Dense(6))(L.Masking(0.0)(inp))
+    g = L.GRU(6, return_sequences=True)(steps)
+    ctx = L.Attention(use_scale=True)([g, conv])
+    return keras.Model(inp, L.GlobalAveragePooling1D()(ctx))
+
+
 CASES: dict[str, Callable[[], Any]] = {
+    "text_model": text_model,
+    "sequence_model": sequence_model,
     "lstm_last": lambda: _tokens(L.LSTM(5)),
     "lstm_seq": lambda: _tokens(L.LSTM(5, return_sequences=True)),
     "lstm_state": lambda: _tokens(lambda x: L.LSTM(4, return_state=True)(x)[2]),
@@ -76,9 +97,9 @@ CASES: dict[str, Callable[[], Any]] = {
     "concat_masks": lambda: _tokens(lambda x: L.GRU(3)(L.Concatenate()([x, L.Dense(2)(x)]))),
     "conv_ends_mask": lambda: _tokens(lambda x: L.LSTM(3)(L.Conv1D(4, 3, padding="same")(x))),
 }
-H5 = ["lstm_seq", "bidir_lstm_seq", "masking_lstm", "additive_attention", "mha_masked",
+H5 = ["text_model", "sequence_model", "lstm_seq", "bidir_lstm_seq", "masking_lstm", "additive_attention", "mha_masked",
       "gap1d_after_lstm", "gru_reset_before"]
-TFLITE = ["lstm_seq", "gru_seq", "bidir_lstm_seq", "masking_lstm", "attention_masks",
+TFLITE = ["text_model", "sequence_model", "lstm_seq", "gru_seq", "bidir_lstm_seq", "masking_lstm", "attention_masks",
           "additive_attention", "mha_masked", "gap1d_masked", "lstm_back_seq"]
 
 
@@ -193,3 +214,32 @@ def test_mask_tables_match_keras() -> None:
         if takes:
             assert name in TAKES_MASK or name in REFUSES_MASK, \
                 f"{name}.call takes a mask: honour it or refuse it"
+
+
+def test_verifier_generates_padded_token_ids_and_verifies(tmp_path: Any) -> None:
+    """The verifier's own inputs for a masked text model end with padding (id 0), and
+    convert() verifies the ONNX file against Keras on them."""
+    from modelconv.api import convert
+    from modelconv.ir.info import graph_input_specs
+    from modelconv.verification.inputs import generate_inputs
+
+    model = text_model()
+    randomize(model)
+    model.save(tmp_path / "m.keras")
+    sm = import_keras(tmp_path / "m.keras", ConvertOptions())
+    specs = graph_input_specs(sm.model.graph)
+    ids = generate_inputs(specs, seed=0, batch_size=4, int_ranges=sm.int_ranges)[0]
+    assert ids.shape == (4, T)
+    assert (ids[:, -1] == 0).all() and (ids[:, 0] != 0).all()
+    assert ids.max() < VOCAB
+    result = convert(str(tmp_path / "m.keras"), str(tmp_path / "m.onnx"))
+    assert result.report is not None and result.report.passed and not result.report.skipped
+
+
+def test_verifier_pads_masking_inputs() -> None:
+    from modelconv.ir.info import TensorSpec
+    from modelconv.verification.inputs import generate_inputs
+
+    spec = TensorSpec("x", "float32", (2, T, 3))
+    x = generate_inputs([spec], seed=1, int_ranges={"x:padded": (0, 0)})[0]
+    assert (x[:, -1, :] == 0).all() and (x[:, 0, :] != 0).all()
