@@ -141,6 +141,7 @@ def generate_input(spec: TensorSpec, shape: tuple[int, ...], rng: np.random.Gene
 def _padded(spec: TensorSpec, shape: tuple[int, ...], rng: np.random.Generator,
             int_range: tuple[int, int] | None, padding: int, dtype: np.dtype) -> np.ndarray:
     """Values whose rows end with padded time steps (axis 1) equal to ``padding``."""
+    x: np.ndarray
     if int_range is not None:
         lo, hi = int_range
         lo = lo + 1 if lo == padding else lo

@@ -97,10 +97,11 @@ CASES: dict[str, Callable[[], Any]] = {
     "concat_masks": lambda: _tokens(lambda x: L.GRU(3)(L.Concatenate()([x, L.Dense(2)(x)]))),
     "conv_ends_mask": lambda: _tokens(lambda x: L.LSTM(3)(L.Conv1D(4, 3, padding="same")(x))),
 }
-H5 = ["text_model", "sequence_model", "lstm_seq", "bidir_lstm_seq", "masking_lstm", "additive_attention", "mha_masked",
-      "gap1d_after_lstm", "gru_reset_before"]
-TFLITE = ["text_model", "sequence_model", "lstm_seq", "gru_seq", "bidir_lstm_seq", "masking_lstm", "attention_masks",
-          "additive_attention", "mha_masked", "gap1d_masked", "lstm_back_seq"]
+H5 = ["text_model", "sequence_model", "lstm_seq", "bidir_lstm_seq", "masking_lstm",
+      "additive_attention", "mha_masked", "gap1d_after_lstm", "gru_reset_before"]
+TFLITE = ["text_model", "sequence_model", "lstm_seq", "gru_seq", "bidir_lstm_seq",
+          "masking_lstm", "attention_masks", "additive_attention", "mha_masked",
+          "gap1d_masked", "lstm_back_seq"]
 
 
 def padded_feeds(model: Any, batch: int = 3, seed: int = 1) -> list[np.ndarray]:
@@ -179,7 +180,7 @@ def test_masked_rnn_without_fixed_length_is_refused(tmp_path: Any) -> None:
     inp = keras.Input((None,), dtype="int32")
     out = L.LSTM(3)(L.Embedding(VOCAB, 4, mask_zero=True)(inp))
     keras.Model(inp, out).save(tmp_path / "m.keras")
-    with pytest.raises(UnsupportedOpsError, match="LSTM.*fixed number of time steps"):
+    with pytest.raises(UnsupportedOpsError, match=r"LSTM.*fixed number of time steps"):
         import_keras(tmp_path / "m.keras", ConvertOptions())
 
 
@@ -243,3 +244,30 @@ def test_verifier_pads_masking_inputs() -> None:
     spec = TensorSpec("x", "float32", (2, T, 3))
     x = generate_inputs([spec], seed=1, int_ranges={"x:padded": (0, 0)})[0]
     assert (x[:, -1, :] == 0).all() and (x[:, 0, :] != 0).all()
+
+
+def test_masked_conversion_imports_no_framework(tmp_path: Any) -> None:
+    """Masks and keras.ops nodes convert without TensorFlow, Keras or torch imported."""
+    import subprocess
+    import sys
+
+    files = []
+    for name in ("text_model", "sequence_model"):
+        model = CASES[name]()
+        for ext in ("keras", "h5"):
+            model.save(tmp_path / f"{name}.{ext}")
+            files.append(str(tmp_path / f"{name}.{ext}"))
+    code = (
+        "import sys\n"
+        "from modelconv.importers.keras import import_keras\n"
+        "from modelconv.options import ConvertOptions\n"
+        f"for f in {files!r}:\n"
+        "    import_keras(f, ConvertOptions())\n"
+        "bad = [m for m in ('tensorflow', 'keras', 'tf_keras', 'torch') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ok" in proc.stdout

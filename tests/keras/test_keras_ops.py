@@ -48,7 +48,7 @@ def operation_classes() -> dict[str, str]:
     return out
 
 
-HANDLED = {k.removeprefix("ops.") for k in LAYERS.keys() if k.startswith("ops.")}
+HANDLED = {k.removeprefix("ops.") for k in LAYERS if k.startswith("ops.")}
 
 
 def test_every_keras_operation_is_handled_or_refused() -> None:

@@ -173,7 +173,9 @@ class _Converter:
                 shapes = [graph.shapes.get(r) for r in call.inputs]
                 if call.consts:  # check_layers let them through: the handler takes them
                     xs = self.with_consts(xs, call.consts)
-                    masks = [None] * (len(xs) - len(masks)) + masks  # constants: no mask
+                    given, sizes = iter(masks), iter(shapes)  # constants: no mask, no shape
+                    masks = [None if p in call.consts else next(given) for p in range(len(xs))]
+                    shapes = [None if p in call.consts else next(sizes) for p in range(len(xs))]
                 spec = layer_spec(node.class_name)
                 for key in spec.kw_inputs if spec is not None else ():
                     if key in call.kw_tensors:

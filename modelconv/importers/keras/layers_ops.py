@@ -259,7 +259,10 @@ def op_clip(b: GraphBuilder, cfg: Cfg, w: LayerWeights, xs: list[KTensor]) -> KT
 @keras_op("Cast", reads=("dtype",))
 def op_cast(b: GraphBuilder, cfg: Cfg, w: LayerWeights, xs: list[KTensor]) -> KTensor:
     """``ops.cast(x, dtype)``."""
-    x, dtype = xs[0], _dtype(cfg["dtype"])
+    return _cast(b, xs[0], _dtype(cfg["dtype"]))
+
+
+def _cast(b: GraphBuilder, x: KTensor, dtype: str) -> KTensor:
     return x.like(b.Cast(x.value, to=_onnx_dtype(dtype)), dtype=dtype)
 
 
@@ -270,7 +273,7 @@ def op_convert_to_tensor(b: GraphBuilder, cfg: Cfg, w: LayerWeights,
     x = xs[0]
     if cfg.get("dtype") is None or _dtype(cfg["dtype"]) == x.dtype:
         return x
-    return op_cast(b, cfg, w, xs)
+    return _cast(b, x, _dtype(cfg["dtype"]))
 
 
 @keras_op("ZerosLike", "OnesLike", reads=("dtype",))
@@ -404,8 +407,8 @@ def op_reduce(b: GraphBuilder, cfg: Cfg, w: LayerWeights, xs: list[KTensor]) -> 
     rank = x.rank if keep else x.rank - len(axes)
     if logical:
         return KTensor(b.Cast(y, to=9), rank, LAST, "bool")
-    dtype = "float32" if x.dtype == "bool" or cls in ("Mean", "Logsumexp") and \
-        not x.dtype.startswith("float") else x.dtype
+    dtype = "float32" if x.dtype == "bool" or (cls in ("Mean", "Logsumexp")
+                                                and not x.dtype.startswith("float")) else x.dtype
     return KTensor(y, rank, LAST, dtype)
 
 

@@ -215,17 +215,17 @@ def output_masks(b: GraphBuilder, cls: str, cfg: Mapping[str, Any], xs: list[KTe
         mask = any_last(b, not_equal(b, xs[0], float(cfg.get("mask_value", 0.0))))
         return [KTensor(mask, xs[0].rank - 1, LAST, "bool")]
     if cls in KEEP:
-        return [prev] + none[1:]
+        return [prev, *none[1:]]
     if cls in ("LSTM", "GRU", "SimpleRNN", "Bidirectional"):
         inner = cfg["layer"]["config"] if cls == "Bidirectional" else cfg
-        return [prev if inner.get("return_sequences") else None] + none[1:]
+        return [prev if inner.get("return_sequences") else None, *none[1:]]
     if cls in ("Attention", "AdditiveAttention", "MultiHeadAttention"):
         query = masks.get("query_mask") if cls == "MultiHeadAttention" else (
             (masks.get("mask") or [None])[0])
-        return [query] + none[1:]
+        return [query, *none[1:]]
     if cls in MERGE_OR:
         got = [m for m in in_masks if m is not None]
-        return [_or(b, got) if got and len(got) == len(in_masks) else None] + none[1:]
+        return [_or(b, got) if got and len(got) == len(in_masks) else None, *none[1:]]
     if cls == "Concatenate":
         return [_concat_mask(b, cfg, xs, in_masks)]
     return none
