@@ -153,6 +153,10 @@ ROWS: dict[str, Fn] = {
     "matmul": lambda t: K.matmul(t["a"], K.transpose(t["c"], (0, 2, 1))),
     "softmax": lambda t: K.softmax(t["a"], axis=1),
     "log_softmax": lambda t: K.log_softmax(t["a"], axis=-1),
+    "get_item_int": lambda t: t["a"][:, 1],
+    "get_item_slices": lambda t: t["a"][:, 0:4:2, None, ...],
+    "get_item_ellipsis": lambda t: t["c"][..., -1][:, None, 1:3, None],
+    "get_item_first": lambda t: t["a"][0],
     "mask_plumbing": lambda t: K.cast(K.logical_or(
         K.expand_dims(K.any(K.not_equal(K.expand_dims(t["k"], -1), 0), axis=-1), -1),
         K.zeros_like(K.expand_dims(K.not_equal(t["k"], 0), -1))), "float32"),

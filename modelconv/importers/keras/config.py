@@ -210,13 +210,36 @@ def _positional(args: Any) -> tuple[list[tuple[str, int, int]], dict[int, Any], 
     return refs, consts, stray
 
 
+def _index_key(args: Any) -> list[Any] | None:
+    """The index of ``x[...]`` (a GetItem node's second argument) when it holds slices,
+    ellipses or new axes: a list of ints, None (new axis), ``"..."`` and
+    ``{"slice": [start, stop, step]}``; None for any other argument list."""
+    if not (isinstance(args, list) and len(args) == 2):
+        return None
+    items = args[1] if isinstance(args[1], list) else [args[1]]
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, dict) and item.get("class_name") == "__slice__":
+            c = item.get("config") or {}
+            out.append({"slice": [c.get("start"), c.get("stop"), c.get("step")]})
+        elif isinstance(item, dict) and item.get("class_name") == "__ellipsis__":
+            out.append("...")
+        elif item is None or (isinstance(item, int) and not isinstance(item, bool)):
+            out.append(item)
+        else:
+            return None
+    return out if any(not isinstance(k, int) for k in out) else None
+
+
 def _parse_inbound(node_spec: Any) -> tuple[RawCall, bool]:
     """One inbound node -> (positional refs, kw refs, other kwargs, constant positional
     args), new-format flag."""
     if isinstance(node_spec, dict):
-        args, consts, stray = _positional(node_spec.get("args", []))
+        raw_args = node_spec.get("args", [])
+        key = _index_key(raw_args)
+        args, consts, stray = _positional(raw_args if key is None else raw_args[:1])
         kw_t: dict[str, tuple[str, int, int]] = {}
-        kw: dict[str, Any] = {}
+        kw: dict[str, Any] = {} if key is None else {"key": key}
         for key, val in (node_spec.get("kwargs") or {}).items():
             if key in MASK_KWARGS and isinstance(val, list):  # one mask per input
                 for i, item in enumerate(val):

@@ -31,18 +31,20 @@ Cfg = dict[str, Any]
 
 
 def keras_op(*names: str, reads: Iterable[str] = (), defaults: dict[str, Any] | None = None,
-             ) -> Callable[[Handler], Handler]:
+             call_kwargs: Iterable[str] = ()) -> Callable[[Handler], Handler]:
     """Register a handler for the operation classes ``names`` (keys ``ops.<name>``).
 
     Args:
         names: operation class names as Keras saves them (``NotEqual``).
         reads: the operation's config keys the handler interprets.
         defaults: config keys not read, with the only accepted value.
+        call_kwargs: non-tensor call arguments the handler reads.
 
     Returns:
         A decorator registering the handler.
     """
-    spec = dataclasses.replace(make_spec(reads, (), defaults, consts=True), policy=False)
+    spec = dataclasses.replace(make_spec(reads, (), defaults, call_kwargs=call_kwargs,
+                                         consts=True), policy=False)
 
     def deco(fn: Handler) -> Handler:
         for name in names:
@@ -446,3 +448,66 @@ def op_softmax(b: GraphBuilder, cfg: Cfg, w: LayerWeights, xs: list[KTensor]) ->
         raise LayerUnsupported(f"axis={cfg.get('axis')!r} (one axis is supported)")
     op = "Softmax" if cfg["_op"] == "Softmax" else "LogSoftmax"
     return _t(x, b.op(op, [last(b, x)], axis=axes[0]))
+
+
+_WHOLE = {"slice": [None, None, None]}
+_END = np.iinfo(np.int64).max
+
+
+def _expand_key(key: list[Any], rank: int) -> list[Any]:
+    """The index with its ellipsis (or the missing trailing axes) as whole-axis slices."""
+    real = sum(1 for k in key if k is not None and k != "...")
+    if key.count("...") > 1 or real > rank:
+        raise LayerUnsupported(f"index {key!r} for a rank-{rank} input")
+    fill = [_WHOLE] * (rank - real)
+    if "..." in key:
+        i = key.index("...")
+        return [*key[:i], *fill, *key[i + 1:]]
+    return [*key, *fill]
+
+
+@keras_op("GetItem", call_kwargs=("key",))
+def op_get_item(b: GraphBuilder, cfg: Cfg, w: LayerWeights, xs: list[KTensor]) -> KTensor:
+    """``x[...]`` with constant ints, slices, ``...`` and ``None`` (new axes)."""
+    x = xs[0]
+    key = (cfg.get("_call_kwargs") or {}).get("key")
+    if key is None:
+        const = xs[1].value.const_value if len(xs) == 2 else None
+        if const is None:
+            raise LayerUnsupported("an index that is a tensor")
+        key = [int(k) for k in np.asarray(const.numpy()).reshape(-1)]  # x[0], x[0, 1]
+    items = _expand_key(list(key) if isinstance(key, list) else [key], x.rank)
+    starts, ends, axes, steps, drop, new = [], [], [], [], [], []
+    axis = pos = 0
+    for k in items:
+        if k is None:
+            new.append(pos)
+            pos += 1
+            continue
+        if isinstance(k, int):
+            starts.append(k)
+            ends.append(k + 1 if k != -1 else _END)
+            steps.append(1)
+            axes.append(axis)
+            drop.append(axis)
+        elif k["slice"] != _WHOLE["slice"]:
+            start, stop, step = k["slice"]
+            if step is not None and step <= 0:
+                raise LayerUnsupported(f"slice step {step}")
+            starts.append(0 if start is None else start)
+            ends.append(_END if stop is None else stop)
+            steps.append(1 if step is None else step)
+            axes.append(axis)
+            pos += 1
+        else:
+            pos += 1
+        axis += 1
+    v = last(b, x)
+    if axes:
+        v = b.Slice(v, const_i(b, starts), const_i(b, ends), const_i(b, axes),
+                    const_i(b, steps))
+    if drop:
+        v = b.Squeeze(v, const_i(b, drop))
+    if new:
+        v = b.Unsqueeze(v, const_i(b, new))
+    return _t(x, v, x.rank - len(drop) + len(new))

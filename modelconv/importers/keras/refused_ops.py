@@ -115,7 +115,6 @@ REFUSED_OPS: dict[str, str] = {
     "GaussianBlur": _IMAGE,
     "Gcd": _INT,
     "Geomspace": _DYNAMIC,
-    "GetItem": _NOT_YET,
     "Glu": _NOT_YET,
     "HSVToRGB": _IMAGE,
     "HardShrink": _NOT_YET,
