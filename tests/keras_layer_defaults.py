@@ -12,6 +12,9 @@ import json
 import sys
 from typing import Any
 
+import modelconv.importers.keras  # noqa: F401  (fills the registry)
+from modelconv.importers.keras.common import LAYERS
+
 #: required constructor arguments (everything else is left at its default)
 ARGS: dict[str, tuple[Any, ...]] = {
     "Dense": (2,), "Embedding": (5, 3), "Activation": ("relu",), "Dropout": (0.5,),
@@ -41,9 +44,16 @@ for _n in ("ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"):
 for _n in ("DepthwiseConv1D", "DepthwiseConv2D"):
     ARGS[_n] = (3,)
 #: Keras 3 functional ops a model config stores as layers (``x + 3.0`` -> ``Add``)
-OPS = ("Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Power", "Maximum", "Minimum")
+OPS = tuple(sorted(n.removeprefix("ops.") for n in LAYERS if n.startswith("ops.")))
 #: registered names that only Keras 3 ops carry (no layer class of that name)
-OPS_ONLY = ("Divide", "TrueDivide", "Power")
+OPS_ONLY = tuple(f"ops.{n}" for n in OPS)
+#: constructor arguments an operation class needs
+OP_ARGS: dict[str, dict[str, Any]] = {
+    "Cast": {"dtype": "float32"}, "ExpandDims": {"axis": -1}, "Squeeze": {"axis": -1},
+    "Reshape": {"newshape": [-1]}, "Clip": {"x_min": 0.0, "x_max": 1.0},
+    "Swapaxes": {"axis1": 0, "axis2": 1}, "BroadcastTo": {"shape": [2, 3]},
+    "Tile": {"repeats": [1, 2]},
+}
 #: registered names that are spellings of another registered class
 ALIASES = {"add": "Add", "subtract": "Subtract", "multiply": "Multiply",
            "GroupedQueryAttention": "GroupQueryAttention"}  # its class name, in legacy .h5
@@ -89,10 +99,14 @@ def build(keras: Any, name: str) -> Any:
 
 
 def build_op(name: str) -> Any:
-    """Keras 3's functional op class ``name`` (what ``x + 3.0`` records)."""
-    from keras.src.ops import numpy as knp
+    """Keras 3's operation class ``name`` (what ``x + 3.0`` or ``ops.any(m)`` records)."""
+    import importlib
 
-    return getattr(knp, name)()
+    for module in ("numpy", "nn", "math", "core"):
+        cls = getattr(importlib.import_module(f"keras.src.ops.{module}"), name, None)
+        if cls is not None:
+            return cls(**OP_ARGS.get(name, {}))
+    raise LookupError(name)
 
 
 def default_configs(keras: Any, names: list[str]) -> dict[str, dict[str, Any]]:

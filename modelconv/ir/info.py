@@ -148,4 +148,28 @@ def infer_int_ranges(graph: ir.Graph) -> dict[str, tuple[int, int]]:
             if isinstance(dim, int) and value.name:
                 lo, hi = ranges.get(value.name, (0, dim))
                 ranges[value.name] = (lo, min(hi, dim))
+        pad = _padding_value(value)
+        if pad is not None and value.name:
+            ranges[value.name + PADDED] = (pad, pad)
     return ranges
+
+
+#: key suffix in :func:`infer_int_ranges`' result: ``name + PADDED`` -> ``(v, v)`` says the
+#: model masks the time steps of input ``name`` equal to ``v`` (``Embedding(mask_zero=True)``
+#: compares token ids with 0, ``Masking`` features with its ``mask_value``)
+PADDED = ":padded"
+
+
+def _padding_value(value: ir.Value) -> int | None:
+    """The integral constant an input is compared with by ``Equal`` (a padding value)."""
+    for user, index in _index_uses(value):
+        if user.op_type != "Equal" or len(user.inputs) != 2:
+            continue
+        other = user.inputs[1 - index]
+        const = other.const_value if other is not None else None
+        if const is None:
+            continue
+        arr = const.numpy()
+        if arr.size == 1 and float(arr.reshape(-1)[0]).is_integer():
+            return int(arr.reshape(-1)[0])
+    return None

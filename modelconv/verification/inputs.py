@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from modelconv.errors import ModelLoadError, ShapeError
-from modelconv.ir.info import TensorSpec
+from modelconv.ir.info import PADDED, TensorSpec
 
 #: refuse generated inputs larger than this many elements per tensor (shape bombs)
 MAX_INPUT_ELEMENTS = 64 * 1024 * 1024
@@ -68,6 +68,10 @@ def input_kind(name: str, dtype: str, int_range: tuple[int, int] | None = None) 
     - ``ids``: any other input that indexes an embedding (the importer gives its
       ``[lo, hi)`` range, also for float inputs cast to an index): uniform integers in
       the range, so token ids stay inside the vocabulary.
+    - padded inputs: when the model masks the time steps of an input equal to a value
+      (``Embedding(mask_zero=True)``: token id 0; ``Masking(mask_value)``: steps whose
+      features all equal it), every row of the generated values ends with 1 to a quarter
+      of its steps set to that value (token ids are drawn from the rest of the range).
     - ``int``: other integer inputs: uniform in [0, 10).
     - ``bool``: other boolean inputs: 50/50.
     - ``float``: other float inputs: standard normal N(0, 1).
@@ -95,7 +99,8 @@ def input_kind(name: str, dtype: str, int_range: tuple[int, int] | None = None) 
 
 
 def generate_input(spec: TensorSpec, shape: tuple[int, ...], rng: np.random.Generator,
-                   int_range: tuple[int, int] | None = None) -> np.ndarray:
+                   int_range: tuple[int, int] | None = None,
+                   padding: int | None = None) -> np.ndarray:
     """One generated input for ``spec`` of ``shape``, following :func:`input_kind`.
 
     Args:
@@ -103,6 +108,7 @@ def generate_input(spec: TensorSpec, shape: tuple[int, ...], rng: np.random.Gene
         shape: its concrete shape.
         rng: the seeded generator (one per sample).
         int_range: the ``[lo, hi)`` range of an index input, if known.
+        padding: the value the model masks time steps with (see :func:`input_kind`).
 
     Returns:
         The array, of ``spec``'s dtype.
@@ -115,6 +121,8 @@ def generate_input(spec: TensorSpec, shape: tuple[int, ...], rng: np.random.Gene
         raise ShapeError(f"cannot generate inputs of dtype {dtype} for '{spec.name}'",
                          hint="Pass inputs with --inputs FILE.npz")
     kind = input_kind(spec.name, dtype.name, int_range)
+    if padding is not None and len(shape) >= 2 and kind in ("ids", "int", "float"):
+        return _padded(spec, shape, rng, int_range, padding, dtype)
     if kind == "mask":
         return _mask(shape, rng).astype(dtype)
     if kind == "position_ids":
@@ -128,6 +136,21 @@ def generate_input(spec: TensorSpec, shape: tuple[int, ...], rng: np.random.Gene
     if kind == "bool":
         return rng.random(shape) < 0.5
     return rng.standard_normal(shape).astype(dtype)
+
+
+def _padded(spec: TensorSpec, shape: tuple[int, ...], rng: np.random.Generator,
+            int_range: tuple[int, int] | None, padding: int, dtype: np.dtype) -> np.ndarray:
+    """Values whose rows end with padded time steps (axis 1) equal to ``padding``."""
+    x: np.ndarray
+    if int_range is not None:
+        lo, hi = int_range
+        lo = lo + 1 if lo == padding else lo
+        x = rng.integers(lo, max(hi, lo + 1), size=shape)
+    else:
+        x = rng.standard_normal(shape)
+    keep = _mask((shape[0], shape[1]), rng).astype(bool)
+    keep = keep.reshape(keep.shape + (1,) * (len(shape) - 2))
+    return np.where(keep, x, padding).astype(dtype)
 
 
 def _mask(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
@@ -168,8 +191,9 @@ def generate_inputs(
         ShapeError: a shape is too large, or a dtype cannot be generated.
     """
     rng = np.random.default_rng(seed)
+    ranges = int_ranges or {}
     return [generate_input(spec, resolve_shape(spec, dim_values, batch_size), rng,
-                           (int_ranges or {}).get(spec.name))
+                           ranges.get(spec.name), (ranges.get(spec.name + PADDED) or (None,))[0])
             for spec in specs]
 
 

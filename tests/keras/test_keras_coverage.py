@@ -56,7 +56,8 @@ def _refusal(model: object, tmp_path: object) -> str:
 
 
 @pytest.mark.parametrize(("build", "label"), [
-    (lambda: _attn(L.Attention(), use_causal_mask=True), "use_causal_mask=True"),
+    (lambda: _attn(L.Attention(), return_attention_scores=True),
+     "Attention(return_attention_scores=True)"),
     (lambda: _attn(L.AdditiveAttention(), return_attention_scores=True),
      "return_attention_scores=True"),
     (lambda: _seq((3, 4), L.TimeDistributed(L.Dense(2, lora_rank=1))),

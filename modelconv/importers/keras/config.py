@@ -23,6 +23,11 @@ from typing import Any
 from modelconv.errors import ModelLoadError
 
 MODEL_CLASSES = {"Functional", "Model", "Sequential"}
+#: ``module`` prefixes of Keras 3 operation nodes (``keras.ops.*`` applied to a KerasTensor);
+#: their class names get the prefix ``ops.`` (``ops.Add`` is not the ``Add`` merge layer)
+OPS_MODULES = ("keras.src.ops.", "keras.ops.")
+#: call keyword arguments that carry masks (a list of masks becomes ``mask.0``, ``mask.1``)
+MASK_KWARGS = ("mask", "query_mask", "value_mask", "key_mask")
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,8 @@ class ModelGraph:
     outputs: list[TensorRef]
     #: inbound nodes in Keras 3's format (``{"args", "kwargs"}``), Keras 2's otherwise
     keras3_calls: bool = False
+    #: static shapes Keras 3 recorded for tensors (``None`` for an unknown dim)
+    shapes: dict[TensorRef, tuple[int | None, ...]] = field(default_factory=dict)
 
     def layer(self, name: str) -> LayerNode:
         """The layer called ``name``."""
@@ -119,9 +126,12 @@ def _layer_node(spec: dict[str, Any]) -> LayerNode:
     name = spec.get("name") or cfg.get("name")
     if not name:
         raise ModelLoadError(f"{spec['class_name']} layer without a name in the model config")
+    class_name = str(spec["class_name"])
+    if _is_operation(spec, cfg):
+        class_name = f"ops.{class_name}"
     node = LayerNode(
         name=str(name),
-        class_name=str(spec["class_name"]),
+        class_name=class_name,
         config=cfg,
         module=spec.get("module"),
         registered_name=spec.get("registered_name"),
@@ -129,6 +139,18 @@ def _layer_node(spec: dict[str, Any]) -> LayerNode:
     if node.class_name in MODEL_CLASSES and isinstance(cfg.get("layers"), list):
         node.inner = parse_model({"class_name": node.class_name, "config": cfg})
     return node
+
+
+def _is_operation(spec: dict[str, Any], cfg: dict[str, Any]) -> bool:
+    """A Keras 3 operation node: its module says so (.keras), or (Keras 3 .h5, which saves
+    no module) its config lacks the ``trainable`` flag every layer config holds."""
+    module = spec.get("module")
+    if module is not None:
+        return str(module).startswith(OPS_MODULES)
+    return ("trainable" not in cfg and spec["class_name"] not in MODEL_CLASSES
+            and spec["class_name"] != "InputLayer" and "layers" not in cfg
+            and isinstance(spec.get("inbound_nodes"), list)
+            and any(isinstance(n, dict) for n in spec["inbound_nodes"]))
 
 
 def _is_tensor3(x: Any) -> bool:
@@ -188,14 +210,42 @@ def _positional(args: Any) -> tuple[list[tuple[str, int, int]], dict[int, Any], 
     return refs, consts, stray
 
 
+def _index_key(args: Any) -> list[Any] | None:
+    """The index of ``x[...]`` (a GetItem node's second argument) when it holds slices,
+    ellipses or new axes: a list of ints, None (new axis), ``"..."`` and
+    ``{"slice": [start, stop, step]}``; None for any other argument list."""
+    if not (isinstance(args, list) and len(args) == 2):
+        return None
+    items = args[1] if isinstance(args[1], list) else [args[1]]
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, dict) and item.get("class_name") == "__slice__":
+            c = item.get("config") or {}
+            out.append({"slice": [c.get("start"), c.get("stop"), c.get("step")]})
+        elif isinstance(item, dict) and item.get("class_name") == "__ellipsis__":
+            out.append("...")
+        elif item is None or (isinstance(item, int) and not isinstance(item, bool)):
+            out.append(item)
+        else:
+            return None
+    return out if any(not isinstance(k, int) for k in out) else None
+
+
 def _parse_inbound(node_spec: Any) -> tuple[RawCall, bool]:
     """One inbound node -> (positional refs, kw refs, other kwargs, constant positional
     args), new-format flag."""
     if isinstance(node_spec, dict):
-        args, consts, stray = _positional(node_spec.get("args", []))
+        raw_args = node_spec.get("args", [])
+        key = _index_key(raw_args)
+        args, consts, stray = _positional(raw_args if key is None else raw_args[:1])
         kw_t: dict[str, tuple[str, int, int]] = {}
-        kw: dict[str, Any] = {}
+        kw: dict[str, Any] = {} if key is None else {"key": key}
         for key, val in (node_spec.get("kwargs") or {}).items():
+            if key in MASK_KWARGS and isinstance(val, list):  # one mask per input
+                for i, item in enumerate(val):
+                    if _is_tensor3(item):
+                        kw_t[f"{key}.{i}"] = _ref3(item)
+                continue
             refs: list[tuple[str, int, int]] = []
             _flatten3(val, refs)
             if len(refs) == 1:
@@ -287,8 +337,24 @@ def _parse_functional(cfg: dict[str, Any], class_name: str) -> ModelGraph:
     outputs = [ref(r, True) for r in _io_refs(cfg.get("output_layers", []))]
     if not outputs:
         raise ModelLoadError("functional model config has no outputs")
+    shapes: dict[TensorRef, tuple[int | None, ...]] = {}
+    for spec in specs:
+        for raw, shape in _recorded_shapes(spec.get("inbound_nodes")):
+            if raw[0] in by_name:
+                shapes[ref(raw, False)] = shape
     return ModelGraph(str(cfg.get("name", "model")), class_name, layers, inputs, outputs,
-                      new_format)
+                      new_format, shapes)
+
+
+def _recorded_shapes(x: Any) -> list[tuple[tuple[str, int, int], tuple[int | None, ...]]]:
+    """(reference, shape) of every Keras 3 tensor inside an inbound-node structure."""
+    if _is_tensor3(x):
+        shape = x.get("config", {}).get("shape")
+        if isinstance(shape, list) and all(d is None or isinstance(d, int) for d in shape):
+            return [(_ref3(x), tuple(shape))]
+        return []
+    items = x.values() if isinstance(x, dict) else x if isinstance(x, list) else []
+    return [pair for item in items for pair in _recorded_shapes(item)]
 
 
 def _parse_sequential(cfg: dict[str, Any]) -> ModelGraph:

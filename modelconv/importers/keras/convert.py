@@ -22,6 +22,13 @@ from modelconv.importers.keras.common import (
     layer_spec,
 )
 from modelconv.importers.keras.config import ModelGraph, TensorRef, parse_model
+from modelconv.importers.keras.masking import (
+    Mask,
+    check_consumed,
+    gather_call_masks,
+    is_mask_key,
+    output_masks,
+)
 from modelconv.importers.keras.reader import KerasFile
 from modelconv.importers.keras.spec import (
     INPUT_LAYER,
@@ -61,8 +68,8 @@ def layer_refusals(node: Any, major: int) -> list[str]:
     assert spec is not None  # every handler is registered with its spec
     found = config_refusals(spec, node.config)
     for call in node.calls:
-        found += call_refusals(spec, call.kw_tensors, call.kwargs, call.consts, call.stray,
-                               major)
+        tensors = [k for k in call.kw_tensors if not is_mask_key(k)]  # masks: see masking.py
+        found += call_refusals(spec, tensors, call.kwargs, call.consts, call.stray, major)
     return [f"{node.class_name}({item})" for item in dict.fromkeys(found)]
 
 
@@ -143,12 +150,15 @@ class _Converter:
             out.append(KTensor(value, len(dims), LAST, dtype))
         return out
 
-    def run_graph(self, graph: ModelGraph, inputs: list[KTensor],
-                  prefix: tuple[str, ...]) -> list[KTensor]:
+    def run_graph(self, graph: ModelGraph, inputs: list[KTensor], prefix: tuple[str, ...],
+                  in_masks: list[Mask] | None = None) -> tuple[list[KTensor], list[Mask]]:
+        """Convert ``graph`` called on ``inputs``; returns its outputs and their masks."""
         if len(inputs) != len(graph.inputs):
             raise ModelLoadError(f"model '{graph.name}' takes {len(graph.inputs)} input(s), "
                                  f"is called with {len(inputs)}", path=self.kf.path)
         env: dict[TensorRef, KTensor] = dict(zip(graph.inputs, inputs, strict=True))
+        menv: dict[TensorRef, Mask] = dict(zip(graph.inputs, in_masks or [None] * len(inputs),
+                                               strict=True))
         pending = [(n, i) for n in graph.layers for i in range(len(n.calls))]
         while pending:
             remaining = []
@@ -159,14 +169,25 @@ class _Converter:
                     remaining.append((node, i))
                     continue
                 xs = [env[r] for r in call.inputs]
+                masks = [menv.get(r) for r in call.inputs]
+                shapes = [graph.shapes.get(r) for r in call.inputs]
                 if call.consts:  # check_layers let them through: the handler takes them
                     xs = self.with_consts(xs, call.consts)
+                    given, sizes = iter(masks), iter(shapes)  # constants: no mask, no shape
+                    masks = [None if p in call.consts else next(given) for p in range(len(xs))]
+                    shapes = [None if p in call.consts else next(sizes) for p in range(len(xs))]
                 spec = layer_spec(node.class_name)
                 for key in spec.kw_inputs if spec is not None else ():
                     if key in call.kw_tensors:
                         xs.append(env[call.kw_tensors[key]])
-                for j, out in enumerate(self.apply(node, call.kwargs, xs, prefix)):
+                        masks.append(menv.get(call.kw_tensors[key]))
+                        shapes.append(graph.shapes.get(call.kw_tensors[key]))
+                explicit = {k: env[r] for k, r in call.kw_tensors.items() if is_mask_key(k)}
+                outs, out_masks = self.apply(node, {**call.kwargs, "_shapes": shapes}, xs,
+                                             prefix, masks, explicit)
+                for j, (out, mask) in enumerate(zip(outs, out_masks, strict=True)):
                     env[TensorRef(node.name, i, j)] = out
+                    menv[TensorRef(node.name, i, j)] = mask
             if len(remaining) == len(pending):
                 names = sorted({n.name for n, _ in remaining})
                 raise ModelLoadError(f"layers {names[:5]} wait for tensors no layer produces "
@@ -176,7 +197,7 @@ class _Converter:
         if missing:
             raise ModelLoadError(f"model outputs {missing[:3]} are never computed",
                                  path=self.kf.path)
-        return [env[r] for r in graph.outputs]
+        return [env[r] for r in graph.outputs], [menv.get(r) for r in graph.outputs]
 
     def with_consts(self, xs: list[KTensor], consts: dict[int, Any]) -> list[KTensor]:
         """Insert the constant operands of a functional op call at their positions."""
@@ -187,26 +208,35 @@ class _Converter:
         return out
 
     def apply(self, node: Any, kwargs: dict[str, Any], xs: list[KTensor],
-              prefix: tuple[str, ...]) -> list[KTensor]:
+              prefix: tuple[str, ...], in_masks: list[Mask],
+              explicit: dict[str, KTensor]) -> tuple[list[KTensor], list[Mask]]:
+        """Convert one call of ``node``; returns its outputs and their masks."""
         path = (*prefix, node.name)
         if node.inner is not None:
-            return self.run_graph(node.inner, xs, path)
+            return self.run_graph(node.inner, xs, path, in_masks)
         handler = LAYERS.get(node.class_name)
         assert handler is not None  # check_layers ran first
         where = "/".join(path)
-        cfg = LayerConfig({**node.config, "_keras_major": self.major, "_call_kwargs": kwargs},
-                          where, self.kf.path)
+        masks = gather_call_masks(node.class_name, in_masks, explicit)
+        kwargs = dict(kwargs)
+        shapes = kwargs.pop("_shapes", [])
+        cfg = LayerConfig({**node.config, "_keras_major": self.major, "_call_kwargs": kwargs,
+                           "_masks": masks, "_shapes": shapes}, where, self.kf.path)
         with self.b.source(where):
             try:
+                check_consumed(node.class_name, node.config, masks)
                 result = handler(self.b, cfg, self.weights.layer(path), xs)
+                outs = list(result) if isinstance(result, list | tuple) else [result]
+                out_masks = output_masks(self.b, node.class_name, cfg, xs, in_masks, masks,
+                                         len(outs))
             except LayerUnsupported as exc:  # the handlers' one signal; anything else is a bug
                 raise UnsupportedOpsError(
                     "keras layer", {f"{node.class_name}({exc})": [where]},
                     path=self.kf.path) from exc
-        return list(result) if isinstance(result, list | tuple) else [result]
+        return outs, out_masks
 
     def build(self) -> ir.Model:
-        outs = self.run_graph(self.graph, self.input_tensors(), ())
+        outs, _ = self.run_graph(self.graph, self.input_tensors(), ())
         values, names = [], []
         for ref, t in zip(self.graph.outputs, outs, strict=True):
             value = last(self.b, t)

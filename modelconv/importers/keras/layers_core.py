@@ -39,10 +39,10 @@ def dense(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights, xs: list[KTenso
     return apply_activation(b, KTensor(y, x.rank, LAST), cfg.get("activation"), major_of(cfg))
 
 
-@keras_layer("Embedding", reads=("input_dim", "output_dim"),
+@keras_layer("Embedding", reads=("input_dim", "output_dim", "mask_zero"),  # mask: masking.py
              inert=("embeddings_initializer", "embeddings_regularizer", "activity_regularizer",
                     "embeddings_constraint", "input_length"),
-             defaults={"mask_zero": False, **_ADAPTED})
+             defaults=_ADAPTED)
 def embedding(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
               xs: list[KTensor]) -> KTensor:
     """Embedding -> Gather (float ids are cast to int64)."""

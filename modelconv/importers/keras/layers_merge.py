@@ -1,6 +1,5 @@
 """Merge layers (and Keras 3 functional ops of the same name): Add, Subtract, Multiply,
-Average, Maximum, Minimum, Concatenate, Dot; the ops Divide and Power. A functional op's
-constant operands (``x + 3.0``) arrive as constant tensors at their argument position."""
+Average, Maximum, Minimum, Concatenate, Dot (Keras 3 operation nodes: layers_ops.py)."""
 
 from __future__ import annotations
 
@@ -54,20 +53,6 @@ def multiply(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
              xs: list[KTensor]) -> KTensor:
     """Multiply -> chained Mul (SE blocks broadcast (N,1,1,C))."""
     return fold(b, xs, "Mul")
-
-
-@keras_layer("Divide", "TrueDivide", consts=True)
-def divide(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
-           xs: list[KTensor]) -> KTensor:
-    """Keras 3 ``ops.divide`` / ``x / y`` -> Div."""
-    return fold(b, binary(xs), "Div")
-
-
-@keras_layer("Power", consts=True)
-def power(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
-          xs: list[KTensor]) -> KTensor:
-    """Keras 3 ``ops.power`` / ``x ** y`` -> Pow."""
-    return fold(b, binary(xs), "Pow")
 
 
 @keras_layer("Maximum", consts=True)

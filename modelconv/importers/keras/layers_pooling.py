@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 
 from modelconv.importers.keras.common import KTensor, LayerUnsupported, as_tuple, keras_layer
-from modelconv.importers.keras.tensors import FIRST, LAST, first
+from modelconv.importers.keras.masking import input_masks
+from modelconv.importers.keras.tensors import FIRST, LAST, first, last
 from modelconv.importers.keras.weights import LayerWeights
 from modelconv.ir.builder import GraphBuilder
 from modelconv.ir.layout import ir_axis
@@ -48,10 +49,23 @@ _register_pool("AveragePool", 3, "AveragePooling3D", "AvgPool3D")
 
 def _global(b: GraphBuilder, cfg: dict[str, Any], xs: list[KTensor], op: str) -> KTensor:
     x = xs[0]
+    mask = input_masks(cfg, 1)[0]
+    if mask is not None:  # only GlobalAveragePooling1D takes a mask (masking.TAKES_MASK)
+        return _masked_mean(b, x, mask, bool(cfg.get("keepdims", False)))
     axes = [ir_axis(a, x.rank, x.layout) for a in range(1, x.rank - 1)]
     keep = bool(cfg.get("keepdims", False))
     y = b.op(op, [x.value, b.const(np.asarray(axes, np.int64))], keepdims=int(keep))
     return KTensor(y, x.rank, x.layout) if keep else KTensor(y, 2, LAST)
+
+
+def _masked_mean(b: GraphBuilder, x: KTensor, mask: KTensor, keep: bool) -> KTensor:
+    """Keras: sum(where(mask, x, 0), 1) / sum(mask, 1) over the time axis of (N, T, C)."""
+    m = b.Unsqueeze(mask.value, b.const(np.asarray([-1], np.int64)))
+    v = last(b, x)
+    axes = b.const(np.asarray([1], np.int64))
+    total = b.ReduceSum(b.Where(m, v, b.const(np.float32(0.0))), axes, keepdims=int(keep))
+    count = b.ReduceSum(b.Cast(m, to=1), axes, keepdims=int(keep))
+    return KTensor(b.Div(total, count), 3 if keep else 2, LAST)
 
 
 def _register_global(op: str, *names: str) -> None:

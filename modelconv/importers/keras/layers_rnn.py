@@ -21,6 +21,8 @@ from modelconv.importers.keras.common import (
     major_of,
 )
 from modelconv.importers.keras.config import snake_case
+from modelconv.importers.keras.masking import input_masks
+from modelconv.importers.keras.rnn_masked import masked_bidirectional, masked_recurrent
 from modelconv.importers.keras.spec import config_refusals, show
 from modelconv.importers.keras.tensors import LAST, last, weight
 from modelconv.importers.keras.weights import LayerWeights
@@ -90,11 +92,10 @@ def _check_activations(cfg: Mapping[str, Any]) -> list[str]:
 
 _RNN_SPEC: dict[str, Any] = {
     "reads": ("units", "activation", "recurrent_activation", "use_bias", "return_sequences",
-              "return_state", "go_backwards", "reset_after"),
+              "return_state", "go_backwards", "reset_after", "zero_output_for_mask"),
     "inert": (*WEIGHT_OPTIONS, "recurrent_initializer", "recurrent_regularizer",
               "recurrent_constraint", "unit_forget_bias", "dropout", "recurrent_dropout",
-              "seed", "unroll", "implementation",
-              "zero_output_for_mask"),  # masks are refused: no effect without one
+              "seed", "unroll", "implementation"),
     "defaults": {"stateful": False, "time_major": False},
     "check": _check_activations,
 }
@@ -138,6 +139,9 @@ def _state(b: GraphBuilder, h: Any) -> Any:
 
 def _recurrent(b: GraphBuilder, kind: str, cfg: dict[str, Any], w: LayerWeights,
                xs: list[KTensor]) -> list[KTensor]:
+    mask = input_masks(cfg, 1)[0]
+    if mask is not None:  # Keras' per-step select: rnn_masked.py
+        return masked_recurrent(b, kind, cfg, w, xs[0], mask)
     back = bool(cfg.get("go_backwards"))
     y, h, c = _run(b, kind, [cfg], w, xs[0], "reverse" if back else "forward")
     units = int(cfg["units"])
@@ -210,15 +214,27 @@ def bidirectional(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     kind = cfg["layer"]["class_name"]
     bwd_spec = cfg.get("backward_layer") or cfg["layer"]
     bwd = {**bwd_spec["config"], "_keras_major": fwd["_keras_major"]}
-    y, h, _ = _run(b, kind, [fwd, bwd], w, xs[0], "bidirectional")
     units, mode = int(fwd["units"]), cfg.get("merge_mode", "concat")
+    mask = input_masks(cfg, 1)[0]
+    if mask is not None:
+        fwd["_shapes"] = bwd["_shapes"] = cfg.get("_shapes")
+        y_f, y_b, rank = masked_bidirectional(b, kind, fwd, bwd, w, xs[0], mask)
+        both = b.Concat(*(b.Unsqueeze(v, b.const(np.asarray([rank - 1], _I64)))
+                          for v in (y_f, y_b)), axis=rank - 1)
+        return [KTensor(_merge(b, both, mode, units, rank), rank, LAST)]
+    y, h, _ = _run(b, kind, [fwd, bwd], w, xs[0], "bidirectional")
     if fwd.get("return_sequences"):
         both = b.Transpose(y, perm=[2, 0, 1, 3])  # (N, T, 2, U)
-        split_axis, rank = 2, 3
+        rank = 3
     else:
         both = b.Transpose(h, perm=[1, 0, 2])  # (N, 2, U)
-        split_axis, rank = 1, 2
-    axes = b.const(np.asarray([split_axis], _I64))
+        rank = 2
+    return [KTensor(_merge(b, both, mode, units, rank), rank, LAST)]
+
+
+def _merge(b: GraphBuilder, both: Any, mode: str, units: int, rank: int) -> Any:
+    """Merge the direction axis (rank - 1) of (N[, T], 2, U) as Keras' ``merge_mode``."""
+    axes = b.const(np.asarray([rank - 1], _I64))
     if mode == "concat":
         shape = [0, 0, 2 * units] if rank == 3 else [0, 2 * units]
         out = b.Reshape(both, b.const(np.asarray(shape, _I64)))
@@ -230,7 +246,7 @@ def bidirectional(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
         out = b.ReduceProd(both, axes, keepdims=0)
     else:
         raise LayerUnsupported(f"merge_mode={mode!r}")
-    return [KTensor(out, rank, LAST)]
+    return out
 
 
 #: cell class -> the layer class whose ONNX op and weight layout it shares

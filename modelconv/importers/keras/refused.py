@@ -22,8 +22,6 @@ REFUSED: dict[str, str] = {
         "per-image histogram equalization: no ONNX/TFLite op (not implemented)",
     "Equalization": "per-image histogram equalization: no ONNX/TFLite op (not implemented)",
     "MaxNumBoundingBoxes": "bounding-box preprocessing: no tensor inputs of that kind",
-    "Masking": ("its mask is consumed by downstream layers (RNNs, attention, pooling); "
-                "mask propagation is not implemented yet"),
     "Hashing": _HASH,
     "HashedCrossing": _HASH,
     "StringLookup": _STRINGS,

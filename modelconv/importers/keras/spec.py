@@ -52,7 +52,7 @@ COMMON_KEYS = frozenset({"name", "trainable", "dtype", "batch_input_shape", "bat
 #: dtype policies converted as float32 (mixed precision keeps float32 variables)
 FLOAT_POLICIES = frozenset({"float32", "mixed_float16", "mixed_bfloat16"})
 #: keys injected by the converter, never from the file
-INTERNAL_KEYS = frozenset({"_keras_major", "_call_kwargs"})
+INTERNAL_KEYS = frozenset({"_keras_major", "_call_kwargs", "_masks", "_shapes"})
 
 
 @dataclass(frozen=True)
