@@ -247,6 +247,8 @@ CASES: dict[str, Callable[[], Any]] = {
                                               L.RandomContrast(0.3)),
     "conv1d_transpose": lambda: _seq(SEQ, L.Conv1DTranspose(4, 3, strides=2, padding="same")),
     "spatial_dropout1d": lambda: _seq(SEQ, L.SpatialDropout1D(0.3), L.Dense(2)),
+    # the mask's effect on padded inputs: tests/keras/test_keras_masking.py
+    "masking": lambda: _seq(SEQ, L.Masking(0.0), L.LSTM(3, return_sequences=True)),
     "spatial_dropout3d": lambda: _seq(VOL, L.SpatialDropout3D(0.3), L.Dense(2)),
     "convnext_layers": lambda: _seq(SEQ, _convnext("StochasticDepth", 0.2),
                                     _convnext("LayerScale", 0.5, 5)),

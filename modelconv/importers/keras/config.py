@@ -15,6 +15,7 @@ normalised here to *call positions*: ``TensorRef(layer, call, index)`` means out
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -143,14 +144,28 @@ def _layer_node(spec: dict[str, Any]) -> LayerNode:
 
 def _is_operation(spec: dict[str, Any], cfg: dict[str, Any]) -> bool:
     """A Keras 3 operation node: its module says so (.keras), or (Keras 3 .h5, which saves
-    no module) its config lacks the ``trainable`` flag every layer config holds."""
+    no module) its class is a Keras operation and its config lacks the ``trainable`` flag
+    every layer config of that name would hold (``Add`` is both an operation and a layer)."""
     module = spec.get("module")
     if module is not None:
         return str(module).startswith(OPS_MODULES)
-    return ("trainable" not in cfg and spec["class_name"] not in MODEL_CLASSES
+    return ("trainable" not in cfg and str(spec["class_name"]) in _operation_names()
             and spec["class_name"] != "InputLayer" and "layers" not in cfg
             and isinstance(spec.get("inbound_nodes"), list)
             and any(isinstance(n, dict) for n in spec["inbound_nodes"]))
+
+
+@functools.cache
+def _operation_names() -> frozenset[str]:
+    """Class names of the Keras 3 operations (handled or refused): only these can be an
+    operation node in an .h5 file, whatever their config holds (some layer configs, such
+    as SpatialDropout2D's, also lack ``trainable``)."""
+    from modelconv.importers.keras import layers_ops  # noqa: F401  (registers ops.*)
+    from modelconv.importers.keras.common import LAYERS
+    from modelconv.importers.keras.refused_ops import REFUSED_OPS
+
+    handled = {k[len("ops."):] for k in LAYERS if k.startswith("ops.")}
+    return frozenset(handled | set(REFUSED_OPS))
 
 
 def _is_tensor3(x: Any) -> bool:

@@ -58,6 +58,13 @@ TAKES_MASK: dict[str, str] = {
 #: mask reaches them
 REFUSES_MASK: dict[str, str] = {
     "Softmax": "a masked softmax (the mask broadcast against the input) is not converted",
+    "GroupQueryAttention": "query/value/key masks are not applied yet",
+    "GroupedQueryAttention": "query/value/key masks are not applied yet",
+    "RNN": "masked steps of a generic RNN over cells are not converted yet",
+    "ConvLSTM1D": "masked steps of a convolutional LSTM are not converted yet",
+    "ConvLSTM2D": "masked steps of a convolutional LSTM are not converted yet",
+    "ConvLSTM3D": "masked steps of a convolutional LSTM are not converted yet",
+    "Pipeline": "a mask passed on to the pipeline's stages is not converted",
 }
 
 #: call keyword arguments that are masks
