@@ -105,7 +105,7 @@ class _LayoutRewriter:
         self.layout: dict[ir.Value, Perm] = {}
         self.logical: dict[ir.Value, list[int]] = {}
         self.cache: dict[tuple[ir.Value, Perm], ir.Value] = {}
-        self.absorbed: set[ir.Node] = set()  # Transpose nodes turned into layouts
+        self.absorbed: dict[ir.Node, Perm] = {}  # Transpose nodes turned into layouts: perm
         self.handlers: dict[str, Callable[[ir.Node], None]] = {
             "Concat": self._concat, "Softmax": self._single_axis, "LogSoftmax": self._single_axis,
             "Hardmax": self._single_axis, "Split": self._split, "ArgMax": self._argmax,
@@ -153,8 +153,9 @@ class _LayoutRewriter:
         arr = const_array(v)
         if arr is not None:
             out = new_const(self.graph, np.transpose(arr, target), f"{v.name}_perm")
-        elif (split := self._split_through(v, target, insert)) is not None:
-            return split
+        elif (through := self._split_through(v, target, insert)
+              or self._transpose_through(v, target, insert)) is not None:
+            return through
         else:
             inv = _inverse(cur)
             t = [inv[x] for x in target]
@@ -207,6 +208,50 @@ class _LayoutRewriter:
                     self.layout[new] = target
             self.cache[(old, target)] = new
         return self.cache[(v, target)]
+
+    def _transpose_through(self, v: ir.Value, target: Perm,
+                           insert: Callable[[ir.Node], None]) -> ir.Value | None:
+        """``v``, the output of a source Transpose of a Split output, in layout ``target``,
+        by the Split's shared conversion (:meth:`_split_through`): LeViT permutes q, k and v
+        one by one after splitting them, and then they still cost one Transpose together."""
+        node = v.producer()
+        q = self.absorbed.get(node) if node is not None else None
+        if node is None or q is None or not self._converts_cheaply(node.inputs[0],
+                                                                   tuple(q[a] for a in target)):
+            return None
+        u = node.inputs[0]
+        assert u is not None
+        src = self.convert(u, tuple(q[a] for a in target), insert)
+        shape = self.shape(v)
+        assert shape is not None
+        alias = make_node(self.graph, "Identity", [src], None, like=node,
+                          out_name=f"{v.name}_relayout", shape=[shape[a] for a in target],
+                          dtype=v.dtype)
+        insert(alias)
+        out = alias.outputs[0]
+        self.logical[out] = list(shape)
+        if target != _identity(len(shape)):
+            self.layout[out] = target
+        self.cache[(v, target)] = out
+        return out
+
+    def _converts_cheaply(self, v: ir.Value | None, target: Perm, made: bool = False) -> bool:
+        """True when ``v`` in layout ``target`` exists or comes from a Split's shared
+        conversion (or a source Transpose of one); with ``made``, only when that Split's
+        input has already been converted (nothing new to transpose)."""
+        if v is None or self.perm(v) == target or (v, target) in self.cache:
+            return True
+        node = v.producer()
+        if node is None:
+            return False
+        if node.op_type == "Split" and node.domain in ("", "ai.onnx") and len(node.outputs) > 1:
+            x = node.inputs[0]
+            if x is None or self.perm(x) != self.perm(v):
+                return False
+            return not made or (x, target) in self.cache or self.perm(x) == target
+        q = self.absorbed.get(node)
+        return q is not None and self._converts_cheaply(node.inputs[0],
+                                                        tuple(q[a] for a in target), made)
 
     def _before(self, node: ir.Node) -> Callable[[ir.Node], None]:
         return lambda new: self.graph.insert_before(node, new)
@@ -548,7 +593,7 @@ class _LayoutRewriter:
         r = tuple(q_inv[a] for a in p)
         node.op_type = "Identity"
         node.attributes.pop("perm", None)
-        self.absorbed.add(node)
+        self.absorbed[node] = tuple(q)
         out = node.outputs[0]
         out_shape = self.shape(out)
         if out_shape is not None:
@@ -597,9 +642,12 @@ class _LayoutRewriter:
         sigma = batch or batch_b or _identity(rank - 2)
         canon = (*sigma, rank - 2, rank - 1)
         adj = []
+        swapped = (*sigma, rank - 1, rank - 2)
         for i, (v, pv) in enumerate(((a, pa), (b, pb))):
-            swapped = (*sigma, rank - 1, rank - 2)
-            if const_array(v) is None and pv == swapped:
+            runtime = const_array(v) is None
+            if runtime and (pv == swapped or (pv != canon and not self._converts_cheaply(
+                    v, canon, made=True) and self._converts_cheaply(v, swapped, made=True))):
+                self.set_input(node, i, self.convert(v, swapped, self._before(node)))
                 adj.append(1)
             else:
                 self.set_input(node, i, self.convert(v, canon, self._before(node)))
