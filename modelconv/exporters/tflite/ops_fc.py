@@ -86,7 +86,8 @@ def lower_matmul(ctx: LoweringContext, node: ir.Node) -> None:
     1-D operands (numpy semantics: [K] is a row on the left, a column on the right) are
     reshaped to rank 2 first and the result reshaped back: the kernels need rank >= 2.
     The layout pass's ``modelconv.nhwc`` MatMul has operands stored with their last two dims
-    swapped where ``adj_x`` / ``adj_y`` is 1: BATCH_MATMUL's options of those names."""
+    swapped where ``adj_x`` / ``adj_y`` is 1: BATCH_MATMUL's options of those names; a third
+    input is the bias of a constant weight (FULLY_CONNECTED's, see FuseMatMulBiasPass)."""
     adj_x, adj_y = bool(attr(node, "adj_x", 0)), bool(attr(node, "adj_y", 0))
     x, dst = ctx.inp(node, 0), ctx.out(node)
     w = ctx.array(node.inputs[1])
@@ -108,7 +109,8 @@ def lower_matmul(ctx: LoweringContext, node: ir.Node) -> None:
     y = dst if out_shape == ctx.t(dst).shape else ctx.like(dst, "matmul2d", out_shape)
     if b < 0:
         assert w is not None
-        fully_connected(ctx, x, w.T, None, y, keep_dims=True)
+        bias = ctx.array(node.inputs[2]) if len(node.inputs) > 2 else None
+        fully_connected(ctx, x, w.T, bias, y, keep_dims=True)
     else:
         opts = s.BatchMatMulOptionsT()
         opts.adjX, opts.adjY = adj_x, adj_y

@@ -353,23 +353,32 @@ class _LayoutRewriter:
     # -- categories ---------------------------------------------------------------
     def _cheapest_perm(self, node: ir.Node) -> Perm | None:
         """The layout of a full-rank data input that the fewest other data inputs must be
-        converted to (a conversion already made is free); ties go to the canonical layout,
-        then to the first. None when every data input is canonical."""
+        transposed to (a conversion already made, or one that only moves size-1 dims, is
+        free); ties go to the canonical layout, then to the first. None when every data
+        input is canonical."""
         first = self._data_perm(node)
         if first is None:
             return None
         rank = len(first)
         data = [v for v in node.inputs if v is not None and const_array(v) is None
                 and (s := self.shape(v)) is not None and len(s) == rank]
-        candidates = list(dict.fromkeys(self.perm(v) for v in data))
+        candidates = list(dict.fromkeys(p for v in data if (p := self.perm(v)) is not None))
 
-        def cost(target: Perm | None) -> int:
-            return sum(1 for v in data if self.perm(v) != target and (v, target) not in self.cache)
+        def cost(target: Perm) -> int:
+            return sum(1 for v in data if self._needs_transpose(v, target))
 
         best = min(cost(c) for c in candidates)
         if cost(_identity(rank)) == best and _identity(rank) in candidates:
             return None
         return next(c for c in candidates if cost(c) == best)
+
+    def _needs_transpose(self, v: ir.Value, target: Perm) -> bool:
+        """True when bringing ``v`` to ``target`` takes a new Transpose."""
+        cur, shape = self.perm(v), self.shape(v)
+        if cur is None or shape is None or cur == target or (v, target) in self.cache:
+            return False
+        inv = _inverse(cur)
+        return not _moves_only_unit_dims([inv[x] for x in target], [shape[p] for p in cur])
 
     def _elementwise(self, node: ir.Node) -> None:
         target = self._cheapest_perm(node)
