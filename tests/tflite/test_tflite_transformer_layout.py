@@ -75,6 +75,23 @@ class TinyViT(nn.Module):
         return self.head(self.norm(self.blocks(x))[:, 0])
 
 
+class SplitThenPermute(nn.Module):
+    """LeViT's attention: q, k, v split from ``[B, N, H, 2*kd + d]``, then permuted one by one."""
+
+    def __init__(self, dim: int = 24, heads: int = 2, kd: int = 4, d: int = 8) -> None:
+        super().__init__()
+        self.heads, self.kd, self.d = heads, kd, d
+        self.qkv = nn.Linear(dim, heads * (2 * kd + d))
+        self.proj = nn.Linear(heads * d, dim)
+
+    def forward(self, x: Any) -> Any:
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).view(b, n, self.heads, -1).split([self.kd, self.kd, self.d], 3)
+        q, k, v = q.permute(0, 2, 1, 3), k.permute(0, 2, 3, 1), v.permute(0, 2, 1, 3)
+        attn = (q @ k * self.kd ** -0.5).softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, self.heads * self.d))
+
+
 def _convert(model: Any, x: Any, out: Path) -> None:
     result = modelconv.convert(model.eval(), out, example_inputs=(x,), rtol=1e-4, atol=1e-5)
     assert result.verified
@@ -101,6 +118,22 @@ def test_timm_vit_needs_two_transposes_per_block(tmp_path: Path) -> None:
     out = tmp_path / "timm_vit.tflite"
     _convert(model, torch.randn(1, 3, 32, 32), out)
     assert inner_transposes(out) <= 2 * depth
+
+
+def test_split_then_permute_shares_one_transpose(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    out = tmp_path / "levit_attention.tflite"
+    _convert(SplitThenPermute(), torch.randn(1, 10, 24), out)
+    assert inner_transposes(out) <= 2  # one head split for q, k and v; one head merge
+
+
+def test_linear_on_tokens_is_one_fully_connected(tmp_path: Path) -> None:
+    from modelconv.exporters.tflite.inspect import inspect_tflite
+
+    torch.manual_seed(0)
+    out = tmp_path / "linear.tflite"
+    _convert(nn.Linear(8, 6), torch.randn(2, 5, 8), out)
+    assert inspect_tflite(out).op_counts == {"FULLY_CONNECTED": 1}  # the bias inside
 
 
 @pytest.mark.parametrize(("in_shape", "out_shape", "perm", "expected"), [
