@@ -136,6 +136,22 @@ def test_linear_on_tokens_is_one_fully_connected(tmp_path: Path) -> None:
     assert inspect_tflite(out).op_counts == {"FULLY_CONNECTED": 1}  # the bias inside
 
 
+def test_layernorm_affine_folds_into_the_next_linear(tmp_path: Path) -> None:
+    from modelconv.exporters.tflite.inspect import inspect_tflite
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.LayerNorm(8), nn.Linear(8, 6))
+    with torch.no_grad():
+        model[0].weight.normal_(1.0, 0.5)
+        model[0].bias.normal_(0.0, 0.5)
+    out = tmp_path / "ln_linear.tflite"
+    _convert(model, torch.randn(2, 5, 8), out)
+    counts = inspect_tflite(out).op_counts
+    # mean, x - mean, its square, variance, + eps, rsqrt, * rstd; gamma / beta are in the FC
+    assert counts == {"MEAN": 2, "SUB": 1, "MUL": 2, "ADD": 1, "RSQRT": 1,
+                      "FULLY_CONNECTED": 1}, counts
+
+
 @pytest.mark.parametrize(("in_shape", "out_shape", "perm", "expected"), [
     ([1, 8, 4, 4], [1, 8, 16], (0, 2, 3, 1), (0, 2, 1)),          # NHWC conv -> tokens
     ([1, 8, 4, 4], [1, 128], (0, 2, 3, 1), None),                 # flatten tears C from HW
