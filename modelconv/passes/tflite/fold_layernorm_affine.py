@@ -7,8 +7,10 @@ A pre-norm transformer normalises before every attention and MLP block, and the 
 tensor is read only by the next Linear layer (qkv, fc1). Folding ``gamma`` / ``beta`` into
 that layer's weight and bias leaves two fewer full-size element-wise ops per norm. Only a
 norm over the last axis whose every reader is a MatMul with a constant 2-D float weight (the
-FULLY_CONNECTED case) qualifies. TFLite-only (the ``modelconv.nhwc`` MatMul carries the
-bias): run it after :class:`~.fuse_matmul_bias.FuseMatMulBiasPass`.
+FULLY_CONNECTED case) qualifies, and not when a weight carries quantization parameters from
+the source (a QDQ model's scales are for the unscaled weight). TFLite-only (the
+``modelconv.nhwc`` MatMul carries the bias): run it after
+:class:`~.fuse_matmul_bias.FuseMatMulBiasPass`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 import onnx_ir as ir
 
 from modelconv.passes._edit import attr, const_array, new_const
+from modelconv.passes.tflite.fold_dequantize import weight_hints
 from modelconv.passes.tflite.nhwc import NHWC_DOMAIN
 
 
@@ -27,9 +30,10 @@ class FoldLayerNormAffinePass(ir.passes.InPlacePass):
         """Fold every eligible norm."""
         graph = model.graph
         changed = False
+        hinted = set(weight_hints(model))  # quantized weights keep the source's scales
         for norm in list(graph):
             readers = _fc_readers(norm)
-            if readers is None:
+            if readers is None or any(mm.inputs[1].name in hinted for mm in readers):
                 continue
             gamma = const_array(norm.inputs[1]).astype(np.float64)  # type: ignore[union-attr]
             beta_v = norm.inputs[2] if len(norm.inputs) > 2 else None

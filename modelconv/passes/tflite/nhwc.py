@@ -113,6 +113,7 @@ class _LayoutRewriter:
             "Gather": self._gather, "Tile": self._tile, "Expand": self._expand,
             "Transpose": self._transpose, "LayerNormalization": self._layernorm,
             "MatMul": self._matmul,
+            "QuantizeLinear": self._single_axis, "DequantizeLinear": self._single_axis,
         }
 
     # -- bookkeeping --------------------------------------------------------------
@@ -436,7 +437,8 @@ class _LayoutRewriter:
         p = self.perm(x) if x is not None else None
         if p is None or p == _identity(len(p)):
             return
-        default = -1 if node.op_type in ("Softmax", "LogSoftmax", "Hardmax") else 0
+        default = {"Softmax": -1, "LogSoftmax": -1, "Hardmax": -1, "QuantizeLinear": 1,
+                   "DequantizeLinear": 1}.get(node.op_type, 0)
         axis = attr(node, "axis", default) % len(p)
         node.attributes["axis"] = ir.AttrInt64("axis", p.index(axis))
         for out in node.outputs:
