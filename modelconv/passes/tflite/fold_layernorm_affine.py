@@ -33,7 +33,8 @@ class FoldLayerNormAffinePass(ir.passes.InPlacePass):
         hinted = set(weight_hints(model))  # quantized weights keep the source's scales
         for norm in list(graph):
             readers = _fc_readers(norm)
-            if readers is None or any(mm.inputs[1].name in hinted for mm in readers):
+            if readers is None or any((wv := mm.inputs[1]) is not None and wv.name in hinted
+                                      for mm in readers):
                 continue
             gamma = const_array(norm.inputs[1]).astype(np.float64)  # type: ignore[union-attr]
             beta_v = norm.inputs[2] if len(norm.inputs) > 2 else None
