@@ -1,4 +1,4 @@
-"""``python -m benchmarks {run,profile,scale,scaling,startup}`` (see benchmarks/README.md)."""
+"""``python -m benchmarks {run,profile,scale,scaling,startup,transposes}`` (see README.md)."""
 
 from __future__ import annotations
 
@@ -65,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--timeout", type=float, default=900.0, help="seconds per conversion")
     sc.add_argument("--max-ratio", type=float, default=15.0,
                     help="largest time ratio between the sizes that passes (default 15)")
+
+    tr = sub.add_parser("transposes", help="TRANSPOSE count and LiteRT latency of timm vision "
+                        "transformers: modelconv vs litert-torch")
+    tr.add_argument("--python", default=sys.executable)
+    tr.add_argument("--models", help="comma-separated timm model names "
+                    "(default vit_tiny_patch16_224,levit_128s)")
+    tr.add_argument("--runs", type=int, default=20, help="timed invocations per file (median)")
+    tr.add_argument("--timeout", type=float, default=900.0, help="seconds per subprocess")
 
     st = sub.add_parser("startup", help="only the import / --help timing")
     st.add_argument("--python", default=sys.executable)
@@ -138,6 +146,13 @@ def cmd_scaling(args: argparse.Namespace) -> int:
                         args.timeout, args.max_ratio)
 
 
+def cmd_transposes(args: argparse.Namespace) -> int:
+    """``transposes``: TRANSPOSE counts and latency, modelconv vs litert-torch."""
+    from benchmarks.transposes import main_transposes
+
+    return main_transposes(_csv(args.models), args.python, args.runs, args.timeout)
+
+
 def cmd_startup(args: argparse.Namespace) -> int:
     """``startup``: import and --help wall time."""
     from benchmarks.report import startup_table
@@ -153,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     """Dispatch the subcommand."""
     args = _parser().parse_args(argv)
     return {"run": cmd_run, "profile": cmd_profile, "scale": cmd_scale,
-            "scaling": cmd_scaling, "startup": cmd_startup}[args.command](args)
+            "scaling": cmd_scaling, "startup": cmd_startup,
+            "transposes": cmd_transposes}[args.command](args)
 
 
 if __name__ == "__main__":

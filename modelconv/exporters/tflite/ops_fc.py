@@ -8,7 +8,7 @@ from ai_edge_litert import schema_py_generated as s
 
 from modelconv.exporters.tflite.graph import LoweringContext
 from modelconv.exporters.tflite.kernels import dtype_reason, emit_typed, value_dtype
-from modelconv.exporters.tflite.registry import tflite_lowering
+from modelconv.exporters.tflite.registry import attr, tflite_lowering
 
 
 def fully_connected(ctx: LoweringContext, x: int, weight: np.ndarray, bias: np.ndarray | None,
@@ -84,7 +84,11 @@ def lower_matmul(ctx: LoweringContext, node: ir.Node) -> None:
     """MatMul: constant 2-D right operand -> FULLY_CONNECTED(keep_num_dims), else BATCH_MATMUL.
 
     1-D operands (numpy semantics: [K] is a row on the left, a column on the right) are
-    reshaped to rank 2 first and the result reshaped back: the kernels need rank >= 2."""
+    reshaped to rank 2 first and the result reshaped back: the kernels need rank >= 2.
+    The layout pass's ``modelconv.nhwc`` MatMul has operands stored with their last two dims
+    swapped where ``adj_x`` / ``adj_y`` is 1: BATCH_MATMUL's options of those names; a third
+    input is the bias of a constant weight (FULLY_CONNECTED's, see FuseMatMulBiasPass)."""
+    adj_x, adj_y = bool(attr(node, "adj_x", 0)), bool(attr(node, "adj_y", 0))
     x, dst = ctx.inp(node, 0), ctx.out(node)
     w = ctx.array(node.inputs[1])
     fc = w is not None and w.ndim == 2 and w.dtype == np.float32 and \
@@ -99,14 +103,17 @@ def lower_matmul(ctx: LoweringContext, node: ir.Node) -> None:
     if b >= 0 or w is None:
         bs = ctx.t(b).shape
         batch = list(np.broadcast_shapes(tuple(xs[:-2]), tuple(bs[:-2])))
-        out_shape = [*batch, xs[-2], bs[-1]]
+        out_shape = [*batch, xs[-1] if adj_x else xs[-2], bs[-2] if adj_y else bs[-1]]
     else:
         out_shape = [*xs[:-1], int(w.shape[1])]
     y = dst if out_shape == ctx.t(dst).shape else ctx.like(dst, "matmul2d", out_shape)
     if b < 0:
         assert w is not None
-        fully_connected(ctx, x, w.T, None, y, keep_dims=True)
+        bias = ctx.array(node.inputs[2]) if len(node.inputs) > 2 else None
+        fully_connected(ctx, x, w.T, bias, y, keep_dims=True)
     else:
-        emit_typed(ctx, "BATCH_MATMUL", [x, b], y, s.BatchMatMulOptionsT())
+        opts = s.BatchMatMulOptionsT()
+        opts.adjX, opts.adjY = adj_x, adj_y
+        emit_typed(ctx, "BATCH_MATMUL", [x, b], y, opts)
     if y != dst:
         ctx.reshape(y, ctx.t(dst).shape, dst=dst)

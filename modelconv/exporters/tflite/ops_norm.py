@@ -112,7 +112,13 @@ def lower_layernorm(ctx: LoweringContext, node: ir.Node) -> None:
     eps = node.attributes["epsilon"].value if "epsilon" in node.attributes else 1e-5
     stats: list[int] = []
     y = normalize(ctx, x, list(range(axis, rank)), eps, "ln", stats)
-    _affine(ctx, y, ctx.inp(node, 1), ctx.inp(node, 2), ctx.out(node))
+    scale = ctx.array(node.inputs[1])
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    if bias is None and scale is not None and np.all(scale == 1) \
+            and not node.outputs[0].is_graph_output():  # folded into the next FC layers
+        ctx.alias(node.outputs[0], y)
+    else:
+        _affine(ctx, y, ctx.inp(node, 1), ctx.inp(node, 2), ctx.out(node))
     for i, src in ((1, stats[0]), (2, stats[1])):  # Mean and InvStdDev (kept dims)
         if output_used(node, i):
             dst = ctx.out(node, i)

@@ -22,7 +22,9 @@ from modelconv.passes.fuse_gelu import FuseGeluPass
 from modelconv.passes.fuse_pad import FusePadPass
 from modelconv.passes.pipeline import failed_pass
 from modelconv.passes.shape_inference import ShapeInferencePass
+from modelconv.passes.tflite.fold_layernorm_affine import FoldLayerNormAffinePass
 from modelconv.passes.tflite.fuse_activation import FuseActivationPass
+from modelconv.passes.tflite.fuse_matmul_bias import FuseMatMulBiasPass
 from modelconv.passes.tflite.nhwc import NhwcLayoutPass
 from modelconv.passes.unroll_scan import UnrollScanPass
 from modelconv.verification.inputs import resolve_shape
@@ -223,5 +225,6 @@ def optimize(model: ir.Model, options: ConvertOptions) -> None:
     """Fusion and layout passes, in order (a failing pass is named in the PassError)."""
     ir.passes.Sequential(
         FuseGeluPass(), FusePadPass(), FuseBatchNormPass(), FuseBiasPass(),
-        NhwcLayoutPass(nhwc_io=options.nhwc_io), FuseActivationPass(), RemoveUnusedNodesPass(),
+        NhwcLayoutPass(nhwc_io=options.nhwc_io), FuseMatMulBiasPass(), FoldLayerNormAffinePass(),
+        FuseActivationPass(), RemoveUnusedNodesPass(),
     )(model)

@@ -1,5 +1,7 @@
 """Passes that leave ONNX: their output is only valid as input to the TFLite exporter.
 
-``nhwc`` rewrites layout-sensitive ops into the ``modelconv.nhwc`` domain and ``fuse_activation``
-sets a non-ONNX ``fused_activation`` attribute; the ONNX-valid passes live one level up.
+``nhwc`` rewrites layout-sensitive ops into the ``modelconv.nhwc`` domain (``layouts`` holds its
+layout algebra), ``fuse_matmul_bias`` and ``fold_layernorm_affine`` give that domain's MatMul a
+bias input, and ``fuse_activation`` sets a non-ONNX ``fused_activation`` attribute; the
+ONNX-valid passes live one level up.
 """

@@ -35,10 +35,17 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import onnx_ir as ir
 
-from modelconv.passes._edit import attr, const_array, make_node, new_const, static_shape
+from modelconv.passes._edit import (
+    attr,
+    const_array,
+    make_node,
+    new_const,
+    static_shape,
+    unique_name,
+)
+from modelconv.passes.tflite.layouts import Perm, batch_order, reshape_layout
 
 NHWC_DOMAIN = "modelconv.nhwc"
-Perm = tuple[int, ...]
 
 SENSITIVE = {
     "Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
@@ -98,12 +105,14 @@ class _LayoutRewriter:
         self.layout: dict[ir.Value, Perm] = {}
         self.logical: dict[ir.Value, list[int]] = {}
         self.cache: dict[tuple[ir.Value, Perm], ir.Value] = {}
+        self.absorbed: dict[ir.Node, Perm] = {}  # Transpose nodes turned into layouts: perm
         self.handlers: dict[str, Callable[[ir.Node], None]] = {
             "Concat": self._concat, "Softmax": self._single_axis, "LogSoftmax": self._single_axis,
-            "Hardmax": self._single_axis, "Split": self._single_axis, "ArgMax": self._argmax,
+            "Hardmax": self._single_axis, "Split": self._split, "ArgMax": self._argmax,
             "ArgMin": self._argmax, "Slice": self._slice, "Pad": self._pad, "CumSum": self._cumsum,
             "Gather": self._gather, "Tile": self._tile, "Expand": self._expand,
             "Transpose": self._transpose, "LayerNormalization": self._layernorm,
+            "MatMul": self._matmul,
             "QuantizeLinear": self._single_axis, "DequantizeLinear": self._single_axis,
         }
 
@@ -145,6 +154,9 @@ class _LayoutRewriter:
         arr = const_array(v)
         if arr is not None:
             out = new_const(self.graph, np.transpose(arr, target), f"{v.name}_perm")
+        elif (through := self._split_through(v, target, insert)
+              or self._transpose_through(v, target, insert)) is not None:
+            return through
         else:
             inv = _inverse(cur)
             t = [inv[x] for x in target]
@@ -162,6 +174,85 @@ class _LayoutRewriter:
             self.layout[out] = target
         self.cache[key] = out
         return out
+
+    def _split_through(self, v: ir.Value, target: Perm,
+                       insert: Callable[[ir.Node], None]) -> ir.Value | None:
+        """``v``, an output of a Split of a permuted tensor, in layout ``target``, made by
+        converting the Split's input once and splitting that again: the pieces of one tensor
+        (q, k and v of an attention) then cost one Transpose, not one each."""
+        node = v.producer()
+        if node is None or node.op_type != "Split" or node.domain not in ("", "ai.onnx") \
+                or len(node.outputs) < 2 or node.inputs[0] is None:
+            return None
+        x = node.inputs[0]
+        cur = self.perm(x)
+        if cur is None or cur != self.perm(v) or any(
+                i > 1 and u is not None for i, u in enumerate(node.inputs)):
+            return None
+        axis = cur[attr(node, "axis", 0) % len(cur)]
+        src = self.convert(x, target, insert)
+        attrs = {k: a.value for k, a in node.attributes.items() if k != "axis"}
+        attrs["axis"] = target.index(axis)
+        split = ir.node("Split", [src, *node.inputs[1:2]], attributes=attrs,
+                        num_outputs=len(node.outputs), metadata_props=dict(node.metadata_props),
+                        name=unique_name(self.graph, f"{node.name}_relayout"))
+        insert(split)
+        for old, new in zip(node.outputs, split.outputs, strict=True):
+            shape = self.shape(old)
+            new.name = unique_name(self.graph, f"{old.name}_relayout")
+            new.type = old.type
+            if shape is not None:
+                self.logical[old] = shape
+                self.logical[new] = list(shape)
+                new.shape = ir.Shape([shape[a] for a in target])
+                if target != _identity(len(shape)):
+                    self.layout[new] = target
+            self.cache[(old, target)] = new
+        return self.cache[(v, target)]
+
+    def _transpose_through(self, v: ir.Value, target: Perm,
+                           insert: Callable[[ir.Node], None]) -> ir.Value | None:
+        """``v``, the output of a source Transpose of a Split output, in layout ``target``,
+        by the Split's shared conversion (:meth:`_split_through`): LeViT permutes q, k and v
+        one by one after splitting them, and then they still cost one Transpose together."""
+        node = v.producer()
+        q = self.absorbed.get(node) if node is not None else None
+        if node is None or q is None or not self._converts_cheaply(node.inputs[0],
+                                                                   tuple(q[a] for a in target)):
+            return None
+        u = node.inputs[0]
+        assert u is not None
+        src = self.convert(u, tuple(q[a] for a in target), insert)
+        shape = self.shape(v)
+        assert shape is not None
+        alias = make_node(self.graph, "Identity", [src], None, like=node,
+                          out_name=f"{v.name}_relayout", shape=[shape[a] for a in target],
+                          dtype=v.dtype)
+        insert(alias)
+        out = alias.outputs[0]
+        self.logical[out] = list(shape)
+        if target != _identity(len(shape)):
+            self.layout[out] = target
+        self.cache[(v, target)] = out
+        return out
+
+    def _converts_cheaply(self, v: ir.Value | None, target: Perm, made: bool = False) -> bool:
+        """True when ``v`` in layout ``target`` exists or comes from a Split's shared
+        conversion (or a source Transpose of one); with ``made``, only when that Split's
+        input has already been converted (nothing new to transpose)."""
+        if v is None or self.perm(v) == target or (v, target) in self.cache:
+            return True
+        node = v.producer()
+        if node is None:
+            return False
+        if node.op_type == "Split" and node.domain in ("", "ai.onnx") and len(node.outputs) > 1:
+            x = node.inputs[0]
+            if x is None or self.perm(x) != self.perm(v):
+                return False
+            return not made or (x, target) in self.cache or self.perm(x) == target
+        q = self.absorbed.get(node)
+        return q is not None and self._converts_cheaply(node.inputs[0],
+                                                        tuple(q[a] for a in target), made)
 
     def _before(self, node: ir.Node) -> Callable[[ir.Node], None]:
         return lambda new: self.graph.insert_before(node, new)
@@ -261,8 +352,37 @@ class _LayoutRewriter:
         return True
 
     # -- categories ---------------------------------------------------------------
+    def _cheapest_perm(self, node: ir.Node) -> Perm | None:
+        """The layout of a full-rank data input that the fewest other data inputs must be
+        transposed to (a conversion already made, or one that only moves size-1 dims, is
+        free); ties go to the canonical layout, then to the first. None when every data
+        input is canonical."""
+        first = self._data_perm(node)
+        if first is None:
+            return None
+        rank = len(first)
+        data = [v for v in node.inputs if v is not None and const_array(v) is None
+                and (s := self.shape(v)) is not None and len(s) == rank]
+        candidates = list(dict.fromkeys(p for v in data if (p := self.perm(v)) is not None))
+
+        def cost(target: Perm) -> int:
+            return sum(1 for v in data if self._needs_transpose(v, target))
+
+        best = min(cost(c) for c in candidates)
+        if cost(_identity(rank)) == best and _identity(rank) in candidates:
+            return None
+        return next(c for c in candidates if cost(c) == best)
+
+    def _needs_transpose(self, v: ir.Value, target: Perm) -> bool:
+        """True when bringing ``v`` to ``target`` takes a new Transpose."""
+        cur, shape = self.perm(v), self.shape(v)
+        if cur is None or shape is None or cur == target or (v, target) in self.cache:
+            return False
+        inv = _inverse(cur)
+        return not _moves_only_unit_dims([inv[x] for x in target], [shape[p] for p in cur])
+
     def _elementwise(self, node: ir.Node) -> None:
-        target = self._data_perm(node)
+        target = self._cheapest_perm(node)
         out_shape = self.shape(node.outputs[0])
         if target is None or out_shape is None or len(target) != len(out_shape):
             self._default(node)
@@ -304,7 +424,7 @@ class _LayoutRewriter:
         return True
 
     def _concat(self, node: ir.Node) -> None:
-        target = self._data_perm(node)
+        target = self._cheapest_perm(node)
         if target is None or not self._same_layout_inputs(node, target):
             self._default(node)
             return
@@ -323,6 +443,33 @@ class _LayoutRewriter:
         node.attributes["axis"] = ir.AttrInt64("axis", p.index(axis))
         for out in node.outputs:
             self.set_layout(out, p)
+
+    def _from_transpose(self, v: ir.Value, depth: int = 32) -> bool:
+        """True when the layout of ``v`` comes from a Transpose of the source graph (an
+        attention's head split), not from a channels-last op: followed back through the first
+        permuted input of each layout-agnostic op."""
+        node = v.producer()
+        while node is not None and depth > 0:
+            if node in self.absorbed:
+                return True
+            if node.domain not in ("", "ai.onnx"):
+                return False
+            src = next((u for u in node.inputs if u is not None and const_array(u) is None
+                        and (q := self.perm(u)) is not None and q != _identity(len(q))), None)
+            node = src.producer() if src is not None else None
+            depth -= 1
+        return False
+
+    def _split(self, node: ir.Node) -> None:
+        """Split keeps a channels-last layout; a tensor permuted by the graph's own Transpose
+        (the q/k/v of an attention) is brought to its logical layout once, before the Split,
+        so the pieces need no Transpose each."""
+        x = node.inputs[0]
+        p = self.perm(x) if x is not None else None
+        if x is not None and p is not None and p != _identity(len(p)) and self._from_transpose(x):
+            self._default(node)
+            return
+        self._single_axis(node)
 
     def _kept_perm(self, p: Perm, removed: set[int]) -> Perm:
         kept = [a for a in p if a not in removed]
@@ -457,6 +604,7 @@ class _LayoutRewriter:
         r = tuple(q_inv[a] for a in p)
         node.op_type = "Identity"
         node.attributes.pop("perm", None)
+        self.absorbed[node] = tuple(q)
         out = node.outputs[0]
         out_shape = self.shape(out)
         if out_shape is not None:
@@ -476,6 +624,50 @@ class _LayoutRewriter:
             self._default(node)  # mean / inv-std outputs have reduced logical shapes
             return
         self.set_layout(node.outputs[0], p)
+
+    def _matmul(self, node: ir.Node) -> None:
+        """MatMul reads operands stored with their last two dims swapped (``adj_x``/``adj_y``
+        of BATCH_MATMUL, as ``modelconv.nhwc`` MatMul) and operands whose batch dims are
+        permuted the same way (the output keeps that order); a constant 2-D weight lets the
+        left operand keep any layout that leaves its last dim last (FULLY_CONNECTED)."""
+        a, b = node.inputs[0], node.inputs[1]
+        pa, pb = (self.perm(v) if v is not None else None for v in (a, b))
+        out_shape = self.shape(node.outputs[0])
+        if a is None or b is None or pa is None or pb is None or out_shape is None:
+            self._default(node)
+            return
+        w = const_array(b)
+        if w is not None and w.ndim == 2 and len(pa) >= 2:
+            if pa[-1] == len(pa) - 1 and pa != _identity(len(pa)):
+                self.set_layout(node.outputs[0], pa)
+            else:
+                self._default(node)
+            return
+        batch = batch_order(pa) if const_array(a) is None else None
+        batch_b = batch_order(pb) if w is None else None
+        rank = len(out_shape)
+        if len(pa) != rank or len(pb) != rank or rank < 2 or (
+                batch is not None and batch_b is not None and batch != batch_b):
+            self._default(node)
+            return
+        sigma = batch or batch_b or _identity(rank - 2)
+        canon = (*sigma, rank - 2, rank - 1)
+        adj = []
+        swapped = (*sigma, rank - 1, rank - 2)
+        for i, (v, pv) in enumerate(((a, pa), (b, pb))):
+            runtime = const_array(v) is None
+            if runtime and (pv == swapped or (pv != canon and not self._converts_cheaply(
+                    v, canon, made=True) and self._converts_cheaply(v, swapped, made=True))):
+                self.set_input(node, i, self.convert(v, swapped, self._before(node)))
+                adj.append(1)
+            else:
+                self.set_input(node, i, self.convert(v, canon, self._before(node)))
+                adj.append(0)
+        if any(adj):
+            node.domain = NHWC_DOMAIN
+            node.attributes["adj_x"] = ir.AttrInt64("adj_x", adj[0])
+            node.attributes["adj_y"] = ir.AttrInt64("adj_y", adj[1])
+        self.set_layout(node.outputs[0], canon)
 
     def _flatten_into_fc(self, node: ir.Node, p: Perm, in_shape: list[int],
                          out_shape: list[int]) -> bool:
@@ -506,16 +698,19 @@ class _LayoutRewriter:
             return
         in_shape = self.shape(x)
         assert in_shape is not None
-        pure = _moves_only_unit_dims(list(_inverse(p)), [in_shape[a] for a in p])
-        if not pure and not self._flatten_into_fc(node, p, in_shape, out_shape):
+        q = reshape_layout(in_shape, out_shape, p)
+        if q is None and not self._flatten_into_fc(node, p, in_shape, out_shape):
             self._default(node)
             return
         node.op_type = "Reshape"
         for name in list(node.attributes):
             node.attributes.pop(name)
-        shape_v = new_const(self.graph, np.asarray(out_shape, np.int64), f"{node.name}_shape")
+        phys = out_shape if q is None else [out_shape[a] for a in q]
+        shape_v = new_const(self.graph, np.asarray(phys, np.int64), f"{node.name}_shape")
         node.resize_inputs(2)
         node.replace_input_with(1, shape_v)
+        if q is not None:
+            self.set_layout(node.outputs[0], q)
 
 
 def _feeds_spatial_op(value: ir.Value, depth: int = 4) -> bool:
