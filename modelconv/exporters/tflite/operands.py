@@ -1,0 +1,117 @@
+"""Integer operands (axes, bounds, pads, repeats, shapes) that may be constant or run-time.
+
+Where a LiteRT kernel reads such an operand from a tensor at run time (reduce.cc's axis,
+strided_slice.cc's begin/end/strides, pad.cc's paddings, tile.cc's multiples, cumsum.cc's
+axis), a run-time ONNX value is fed to it; a constant one is folded into a constant tensor
+here, as before. Kernels take int32 index tensors, so int64 values are clamped to the int32
+range (ONNX writes INT64_MAX for "to the end") and CAST.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+from ai_edge_litert import schema_py_generated as s
+
+from modelconv.exporters.tflite.graph import LoweringContext
+from modelconv.exporters.tflite.kernels import cast
+
+_I32 = np.iinfo(np.int32)
+
+
+def is_constant(value: ir.Value | None) -> bool:
+    """True when ``value`` is absent or has constant content."""
+    return value is None or value.const_value is not None
+
+
+def static_length(value: ir.Value | None) -> int | None:
+    """The element count of ``value`` when its shape is static (None: unknown / absent)."""
+    if value is None or value.shape is None or not all(isinstance(d, int) for d in value.shape):
+        return None
+    return int(np.prod([int(d) for d in value.shape]))
+
+
+def runtime_int32(ctx: LoweringContext, value: ir.Value, name: str,
+                  shape: list[int] | None = None) -> int:
+    """Run-time integer ``value`` as an int32 tensor (RESHAPEd to ``shape`` if given).
+
+    int64 values are clamped to the int32 range first (MINIMUM / MAXIMUM) so that
+    INT64_MAX-style bounds stay "past the end" instead of wrapping.
+
+    Args:
+        ctx: the lowering context.
+        value: a non-constant int32 / int64 IR value.
+        name: a base name for the new tensors.
+        shape: the shape to give the result (None: as it is).
+
+    Returns:
+        The int32 tensor index.
+    """
+    t = ctx.get(value)
+    if shape is not None and list(ctx.t(t).shape) != list(shape):
+        t = ctx.reshape(t, list(shape), f"{name}_shaped")
+    dtype = ctx.t(t).dtype
+    if dtype == np.int32:
+        return t
+    if dtype == np.int64:
+        capped, floored = ctx.like(t, f"{name}_capped"), ctx.like(t, f"{name}_floored")
+        ctx.emit("MINIMUM", [t, ctx.const(np.asarray(_I32.max, np.int64), "int32_max")],
+                 [capped])
+        ctx.emit("MAXIMUM", [capped, ctx.const(np.asarray(_I32.min, np.int64), "int32_min")],
+                 [floored])
+        t = floored
+    return cast(ctx, t, np.dtype(np.int32))
+
+
+def int32_operand(ctx: LoweringContext, value: ir.Value, name: str,
+                  shape: list[int] | None = None) -> int:
+    """``value`` as an int32 tensor: constants folded (clipped to int32), run-time values
+    through :func:`runtime_int32`.
+
+    Args:
+        ctx: the lowering context.
+        value: an integer IR value.
+        name: a base name for the new tensors.
+        shape: the shape to give the result (None: as it is).
+
+    Returns:
+        The int32 tensor index.
+    """
+    arr = ctx.array(value)
+    if arr is not None:
+        arr = np.clip(arr.astype(np.int64), _I32.min, _I32.max).astype(np.int32)
+        return ctx.const(arr if shape is None else arr.reshape(shape), name)
+    return runtime_int32(ctx, value, name, shape)
+
+
+def scatter_axes(ctx: LoweringContext, given: int, axes: list[int], fill: list[int],
+                 name: str) -> int:
+    """A rank-long int32 vector: entry ``axes[k]`` of run-time ``given`` (int32, one value per
+    listed axis) at position ``axes[k]``, ``fill[ax]`` at the other positions.
+
+    Built as GATHER(CONCATENATION(given, fill), constant positions).
+
+    Args:
+        ctx: the lowering context.
+        given: int32 tensor of ``len(axes)`` values.
+        axes: the (non-negative, distinct) axis each value belongs to.
+        fill: the value of each of the rank positions not in ``axes``.
+        name: a base name for the new tensors.
+
+    Returns:
+        The int32 tensor index of the rank-long vector.
+    """
+    n, rank = len(axes), len(fill)
+    if sorted(axes) == list(range(rank)) and list(axes) == list(range(rank)):
+        return given
+    both = ctx.tmp(f"{name}_all", np.int32, [n + rank])
+    opts = s.ConcatenationOptionsT()
+    opts.axis = 0
+    ctx.emit("CONCATENATION", [ctx.reshape(given, [n], f"{name}_flat"),
+                               ctx.i32(fill, f"{name}_fill")], [both], opts)
+    pos = [axes.index(ax) if ax in axes else n + ax for ax in range(rank)]
+    full = ctx.tmp(name, np.int32, [rank])
+    g = s.GatherOptionsT()
+    g.axis = 0
+    ctx.emit("GATHER", [both, ctx.i32(pos, f"{name}_positions")], [full], g)
+    return full
