@@ -16,8 +16,8 @@ from modelconv.exporters.tflite.kernels import (
     emit_typed,
     value_dtype,
 )
-from modelconv.exporters.tflite.ops_conv import as_nhwc4, finish_rank, prepare_window
 from modelconv.exporters.tflite.operands import is_constant, runtime_int32, static_length
+from modelconv.exporters.tflite.ops_conv import as_nhwc4, finish_rank, prepare_window
 from modelconv.exporters.tflite.registry import attr, output_used, tflite_lowering
 
 
