@@ -26,9 +26,10 @@ def is_constant(value: ir.Value | None) -> bool:
 
 def static_length(value: ir.Value | None) -> int | None:
     """The element count of ``value`` when its shape is static (None: unknown / absent)."""
-    if value is None or value.shape is None or not all(isinstance(d, int) for d in value.shape):
+    if value is None or value.shape is None:
         return None
-    return int(np.prod([int(d) for d in value.shape]))
+    dims = [d for d in value.shape if isinstance(d, int)]
+    return int(np.prod(dims, dtype=np.int64)) if len(dims) == len(value.shape) else None
 
 
 def runtime_int32(ctx: LoweringContext, value: ir.Value, name: str,

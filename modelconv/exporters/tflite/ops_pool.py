@@ -183,10 +183,11 @@ def _reduce_axes(ctx: LoweringContext, node: ir.Node, rank: int) -> list[int] | 
     """The axes to reduce: a sorted constant list, or an int32 tensor of run-time axes
     (the reducer kernels read negative and repeated axes as ONNX does)."""
     value = node.inputs[1] if len(node.inputs) > 1 else None
-    if value is not None and ctx.array(value) is None and static_length(value) != 0:
+    given = ctx.array(value) if value is not None else None
+    if value is not None and given is None and static_length(value) != 0:
         return runtime_int32(ctx, value, "axes")
     if value is not None:
-        axes = [int(a) for a in (ctx.array(value) if static_length(value) != 0 else [])]
+        axes = [int(a) for a in (given if given is not None else [])]
     else:
         axes = list(node.attributes["axes"].value) if "axes" in node.attributes else []
     if not axes:
