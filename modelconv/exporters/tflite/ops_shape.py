@@ -11,6 +11,12 @@ from modelconv.errors import ExportError
 from modelconv.exporters.tflite._resize import ResizeAxis, resize_plan
 from modelconv.exporters.tflite.graph import LoweringContext
 from modelconv.exporters.tflite.kernels import dtype_reason, emit_typed
+from modelconv.exporters.tflite.operands import (
+    int32_operand,
+    is_constant,
+    runtime_int32,
+    static_length,
+)
 from modelconv.exporters.tflite.registry import attr, tflite_lowering
 from modelconv.passes.tflite.nhwc import NHWC_DOMAIN
 
@@ -137,9 +143,9 @@ def lower_expand(ctx: LoweringContext, node: ir.Node) -> None:
 
 @tflite_lowering("Tile")
 def lower_tile(ctx: LoweringContext, node: ir.Node) -> None:
-    """Tile -> TILE."""
-    reps = ctx.need_array(node.inputs[1], "repeats")
-    ctx.emit("TILE", [ctx.inp(node, 0), ctx.i32(reps, "multiples")], [ctx.out(node)])
+    """Tile -> TILE (constant or run-time repeats)."""
+    reps = int32_operand(ctx, node.inputs[1], "multiples")  # type: ignore[arg-type]
+    ctx.emit("TILE", [ctx.inp(node, 0), reps], [ctx.out(node)])
 
 
 def check_pad(node: ir.Node) -> str | None:
@@ -149,8 +155,15 @@ def check_pad(node: ir.Node) -> str | None:
     if mode not in ("constant", "reflect", "edge", "wrap"):
         return f"mode={mode}"
     pads = node.inputs[1] if len(node.inputs) > 1 else None
-    if pads is None or pads.const_value is None:
-        return "run-time pads"
+    axes = node.inputs[3] if len(node.inputs) > 3 else None
+    if pads is None:
+        return "no pads input"
+    if pads.const_value is None or not is_constant(axes):
+        # PAD / PADV2 / MIRROR_PAD read the paddings tensor; edge / wrap GATHER positions
+        # computed from it for the static output size
+        if mode in ("edge", "wrap") and not is_constant(axes):
+            return f"run-time axes with mode={mode}"
+        return dtype_reason("GATHER" if mode in ("edge", "wrap") else "PAD", node.inputs[0])
     if (pads.const_value.numpy() < 0).any() and mode != "edge" and mode != "wrap":
         return "negative pads (cropping)"
     return dtype_reason("GATHER" if mode in ("edge", "wrap") else "PAD", node.inputs[0])
@@ -161,8 +174,21 @@ def lower_pad(ctx: LoweringContext, node: ir.Node) -> None:
     """Pad -> PAD / PADV2 (constant value) / MIRROR_PAD (reflect) / GATHER (edge, wrap)."""
     x = ctx.inp(node, 0)
     rank = len(ctx.t(x).shape)
+    axes_v = node.inputs[3] if len(node.inputs) > 3 else None
+    axes = ctx.array(axes_v)
+    if axes_v is not None and axes is None:
+        _emit_pad(ctx, node, x, _scattered_paddings(ctx, node.inputs[1], axes_v, rank),
+                  ctx.out(node))
+        return
+    if ctx.array(node.inputs[1]) is None:
+        listed = list(range(rank)) if axes is None else [int(a) % rank for a in axes]
+        if _a(node, "mode", "constant") in ("edge", "wrap"):
+            _runtime_pad_gather(ctx, node, x, listed)
+            return
+        _emit_pad(ctx, node, x, _runtime_paddings(ctx, node.inputs[1], listed, rank),
+                  ctx.out(node))
+        return
     pads = ctx.need_array(node.inputs[1], "pads").astype(np.int64)
-    axes = ctx.array(node.inputs[3]) if len(node.inputs) > 3 else None
     full = np.zeros((rank, 2), np.int64)
     for k, ax in enumerate(range(rank) if axes is None else [int(a) % rank for a in axes]):
         full[ax] = pads[k], pads[k + len(pads) // 2]
@@ -172,7 +198,100 @@ def lower_pad(ctx: LoweringContext, node: ir.Node) -> None:
         return
     if (full < 0).any():
         raise ExportError("negative Pad (cropping) is not supported for TFLite")
-    paddings = ctx.i32(full, "paddings")
+    _emit_pad(ctx, node, x, ctx.i32(full, "paddings"), dst)
+
+
+def _runtime_paddings(ctx: LoweringContext, pads: ir.Value | None, axes: list[int],
+                      rank: int) -> int:
+    """ONNX run-time pads ``[begin..., end...]`` over ``axes`` as TFLite's int32 ``[rank, 2]``
+    paddings: RESHAPE to [2, n], TRANSPOSE, GATHER rows (zero rows for unlisted axes)."""
+    assert pads is not None
+    n = len(axes)
+    pairs = ctx.transpose(runtime_int32(ctx, pads, "pads", [2, n]), [1, 0], "pad_pairs")
+    if axes == list(range(rank)):
+        return pairs
+    rows = ctx.tmp("pad_rows", np.int32, [n + 1, 2])
+    opts = s.ConcatenationOptionsT()
+    opts.axis = 0
+    ctx.emit("CONCATENATION", [pairs, ctx.i32([[0, 0]], "no_pad")], [rows], opts)
+    full = ctx.tmp("paddings", np.int32, [rank, 2])
+    g = s.GatherOptionsT()
+    g.axis = 0
+    pos = [axes.index(ax) if ax in axes else n for ax in range(rank)]
+    ctx.emit("GATHER", [rows, ctx.i32(pos, "pad_positions")], [full], g)
+    return full
+
+
+def _scattered_paddings(ctx: LoweringContext, pads: ir.Value | None, axes: ir.Value,
+                        rank: int) -> int:
+    """Run-time pads over run-time axes: [rank, 2] paddings by SCATTER_ND of the
+    (begin, end) pairs at the axes taken modulo the rank (FLOOR_MOD)."""
+    assert pads is not None
+    n = static_length(axes)
+    if n is None:
+        raise ExportError(f"Pad {node_name(ctx)}: run-time axes of unknown length")
+    pairs = ctx.transpose(runtime_int32(ctx, pads, "pads", [2, n]), [1, 0], "pad_pairs")
+    ax = runtime_int32(ctx, axes, "pad_axes", [n, 1])
+    wrapped = ctx.like(ax, "pad_axes_wrapped")
+    ctx.emit("FLOOR_MOD", [ax, ctx.const(np.asarray(rank, np.int32), "rank")], [wrapped])
+    full = ctx.tmp("paddings", np.int32, [rank, 2])
+    ctx.emit("SCATTER_ND", [wrapped, pairs, ctx.i32([rank, 2], "paddings_shape")], [full])
+    return full
+
+
+def _runtime_pad_gather(ctx: LoweringContext, node: ir.Node, x: int, axes: list[int]) -> None:
+    """Pad edge / wrap with run-time pads: per listed axis, GATHER the source positions of
+    the (static) output size: ``i - begin`` clamped to the axis (edge), or, with
+    ``b+ = max(begin, 0)``, ``max(-begin, 0) + (i - b+) mod (size - b+ - max(end, 0))``
+    (wrap: the kept range after any cropping, repeated)."""
+    pads = runtime_int32(ctx, node.inputs[1], "pads")  # type: ignore[arg-type]
+    dst = ctx.out(node)
+    shape, cur = list(ctx.t(x).shape), x
+    zero = ctx.i32(0, "zero")
+
+    def scalar(name: str, code: str, ins: list[int], options: object = None) -> int:
+        out = ctx.tmp(name, np.int32, [])
+        ctx.emit(code, ins, [out], options)
+        return out
+
+    for k, ax in enumerate(axes):
+        n, size = shape[ax], ctx.t(dst).shape[ax]
+        g = s.GatherOptionsT()
+        g.axis = 0
+        begin, end = (scalar(f"pad_{w}{ax}", "GATHER", [pads, ctx.i32(j, f"pad_index{ax}_{w}")],
+                             g) for w, j in (("begin", k), ("end", k + len(axes))))
+        rows = ctx.i32(np.arange(size), f"out_positions{ax}")
+        if _a(node, "mode") == "edge":
+            moved = ctx.tmp(f"pad_moved{ax}", np.int32, [size])
+            ctx.emit("SUB", [rows, begin], [moved], s.SubOptionsT())
+            low = ctx.like(moved, f"pad_low{ax}")
+            ctx.emit("MAXIMUM", [moved, zero], [low])
+            pos = ctx.like(moved, f"pad_positions{ax}")
+            ctx.emit("MINIMUM", [low, ctx.i32(n - 1, f"last{ax}")], [pos])
+        else:
+            grown_b, grown_e = (scalar(f"pad_grown{w}{ax}", "MAXIMUM", [v, zero])
+                                for w, v in (("b", begin), ("e", end)))
+            lo = scalar(f"pad_lo{ax}", "SUB", [grown_b, begin], s.SubOptionsT())
+            kept = scalar(f"pad_kept{ax}", "SUB", [scalar(
+                f"pad_rest{ax}", "SUB", [ctx.i32(size, f"size{ax}"), grown_b], s.SubOptionsT()),
+                grown_e], s.SubOptionsT())
+            moved = ctx.tmp(f"pad_moved{ax}", np.int32, [size])
+            ctx.emit("SUB", [rows, grown_b], [moved], s.SubOptionsT())
+            wrapped = ctx.like(moved, f"pad_wrapped{ax}")
+            ctx.emit("FLOOR_MOD", [moved, kept], [wrapped])
+            pos = ctx.like(moved, f"pad_positions{ax}")
+            ctx.emit("ADD", [wrapped, lo], [pos], s.AddOptionsT())
+        shape[ax] = size
+        out = dst if k == len(axes) - 1 else ctx.like(cur, f"padded{ax}", list(shape))
+        opts = s.GatherOptionsT()
+        opts.axis = ax
+        emit_typed(ctx, "GATHER", [cur, pos], out, opts)
+        cur = out
+
+
+def _emit_pad(ctx: LoweringContext, node: ir.Node, x: int, paddings: int, dst: int) -> None:
+    """PAD / PADV2 (a non-zero or run-time constant value) / MIRROR_PAD (reflect)."""
+    mode = _a(node, "mode", "constant")
     if mode == "reflect":
         opts = s.MirrorPadOptionsT()
         opts.mode = s.MirrorPadMode.REFLECT
@@ -180,8 +299,12 @@ def lower_pad(ctx: LoweringContext, node: ir.Node) -> None:
         return
     if mode != "constant":
         raise ExportError(f"Pad mode '{mode}' is not supported for TFLite")
-    value = ctx.array(node.inputs[2]) if len(node.inputs) > 2 else None
-    if value is None or not np.any(value):
+    given = node.inputs[2] if len(node.inputs) > 2 else None
+    value = ctx.array(given)
+    if given is not None and value is None:  # a run-time value: PADV2 reads it
+        emit_typed(ctx, "PADV2", [x, paddings, ctx.reshape(ctx.get(given), [1], "pad_value")],
+                   dst)
+    elif value is None or not np.any(value):
         emit_typed(ctx, "PAD", [x, paddings], dst)
     else:
         v = ctx.const(np.asarray(value, ctx.t(x).dtype).reshape(1), "pad_value")
@@ -190,12 +313,18 @@ def lower_pad(ctx: LoweringContext, node: ir.Node) -> None:
 
 @tflite_lowering("CumSum", check=_data_check("CUMSUM"))  # type: ignore[arg-type]
 def lower_cumsum(ctx: LoweringContext, node: ir.Node) -> None:
-    """CumSum -> CUMSUM."""
-    axis = int(ctx.need_array(node.inputs[1], "axis").reshape(-1)[0])
-    axis %= len(ctx.t(ctx.inp(node, 0)).shape)
+    """CumSum -> CUMSUM (a constant axis folded, a run-time one fed to the kernel, which
+    counts negative axes from the end as ONNX does)."""
+    axis_v = node.inputs[1]
+    assert axis_v is not None
+    given = ctx.array(axis_v)
+    if given is not None:
+        axis = ctx.i32(int(given.reshape(-1)[0]) % len(ctx.t(ctx.inp(node, 0)).shape), "axis")
+    else:
+        axis = runtime_int32(ctx, axis_v, "axis", [])
     opts = s.CumsumOptionsT()
     opts.exclusive, opts.reverse = bool(_a(node, "exclusive", 0)), bool(_a(node, "reverse", 0))
-    emit_typed(ctx, "CUMSUM", [ctx.inp(node, 0), ctx.i32(axis, "axis")], ctx.out(node), opts)
+    emit_typed(ctx, "CUMSUM", [ctx.inp(node, 0), axis], ctx.out(node), opts)
 
 
 def _resize_plan(node: ir.Node) -> tuple[str, bool, bool] | str:
