@@ -33,7 +33,7 @@ def static_length(value: ir.Value | None) -> int | None:
 
 
 def runtime_int32(ctx: LoweringContext, value: ir.Value, name: str,
-                  shape: list[int] | None = None) -> int:
+                  shape: list[int] | None = None, limit: int = int(_I32.max)) -> int:
     """Run-time integer ``value`` as an int32 tensor (RESHAPEd to ``shape`` if given).
 
     int64 values are clamped to the int32 range first (MINIMUM / MAXIMUM) so that
@@ -44,6 +44,8 @@ def runtime_int32(ctx: LoweringContext, value: ir.Value, name: str,
         value: a non-constant int32 / int64 IR value.
         name: a base name for the new tensors.
         shape: the shape to give the result (None: as it is).
+        limit: int64 values are clamped to ``[-limit - 1, limit]`` (a smaller limit leaves
+            room for arithmetic on the result).
 
     Returns:
         The int32 tensor index.
@@ -56,16 +58,15 @@ def runtime_int32(ctx: LoweringContext, value: ir.Value, name: str,
         return t
     if dtype == np.int64:
         capped, floored = ctx.like(t, f"{name}_capped"), ctx.like(t, f"{name}_floored")
-        ctx.emit("MINIMUM", [t, ctx.const(np.asarray(_I32.max, np.int64), "int32_max")],
-                 [capped])
-        ctx.emit("MAXIMUM", [capped, ctx.const(np.asarray(_I32.min, np.int64), "int32_min")],
+        ctx.emit("MINIMUM", [t, ctx.const(np.asarray(limit, np.int64), "int_max")], [capped])
+        ctx.emit("MAXIMUM", [capped, ctx.const(np.asarray(-limit - 1, np.int64), "int_min")],
                  [floored])
         t = floored
     return cast(ctx, t, np.dtype(np.int32))
 
 
 def int32_operand(ctx: LoweringContext, value: ir.Value, name: str,
-                  shape: list[int] | None = None) -> int:
+                  shape: list[int] | None = None, limit: int = int(_I32.max)) -> int:
     """``value`` as an int32 tensor: constants folded (clipped to int32), run-time values
     through :func:`runtime_int32`.
 
@@ -74,15 +75,16 @@ def int32_operand(ctx: LoweringContext, value: ir.Value, name: str,
         value: an integer IR value.
         name: a base name for the new tensors.
         shape: the shape to give the result (None: as it is).
+        limit: values are clamped to ``[-limit - 1, limit]``.
 
     Returns:
         The int32 tensor index.
     """
     arr = ctx.array(value)
     if arr is not None:
-        arr = np.clip(arr.astype(np.int64), _I32.min, _I32.max).astype(np.int32)
+        arr = np.clip(arr.astype(np.int64), -limit - 1, limit).astype(np.int32)
         return ctx.const(arr if shape is None else arr.reshape(shape), name)
-    return runtime_int32(ctx, value, name, shape)
+    return runtime_int32(ctx, value, name, shape, limit)
 
 
 def scatter_axes(ctx: LoweringContext, given: int, axes: list[int], fill: list[int],
@@ -103,7 +105,7 @@ def scatter_axes(ctx: LoweringContext, given: int, axes: list[int], fill: list[i
         The int32 tensor index of the rank-long vector.
     """
     n, rank = len(axes), len(fill)
-    if sorted(axes) == list(range(rank)) and list(axes) == list(range(rank)):
+    if list(axes) == list(range(rank)):
         return given
     both = ctx.tmp(f"{name}_all", np.int32, [n + rank])
     opts = s.ConcatenationOptionsT()
@@ -115,4 +117,39 @@ def scatter_axes(ctx: LoweringContext, given: int, axes: list[int], fill: list[i
     g = s.GatherOptionsT()
     g.axis = 0
     ctx.emit("GATHER", [both, ctx.i32(pos, f"{name}_positions")], [full], g)
+    return full
+
+
+def scatter_runtime_axes(ctx: LoweringContext, given: int, axes: int, fill: list[int],
+                         name: str) -> int:
+    """Like :func:`scatter_axes` for run-time ``axes`` (an int32 [n] tensor, negative axes
+    counted from the end): ``fill + SCATTER_ND(axes mod rank, given - fill[axes])``.
+
+    ``given`` must leave room for the subtraction (values within +-2**30).
+
+    Args:
+        ctx: the lowering context.
+        given: int32 tensor of n values.
+        axes: int32 tensor of the n distinct axes they belong to.
+        fill: the value of each of the rank positions not in ``axes``.
+        name: a base name for the new tensors.
+
+    Returns:
+        The int32 tensor index of the rank-long vector.
+    """
+    n, rank = ctx.t(given).shape[0], len(fill)
+    wrapped = ctx.tmp(f"{name}_axes", np.int32, [n])
+    ctx.emit("FLOOR_MOD", [axes, ctx.const(np.asarray(rank, np.int32), "rank")], [wrapped])
+    fill_t = ctx.i32(fill, f"{name}_fill")
+    base = ctx.tmp(f"{name}_base", np.int32, [n])
+    g = s.GatherOptionsT()
+    g.axis = 0
+    ctx.emit("GATHER", [fill_t, wrapped], [base], g)
+    delta = ctx.tmp(f"{name}_delta", np.int32, [n])
+    ctx.emit("SUB", [given, base], [delta], s.SubOptionsT())
+    spread = ctx.tmp(f"{name}_spread", np.int32, [rank])
+    ctx.emit("SCATTER_ND", [ctx.reshape(wrapped, [n, 1], f"{name}_index"), delta,
+                            ctx.i32([rank], f"{name}_rank")], [spread])
+    full = ctx.tmp(name, np.int32, [rank])
+    ctx.emit("ADD", [spread, fill_t], [full], s.AddOptionsT())
     return full

@@ -15,6 +15,8 @@ from modelconv.exporters.tflite.operands import (
     int32_operand,
     is_constant,
     runtime_int32,
+    scatter_axes,
+    scatter_runtime_axes,
     static_length,
 )
 from modelconv.exporters.tflite.registry import attr, tflite_lowering
@@ -78,12 +80,25 @@ def lower_split(ctx: LoweringContext, node: ir.Node) -> None:
     emit_typed(ctx, "SPLIT_V", [x, ctx.i32(sizes, "sizes"), ctx.i32(axis, "axis")], outs, opts_v)
 
 
-@tflite_lowering("Slice")
+def check_slice(node: ir.Node) -> str | None:
+    """STRIDED_SLICE reads begin / end / strides tensors, so run-time starts, ends and steps
+    are fed to it (their count must be static)."""
+    starts = node.inputs[1]
+    if not is_constant(starts) and static_length(starts) is None:
+        return "run-time starts of unknown length"
+    return None
+
+
+@tflite_lowering("Slice", check=check_slice)
 def lower_slice(ctx: LoweringContext, node: ir.Node) -> None:
-    """Slice -> STRIDED_SLICE with clamped, fully specified begin/end/strides."""
+    """Slice -> STRIDED_SLICE with clamped, fully specified begin/end/strides (constants
+    folded; run-time bounds scattered into rank-long vectors)."""
     x = ctx.inp(node, 0)
     shape = ctx.t(x).shape
     rank = len(shape)
+    if not all(is_constant(v) for v in node.inputs[1:]):
+        _runtime_slice(ctx, node, x)
+        return
     starts, ends = (ctx.need_array(node.inputs[i], "slice bound") for i in (1, 2))
     axes, steps = (ctx.need_array(node.inputs[i], "slice parameter")
                    if len(node.inputs) > i and node.inputs[i] is not None else None
@@ -107,6 +122,42 @@ def lower_slice(ctx: LoweringContext, node: ir.Node) -> None:
     opts.endMask = end_mask
     ctx.emit("STRIDED_SLICE", [x, ctx.i32(begin, "begin"), ctx.i32(end, "end"),
                                ctx.i32(stride, "strides")], [ctx.out(node)], opts)
+
+
+#: run-time slice bounds are clamped to +-2**30 (any such bound is "past the end")
+_BOUND = 2**30
+
+
+def _runtime_slice(ctx: LoweringContext, node: ir.Node, x: int) -> None:
+    """Slice with run-time starts / ends / steps: STRIDED_SLICE on the bounds scattered to
+    rank-long vectors (unlisted axes: 0, dim, 1). The kernel wraps negative bounds and clamps
+    them as ONNX does, except a start below -dim with a negative step (ONNX: 0, the kernel:
+    -1), so starts are first raised to at least -dim."""
+    shape = ctx.t(x).shape
+    rank = len(shape)
+    n = static_length(node.inputs[1])
+    assert n is not None
+    axes_v = node.inputs[3] if len(node.inputs) > 3 else None
+    axes_arr = ctx.array(axes_v)
+    steps_v = node.inputs[4] if len(node.inputs) > 4 else None
+    starts, ends = (int32_operand(ctx, node.inputs[i], w, [n], _BOUND)  # type: ignore[arg-type]
+                    for i, w in ((1, "starts"), (2, "ends")))
+    steps = ctx.i32([1] * n, "steps") if steps_v is None else int32_operand(
+        ctx, steps_v, "steps", [n], _BOUND)
+    if axes_v is not None and axes_arr is None:
+        axes_t = runtime_int32(ctx, axes_v, "axes", [n])
+        begin, end, stride = (scatter_runtime_axes(ctx, v, axes_t, fill, w) for v, fill, w in (
+            (starts, [0] * rank, "begin"), (ends, list(shape), "end"),
+            (steps, [1] * rank, "strides")))
+    else:
+        axes = list(range(n)) if axes_arr is None else [int(a) % rank for a in axes_arr]
+        begin, end, stride = (scatter_axes(ctx, v, axes, fill, w) for v, fill, w in (
+            (starts, [0] * rank, "begin"), (ends, list(shape), "end"),
+            (steps, [1] * rank, "strides")))
+    raised = ctx.like(begin, "begin_raised")
+    ctx.emit("MAXIMUM", [begin, ctx.i32([-d for d in shape], "minus_dims")], [raised])
+    ctx.emit("STRIDED_SLICE", [x, raised, end, stride], [ctx.out(node)],
+             s.StridedSliceOptionsT())
 
 
 @tflite_lowering("Gather", check=_data_check("GATHER"))  # type: ignore[arg-type]
