@@ -87,6 +87,10 @@ def lower_conv(ctx: LoweringContext, node: ir.Node) -> None:
     if node.domain != NHWC_DOMAIN:
         raise ExportError(f"Conv '{node.name}' was not moved to NHWC (rank-3/4 only)")
     x = as_nhwc4(ctx, ctx.inp(node, 0))
+    if ctx.array(node.inputs[1]) is None or (
+            len(node.inputs) > 2 and node.inputs[2] is not None and ctx.array(node.inputs[2]) is None):
+        _runtime_conv(ctx, node, x)
+        return
     weight = ctx.need_array(node.inputs[1], "convolution weight")
     if weight.ndim == 3:
         weight = weight[:, :, None, :]
@@ -111,6 +115,34 @@ def lower_conv(ctx: LoweringContext, node: ir.Node) -> None:
         ctx.emit("DEPTHWISE_CONV_2D", [x, kernel, ctx.const(bias, "bias")], [y], opts)
     else:
         conv2d(ctx, x, weight, bias, w, padding, act, y)
+    if y != dst:
+        finish_rank(ctx, y, dst)
+
+
+def _runtime_conv(ctx: LoweringContext, node: ir.Node, x: int) -> None:
+    """Conv with a run-time weight (or bias): CONV_2D reads its filter tensor at run time,
+    so the OIHW weight is TRANSPOSEd to OHWI by an op (grouped convolutions included)."""
+    wv = node.inputs[1]
+    assert wv is not None
+    wshape = ctx.shape(wv)
+    weight = ctx.get(wv)
+    if len(wshape) == 3:
+        wshape = [wshape[0], wshape[1], 1, wshape[2]]
+        weight = ctx.reshape(weight, wshape, "weight4d")
+    out_ch = wshape[0]
+    kernel_size = wshape[2:] if len(ctx.t(ctx.inp(node, 0)).shape) == 4 else wshape[3:]
+    xp, w, padding = prepare_window(ctx, node, x, kernel_size)
+    bias_v = node.inputs[2] if len(node.inputs) > 2 else None
+    bias = ctx.const(np.zeros(out_ch, np.float32), "bias") if bias_v is None else ctx.get(bias_v)
+    dst = ctx.out(node)
+    y = dst if len(ctx.t(dst).shape) == 4 else ctx.tmp("conv4d", np.float32,
+                                                        [*ctx.t(xp).shape[:1], *w.out, out_ch])
+    opts = s.Conv2DOptionsT()
+    opts.padding, opts.strideH, opts.strideW = padding, w.strides[0], w.strides[1]
+    opts.dilationHFactor, opts.dilationWFactor = w.dilations[0], w.dilations[1]
+    opts.fusedActivationFunction = ctx.activation(node)
+    kernel = ctx.transpose(weight, [0, 2, 3, 1], "weight_ohwi")
+    ctx.emit("CONV_2D", [xp, kernel, bias], [y], opts)
     if y != dst:
         finish_rank(ctx, y, dst)
 
