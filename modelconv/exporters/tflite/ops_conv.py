@@ -87,8 +87,8 @@ def lower_conv(ctx: LoweringContext, node: ir.Node) -> None:
     if node.domain != NHWC_DOMAIN:
         raise ExportError(f"Conv '{node.name}' was not moved to NHWC (rank-3/4 only)")
     x = as_nhwc4(ctx, ctx.inp(node, 0))
-    if ctx.array(node.inputs[1]) is None or (
-            len(node.inputs) > 2 and node.inputs[2] is not None and ctx.array(node.inputs[2]) is None):
+    bias_v = node.inputs[2] if len(node.inputs) > 2 else None
+    if ctx.array(node.inputs[1]) is None or (bias_v is not None and ctx.array(bias_v) is None):
         _runtime_conv(ctx, node, x)
         return
     weight = ctx.need_array(node.inputs[1], "convolution weight")
@@ -159,12 +159,12 @@ def conv2d(ctx: LoweringContext, x: int, weight: np.ndarray, bias: np.ndarray, w
 
 
 def check_conv_transpose(node: ir.Node) -> str | None:
-    """TRANSPOSE_CONV is 2-D, ungrouped and undilated, with a constant weight."""
+    """TRANSPOSE_CONV is 2-D, ungrouped and undilated; it reads a run-time weight too."""
     weight = node.inputs[1]
-    if weight is None or weight.const_value is None:
-        return "run-time weight"
-    if len(weight.const_value.shape) not in (3, 4):
-        return f"{len(weight.const_value.shape) - 2}-D (1-D and 2-D only)"
+    if weight is None or weight.shape is None:
+        return "weight of unknown shape"
+    if len(weight.shape) not in (3, 4):
+        return f"{len(weight.shape) - 2}-D (1-D and 2-D only)"
     if attr(node, "group", 1) != 1:
         return f"group={attr(node, 'group')}"
     if any(d != 1 for d in attr(node, "dilations", None) or []):  # type: ignore[attr-defined]
@@ -177,7 +177,9 @@ def lower_conv_transpose(ctx: LoweringContext, node: ir.Node) -> None:
     """ConvTranspose (channels-last, 1-D or 2-D, group 1) -> TRANSPOSE_CONV (+ STRIDED_SLICE
     crop); 1-D is the 2-D op on [N, 1, W, C] with a 1 x k kernel."""
     x = ctx.inp(node, 0)
-    weight = ctx.need_array(node.inputs[1], "transposed-convolution weight")
+    assert node.inputs[1] is not None
+    weight_t = ctx.get(node.inputs[1])
+    weight = np.zeros(ctx.t(weight_t).shape, np.float32)  # the shape; values: weight_t
     attrs = {k: a.value for k, a in node.attributes.items()}
     if node.domain != NHWC_DOMAIN or weight.ndim not in (3, 4) or attrs.get("group", 1) != 1:
         raise ExportError("TFLite export supports 1-D / 2-D ConvTranspose with group=1 only")
@@ -186,6 +188,7 @@ def lower_conv_transpose(ctx: LoweringContext, node: ir.Node) -> None:
     final = ctx.out(node)
     if weight.ndim == 3:  # 1-D: H = 1, no H stride or pads
         weight = weight[:, :, None, :]
+        weight_t = ctx.reshape(weight_t, list(weight.shape), "weight4d")
         attrs["strides"] = [1, *attrs.get("strides", [1])]
         p = list(attrs.get("pads", [0, 0]))
         attrs["pads"] = [0, p[0], 0, p[1]]
@@ -200,8 +203,9 @@ def lower_conv_transpose(ctx: LoweringContext, node: ir.Node) -> None:
     pads = attrs.get("pads", [0, 0, 0, 0])
     out_shape = ctx.t(dst).shape
     full = [(in_h - 1) * sh + kh, (in_w - 1) * sw + kw]
-    bias = ctx.array(node.inputs[2]) if len(node.inputs) > 2 else None
-    bias = np.zeros(weight.shape[1], np.float32) if bias is None else bias.astype(np.float32)
+    bias_v = node.inputs[2] if len(node.inputs) > 2 else None
+    bias = ctx.const(np.zeros(weight.shape[1], np.float32), "bias") if bias_v is None else \
+        ctx.get(bias_v)
     opts = s.TransposeConvOptionsT()
     opts.strideH, opts.strideW = sh, sw
     opts.fusedActivationFunction = ctx.activation(node)
@@ -210,8 +214,11 @@ def lower_conv_transpose(ctx: LoweringContext, node: ir.Node) -> None:
     opts.padding = s.Padding.SAME if same else s.Padding.VALID
     y = dst if same else ctx.tmp("full", np.float32, [n, *full, out_shape[3]])
     shape_t = ctx.i32(ctx.t(y).shape, "output_shape")
-    kernel = ctx.const(np.transpose(weight, (1, 2, 3, 0)), "weight")
-    ctx.emit("TRANSPOSE_CONV", [shape_t, kernel, x, ctx.const(bias, "bias")], [y], opts)
+    # IOHW -> OHWI: folded for a constant weight, a TRANSPOSE op for a run-time one
+    arr = ctx.t(weight_t).data
+    kernel = ctx.const(np.transpose(arr, (1, 2, 3, 0)), "weight") if arr is not None else \
+        ctx.transpose(weight_t, [1, 2, 3, 0], "weight_ohwi")
+    ctx.emit("TRANSPOSE_CONV", [shape_t, kernel, x, bias], [y], opts)
     if not same:
         _crop(ctx, y, [pads[0], pads[1]], dst)
     if dst != final:

@@ -19,6 +19,7 @@ from modelconv.exporters.tflite.operands import (
     scatter_runtime_axes,
     static_length,
 )
+from modelconv.exporters.tflite.ops_resize import emit_taps, taps_plan
 from modelconv.exporters.tflite.registry import attr, tflite_lowering
 from modelconv.passes.tflite.nhwc import NHWC_DOMAIN
 
@@ -402,23 +403,27 @@ def _resize_plan(node: ir.Node) -> tuple[str, bool, bool] | str:
 
 
 def check_resize(node: ir.Node) -> str | None:
-    """RESIZE_BILINEAR / RESIZE_NEAREST_NEIGHBOR reproduce the ONNX coordinates exactly for
-    these sizes (see :mod:`._resize`); the rest (cubic, antialias downsampling, crop and
-    resize, coordinate modes no flag pair matches) is refused."""
-    plan = _resize_plan(node)
+    """Resize runs as RESIZE_BILINEAR / RESIZE_NEAREST_NEIGHBOR where their flags reproduce
+    the ONNX coordinates exactly for these sizes (see :mod:`._resize`), else as per-axis taps
+    (:mod:`.ops_resize`); refused when the sizes or scales are not known when converting."""
+    plan = taps_plan(node)
     return plan if isinstance(plan, str) else None
 
 
 @tflite_lowering("Resize", check=check_resize)
 def lower_resize(ctx: LoweringContext, node: ir.Node) -> None:
-    """Resize (channels-last, 2-D) -> RESIZE_NEAREST_NEIGHBOR / RESIZE_BILINEAR."""
-    if node.domain != NHWC_DOMAIN:
-        raise ExportError("Resize must act on the spatial dims of a rank-4 tensor for TFLite")
-    plan = _resize_plan(node)
-    if isinstance(plan, str):
-        raise ExportError(f"Resize {node.name}: {plan} has no TFLite equivalent")
-    code, align, half = plan
+    """Resize -> RESIZE_NEAREST_NEIGHBOR / RESIZE_BILINEAR (channels-last, 2-D, when a flag
+    pair matches) or GATHER / MUL / ADD taps along each resized axis."""
+    plan = _resize_plan(node) if node.domain == NHWC_DOMAIN else "not channels-last"
     dst = ctx.out(node)
+    if isinstance(plan, str):
+        taps = taps_plan(node)
+        if isinstance(taps, str):
+            raise ExportError(f"Resize {node.name}: {taps} has no TFLite equivalent")
+        emit_taps(ctx, ctx.inp(node, 0), taps, dst,
+                  float(attr(node, "extrapolation_value", 0.0)))  # type: ignore[arg-type]
+        return
+    code, align, half = plan
     size = ctx.i32(ctx.t(dst).shape[1:3], "size")
     opts = s.ResizeBilinearOptionsT() if code == "RESIZE_BILINEAR" else \
         s.ResizeNearestNeighborOptionsT()
