@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from modelconv.errors import MissingDependencyError
 from modelconv.exporters.tflite import (  # noqa: F401  (imported for their registrations)
     ops_conv,
+    ops_conv_transpose,
     ops_einsum,
     ops_elementwise,
     ops_fc,

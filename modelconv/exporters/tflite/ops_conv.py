@@ -14,7 +14,7 @@ from modelconv.exporters.tflite._geometry import (
     window,
 )
 from modelconv.exporters.tflite.graph import LoweringContext
-from modelconv.exporters.tflite.registry import attr, tflite_lowering
+from modelconv.exporters.tflite.registry import tflite_lowering
 from modelconv.passes.tflite.nhwc import NHWC_DOMAIN
 
 
@@ -156,81 +156,3 @@ def conv2d(ctx: LoweringContext, x: int, weight: np.ndarray, bias: np.ndarray, w
     opts.fusedActivationFunction = act
     kernel = ctx.const(np.transpose(weight, (0, 2, 3, 1)), "weight")
     ctx.emit("CONV_2D", [x, kernel, ctx.const(bias, "bias")], [y], opts)
-
-
-def check_conv_transpose(node: ir.Node) -> str | None:
-    """TRANSPOSE_CONV is 2-D, ungrouped and undilated; it reads a run-time weight too."""
-    weight = node.inputs[1]
-    if weight is None or weight.shape is None:
-        return "weight of unknown shape"
-    if len(weight.shape) not in (3, 4):
-        return f"{len(weight.shape) - 2}-D (1-D and 2-D only)"
-    if attr(node, "group", 1) != 1:
-        return f"group={attr(node, 'group')}"
-    if any(d != 1 for d in attr(node, "dilations", None) or []):  # type: ignore[attr-defined]
-        return f"dilations={list(attr(node, 'dilations'))}"  # type: ignore[call-overload]
-    return None
-
-
-@tflite_lowering("ConvTranspose", check=check_conv_transpose)
-def lower_conv_transpose(ctx: LoweringContext, node: ir.Node) -> None:
-    """ConvTranspose (channels-last, 1-D or 2-D, group 1) -> TRANSPOSE_CONV (+ STRIDED_SLICE
-    crop); 1-D is the 2-D op on [N, 1, W, C] with a 1 x k kernel."""
-    x = ctx.inp(node, 0)
-    assert node.inputs[1] is not None
-    weight_t = ctx.get(node.inputs[1])
-    weight = np.zeros(ctx.t(weight_t).shape, np.float32)  # the shape; values: weight_t
-    attrs = {k: a.value for k, a in node.attributes.items()}
-    if node.domain != NHWC_DOMAIN or weight.ndim not in (3, 4) or attrs.get("group", 1) != 1:
-        raise ExportError("TFLite export supports 1-D / 2-D ConvTranspose with group=1 only")
-    if any(d != 1 for d in attrs.get("dilations", [1, 1])):
-        raise ExportError("TFLite TRANSPOSE_CONV has no dilation")
-    final = ctx.out(node)
-    if weight.ndim == 3:  # 1-D: H = 1, no H stride or pads
-        weight = weight[:, :, None, :]
-        weight_t = ctx.reshape(weight_t, list(weight.shape), "weight4d")
-        attrs["strides"] = [1, *attrs.get("strides", [1])]
-        p = list(attrs.get("pads", [0, 0]))
-        attrs["pads"] = [0, p[0], 0, p[1]]
-        x = as_nhwc4(ctx, x)
-        n3, w3, c3 = ctx.t(final).shape
-        dst = ctx.tmp("conv_transpose4d", np.float32, [n3, 1, w3, c3])
-    else:
-        dst = final
-    n, in_h, in_w, _ = ctx.t(x).shape
-    kh, kw = weight.shape[2:]
-    sh, sw = attrs.get("strides", [1, 1])
-    pads = attrs.get("pads", [0, 0, 0, 0])
-    out_shape = ctx.t(dst).shape
-    full = [(in_h - 1) * sh + kh, (in_w - 1) * sw + kw]
-    bias_v = node.inputs[2] if len(node.inputs) > 2 else None
-    bias = ctx.const(np.zeros(weight.shape[1], np.float32), "bias") if bias_v is None else \
-        ctx.get(bias_v)
-    opts = s.TransposeConvOptionsT()
-    opts.strideH, opts.strideW = sh, sw
-    opts.fusedActivationFunction = ctx.activation(node)
-    same_pads = [(full[i] - out_shape[1 + i]) // 2 for i in range(2)]
-    same = out_shape[1:3] == [in_h * sh, in_w * sw] and same_pads == [pads[0], pads[1]]
-    opts.padding = s.Padding.SAME if same else s.Padding.VALID
-    y = dst if same else ctx.tmp("full", np.float32, [n, *full, out_shape[3]])
-    shape_t = ctx.i32(ctx.t(y).shape, "output_shape")
-    # IOHW -> OHWI: folded for a constant weight, a TRANSPOSE op for a run-time one
-    arr = ctx.t(weight_t).data
-    kernel = ctx.const(np.transpose(arr, (1, 2, 3, 0)), "weight") if arr is not None else \
-        ctx.transpose(weight_t, [1, 2, 3, 0], "weight_ohwi")
-    ctx.emit("TRANSPOSE_CONV", [shape_t, kernel, x, bias], [y], opts)
-    if not same:
-        _crop(ctx, y, [pads[0], pads[1]], dst)
-    if dst != final:
-        finish_rank(ctx, dst, final)
-
-
-def _crop(ctx: LoweringContext, y: int, start: list[int], dst: int) -> None:
-    """STRIDED_SLICE the H/W window of ``dst``'s size starting at ``start`` out of ``y``."""
-    full, out = ctx.t(y).shape, ctx.t(dst).shape
-    if start[0] + out[1] > full[1] or start[1] + out[2] > full[2]:
-        raise ExportError("ConvTranspose output_padding beyond the kernel extent")
-    begin = [0, start[0], start[1], 0]
-    end = [out[0], start[0] + out[1], start[1] + out[2], out[3]]
-    ctx.emit("STRIDED_SLICE", [y, ctx.i32(begin, "begin"), ctx.i32(end, "end"),
-                               ctx.i32([1, 1, 1, 1], "strides")], [dst], s.StridedSliceOptionsT())
