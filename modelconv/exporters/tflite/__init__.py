@@ -22,6 +22,7 @@ from modelconv.exporters.tflite import (  # noqa: F401  (imported for their regi
     ops_math,
     ops_norm,
     ops_pool,
+    ops_resize,
     ops_rnn,
     ops_select,
     ops_shape,

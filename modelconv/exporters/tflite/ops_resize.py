@@ -16,10 +16,11 @@ import numpy as np
 import onnx_ir as ir
 from ai_edge_litert import schema_py_generated as s
 
+from modelconv.errors import ExportError
 from modelconv.exporters.tflite._resize_taps import AxisResize, Taps, resize_taps
 from modelconv.exporters.tflite.graph import LoweringContext
 from modelconv.exporters.tflite.kernels import dtype_reason, emit_typed, value_dtype
-from modelconv.exporters.tflite.registry import attr
+from modelconv.exporters.tflite.registry import attr, tflite_lowering
 from modelconv.passes.tflite.nhwc import NHWC_DOMAIN, channels_last
 
 _MODES = ("nearest", "linear", "cubic")
@@ -173,3 +174,40 @@ def emit_taps(ctx: LoweringContext, x: int, plan: Plan, dst: int,
                                                    "extrapolation_value"), cur], [filled])
             cur = filled
     ctx.reshape(cur, ctx.t(dst).shape, dst=dst)
+
+
+def upsample_plan(node: ir.Node) -> Plan | str:
+    """Upsample (deprecated): constant scales (input 1, or the opset-7 attribute), asymmetric
+    coordinates, nearest = floor(i / scale) or linear; run-time scales are refused (the
+    output length does not determine them)."""
+    mode = str(attr(node, "mode", "nearest"))
+    if mode not in ("nearest", "linear"):
+        return f"mode={mode}"
+    given = attr(node, "scales", None)
+    scales = _const(node.inputs[1]) if len(node.inputs) > 1 else None
+    if scales is None and given is None:
+        return "run-time scales"
+    per = [float(v) for v in (scales if scales is not None else given)]  # type: ignore[attr-defined]
+    ins, outs = _static(node.inputs[0]), _static(node.outputs[0])
+    if ins is None or outs is None or len(per) != len(ins):
+        return "non-static shapes"
+    if mode == "linear" and value_dtype(node.inputs[0]) not in (None, "float32"):
+        return f"{value_dtype(node.inputs[0])} input (mode=linear: float32 only)"
+    return [(a, resize_taps(AxisResize(ins[a], outs[a], sc), mode, "asymmetric",
+                            nearest_mode="floor"))
+            for a, sc in enumerate(per) if not (sc == 1 and ins[a] == outs[a])]
+
+
+def check_upsample(node: ir.Node) -> str | None:
+    """See :func:`upsample_plan`."""
+    plan = upsample_plan(node)
+    return plan if isinstance(plan, str) else None
+
+
+@tflite_lowering("Upsample", check=check_upsample)
+def lower_upsample(ctx: LoweringContext, node: ir.Node) -> None:
+    """Upsample -> GATHER (nearest) or GATHER / MUL / ADD (linear) taps per axis."""
+    plan = upsample_plan(node)
+    if isinstance(plan, str):
+        raise ExportError(f"Upsample {node.name}: {plan}")
+    emit_taps(ctx, ctx.inp(node, 0), plan, ctx.out(node))
