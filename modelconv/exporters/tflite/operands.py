@@ -153,3 +153,63 @@ def scatter_runtime_axes(ctx: LoweringContext, given: int, axes: int, fill: list
     full = ctx.tmp(name, np.int32, [rank])
     ctx.emit("ADD", [spread, fill_t], [full], s.AddOptionsT())
     return full
+
+
+class RuntimeWeight:
+    """A run-time weight tensor standing in for a numpy array in lowerings written for
+    constant weights: ``w[i]`` / ``w[a:b]`` (axis 0) emit STRIDED_SLICE, ``w + v`` emits ADD;
+    each result is made once and reused (the unrolled recurrences index the same weights
+    at every step)."""
+
+    def __init__(self, ctx: LoweringContext, tensor: int) -> None:
+        """Wrap tensor ``tensor`` of ``ctx``."""
+        self.ctx, self.t = ctx, tensor
+        self._made: dict[tuple[object, ...], RuntimeWeight] = {}
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The static shape."""
+        return tuple(self.ctx.t(self.t).shape)
+
+    def __getitem__(self, key: int | slice) -> RuntimeWeight:
+        """Index or slice along axis 0."""
+        n = self.shape[0]
+        start, stop = (key % n, key % n + 1) if isinstance(key, int) else key.indices(n)[:2]
+        cache = (isinstance(key, int), start, stop)
+        if cache not in self._made:
+            rank = len(self.shape)
+            shape = list(self.shape)
+            shape[0] = stop - start
+            opts = s.StridedSliceOptionsT()
+            if isinstance(key, int):
+                opts.shrinkAxisMask = 1
+                shape = shape[1:]
+            out = self.ctx.like(self.t, "weight_part", shape)
+            self.ctx.emit("STRIDED_SLICE", [
+                self.t, self.ctx.i32([start] + [0] * (rank - 1), "begin"),
+                self.ctx.i32([stop, *self.shape[1:]], "end"), self.ctx.i32([1] * rank,
+                                                                          "strides")],
+                [out], opts)
+            self._made[cache] = RuntimeWeight(self.ctx, out)
+        return self._made[cache]
+
+    def __add__(self, other: RuntimeWeight | np.ndarray) -> RuntimeWeight:
+        """Elementwise sum (ADD)."""
+        cache = ("add", id(other))
+        if cache not in self._made:
+            rhs = other.t if isinstance(other, RuntimeWeight) else self.ctx.const(
+                np.asarray(other, np.float32), "addend")
+            out = self.ctx.like(self.t, "weight_sum")
+            self.ctx.emit("ADD", [self.t, rhs], [out], s.AddOptionsT())
+            self._made[cache] = RuntimeWeight(self.ctx, out)
+        return self._made[cache]
+
+
+def weight_operand(ctx: LoweringContext, value: ir.Value | None,
+                   what: str) -> np.ndarray | RuntimeWeight:
+    """A weight as its constant array, or a :class:`RuntimeWeight` for a run-time one."""
+    arr = ctx.array(value)
+    if arr is not None:
+        return arr
+    assert value is not None, what
+    return RuntimeWeight(ctx, ctx.get(value))
