@@ -14,6 +14,7 @@ from modelconv.errors import MissingDependencyError
 from modelconv.exporters.tflite import (  # noqa: F401  (imported for their registrations)
     ops_conv,
     ops_conv_transpose,
+    ops_cumulative,
     ops_einsum,
     ops_elementwise,
     ops_fc,
