@@ -27,6 +27,7 @@ from modelconv.exporters.tflite import (  # noqa: F401  (imported for their regi
     ops_rnn,
     ops_select,
     ops_shape,
+    ops_static,
 )
 from modelconv.exporters.tflite.registry import LOWERINGS, tflite_lowering
 

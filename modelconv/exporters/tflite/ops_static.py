@@ -1,0 +1,82 @@
+"""Ops whose result the static shapes decide: window functions and EyeLike become constants,
+CenterCropPad a STRIDED_SLICE and a PAD.
+
+A run-time ``size`` / ``shape`` operand of these ops has only one value a model with a
+static output shape can feed (the output's own length), so it is read from the shape.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+from ai_edge_litert import schema_py_generated as s
+
+from modelconv.exporters.tflite.graph import LoweringContext
+from modelconv.exporters.tflite.kernels import dtype_reason, emit_typed
+from modelconv.exporters.tflite.registry import attr, tflite_lowering
+
+
+def _window(op: str, n: int, periodic: bool) -> np.ndarray:
+    """The ONNX window ``op`` of length ``n`` (float64)."""
+    denom = n if periodic else n - 1
+    phase = 2 * np.pi * np.arange(n) / max(denom, 1)
+    if op == "HannWindow":
+        return 0.5 - 0.5 * np.cos(phase)
+    if op == "HammingWindow":
+        return 25 / 46 - 21 / 46 * np.cos(phase)
+    return 0.42 - 0.5 * np.cos(phase) + 0.08 * np.cos(2 * phase)
+
+
+def _emit_constant(ctx: LoweringContext, node: ir.Node, value: np.ndarray) -> None:
+    dst = ctx.out(node)
+    ctx.reshape(ctx.const(value.astype(ctx.t(dst).dtype), "value"), ctx.t(dst).shape, dst=dst)
+
+
+@tflite_lowering("HannWindow", "HammingWindow", "BlackmanWindow")
+def lower_window(ctx: LoweringContext, node: ir.Node) -> None:
+    """Hann / Hamming / Blackman window (periodic or symmetric) as a constant of the static
+    output length."""
+    n = ctx.t(ctx.out(node)).shape[0]
+    _emit_constant(ctx, node, _window(node.op_type, n, bool(attr(node, "periodic", 1))))
+
+
+def check_eyelike(node: ir.Node) -> str | None:
+    """EyeLike of a rank-2 input (rank 1 is not in the spec's domain)."""
+    x = node.inputs[0]
+    if x is not None and x.shape is not None and len(x.shape) != 2:
+        return f"rank-{len(x.shape)} input"
+    return None
+
+
+@tflite_lowering("EyeLike", check=check_eyelike)
+def lower_eyelike(ctx: LoweringContext, node: ir.Node) -> None:
+    """EyeLike -> a constant identity (diagonal ``k``) of the input's static shape."""
+    rows, cols = ctx.t(ctx.out(node)).shape
+    _emit_constant(ctx, node, np.eye(rows, cols, k=int(attr(node, "k", 0))))  # type: ignore
+
+
+def check_center_crop_pad(node: ir.Node) -> str | None:
+    """The STRIDED_SLICE / PAD kernels must take the dtype."""
+    return dtype_reason("PAD", node.inputs[0])
+
+
+@tflite_lowering("CenterCropPad", check=check_center_crop_pad)
+def lower_center_crop_pad(ctx: LoweringContext, node: ir.Node) -> None:
+    """CenterCropPad -> STRIDED_SLICE (the centred window of longer axes, the extra element
+    at the end) then PAD (zeros around shorter ones, the extra one at the end)."""
+    x, dst = ctx.inp(node, 0), ctx.out(node)
+    ins, outs = ctx.t(x).shape, ctx.t(dst).shape
+    begin = [max(i - o, 0) // 2 for i, o in zip(ins, outs, strict=True)]
+    kept = [min(i, o) for i, o in zip(ins, outs, strict=True)]
+    cur = x
+    if kept != ins:
+        cur = ctx.like(x, "cropped", kept)
+        ctx.emit("STRIDED_SLICE", [x, ctx.i32(begin, "begin"),
+                                   ctx.i32([b + k for b, k in zip(begin, kept, strict=True)],
+                                           "end"), ctx.i32([1] * len(ins), "strides")],
+                 [cur], s.StridedSliceOptionsT())
+    if kept != outs:
+        pads = [[(o - k) // 2, o - k - (o - k) // 2] for k, o in zip(kept, outs, strict=True)]
+        emit_typed(ctx, "PAD", [cur, ctx.i32(pads, "paddings")], dst)
+    else:
+        ctx.reshape(cur, outs, dst=dst)
