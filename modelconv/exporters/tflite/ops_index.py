@@ -69,14 +69,19 @@ def lower_scatter_nd(ctx: LoweringContext, node: ir.Node) -> None:
     """ScatterND -> SCATTER_ND into zeros, then ADD (reduction add) or SELECT_V2 over a
     SCATTER_ND of ones (no reduction, unique indices)."""
     data = ctx.inp(node, 0)
+    idx = _indices(ctx, node, list(ctx.t(data).shape))
+    _scatter_into(ctx, data, idx, ctx.inp(node, 2), str(attr(node, "reduction", "none")),
+                  ctx.out(node))
+
+
+def _scatter_into(ctx: LoweringContext, data: int, idx: int, updates: int, reduction: str,
+                  dst: int) -> None:
+    """``data`` with ``updates`` written (or, reduction add, added) at int32 ``idx``."""
     shape = list(ctx.t(data).shape)
-    idx = _indices(ctx, node, shape)
-    updates = ctx.inp(node, 2)
-    dst = ctx.out(node)
     dims = ctx.i32(shape, "shape")
     scattered = ctx.like(data, "scattered")
     ctx.emit("SCATTER_ND", [idx, updates, dims], [scattered], s.ScatterNdOptionsT())
-    if attr(node, "reduction", "none") == "add":
+    if reduction == "add":
         ctx.emit("ADD", [data, scattered], [dst], s.AddOptionsT())
         return
     ones = ctx.const(np.ones(ctx.t(updates).shape, dtype=np.float32), "ones")
@@ -85,3 +90,42 @@ def lower_scatter_nd(ctx: LoweringContext, node: ir.Node) -> None:
     written = ctx.tmp("written", np.bool_, shape)
     ctx.emit("GREATER", [hits, ctx.const(np.zeros((), np.float32), "zero")], [written])
     ctx.emit("SELECT_V2", [written, scattered, data], [dst])
+
+
+def _check_scatter_elements(node: ir.Node) -> str | None:
+    reduction = attr(node, "reduction", "none")
+    return None if reduction in ("none", "add") else f"reduction={reduction}"
+
+
+@tflite_lowering("ScatterElements", "Scatter", check=_check_scatter_elements)
+def lower_scatter_elements(ctx: LoweringContext, node: ir.Node) -> None:
+    """ScatterElements / Scatter -> the ScatterND lowering on full coordinates: each update
+    position's own coordinates (constants) with the axis one replaced by its (wrapped)
+    index, CONCATENATEd into [N, rank] int32 rows."""
+    data, idx_in, updates = ctx.inp(node, 0), ctx.inp(node, 1), ctx.inp(node, 2)
+    shape, ushape = list(ctx.t(data).shape), list(ctx.t(updates).shape)
+    rank, n = len(shape), int(np.prod(ushape))
+    axis = int(attr(node, "axis", 0)) % rank  # type: ignore[call-overload]
+    grid = np.indices(ushape).reshape(rank, n).T.astype(np.int32)
+    arr = ctx.array(node.inputs[1])
+    if arr is not None:
+        col = ctx.i32(np.where(arr < 0, arr + shape[axis], arr).reshape(n, 1), "index")
+    else:
+        flat = ctx.reshape(idx_in, [n, 1], "index_flat")
+        dtype = ctx.t(flat).dtype
+        neg, wrapped, fixed = (ctx.tmp("negative", np.bool_, [n, 1]), ctx.like(flat, "wrapped"),
+                               ctx.like(flat, "index"))
+        ctx.emit("LESS", [flat, ctx.const(np.asarray(0, dtype), "zero")], [neg])
+        ctx.emit("ADD", [flat, ctx.const(np.asarray(shape[axis], dtype), "dim")], [wrapped],
+                 s.AddOptionsT())
+        ctx.emit("SELECT_V2", [neg, wrapped, flat], [fixed])
+        col = fixed if np.dtype(dtype) == np.int32 else cast(ctx, fixed, np.dtype(np.int32))
+    parts = [p for p in (ctx.i32(grid[:, :axis], "before") if axis else -1, col,
+                         ctx.i32(grid[:, axis + 1:], "after") if axis < rank - 1 else -1)
+             if p >= 0]
+    coords = ctx.tmp("coordinates", np.int32, [n, rank])
+    opts = s.ConcatenationOptionsT()
+    opts.axis = 1
+    ctx.emit("CONCATENATION", parts, [coords], opts)
+    _scatter_into(ctx, data, coords, ctx.reshape(updates, [n], "updates_flat"),
+                  str(attr(node, "reduction", "none")), ctx.out(node))
