@@ -1,0 +1,223 @@
+"""Run-time (graph-input) operands for TFLite: axes, bounds, pads, repeats, weights and
+parameters fed to the kernels that read them as tensors, on shapes other than the ONNX node
+tests'; constant operands still fold into constant tensors (no extra ops)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+pytest.importorskip("ai_edge_litert")
+
+from modelconv.errors import UnsupportedOpsError
+from modelconv.exporters.tflite import convert_to_tflite
+from modelconv.passes.backfill_shapes import BackfillShapesPass
+from tests.litert_isolated import IsolatedLiteRT
+
+_NP = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.int64): TensorProto.INT64,
+       np.dtype(np.int32): TensorProto.INT32}
+
+
+@pytest.fixture(scope="module")
+def litert() -> Iterator[IsolatedLiteRT]:
+    worker = IsolatedLiteRT()
+    yield worker
+    worker.close()
+
+
+def _model(op: str, feeds: dict[str, np.ndarray], out_shape: list[int],
+           consts: dict[str, np.ndarray] | None = None, order: list[str] | None = None,
+           opset: int = 21, **attrs: Any) -> onnx.ModelProto:
+    """One ``op`` node; ``feeds`` become graph inputs, ``consts`` initializers; ``order``
+    names the node inputs ('' for an omitted one)."""
+    consts = consts or {}
+    names = order if order is not None else [*feeds, *consts]
+    node = helper.make_node(op, names, ["y"], **attrs)
+    graph = helper.make_graph(
+        [node], "g",
+        [helper.make_tensor_value_info(k, _NP[v.dtype], list(v.shape)) for k, v in feeds.items()],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
+        [numpy_helper.from_array(v, k) for k, v in consts.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _run(model: onnx.ModelProto, feeds: dict[str, np.ndarray], litert: IsolatedLiteRT,
+         ) -> tuple[np.ndarray, bytes]:
+    """LiteRT's output for ``feeds``, checked against onnxruntime's; and the file."""
+    import onnxruntime as ort
+
+    data = convert_to_tflite(ir.serde.deserialize_model(model))
+    got = litert.run(data, feeds)
+    assert got.status == "ok", got.message
+    ref = ort.InferenceSession(model.SerializeToString()).run(None, feeds)[0]
+    np.testing.assert_allclose(got.outputs[0], ref, rtol=1e-5, atol=1e-5)
+    return got.outputs[0], data
+
+
+def _ops(data: bytes) -> list[str]:
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    return [names[max(model.operatorCodes[op.opcodeIndex].builtinCode,
+                      model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode)]
+            for op in model.subgraphs[0].operators]
+
+
+X = np.random.default_rng(0).standard_normal((2, 3, 4, 5)).astype(np.float32)
+
+
+@pytest.mark.parametrize("op", ["ReduceSum", "ReduceMax", "ReduceLogSumExp", "ReduceL2"])
+def test_reduce_runtime_axes(op: str, litert: IsolatedLiteRT) -> None:
+    """Negative and unsorted run-time axes, keepdims=0, on a rank-4 input."""
+    axes = np.array([-1, 1], np.int64)
+    feeds = {"x": X, "axes": axes}
+    _run(_model(op, feeds, [2, 4], keepdims=0), feeds, litert)
+
+
+def test_reduce_constant_axes_fold(litert: IsolatedLiteRT) -> None:
+    """Constant axes stay a constant tensor: one SUM op, no CAST / MINIMUM for the axes."""
+    model = _model("ReduceSum", {"x": X}, [2, 4], {"axes": np.array([-1, 1], np.int64)},
+                   keepdims=0)
+    _, data = _run(model, {"x": X}, litert)
+    assert _ops(data) == ["SUM"]
+
+
+def test_slice_runtime_bounds_and_axes(litert: IsolatedLiteRT) -> None:
+    """INT64 extremes, a negative step and a start below -dim on run-time axes."""
+    feeds = {"x": X, "starts": np.array([-100, 3], np.int64),
+             "ends": np.array([np.iinfo(np.int64).max, np.iinfo(np.int64).min], np.int64),
+             "axes": np.array([1, -2], np.int64), "steps": np.array([2, -1], np.int64)}
+    _run(_model("Slice", feeds, [2, 2, 4, 5]), feeds, litert)
+
+
+def test_slice_constant_bounds_fold(litert: IsolatedLiteRT) -> None:
+    consts = {"starts": np.array([1], np.int64), "ends": np.array([4], np.int64),
+              "axes": np.array([3], np.int64)}
+    _, data = _run(_model("Slice", {"x": X}, [2, 3, 4, 3], consts), {"x": X}, litert)
+    assert _ops(data) == ["STRIDED_SLICE"]
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "edge", "wrap"])
+def test_pad_runtime_pads(mode: str, litert: IsolatedLiteRT) -> None:
+    """Run-time pads on listed axes (wrap and edge also crop on one side)."""
+    pads = np.array([2, -1, 1, 2], np.int64) if mode in ("edge", "wrap") else \
+        np.array([2, 1, 1, 2], np.int64)
+    feeds = {"x": X, "pads": pads}
+    consts = {"value": np.array(1.5, np.float32), "axes": np.array([3, 1], np.int64)}
+    out = [2, 4 if mode in ("edge", "wrap") else 6, 4, 8]
+    order = ["x", "pads", "value" if mode == "constant" else "", "axes"]
+    _run(_model("Pad", feeds, out, consts, order=order, mode=mode), feeds, litert)
+
+
+def test_pad_runtime_axes(litert: IsolatedLiteRT) -> None:
+    feeds = {"x": X, "pads": np.array([1, 0, 2, 3], np.int64),
+             "axes": np.array([-1, 0], np.int64)}
+    _run(_model("Pad", feeds, [5, 3, 4, 8], order=["x", "pads", "", "axes"]), feeds, litert)
+
+
+def test_cumulative_runtime_axis(litert: IsolatedLiteRT) -> None:
+    feeds = {"x": X, "axis": np.array(-2, np.int64)}
+    _run(_model("CumSum", feeds, list(X.shape), reverse=1), feeds, litert)
+    # onnxruntime has no CumProd kernel: numpy is the reference (exclusive, reverse)
+    schema = onnx.defs.get_schema("CumProd")
+    model = _model("CumProd", feeds, list(X.shape), opset=schema.since_version, exclusive=1,
+                   reverse=1)
+    got = litert.run(convert_to_tflite(ir.serde.deserialize_model(model)), feeds)
+    assert got.status == "ok", got.message
+    flipped = np.flip(X, axis=2)
+    shifted = np.concatenate([np.ones_like(flipped[:, :, :1]), flipped[:, :, :-1]], axis=2)
+    np.testing.assert_allclose(got.outputs[0], np.flip(np.cumprod(shifted, axis=2), axis=2),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_tile_runtime_repeats(litert: IsolatedLiteRT) -> None:
+    feeds = {"x": X, "reps": np.array([1, 2, 1, 3], np.int64)}
+    _run(_model("Tile", feeds, [2, 6, 4, 15]), feeds, litert)
+
+
+def test_conv_runtime_weight_grouped(litert: IsolatedLiteRT) -> None:
+    x = np.random.default_rng(1).standard_normal((1, 4, 9, 9)).astype(np.float32)
+    feeds = {"x": x, "w": np.random.default_rng(2).standard_normal((6, 2, 3, 3))
+             .astype(np.float32), "b": np.arange(6, dtype=np.float32)}
+    _run(_model("Conv", feeds, [1, 6, 5, 5], group=2, strides=[2, 2], pads=[1, 1, 1, 1]),
+         feeds, litert)
+
+
+def test_batchnorm_runtime_parameters(litert: IsolatedLiteRT) -> None:
+    rng = np.random.default_rng(3)
+    feeds = {"x": X, **{k: rng.standard_normal(3).astype(np.float32) for k in ("g", "b", "m")},
+             "v": rng.random(3).astype(np.float32) + 0.5}
+    _run(_model("BatchNormalization", feeds, list(X.shape), epsilon=1e-3), feeds, litert)
+
+
+@pytest.mark.parametrize("weight_runtime", [False, True])
+def test_conv_transpose_group_dilation_output_padding(weight_runtime: bool,
+                                                      litert: IsolatedLiteRT) -> None:
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 4, 5, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 2)).astype(np.float32)
+    feeds = {"x": x, "w": w} if weight_runtime else {"x": x}
+    consts = {} if weight_runtime else {"w": w}
+    out_h, out_w = 2 * (5 - 1) + 1 + (2 * 2 + 1) - 1, 2 * (6 - 1) + 1 + 2  # ONNX's formula
+    _run(_model("ConvTranspose", feeds, [1, 6, out_h, out_w], consts, order=["x", "w"],
+                group=2, strides=[2, 2], dilations=[2, 1], pads=[1, 0, 0, 0],
+                output_padding=[1, 1]), feeds, litert)
+
+
+def test_gru_runtime_weights(litert: IsolatedLiteRT) -> None:
+    rng = np.random.default_rng(5)
+    s, b, i, h = 3, 2, 4, 5
+    feeds = {"x": rng.standard_normal((s, b, i)).astype(np.float32),
+             "w": rng.standard_normal((1, 3 * h, i)).astype(np.float32),
+             "r": rng.standard_normal((1, 3 * h, h)).astype(np.float32),
+             "bias": rng.standard_normal((1, 6 * h)).astype(np.float32)}
+    _run(_model("GRU", feeds, [s, 1, b, h], hidden_size=h, linear_before_reset=1), feeds,
+         litert)
+
+
+def test_scatter_elements_runtime_indices(litert: IsolatedLiteRT) -> None:
+    feeds = {"data": X, "idx": np.array([[[[-1, 0]]], [[[2, 1]]]], np.int64),
+             "upd": np.ones((2, 1, 1, 2), np.float32)}
+    _run(_model("ScatterElements", feeds, list(X.shape), axis=2), feeds, litert)
+
+
+def test_center_crop_pad_and_eyelike(litert: IsolatedLiteRT) -> None:
+    feeds = {"x": X, "shape": np.array([7, 2], np.int64)}
+    _run(_model("CenterCropPad", feeds, [2, 3, 7, 2], axes=[2, 3]), feeds, litert)
+    x2 = np.zeros((3, 5), np.float32)
+    _run(_model("EyeLike", {"x": x2}, [3, 5], k=-1), {"x": x2}, litert)
+
+
+def test_resize_runtime_scales_refused() -> None:
+    """Run-time scales: the output length does not determine them, so they are refused."""
+    model = _model("Resize", {"x": X, "scales": np.array([1, 1, 2, 2], np.float32)},
+                   [2, 3, 8, 10], order=["x", "", "scales"], mode="linear")
+    with pytest.raises(UnsupportedOpsError, match="run-time scales"):
+        convert_to_tflite(ir.serde.deserialize_model(model))
+
+
+def test_resize_runtime_sizes_cubic(litert: IsolatedLiteRT) -> None:
+    """Run-time sizes are implied by the static output shape: cubic taps on two axes."""
+    feeds = {"x": X, "sizes": np.array([7, 3], np.int64)}
+    _run(_model("Resize", feeds, [2, 3, 7, 3], order=["x", "", "", "sizes"], mode="cubic",
+                axes=[2, 3]), feeds, litert)
+
+
+def test_backfill_shapes_through_unary_ops() -> None:
+    """The static shape of Log's output flows back to the ReduceSum before it."""
+    model = _model("ReduceSum", {"x": X, "axes": np.array([1], np.int64)}, [2, 4, 5],
+                   keepdims=0)
+    model.graph.node[0].output[0] = "s"
+    model.graph.node.append(helper.make_node("Log", ["s"], ["y"]))
+    m = ir.serde.deserialize_model(model)
+    s_value = m.graph.node(0).outputs[0]
+    assert s_value.shape is None
+    assert BackfillShapesPass()(m).modified
+    assert list(s_value.shape) == [2, 4, 5]  # type: ignore[arg-type]
