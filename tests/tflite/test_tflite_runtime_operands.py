@@ -221,3 +221,25 @@ def test_backfill_shapes_through_unary_ops() -> None:
     assert s_value.shape is None
     assert BackfillShapesPass()(m).modified
     assert list(s_value.shape) == [2, 4, 5]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("op", "shape", "attrs"), [
+    ("MaxPool", [1, 2, 6, 7, 5], {"kernel_shape": [2, 3, 2], "dilations": [2, 1, 2],
+                                  "strides": [1, 2, 1], "ceil_mode": 1}),
+    ("AveragePool", [1, 3, 11], {"kernel_shape": [3], "dilations": [3], "pads": [2, 1],
+                                 "count_include_pad": 1}),
+    ("AveragePool", [1, 2, 7, 9], {"kernel_shape": [2, 3], "dilations": [2, 2],
+                                   "pads": [1, 0, 1, 2], "strides": [2, 1]}),
+    ("LpPool", [1, 2, 9, 8], {"kernel_shape": [3, 2], "p": 3, "pads": [1, 1, 0, 1],
+                              "strides": [2, 2]}),
+], ids=["max3d_dilated_ceil", "avg1d_dilated_include_pad", "avg2d_dilated", "lp3_2d"])
+def test_pool_taps(op: str, shape: list[int], attrs: dict[str, Any],
+                   litert: IsolatedLiteRT) -> None:
+    """Dilated, 3-D and Lp pooling by taps, against onnxruntime."""
+    import onnxruntime as ort
+
+    x = np.random.default_rng(6).standard_normal(shape).astype(np.float32)
+    probe = _model(op, {"x": x}, [], opset=19, **attrs)
+    probe.graph.output[0].type.tensor_type.ClearField("shape")
+    out = ort.InferenceSession(probe.SerializeToString()).run(None, {"x": x})[0]
+    _run(_model(op, {"x": x}, list(out.shape), opset=19, **attrs), {"x": x}, litert)

@@ -18,6 +18,7 @@ from modelconv.exporters.tflite.kernels import (
 )
 from modelconv.exporters.tflite.operands import is_constant, runtime_int32, static_length
 from modelconv.exporters.tflite.ops_conv import as_nhwc4, finish_rank, prepare_window
+from modelconv.exporters.tflite.ops_pool_taps import lower_pool_taps, taps_reason
 from modelconv.exporters.tflite.registry import attr, output_used, tflite_lowering
 
 
@@ -86,16 +87,23 @@ def _avg_correction(w: Window, in_hw: list[int], include_pad: bool) -> np.ndarra
 
 
 def check_pool(node: ir.Node) -> str | None:
-    """TFLite pooling has no dilation, no indices output and no 3-D pooling."""
-    x = node.inputs[0]
-    if x is not None and x.shape is not None and len(x.shape) > 4:
-        return "3 spatial dims (no 3-D pooling lowering)"
-    if any(d != 1 for d in attr(node, "dilations", None) or []):  # type: ignore[attr-defined]
-        return "dilations"
+    """The 2-D pooling kernels, or taps (:mod:`.ops_pool_taps`) for dilations and 3-D
+    windows; the indices output of MaxPool is refused."""
     if output_used(node, 1):
         return "indices output"
+    if _needs_taps(node):
+        reason = taps_reason(node)
+        if reason is not None:
+            return reason
     return dtype_reason("MAX_POOL_2D" if node.op_type == "MaxPool" else "AVERAGE_POOL_2D",
                         node.inputs[0])
+
+
+def _needs_taps(node: ir.Node) -> bool:
+    """Dilated or 3-D pooling: no TFLite pooling kernel has them."""
+    x = node.inputs[0]
+    dilated = any(d != 1 for d in attr(node, "dilations", None) or [])  # type: ignore[attr-defined]
+    return dilated or (x is not None and x.shape is not None and len(x.shape) > 4)
 
 
 @tflite_lowering("MaxPool", check=check_pool)
@@ -103,12 +111,18 @@ def lower_maxpool(ctx: LoweringContext, node: ir.Node) -> None:
     """MaxPool (channels-last) -> MAX_POOL_2D (PADV2 with -inf for irregular pads)."""
     if len(node.outputs) > 1 and node.outputs[1] is not None and node.outputs[1].uses():
         raise ExportError("MaxPool indices output is not supported by TFLite")
+    if _needs_taps(node):
+        lower_pool_taps(ctx, node)
+        return
     _pool(ctx, node, "MAX_POOL_2D")
 
 
 @tflite_lowering("AveragePool", check=check_pool)
 def lower_avgpool(ctx: LoweringContext, node: ir.Node) -> None:
     """AveragePool (channels-last) -> AVERAGE_POOL_2D (+ count correction for explicit pads)."""
+    if _needs_taps(node):
+        lower_pool_taps(ctx, node)
+        return
     _pool(ctx, node, "AVERAGE_POOL_2D")
 
 
