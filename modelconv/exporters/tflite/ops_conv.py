@@ -14,6 +14,7 @@ from modelconv.exporters.tflite._geometry import (
     window,
 )
 from modelconv.exporters.tflite.graph import LoweringContext
+from modelconv.exporters.tflite.kernels import value_dtype
 from modelconv.exporters.tflite.registry import tflite_lowering
 from modelconv.passes.tflite.nhwc import NHWC_DOMAIN
 
@@ -75,7 +76,15 @@ def check_conv(node: ir.Node) -> str | None:
     x = node.inputs[0]
     if x is not None and x.shape is not None and len(x.shape) > 4:
         return "3 spatial dims (no CONV_3D lowering)"
-    return None
+    return runtime_weight_reason(node)
+
+
+def runtime_weight_reason(node: ir.Node) -> str | None:
+    """A run-time weight / bias is fed to the float32 kernel as it is: other dtypes refused."""
+    if all(v is None or v.const_value is not None for v in node.inputs[1:3]):
+        return None
+    name = value_dtype(node.inputs[0])
+    return None if name in (None, "float32") else f"{name} input with a run-time weight"
 
 
 @tflite_lowering("Conv", check=check_conv)

@@ -17,7 +17,7 @@ from ai_edge_litert import schema_py_generated as s
 
 from modelconv.errors import ExportError
 from modelconv.exporters.tflite.graph import LoweringContext
-from modelconv.exporters.tflite.ops_conv import as_nhwc4, finish_rank
+from modelconv.exporters.tflite.ops_conv import as_nhwc4, finish_rank, runtime_weight_reason
 from modelconv.exporters.tflite.registry import attr, tflite_lowering
 from modelconv.passes.tflite.nhwc import NHWC_DOMAIN
 
@@ -29,7 +29,7 @@ def check_conv_transpose(node: ir.Node) -> str | None:
         return "weight of unknown shape"
     if len(weight.shape) not in (3, 4):
         return f"{len(weight.shape) - 2}-D (1-D and 2-D only)"
-    return None
+    return runtime_weight_reason(node)
 
 
 def _attrs4(node: ir.Node, k: int) -> dict[str, list[int]]:
