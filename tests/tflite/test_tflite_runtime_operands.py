@@ -243,3 +243,16 @@ def test_pool_taps(op: str, shape: list[int], attrs: dict[str, Any],
     probe.graph.output[0].type.tensor_type.ClearField("shape")
     out = ort.InferenceSession(probe.SerializeToString()).run(None, {"x": x})[0]
     _run(_model(op, {"x": x}, list(out.shape), opset=19, **attrs), {"x": x}, litert)
+
+
+def test_compress_and_reverse_sequence_runtime(litert: IsolatedLiteRT) -> None:
+    """Run-time condition (WHERE) and sequence lengths on batch-major data."""
+    cond = np.array([True, False, True, True], np.bool_)
+    feeds = {"x": X, "cond": cond}
+    model = _model("Compress", {"x": X}, [2, 3, 3, 5], axis=2, order=["x", "cond"])
+    model.graph.input.append(helper.make_tensor_value_info("cond", TensorProto.BOOL, [4]))
+    _run(model, feeds, litert)
+    x = X.reshape(2, 3, 20)
+    feeds = {"x": x, "lens": np.array([3, 1], np.int64)}
+    _run(_model("ReverseSequence", feeds, [2, 3, 20], batch_axis=0, time_axis=1), feeds,
+         litert)

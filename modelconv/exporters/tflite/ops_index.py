@@ -129,3 +129,46 @@ def lower_scatter_elements(ctx: LoweringContext, node: ir.Node) -> None:
     ctx.emit("CONCATENATION", parts, [coords], opts)
     _scatter_into(ctx, data, coords, ctx.reshape(updates, [n], "updates_flat"),
                   str(attr(node, "reduction", "none")), ctx.out(node))
+
+
+def _check_reverse_sequence(node: ir.Node) -> str | None:
+    from modelconv.exporters.tflite.kernels import dtype_reason
+
+    return dtype_reason("GATHER", node.inputs[0])
+
+
+@tflite_lowering("ReverseSequence", check=_check_reverse_sequence)
+def lower_reverse_sequence(ctx: LoweringContext, node: ir.Node) -> None:
+    """ReverseSequence -> GATHER_ND on the (time, batch) coordinates: time position ``t`` of
+    batch item ``b`` reads ``len[b] - 1 - t`` when ``t < len[b]``, else ``t`` (LESS / SUB /
+    SELECT_V2 on the int32 lengths, constant or run-time)."""
+    x, dst = ctx.inp(node, 0), ctx.out(node)
+    shape = list(ctx.t(x).shape)
+    t_ax = int(attr(node, "time_axis", 0))  # type: ignore[call-overload]
+    b_ax = int(attr(node, "batch_axis", 1))  # type: ignore[call-overload]
+    n_t, n_b = shape[t_ax], shape[b_ax]
+    grid = [shape[0], shape[1]]
+    lens_v = node.inputs[1]
+    assert lens_v is not None
+    lens = ctx.inp(node, 1)
+    if ctx.t(lens).dtype != np.int32:
+        lens = cast(ctx, lens, np.dtype(np.int32))
+    bshape = [1, 1]
+    bshape[b_ax] = n_b
+    lens = ctx.reshape(lens, bshape, "lengths")
+    tpos = np.arange(n_t, dtype=np.int32).reshape([n_t, 1] if t_ax == 0 else [1, n_t])
+    times = ctx.i32(np.broadcast_to(tpos, grid), "times")
+    inside, back, flipped, src = (ctx.tmp("inside", np.bool_, grid), *(
+        ctx.tmp(w, np.int32, grid) for w in ("last", "flipped", "source_time")))
+    ctx.emit("LESS", [times, lens], [inside])
+    ctx.emit("SUB", [lens, ctx.i32(1, "one")], [back], s.SubOptionsT())
+    ctx.emit("SUB", [back, times], [flipped], s.SubOptionsT())
+    ctx.emit("SELECT_V2", [inside, flipped, times], [src])
+    bpos = np.arange(n_b, dtype=np.int32).reshape([n_b, 1] if b_ax == 0 else [1, n_b])
+    batch = ctx.i32(np.broadcast_to(bpos, grid).reshape([*grid, 1]), "batch_index")
+    cols = [ctx.reshape(src, [*grid, 1], "time_index"), batch]
+    coords = ctx.tmp("coordinates", np.int32, [*grid, 2])
+    opts = s.ConcatenationOptionsT()
+    opts.axis = 2
+    ctx.emit("CONCATENATION", cols if t_ax == 0 else cols[::-1], [coords], opts)
+    ctx.emit("GATHER_ND", [x, coords], [dst], s.GatherNdOptionsT())

@@ -1,5 +1,5 @@
 """Ops whose result the static shapes decide: window functions and EyeLike become constants,
-CenterCropPad a STRIDED_SLICE and a PAD.
+CenterCropPad a STRIDED_SLICE and a PAD, Compress a GATHER (of WHERE's positions).
 
 A run-time ``size`` / ``shape`` operand of these ops has only one value a model with a
 static output shape can feed (the output's own length), so it is read from the shape.
@@ -80,3 +80,32 @@ def lower_center_crop_pad(ctx: LoweringContext, node: ir.Node) -> None:
         emit_typed(ctx, "PAD", [cur, ctx.i32(pads, "paddings")], dst)
     else:
         ctx.reshape(cur, outs, dst=dst)
+
+
+def check_compress(node: ir.Node) -> str | None:
+    """GATHER must take the dtype; the condition is bool."""
+    return dtype_reason("GATHER", node.inputs[0])
+
+
+@tflite_lowering("Compress", check=check_compress)
+def lower_compress(ctx: LoweringContext, node: ir.Node) -> None:
+    """Compress -> GATHER of the true positions: constant ones folded, run-time ones by
+    WHERE (their count is the static output length); no axis: on the flattened input."""
+    x, dst = ctx.inp(node, 0), ctx.out(node)
+    axis_attr = attr(node, "axis", None)
+    if axis_attr is None:
+        x = ctx.reshape(x, [int(np.prod(ctx.t(x).shape))], "flat")
+    axis = 0 if axis_attr is None else int(axis_attr) % len(ctx.t(x).shape)  # type: ignore
+    count = ctx.t(dst).shape[axis]
+    cond = ctx.array(node.inputs[1])
+    if cond is not None:
+        idx = ctx.i32(np.flatnonzero(cond.reshape(-1)), "positions")
+    else:
+        cond_t = ctx.inp(node, 1)
+        c = ctx.reshape(cond_t, [int(np.prod(ctx.t(cond_t).shape))], "condition")
+        found = ctx.tmp("true_positions", np.int64, [count, 1])
+        ctx.emit("WHERE", [c], [found])
+        idx = ctx.reshape(found, [count], "positions")
+    opts = s.GatherOptionsT()
+    opts.axis = axis
+    emit_typed(ctx, "GATHER", [x, idx], dst, opts)
