@@ -48,14 +48,17 @@ def _model(op: str, feeds: dict[str, np.ndarray], out_shape: list[int],
 
 
 def _run(model: onnx.ModelProto, feeds: dict[str, np.ndarray], litert: IsolatedLiteRT,
-         ) -> tuple[np.ndarray, bytes]:
-    """LiteRT's output for ``feeds``, checked against onnxruntime's; and the file."""
+         spec: bool = False) -> tuple[np.ndarray, bytes]:
+    """LiteRT's output for ``feeds``, checked against onnxruntime's (``spec``: the ONNX
+    reference implementation's); and the file."""
     import onnxruntime as ort
+    from onnx.reference import ReferenceEvaluator
 
     data = convert_to_tflite(ir.serde.deserialize_model(model))
     got = litert.run(data, feeds)
     assert got.status == "ok", got.message
-    ref = ort.InferenceSession(model.SerializeToString()).run(None, feeds)[0]
+    ref = ReferenceEvaluator(model).run(None, feeds)[0] if spec else \
+        ort.InferenceSession(model.SerializeToString()).run(None, feeds)[0]
     np.testing.assert_allclose(got.outputs[0], ref, rtol=1e-5, atol=1e-5)
     return got.outputs[0], data
 
@@ -195,12 +198,26 @@ def test_center_crop_pad_and_eyelike(litert: IsolatedLiteRT) -> None:
     _run(_model("EyeLike", {"x": x2}, [3, 5], k=-1), {"x": x2}, litert)
 
 
-def test_resize_runtime_scales_refused() -> None:
-    """Run-time scales: the output length does not determine them, so they are refused."""
+def test_resize_runtime_scales_nearest_refused() -> None:
+    """Run-time scales with nearest: the index jumps at half-way points, refused."""
     model = _model("Resize", {"x": X, "scales": np.array([1, 1, 2, 2], np.float32)},
-                   [2, 3, 8, 10], order=["x", "", "scales"], mode="linear")
-    with pytest.raises(UnsupportedOpsError, match="run-time scales"):
+                   [2, 3, 8, 10], order=["x", "", "scales"], mode="nearest")
+    with pytest.raises(UnsupportedOpsError, match="run-time scales with mode=nearest"):
         convert_to_tflite(ir.serde.deserialize_model(model))
+
+
+@pytest.mark.parametrize("attrs", [
+    {"mode": "linear"},
+    {"mode": "cubic", "coordinate_transformation_mode": "align_corners", "exclude_outside": 1},
+    {"mode": "linear", "coordinate_transformation_mode": "half_pixel_symmetric"},
+], ids=["linear", "cubic_align_exclude", "linear_symmetric"])
+def test_resize_runtime_scales(attrs: dict[str, Any], litert: IsolatedLiteRT) -> None:
+    """Scales that are not output / input (0.6 of 4 is 2.4 -> 2) computed by ops. For
+    align_corners onnxruntime divides by the rounded output length, the spec (and its
+    reference implementation, which the node tests come from) by input * scale."""
+    feeds = {"x": X, "scales": np.array([1, 1, 0.6, 1.7], np.float32)}
+    _run(_model("Resize", feeds, [2, 3, 2, 8], order=["x", "", "scales"], **attrs), feeds,
+         litert, spec=True)
 
 
 def test_resize_runtime_sizes_cubic(litert: IsolatedLiteRT) -> None:

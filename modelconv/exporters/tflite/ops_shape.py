@@ -20,6 +20,10 @@ from modelconv.exporters.tflite.operands import (
     static_length,
 )
 from modelconv.exporters.tflite.ops_resize import emit_taps, taps_plan
+from modelconv.exporters.tflite.ops_resize_runtime import (
+    lower_runtime_scales,
+    runtime_scales_reason,
+)
 from modelconv.exporters.tflite.registry import attr, tflite_lowering
 from modelconv.passes.tflite.nhwc import NHWC_DOMAIN
 
@@ -407,6 +411,8 @@ def check_resize(node: ir.Node) -> str | None:
     the ONNX coordinates exactly for these sizes (see :mod:`._resize`), else as per-axis taps
     (:mod:`.ops_resize`); refused when the sizes or scales are not known when converting."""
     plan = taps_plan(node)
+    if plan == "run-time scales":
+        return runtime_scales_reason(node)
     return plan if isinstance(plan, str) else None
 
 
@@ -418,6 +424,9 @@ def lower_resize(ctx: LoweringContext, node: ir.Node) -> None:
     dst = ctx.out(node)
     if isinstance(plan, str):
         taps = taps_plan(node)
+        if taps == "run-time scales" and runtime_scales_reason(node) is None:
+            lower_runtime_scales(ctx, node)
+            return
         if isinstance(taps, str):
             raise ExportError(f"Resize {node.name}: {taps} has no TFLite equivalent")
         emit_taps(ctx, ctx.inp(node, 0), taps, dst,
