@@ -273,3 +273,21 @@ def test_compress_and_reverse_sequence_runtime(litert: IsolatedLiteRT) -> None:
     feeds = {"x": x, "lens": np.array([3, 1], np.int64)}
     _run(_model("ReverseSequence", feeds, [2, 3, 20], batch_axis=0, time_axis=1), feeds,
          litert)
+
+
+@pytest.mark.parametrize(("shape", "length", "attrs", "out"), [
+    ([2, 6, 3, 2], None, {"inverse": 1}, [2, 6, 3, 2]),
+    ([2, 5, 3, 1], 8, {"onesided": 1}, [2, 5, 5, 1 * 2]),
+    ([1, 4, 3, 2], None, {"inverse": 1, "onesided": 1}, [1, 6, 3, 1]),
+], ids=["inverse_complex", "rfft_padded", "irfft"])
+def test_dft_matrices(shape: list[int], length: int | None, attrs: dict[str, Any],
+                      out: list[int], litert: IsolatedLiteRT) -> None:
+    """DFT variants as constant matrices, against the ONNX reference implementation."""
+    x = np.random.default_rng(7).standard_normal(shape).astype(np.float32)
+    axis = 2 if length else 1
+    consts = {"axis": np.array(axis, np.int64)}
+    if length:
+        consts["len"] = np.array(length, np.int64)
+    order = ["x", "len" if length else "", "axis"]
+    _run(_model("DFT", {"x": x}, out, consts, order=order, opset=20, **attrs), {"x": x},
+         litert, spec=True)

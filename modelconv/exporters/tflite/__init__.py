@@ -15,6 +15,7 @@ from modelconv.exporters.tflite import (  # noqa: F401  (imported for their regi
     ops_conv,
     ops_conv_transpose,
     ops_cumulative,
+    ops_dft,
     ops_einsum,
     ops_elementwise,
     ops_fc,
