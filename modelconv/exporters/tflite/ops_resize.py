@@ -65,16 +65,16 @@ def _kept_scale(policy: str, axes: list[int], ins: list[int], outs: list[int],
 def _axes_plan(node: ir.Node) -> list[AxisResize | None] | str:
     """Per axis of the input: its AxisResize (None: not resized), or why it is refused."""
     x, y = node.inputs[0], node.outputs[0]
+    scales_v, sizes_v, roi_v = _present(node, 2), _present(node, 3), _present(node, 1)
+    scales = _const(scales_v)
+    if scales_v is not None and scales is None:
+        return "run-time scales"
     ins, outs = _static(x), _static(y)
     if ins is None or outs is None:
         return "non-static shapes"
     rank = len(ins)
     axes = [int(a) % rank for a in attr(node, "axes", None) or range(rank)]  # type: ignore
-    scales_v, sizes_v, roi_v = _present(node, 2), _present(node, 3), _present(node, 1)
     policy = str(attr(node, "keep_aspect_ratio_policy", "stretch"))
-    scales = _const(scales_v)
-    if scales_v is not None and scales is None:
-        return "run-time scales"
     sizes = _const(sizes_v)
     if scales is not None:
         per = {a: float(scales[k]) for k, a in enumerate(axes)}
