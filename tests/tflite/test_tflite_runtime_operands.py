@@ -291,3 +291,23 @@ def test_dft_matrices(shape: list[int], length: int | None, attrs: dict[str, Any
     order = ["x", "len" if length else "", "axis"]
     _run(_model("DFT", {"x": x}, out, consts, order=order, opset=20, **attrs), {"x": x},
          litert, spec=True)
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_maxpool_indices(order: int, litert: IsolatedLiteRT) -> None:
+    """MaxPool's indices output (row- or column-major), batch and channels included."""
+    import onnxruntime as ort
+
+    x = np.random.default_rng(8).standard_normal((2, 3, 7, 6)).astype(np.float32)
+    node = helper.make_node("MaxPool", ["x"], ["y", "i"], kernel_shape=[3, 2], strides=[2, 2],
+                            pads=[1, 0, 1, 1], storage_order=order)
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 4, 3]),
+         helper.make_tensor_value_info("i", TensorProto.INT64, [2, 3, 4, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    got = litert.run(convert_to_tflite(ir.serde.deserialize_model(model)), {"x": x})
+    assert got.status == "ok", got.message
+    ref = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})
+    np.testing.assert_allclose(got.outputs[0], ref[0], rtol=1e-6)
+    np.testing.assert_array_equal(got.outputs[1], ref[1])

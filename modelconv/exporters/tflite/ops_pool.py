@@ -89,9 +89,7 @@ def _avg_correction(w: Window, in_hw: list[int], include_pad: bool) -> np.ndarra
 def check_pool(node: ir.Node) -> str | None:
     """The 2-D pooling kernels, or taps (:mod:`.ops_pool_taps`) for dilations and 3-D
     windows; the indices output of MaxPool is refused."""
-    if output_used(node, 1):
-        return "indices output"
-    if _needs_taps(node):
+    if _needs_taps(node) or output_used(node, 1):
         reason = taps_reason(node)
         if reason is not None:
             return reason
@@ -103,14 +101,13 @@ def _needs_taps(node: ir.Node) -> bool:
     """Dilated or 3-D pooling: no TFLite pooling kernel has them."""
     x = node.inputs[0]
     dilated = any(d != 1 for d in attr(node, "dilations", None) or [])  # type: ignore[attr-defined]
-    return dilated or (x is not None and x.shape is not None and len(x.shape) > 4)
+    return dilated or output_used(node, 1) or (
+        x is not None and x.shape is not None and len(x.shape) > 4)
 
 
 @tflite_lowering("MaxPool", check=check_pool)
 def lower_maxpool(ctx: LoweringContext, node: ir.Node) -> None:
     """MaxPool (channels-last) -> MAX_POOL_2D (PADV2 with -inf for irregular pads)."""
-    if len(node.outputs) > 1 and node.outputs[1] is not None and node.outputs[1].uses():
-        raise ExportError("MaxPool indices output is not supported by TFLite")
     if _needs_taps(node):
         lower_pool_taps(ctx, node)
         return

@@ -19,9 +19,10 @@ import numpy as np
 import onnx_ir as ir
 from ai_edge_litert import schema_py_generated as s
 
+from modelconv.errors import ExportError
 from modelconv.exporters.tflite.graph import LoweringContext
 from modelconv.exporters.tflite.kernels import cast, compute_dtype, value_dtype
-from modelconv.exporters.tflite.registry import attr, tflite_lowering
+from modelconv.exporters.tflite.registry import attr, output_used, tflite_lowering
 from modelconv.passes.tflite.nhwc import NHWC_DOMAIN
 
 #: more taps than this would make a file of mostly slices: refused
@@ -62,8 +63,8 @@ def taps_reason(node: ir.Node) -> str | None:
     kernel = _ints(node, "kernel_shape", [])
     if int(np.prod(kernel or [1])) > MAX_TAPS:
         return f"kernel {kernel} (more than {MAX_TAPS} taps)"
-    if attr(node, "storage_order", 0):
-        return "storage_order=1"
+    if attr(node, "storage_order", 0) and len(kernel) != 2:
+        return "storage_order=1 with a 1-D / 3-D window"
     return None
 
 
@@ -118,7 +119,10 @@ def lower_pool_taps(ctx: LoweringContext, node: ir.Node) -> None:
     window_shape = list(shape)
     for i, a in enumerate(axes):
         window_shape[a] = out[i]
-    total = -1
+    total, index = -1, -1
+    with_index = op == "MaxPool" and output_used(node, 1)
+    if with_index and node.domain == NHWC_DOMAIN:
+        raise ExportError("MaxPool with an indices output must stay channels-first")
     for offs in itertools.product(*[range(k) for k in kernel]):
         b = [0] * len(shape)
         e = list(ctx.t(x).shape)
@@ -130,10 +134,20 @@ def lower_pool_taps(ctx: LoweringContext, node: ir.Node) -> None:
         tap = ctx.like(x, "tap", window_shape)
         ctx.emit("STRIDED_SLICE", [x, ctx.i32(b, "begin"), ctx.i32(e, "end"),
                                    ctx.i32(st, "strides")], [tap], s.StridedSliceOptionsT())
+        where = _source_index(shape, axes, offs, dil, strides, begin, out,
+                              bool(attr(node, "storage_order", 0))) if with_index else None
         if total < 0:
             total = tap
+            if where is not None:
+                index = ctx.const(where, "index")
             continue
         acc = ctx.like(tap, "window")
+        if where is not None:  # the first maximum wins: a later tap only if strictly greater
+            better = ctx.tmp("better", np.bool_, window_shape)
+            ctx.emit("GREATER", [tap, total], [better])
+            chosen = ctx.tmp("argmax", np.int64, window_shape)
+            ctx.emit("SELECT_V2", [better, ctx.const(where, "index"), index], [chosen])
+            index = chosen
         if op == "MaxPool":
             ctx.emit("MAXIMUM", [total, tap], [acc])
         else:
@@ -156,6 +170,25 @@ def lower_pool_taps(ctx: LoweringContext, node: ir.Node) -> None:
         cast(ctx, total, dtype, final)
     else:
         ctx.reshape(total, out_full, dst=final)
+    if with_index:
+        ctx.reshape(index, out_full, dst=ctx.out(node, 1))
+
+
+def _source_index(shape: list[int], axes: list[int], offs: tuple[int, ...], dil: list[int],
+                  strides: list[int], begin: list[int], out: list[int],
+                  column_major: bool) -> np.ndarray:
+    """The flat input index each output position's tap ``offs`` reads: row-major over
+    N, C and the spatial dims, or (storage_order=1) column-major over the spatial dims
+    within each (n, c) plane. Padding positions are clipped: a padded tap is never the
+    maximum (it holds the lowest value)."""
+    coords = np.meshgrid(*[np.arange(d) for d in shape[:axes[0]]],
+                         *[np.clip(np.arange(out[i]) * strides[i] + offs[i] * dil[i] - begin[i],
+                                   0, shape[a] - 1) for i, a in enumerate(axes)],
+                         indexing="ij")
+    lead, spatial = shape[:axes[0]], [shape[a] for a in axes]
+    plane = np.ravel_multi_index(coords[:len(lead)], lead)
+    within = np.ravel_multi_index(coords[len(lead):], spatial, order="F" if column_major else "C")
+    return (plane * int(np.prod(spatial)) + within).astype(np.int64)
 
 
 def _power(ctx: LoweringContext, x: int, p: float) -> int:

@@ -278,8 +278,8 @@ class _LayoutRewriter:
         if x is None or shape is None or len(shape) not in (3, 4):
             self._default(node)
             return
-        if node.op_type == "BatchNormalization" and len(node.outputs) > 1:
-            self._default(node)
+        if node.op_type in ("BatchNormalization", "MaxPool") and len(node.outputs) > 1:
+            self._default(node)  # statistics / indices outputs are defined in NCHW order
             return
         cl = channels_last(len(shape))
         if node.op_type == "Resize" and not self._resize_params(node, cl):
