@@ -311,3 +311,17 @@ def test_maxpool_indices(order: int, litert: IsolatedLiteRT) -> None:
     ref = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})
     np.testing.assert_allclose(got.outputs[0], ref[0], rtol=1e-6)
     np.testing.assert_array_equal(got.outputs[1], ref[1])
+
+
+@pytest.mark.parametrize("sizes_runtime", [False, True])
+def test_resize_crop_runtime_roi(sizes_runtime: bool, litert: IsolatedLiteRT) -> None:
+    """tf_crop_and_resize with a run-time roi (constant sizes keep the node channels-first:
+    the roi is in NCHW order), extrapolated positions filled."""
+    sizes = np.array([2, 3, 5, 7], np.int64)
+    roi = np.array([0, 0, -0.2, 0.1, 1, 1, 0.9, 1.3], np.float32)
+    feeds = {"x": X, "roi": roi, **({"sizes": sizes} if sizes_runtime else {})}
+    consts = {} if sizes_runtime else {"sizes": sizes}
+    model = _model("Resize", feeds, [2, 3, 5, 7], consts, order=["x", "roi", "", "sizes"],
+                   mode="linear", coordinate_transformation_mode="tf_crop_and_resize",
+                   extrapolation_value=-3.0)
+    _run(model, feeds, litert, spec=True)

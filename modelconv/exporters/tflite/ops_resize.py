@@ -89,7 +89,7 @@ def _axes_plan(node: ir.Node) -> list[AxisResize | None] | str:
     if str(attr(node, "coordinate_transformation_mode", "half_pixel")) == "tf_crop_and_resize":
         given = _const(roi_v)
         if given is None:
-            return "run-time or missing roi"
+            return "run-time roi" if roi_v is not None else "missing roi"
         half = len(given) // 2
         spans = {a: (float(given[k]), float(given[k + half])) for k, a in enumerate(axes)}
         if node.domain == NHWC_DOMAIN:  # the layout pass permutes scales / sizes, not roi

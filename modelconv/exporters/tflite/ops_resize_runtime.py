@@ -1,5 +1,5 @@
-"""Resize with run-time ``scales`` (linear / cubic): the taps of :mod:`._resize_taps`
-computed by ops from the scale tensor, in float32.
+"""Resize with run-time ``scales`` or a run-time ``roi`` (linear / cubic): the taps of
+:mod:`._resize_taps` computed by ops from those tensors, in float32.
 
 Per resized axis (every axis longer than 1: a run-time scale of an axis whose length does not
 change need not be 1): the source coordinate of each output position from the scale
@@ -8,8 +8,9 @@ neighbour (FLOOR), the kernel weights of the 2 (linear) or 4 (cubic) taps as pol
 the distance, exclude_outside by masking and renormalising, clamped positions CAST to int32
 for GATHER, and the weighted sum. Linear and cubic weights are continuous in the coordinate,
 so float32 rounding moves the result by rounding only. Nearest (whose index jumps at
-half-way points), antialias (whose tap count follows the scale) and tf_crop_and_resize are
-refused with run-time scales.
+half-way points) and antialias (whose tap count follows the scale) are refused with run-time
+scales; tf_crop_and_resize takes a run-time roi with sizes (the extrapolated positions by
+SELECT_V2).
 """
 
 from __future__ import annotations
@@ -38,10 +39,17 @@ def runtime_scales_reason(node: ir.Node) -> str | None:
     ct = str(attr(node, "coordinate_transformation_mode", "half_pixel"))
     if mode not in ("linear", "cubic"):
         return f"run-time scales with mode={mode}"
-    if ct not in _COORDS:
+    if ct == "tf_crop_and_resize":
+        scales = node.inputs[2] if len(node.inputs) > 2 else None
+        if scales is not None and scales.const_value is None and (
+                scales.shape is None or 0 not in list(scales.shape)):
+            return "run-time scales with coordinate_transformation_mode=tf_crop_and_resize"
+    elif ct not in _COORDS:
         return f"run-time scales with coordinate_transformation_mode={ct}"
     if attr(node, "antialias", 0):
         return "run-time scales with antialias=1"
+    if str(attr(node, "keep_aspect_ratio_policy", "stretch")) != "stretch":
+        return "run-time scales or roi with keep_aspect_ratio_policy"
     if value_dtype(node.inputs[0]) not in (None, "float32"):
         return f"{value_dtype(node.inputs[0])} input (float32 only)"
     if _static(node.inputs[0]) is None or _static(node.outputs[0]) is None:
@@ -74,7 +82,16 @@ class _Ops:
         return acc
 
 
-def _coordinate(o: _Ops, ct: str, y: int, scale: int, n: int, out_len: int) -> int:
+def _coordinate(o: _Ops, ct: str, y: int, scale: int, n: int, out_len: int,
+                roi: tuple[int, int] | None = None) -> int:
+    if ct == "tf_crop_and_resize":  # sizes given: the unrounded output length is out_len
+        assert roi is not None
+        lo, hi = roi
+        span = o.op("MUL", o.op("SUB", hi, lo), float(n - 1))
+        start = o.op("MUL", lo, float(n - 1))
+        step = o.op("MUL", span, 0.5) if out_len == 1 else o.op(
+            "MUL", y, o.op("DIV", span, float(out_len - 1)))
+        return o.op("ADD", step, start)
     if ct == "asymmetric":
         return o.op("DIV", y, scale)
     if ct == "align_corners":  # one output position: 0; else scale * n >= 2
@@ -108,11 +125,16 @@ def lower_runtime_scales(ctx: LoweringContext, node: ir.Node) -> None:
     ins, outs = list(ctx.t(x).shape), list(ctx.t(dst).shape)
     rank = len(ins)
     listed = [int(a) % rank for a in attr(node, "axes", None) or range(rank)]  # type: ignore
-    scales = ctx.inp(node, 2)
-    if ctx.t(scales).dtype != np.float32:
+    sv = node.inputs[2] if len(node.inputs) > 2 else None
+    given = sv is not None and (sv.shape is None or 0 not in list(sv.shape))
+    scales = ctx.inp(node, 2) if given else -1
+    if given and ctx.t(scales).dtype != np.float32:
         scales = cast(ctx, scales, np.dtype(np.float32))
     mode = str(attr(node, "mode", "nearest"))
     ct = str(attr(node, "coordinate_transformation_mode", "half_pixel"))
+    roi = ctx.inp(node, 1) if ct == "tf_crop_and_resize" else -1
+    if roi >= 0 and ctx.t(roi).dtype != np.float32:
+        roi = cast(ctx, roi, np.dtype(np.float32))
     a = float(attr(node, "cubic_coeff_a", -0.75))  # type: ignore[arg-type]
     cur = x
     for k, ax in enumerate(listed):
@@ -120,11 +142,10 @@ def lower_runtime_scales(ctx: LoweringContext, node: ir.Node) -> None:
         if n == 1 and m == 1:
             continue
         o = _Ops(ctx, [m], f"resize{ax}")
-        scale = ctx.tmp(f"resize{ax}_scale", np.float32, [])
-        g = s.GatherOptionsT()
-        g.axis = 0
-        ctx.emit("GATHER", [scales, ctx.i32(k, "axis_index")], [scale], g)
-        xo = _coordinate(o, ct, o.const(np.arange(m, dtype=np.float32)), scale, n, m)
+        scale = _pick(ctx, scales, k, f"resize{ax}_scale") if scales >= 0 else o.const(m / n)
+        span = None if roi < 0 else (_pick(ctx, roi, k, f"resize{ax}_roi_lo"),
+                                     _pick(ctx, roi, k + len(listed), f"resize{ax}_roi_hi"))
+        xo = _coordinate(o, ct, o.const(np.arange(m, dtype=np.float32)), scale, n, m, span)
         left = o.op("FLOOR", xo)
         exact = o.op("EQUAL", xo, left, dtype=np.bool_)
         one, zero = o.const(np.ones(m, np.float32)), o.const(np.zeros(m, np.float32))
@@ -164,4 +185,22 @@ def lower_runtime_scales(ctx: LoweringContext, node: ir.Node) -> None:
                 part = summed
             acc = part
         cur = acc
+        if ct == "tf_crop_and_resize":  # outside the input: extrapolation_value
+            out_of = o.op("LOGICAL_OR", o.op("LESS", xo, 0.0, dtype=np.bool_),
+                          o.op("GREATER", xo, float(n - 1), dtype=np.bool_), dtype=np.bool_)
+            mask = ctx.reshape(out_of, [m] + [1] * (rank - ax - 1), f"resize{ax}_outside")
+            fill = float(attr(node, "extrapolation_value", 0.0))  # type: ignore[arg-type]
+            value = ctx.const(np.asarray(fill, np.float32), "extrapolation_value")
+            filled = ctx.like(cur, f"resize{ax}_extrapolated")
+            ctx.emit("SELECT_V2", [mask, value, cur], [filled])
+            cur = filled
     ctx.reshape(cur, outs, dst=dst)
+
+
+def _pick(ctx: LoweringContext, t: int, k: int, name: str) -> int:
+    """Element ``k`` of 1-D tensor ``t`` as a scalar (GATHER)."""
+    out = ctx.tmp(name, np.float32, [])
+    g = s.GatherOptionsT()
+    g.axis = 0
+    ctx.emit("GATHER", [t, ctx.i32(k, "axis_index")], [out], g)
+    return out

@@ -411,7 +411,7 @@ def check_resize(node: ir.Node) -> str | None:
     the ONNX coordinates exactly for these sizes (see :mod:`._resize`), else as per-axis taps
     (:mod:`.ops_resize`); refused when the sizes or scales are not known when converting."""
     plan = taps_plan(node)
-    if plan == "run-time scales":
+    if plan in ("run-time scales", "run-time roi"):
         return runtime_scales_reason(node)
     return plan if isinstance(plan, str) else None
 
@@ -424,7 +424,7 @@ def lower_resize(ctx: LoweringContext, node: ir.Node) -> None:
     dst = ctx.out(node)
     if isinstance(plan, str):
         taps = taps_plan(node)
-        if taps == "run-time scales" and runtime_scales_reason(node) is None:
+        if taps in ("run-time scales", "run-time roi") and runtime_scales_reason(node) is None:
             lower_runtime_scales(ctx, node)
             return
         if isinstance(taps, str):

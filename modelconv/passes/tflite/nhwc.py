@@ -293,6 +293,9 @@ class _LayoutRewriter:
         """Permute Resize's constant scales/sizes; False when they are not static."""
         if attr(node, "axes") is not None or len(cl) != 4:
             return False
+        roi = node.inputs[1] if len(node.inputs) > 1 else None
+        if roi is not None and const_array(roi) is None:  # a run-time roi stays NCHW-ordered
+            return False
         for i in (2, 3):
             if i < len(node.inputs) and node.inputs[i] is not None:
                 arr = const_array(node.inputs[i])
