@@ -314,12 +314,8 @@ TFLITE_CASES = ["conv2d_same_relu", "dense", "identity", "repeat_vector", "unit_
                 "model_sequence", "model_unet"]
 #: rows the TFLite exporter refuses (cleanly, with UnsupportedOpsError), and why
 TFLITE_REFUSED: dict[str, str] = {
-    "upsampling1d": "Resize lowers only the H/W dims of a rank-4 tensor",
-    "upsampling3d": "Resize lowers only the H/W dims of a rank-4 tensor",
     "conv3d": "no CONV_3D lowering",
     "conv3d_transpose_same": "no CONV_3D_TRANSPOSE lowering",
-    "pool_max3d": "no 3-D pooling lowering",
-    "pool_avg3d": "no 3-D pooling lowering",
 }
 
 
