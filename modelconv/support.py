@@ -45,11 +45,28 @@ def support_matrix() -> dict[str, dict[str, Any]]:
             continue
         assert isinstance(registry, Registry)
         matrix[title] = {"supported": registry.keys(), "error": None}
+        if target.endswith(":LOWERINGS"):
+            matrix[_BODY_TITLE] = {"supported": _function_body_ops(set(registry.keys())),
+                                   "error": None}
         if registry.name == "keras layer":
             from modelconv.importers.keras.refused import REFUSED
 
             matrix[title]["refused"] = dict(sorted(REFUSED.items()))
     return matrix
+
+
+_BODY_TITLE = ("TFLite exporter: ONNX ops expanded into their ONNX function body "
+               "(converted when every op of the body is)")
+
+
+def _function_body_ops(lowered: set[str]) -> list[str]:
+    """Standard ONNX ops with no TFLite lowering of their own that define a function body."""
+    import onnx
+
+    return sorted({s.name for s in onnx.defs.get_all_schemas()
+                   if s.domain in ("", "ai.onnx.preview") and s.name not in lowered
+                   and (getattr(s, "has_function", False)
+                        or getattr(s, "has_context_dependent_function", False))})
 
 
 def support_markdown() -> str:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+
+from modelconv.cli import main
+
+#: runs the CLI in-process: (exit code, stderr with whitespace collapsed)
+CliRunner = Callable[[list[str]], tuple[int, str]]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -21,3 +28,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> CliRunner:
+    """Run ``modelconv ARGS`` in-process; fail on a traceback or a terminal escape on stderr."""
+    def run(args: list[str]) -> tuple[int, str]:
+        code = main(args)
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "\x1b" not in err, err
+        return code, " ".join(err.split())
+    return run

@@ -27,10 +27,17 @@ ARGS: dict[str, tuple[Any, ...]] = {
     "RandomColorDegeneration": (0.5,), "RandomHue": (0.5,), "RandomPosterization": (4,),
     "RandomSaturation": (0.5,), "RandomSharpness": (0.5,), "CenterCrop": (4, 4),
     "Discretization": ([0.0, 1.0],), "CategoryEncoding": (4,),
+    "EinsumDense": ("ab,bc->ac", 3), "IntegerLookup": (None, 1, None, -1, [1, 2, 3]),
+    "RandomCrop": (2, 2), "ReversibleEmbedding": (5, 3), "GroupQueryAttention": (2, 4, 2),
 }
+for _n in ("AdaptiveAveragePooling1D", "AdaptiveAveragePooling2D", "AdaptiveAveragePooling3D",
+           "AdaptiveMaxPooling1D", "AdaptiveMaxPooling2D", "AdaptiveMaxPooling3D"):
+    ARGS[_n] = (2,)
 for _n in ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
            "SeparableConv1D", "SeparableConv2D"):
     ARGS[_n] = ARGS[_n.replace("Conv", "Convolution")] = (2, 3)
+for _n in ("ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"):
+    ARGS[_n] = (2, 3)
 for _n in ("DepthwiseConv1D", "DepthwiseConv2D"):
     ARGS[_n] = (3,)
 #: Keras 3 functional ops a model config stores as layers (``x + 3.0`` -> ``Add``)
@@ -38,7 +45,8 @@ OPS = ("Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Power", "Maximum"
 #: registered names that only Keras 3 ops carry (no layer class of that name)
 OPS_ONLY = ("Divide", "TrueDivide", "Power")
 #: registered names that are spellings of another registered class
-ALIASES = {"add": "Add", "subtract": "Subtract", "multiply": "Multiply"}
+ALIASES = {"add": "Add", "subtract": "Subtract", "multiply": "Multiply",
+           "GroupedQueryAttention": "GroupQueryAttention"}  # its class name, in legacy .h5
 #: classes a Keras 3 file cannot hold (tf.keras only)
 KERAS2_ONLY = {"TFOpLambda", "ThresholdedReLU"}
 #: registered classes tf_keras does not have (Keras 3 only)
@@ -46,7 +54,11 @@ KERAS3_ONLY = {"AugMix", "CutMix", "MixUp", "RandAugment", "RandomColorDegenerat
                "RandomColorJitter", "RandomElasticTransform", "RandomErasing",
                "RandomGaussianBlur", "RandomGrayscale", "RandomHue", "RandomInvert",
                "RandomPerspective", "RandomPosterization", "RandomSaturation",
-               "RandomSharpness", "RandomShear", "Solarization", "RMSNormalization"}
+               "RandomSharpness", "RandomShear", "Solarization", "RMSNormalization",
+               "AdaptiveAveragePooling1D", "AdaptiveAveragePooling2D",
+               "AdaptiveAveragePooling3D", "AdaptiveMaxPooling1D", "AdaptiveMaxPooling2D",
+               "AdaptiveMaxPooling3D", "AutoContrast", "Pipeline", "ReversibleEmbedding",
+               "GroupQueryAttention", "MelSpectrogram", "STFTSpectrogram"}
 
 
 def build(keras: Any, name: str) -> Any:
@@ -54,6 +66,12 @@ def build(keras: Any, name: str) -> Any:
     pkg = keras.__name__
     if name == "Bidirectional":
         return keras.layers.Bidirectional(keras.layers.LSTM(2))
+    if name == "SpectralNormalization":
+        return keras.layers.SpectralNormalization(keras.layers.Dense(2))
+    if name == "RNN":
+        return keras.layers.RNN(keras.layers.LSTMCell(2))
+    if name == "Pipeline":
+        return keras.layers.Pipeline([keras.layers.Rescaling(1.0)])
     if name == "TimeDistributed":
         return keras.layers.TimeDistributed(keras.layers.Dense(2))
     if name == "InputLayer":

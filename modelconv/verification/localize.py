@@ -62,6 +62,8 @@ class _Probe:
     shape: Shape | None = None
     tensor: str | None = None  # the converted model's tensor
     how: str = ""
+    #: a QuantizeLinear output's (scale, zero point, axis): its integers mean these reals
+    dequant: tuple[np.ndarray, np.ndarray, int] | None = None
 
 
 @dataclass
@@ -141,6 +143,32 @@ def _outputs(node: Any) -> list[str]:
     return list(node.output) if hasattr(node, "output") else [o.name for o in node.outputs]
 
 
+def _quantize_params(node: Any) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """A QuantizeLinear node's constant (scale, zero point, axis), or None."""
+    if node.op_type != "QuantizeLinear" or node.domain not in ("", "ai.onnx"):
+        return None
+    inputs = list(node.inputs)
+    scale = inputs[1].const_value if len(inputs) > 1 and inputs[1] is not None else None
+    zero = inputs[2].const_value if len(inputs) > 2 and inputs[2] is not None else None
+    if scale is None or "block_size" in node.attributes:
+        return None
+    axis = node.attributes["axis"].as_int() if "axis" in node.attributes else 1
+    scale_np = np.asarray(scale.numpy(), dtype=np.float64)
+    zero_np = (np.asarray(zero.numpy(), dtype=np.float64) if zero is not None
+               else np.zeros_like(scale_np))
+    return scale_np, zero_np, axis
+
+
+def _dequantize(value: np.ndarray, params: tuple[np.ndarray, np.ndarray, int]) -> np.ndarray:
+    """``value``'s integers as the reals they stand for (per tensor or along ``axis``)."""
+    scale, zero, axis = params
+    if scale.ndim == 1 and scale.size > 1 and value.ndim:
+        shape = [1] * value.ndim
+        shape[axis % value.ndim] = scale.size
+        scale, zero = scale.reshape(shape), zero.reshape(shape)
+    return ((value.astype(np.float64) - zero) * scale).astype(np.float32)
+
+
 def _ir_shape(value: Any) -> Shape | None:
     shape = getattr(value, "shape", None)
     if shape is None:
@@ -161,7 +189,7 @@ def source_probes(source: SourceModel) -> list[_Probe]:
         shapes = {k: v if v is not None else inferred.get(k) for k, v in shapes.items()}
     if source.format == "onnx":
         return [_Probe(_metadata(n).get(SOURCE_KEY) or n.name or o.name, o.name, o.name,
-                       [n.op_type], shapes.get(o.name))
+                       [n.op_type], shapes.get(o.name), dequant=_quantize_params(n))
                 for n in nodes for o in n.outputs if o.name]
     return [_Probe(layer, layer, tensor, ops, shapes.get(tensor))
             for layer, (tensor, ops) in layer_map_from_nodes(nodes).items()]
@@ -367,6 +395,8 @@ def _compare(index: int, p: _Probe, src_vals: dict[str, Any], tgt_vals: dict[str
     ref, raw = _main_tensor(src_vals[p.key]), np.asarray(tgt_vals[p.tensor])
     if ref.dtype.kind not in "fciub" or raw.dtype.kind not in "fciub":
         return None
+    if p.dequant is not None and ref.dtype.kind in "iu" and raw.dtype.kind == "f":
+        ref = _dequantize(ref, p.dequant)  # the converted runtime reports real values
     act = _align(ref, raw)
     if act is None and (raw.size == ref.size or p.how in _WEAK):
         return None  # a layout we cannot map back, or a weak match: no evidence either way

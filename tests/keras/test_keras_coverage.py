@@ -36,7 +36,7 @@ def test_refused_layers_are_shown_with_their_reason() -> None:
     entry = next(v for k, v in support_matrix().items() if "Keras" in k)
     assert entry["refused"] == REFUSED
     doc = support_markdown()
-    assert f"| `EinsumDense` | {REFUSED['EinsumDense']} |" in doc
+    assert f"| `Hashing` | {REFUSED['Hashing']} |" in doc
     assert "| `Lambda` |" in doc
 
 
@@ -63,15 +63,26 @@ def _refusal(model: object, tmp_path: object) -> str:
      "TimeDistributed(layer.lora_rank=1)"),
     (lambda: _seq((3, 4, 5), L.TimeDistributed(L.LSTM(2))), "layer='LSTM'"),
     (lambda: _seq((6, 4), L.GroupNormalization(groups=2, axis=1)), "axis=1"),
-    (lambda: _seq((4, 4, 3), L.CenterCrop(2, 2)), "CenterCrop"),
+    (lambda: _seq((4, 4), L.CenterCrop(2, 2)), "a rank-3 input"),
+    (lambda: _seq((4, 3), L.EinsumDense("abc,bcd->abd", (4, 2))),
+     "equation='abc,bcd->abd'"),
+    (lambda: _seq((5,), L.IntegerLookup(vocabulary=[1, 2], output_mode="tf_idf",
+                                        idf_weights=[1.0, 1.0]),
+                  dtype="int32"), "output_mode='tf_idf'"),
+    (lambda: _seq((5,), L.IntegerLookup(vocabulary=[1, 2], output_mode="count",
+                                        mask_token=0), dtype="int32"), "mask_token=0"),
+    (lambda: _seq((4, 3), L.RNN(L.StackedRNNCells([L.LSTMCell(2, activation="gelu")]))),
+     "cell.cells[0].activation='gelu'"),
+    (lambda: _seq((4, 3), L.SpectralNormalization(L.Dense(2, lora_rank=1))),
+     "layer.lora_rank=1"),
 ])
 def test_unsupported_variants_are_refused_by_name(build: object, label: str,
                                                   tmp_path: object) -> None:
     assert label in _refusal(build(), tmp_path)  # type: ignore[operator]
 
 
-def _seq(shape: tuple[int, ...], *layers: object) -> object:
-    x = inp = keras.Input(shape)
+def _seq(shape: tuple[int, ...], *layers: object, dtype: str = "float32") -> object:
+    x = inp = keras.Input(shape, dtype=dtype)
     for layer in layers:
         x = layer(x)  # type: ignore[operator]
     return keras.Model(inp, x)

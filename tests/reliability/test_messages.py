@@ -15,59 +15,53 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from modelconv.cli import main
+from tests.conftest import CliRunner
 from tests.hostile.corpus import CNN, MARKER, _RunsCode
 
 
-def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = main(args)
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and "\x1b" not in err, err
-    return code, " ".join(err.split())
-
-
 def test_safetensors_header_claiming_2_60_bytes(tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+                                                cli: CliRunner) -> None:
     src = tmp_path / "w.safetensors"
     src.write_bytes(struct.pack("<Q", 1 << 60) + b'{"w": {"dtype": "F32"}}')
-    code, err = _cli(["inspect", str(src)], capsys)
+    code, err = cli(["inspect", str(src)])
     assert code == 2 and "error (ModelLoadError)" in err, err
     assert f"declares {1 << 60} bytes" in err and "text" not in err
 
 
 @pytest.mark.parametrize("protocol", [0, 1])
 def test_protocol_0_and_1_pickles_are_named(protocol: int, tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+                                            cli: CliRunner) -> None:
     pytest.importorskip("torch")
     src = tmp_path / "w.pt"
     src.write_bytes(pickle.dumps({"0.weight": [1.0, 2.0]}, protocol=protocol))
-    code, err = _cli(["convert", str(src), str(tmp_path / "o.onnx"), "--quiet",
-                      "--model", "tests.hostile.archs:tiny_mlp"], capsys)
+    code, err = cli(["convert", str(src), str(tmp_path / "o.onnx"), "--quiet",
+                      "--model", "tests.hostile.archs:tiny_mlp"])
     assert code == 2 and "error (ModelLoadError)" in err and "protocol 0 or 1" in err, err
     assert "onnx" not in err.split("protocol")[0]
 
 
 def test_protocol_0_pickle_with_code_is_unsafe(tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+                                               cli: CliRunner) -> None:
     pytest.importorskip("torch")
     src = tmp_path / "evil.pt"
     src.write_bytes(pickle.dumps(_RunsCode(tmp_path), protocol=0))
-    code, err = _cli(["convert", str(src), str(tmp_path / "o.onnx"), "--quiet",
-                      "--model", "tests.hostile.archs:tiny_mlp"], capsys)
+    code, err = cli(["convert", str(src), str(tmp_path / "o.onnx"), "--quiet",
+                      "--model", "tests.hostile.archs:tiny_mlp"])
     assert code == 2 and "error (UnsafeModelError)" in err and "system" in err, err
     assert not (tmp_path / MARKER).exists()
 
 
-def test_whole_pickled_module(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_whole_pickled_module(tmp_path: Path, cli: CliRunner) -> None:
     torch = pytest.importorskip("torch")
     src = tmp_path / "whole.pth"
     torch.save(torch.nn.Sequential(torch.nn.Linear(4, 3)), src)
-    code, err = _cli(["convert", str(src), str(tmp_path / "o.onnx"), "--quiet",
-                      "--input-shape", "1,4"], capsys)
+    code, err = cli(["convert", str(src), str(tmp_path / "o.onnx"), "--quiet",
+                      "--input-shape", "1,4"])
     assert code == 2 and "error (UnsafeModelError)" in err, err
     assert "whole pickled nn.Module (Sequential)" in err and "--trust-code" in err
     assert err.rstrip().endswith("torch.save(model.state_dict(), path)"), err
-    code, err = _cli(["convert", str(src), str(tmp_path / "o.onnx"), "--quiet",
-                      "--input-shape", "1,4", "--trust-code"], capsys)
+    code, err = cli(["convert", str(src), str(tmp_path / "o.onnx"), "--quiet",
+                      "--input-shape", "1,4", "--trust-code"])
     assert code == 0, err
     assert (tmp_path / "o.onnx").exists()
 
@@ -92,21 +86,21 @@ def _norm_model(path: Path, op: str) -> Path:
     return path
 
 
-def test_training_outputs_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_training_outputs_are_named(tmp_path: Path, cli: CliRunner) -> None:
     pytest.importorskip("ai_edge_litert")
     src = _norm_model(tmp_path / "n.onnx", "BatchNormalization")
-    code, err = _cli(["convert", str(src), str(tmp_path / "o.tflite"), "--quiet"], capsys)
+    code, err = cli(["convert", str(src), str(tmp_path / "o.tflite"), "--quiet"])
     assert code == 2 and "error (UnsupportedOpsError)" in err, err
     assert "used before it is produced" not in err
     assert "training_mode=1" in err
 
 
 def test_layernorm_statistics_outputs_convert(tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+                                              cli: CliRunner) -> None:
     """LayerNormalization's Mean output is an inference value: lowered and verified."""
     pytest.importorskip("ai_edge_litert")
     src = _norm_model(tmp_path / "n.onnx", "LayerNormalization")
-    code, err = _cli(["convert", str(src), str(tmp_path / "o.tflite"), "--quiet"], capsys)
+    code, err = cli(["convert", str(src), str(tmp_path / "o.tflite"), "--quiet"])
     assert code == 0, err
 
 
@@ -130,13 +124,13 @@ def test_used_optional_output_without_a_check_is_named(tmp_path: Path) -> None:
 
 
 def test_failed_import_is_not_reported_done(tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+                                            cli: CliRunner) -> None:
     src = tmp_path / "neg.onnx"
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [-3])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [-3])])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), src)
-    code, err = _cli(["convert", str(src), str(tmp_path / "o.onnx")], capsys)
+    code, err = cli(["convert", str(src), str(tmp_path / "o.onnx")])
     assert code == 2 and "import failed" in err and "import done" not in err, err
 
 
@@ -170,11 +164,11 @@ def test_a_stage_reporting_itself_done_early_is_not_believed() -> None:
     (["--trust-code"], "--trust-code (trust_code) has no effect for a onnx source"),
 ], ids=lambda v: v[0] if isinstance(v, list) else "")
 def test_option_without_effect_is_refused(extra: list[str], needle: str, tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+                                          cli: CliRunner) -> None:
     out = tmp_path / ("o.tflite" if "tflite" in extra else "o.onnx")
     src = CNN.with_name("mlp.onnx") if "mlp" in extra else CNN  # mlp: static [2, 16]
     extra = [e for e in extra if e not in ("--to", "tflite", "mlp")]
-    code, err = _cli(["convert", str(src), str(out), "--quiet", *extra], capsys)
+    code, err = cli(["convert", str(src), str(out), "--quiet", *extra])
     assert code == 2 and "error (OptionsError)" in err and needle in err, err
     assert os.listdir(tmp_path) == []
 
@@ -189,10 +183,10 @@ def test_batch_size_with_a_dynamic_batch_is_accepted(tmp_path: Path) -> None:
                  "4", "--dim", "N=4"]) == 0
 
 
-def test_pt2_dynamic_batch_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_pt2_dynamic_batch_is_refused(tmp_path: Path, cli: CliRunner) -> None:
     pytest.importorskip("torch")
     from tests.hostile.pt2 import base_pt2
 
-    code, err = _cli(["convert", str(base_pt2(tmp_path)), str(tmp_path / "o.onnx"), "--quiet",
-                      "--dynamic-batch"], capsys)
+    code, err = cli(["convert", str(base_pt2(tmp_path)), str(tmp_path / "o.onnx"), "--quiet",
+                      "--dynamic-batch"])
     assert code == 2 and "error (OptionsError)" in err and "dynamic_shapes" in err, err

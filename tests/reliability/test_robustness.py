@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import modelconv.importers.onnx
 import modelconv.verification.verifier
-from modelconv.cli import main
+from tests.conftest import CliRunner
 from tests.hostile.corpus import CNN
 from tests.paths import ROOT
 
@@ -30,44 +30,38 @@ def _relu(path: Path, shape: list[int], dtype: int = TensorProto.FLOAT) -> Path:
     return path
 
 
-def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = main(args)
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    return code, " ".join(err.split())
-
 
 def test_input_shape_whose_element_count_overflows_int64(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, cli: CliRunner) -> None:
     src = _relu(tmp_path / "big.onnx", [2 ** 32, 2 ** 32])
-    code, err = _cli(["convert", str(src), str(tmp_path / "out.onnx"), "--quiet"], capsys)
+    code, err = cli(["convert", str(src), str(tmp_path / "out.onnx"), "--quiet"])
     assert code == 2 and "error (ShapeError)" in err and "18446744073709551616" in err, err
     assert not (tmp_path / "out.onnx").exists()
 
 
-def test_negative_input_dim(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_negative_input_dim(tmp_path: Path, cli: CliRunner) -> None:
     src = _relu(tmp_path / "neg.onnx", [-3, 4])
-    code, err = _cli(["convert", str(src), str(tmp_path / "out.onnx"), "--quiet"], capsys)
+    code, err = cli(["convert", str(src), str(tmp_path / "out.onnx"), "--quiet"])
     assert code == 2 and "error (ModelLoadError)" in err and "dim 0 = -3" in err, err
 
 
 def test_complex_tensor_is_refused_without_traceback(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, cli: CliRunner) -> None:
     src = _relu(tmp_path / "c.onnx", [4], TensorProto.COMPLEX64)
-    code, err = _cli(["convert", str(src), str(tmp_path / "out.onnx"), "--quiet"], capsys)
+    code, err = cli(["convert", str(src), str(tmp_path / "out.onnx"), "--quiet"])
     assert code == 2 and "error (UnsupportedOpsError)" in err and "complex64" in err, err
     assert "InferenceError" not in err
 
 
-def test_op_type_that_is_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_op_type_that_is_not_utf8(tmp_path: Path, cli: CliRunner) -> None:
     data = _relu(tmp_path / "r.onnx", [4]).read_bytes().replace(b"Relu", b"R\xfflu")
     (tmp_path / "r.onnx").write_bytes(data)
-    code, err = _cli(["inspect", str(tmp_path / "r.onnx")], capsys)
+    code, err = cli(["inspect", str(tmp_path / "r.onnx")])
     assert code == 2 and "error (ModelLoadError)" in err and "UTF-8" in err, err
 
 
 def test_library_warnings_print_one_line(tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+                                         cli: CliRunner) -> None:
     """onnx_ir logs a failed shape inference with its traceback; the CLI shows one line."""
     import logging
 
@@ -85,7 +79,7 @@ def test_library_warnings_print_one_line(tmp_path: Path,
 
         modelconv.importers.onnx.import_onnx, real = noisy, modelconv.importers.onnx.import_onnx
         try:
-            code, err = _cli(["convert", str(CNN), str(tmp_path / "o.onnx"), "--quiet"], capsys)
+            code, err = cli(["convert", str(CNN), str(tmp_path / "o.onnx"), "--quiet"])
         finally:
             modelconv.importers.onnx.import_onnx = real
     finally:
@@ -97,12 +91,12 @@ def test_library_warnings_print_one_line(tmp_path: Path,
 
 def test_out_of_memory_anywhere_is_reported_as_such(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        cli: CliRunner) -> None:
     def oom(*args: object, **kwargs: object) -> None:
         raise MemoryError()
 
     monkeypatch.setattr(modelconv.verification.verifier, "verify_runners", oom)
-    code, err = _cli(["convert", str(CNN), str(tmp_path / "o.onnx"), "--quiet"], capsys)
+    code, err = cli(["convert", str(CNN), str(tmp_path / "o.onnx"), "--quiet"])
     assert code == 2 and "error (out of memory)" in err, err
     assert not (tmp_path / "o.onnx").exists()
 
@@ -153,7 +147,7 @@ def test_closed_pipe_after_convert_keeps_the_result(tmp_path: Path) -> None:
 
 
 def test_truncated_external_data_initializer(tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+                                             cli: CliRunner) -> None:
     """Declared sizes are checked against the data file before anything is allocated."""
     tensor = numpy_helper.from_array(np.ones(4, np.float32), "w")
     tensor.ClearField("raw_data")
@@ -171,6 +165,6 @@ def test_truncated_external_data_initializer(tmp_path: Path,
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], [tensor])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
               tmp_path / "m.onnx")
-    code, err = _cli(["convert", str(tmp_path / "m.onnx"), str(tmp_path / "o.onnx"),
-                      "--quiet"], capsys)
+    code, err = cli(["convert", str(tmp_path / "m.onnx"), str(tmp_path / "o.onnx"),
+                      "--quiet"])
     assert code == 2 and "error (ModelLoadError)" in err, err

@@ -88,9 +88,9 @@ def test_resize_cases_found() -> None:
 
 @pytest.mark.parametrize("case", DROPOUT, ids=[c.name for c in DROPOUT])
 def test_dropout_node_case(case: Any, litert: IsolatedLiteRT) -> None:
-    """Inference Dropout is the identity; training mode (or a mask output) is refused."""
+    """Inference Dropout is the identity (its mask all True); training mode is refused."""
     outcome = ok_or_refused(case, litert, "Dropout")
-    assert outcome == ("refused" if "training" in case.name or "mask" in case.name else "ok")
+    assert outcome == ("refused" if "training" in case.name else "ok")
 
 
 RESIZE_VS_ORT = [

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from modelconv.errors import MissingDependencyError
 from modelconv.exporters.tflite import (  # noqa: F401  (imported for their registrations)
+    ops_bitwise,
+    ops_control,
     ops_conv,
     ops_conv_transpose,
     ops_cumulative,
@@ -22,13 +24,18 @@ from modelconv.exporters.tflite import (  # noqa: F401  (imported for their regi
     ops_generate,
     ops_index,
     ops_math,
+    ops_misc,
     ops_norm,
     ops_pool,
+    ops_quant,
     ops_resize,
     ops_rnn,
+    ops_sample,
     ops_select,
     ops_shape,
+    ops_special,
     ops_static,
+    ops_trig,
 )
 from modelconv.exporters.tflite.registry import LOWERINGS, tflite_lowering
 

@@ -9,14 +9,16 @@ from pathlib import Path
 
 import onnx_ir as ir
 
-from modelconv.errors import ExportError, ModelconvError, UnsupportedOpsError
-from modelconv.exporters.tflite import dynamic, prepare
+from modelconv.errors import ExportError, ModelconvError, OptionsError, UnsupportedOpsError
+from modelconv.exporters.tflite import dynamic, prepare, qdq
 from modelconv.exporters.tflite.graph import LoweringContext, TflGraph, np_dtype
 from modelconv.exporters.tflite.registry import LOWERINGS
 from modelconv.exporters.tflite.writer import serialize, write
 from modelconv.fileio import atomic_output_dir
 from modelconv.ir.builder import source_name_of
 from modelconv.options import ConvertOptions
+from modelconv.passes.tflite.fold_dequantize import FoldDequantizePass, weight_hints
+from modelconv.passes.tflite.integer_ops import IntegerOpsPass
 
 
 def export_tflite(model: ir.Model, dst: Path, options: ConvertOptions) -> list[Path]:
@@ -39,6 +41,7 @@ def _lowered(model: ir.Model, options: ConvertOptions, probe: Collection[str] = 
     """``model`` specialised to static input shapes and lowered (``probe``: the dynamic
     dims shifted, see fix_input_shapes)."""
     work = prepare.clone(model)
+    ir.passes.Sequential(IntegerOpsPass(), FoldDequantizePass())(work)
     signatures = prepare.fix_input_shapes(work, options, probe=probe)
     if not probe:
         options.report_progress("tflite: shapes", 0.1)
@@ -49,7 +52,29 @@ def _lowered(model: ir.Model, options: ConvertOptions, probe: Collection[str] = 
     prepare.optimize(work, options)
     if not probe:
         options.report_progress("tflite: lowering", 0.4)
-    return lower(work, signatures, source_inputs), signatures, source_inputs
+    origins: list[ir.Node | None] = []
+    graph = lower(work, signatures, source_inputs, origins)
+    if qdq.has_quantization(graph) or weight_hints(work):
+        _keep_quantization(graph, origins, work, options, warn=not probe)
+    return graph, signatures, source_inputs
+
+
+def _keep_quantization(graph: TflGraph, origins: list[ir.Node | None], work: ir.Model,
+                       options: ConvertOptions, warn: bool) -> None:
+    """A quantized (QDQ) source: its int8 ops kept with its parameters (see :mod:`.qdq`)."""
+    if options.quantize or options.fp16:
+        flag = f"quantize={options.quantize!r}" if options.quantize else "fp16"
+        raise OptionsError(
+            f"the model is already quantized (QuantizeLinear/DequantizeLinear); {flag} would "
+            "quantize it again", hint="Convert it without --quantize/--fp16: its own scales "
+            "and zero points are kept")
+    left = qdq.to_int8(graph, origins, weight_hints(work))
+    if left and warn:
+        shown = ", ".join(left[:8]) + (f" and {len(left) - 8} more" if len(left) > 8 else "")
+        warnings.warn(f"TFLite export: {len(left)} op(s) next to quantized tensors run in float "
+                      "between DEQUANTIZE/QUANTIZE, as the QDQ model computes them (a float "
+                      "input or output in the model, or no LiteRT int8 kernel for their "
+                      f"parameters): {shown}", UserWarning, stacklevel=4)
 
 
 def _probe(graph: TflGraph, model: ir.Model, options: ConvertOptions,
@@ -124,11 +149,13 @@ def build_graph(model: ir.Model, options: ConvertOptions) -> TflGraph:
 
 
 def lower(model: ir.Model, signatures: dict[str, list[int]],
-          logical: dict[str, list[int]] | None = None) -> TflGraph:
+          logical: dict[str, list[int]] | None = None,
+          origins: list[ir.Node | None] | None = None) -> TflGraph:
     """Lower every IR node to TFLite operators.
 
     ``signatures`` are the source inputs' shape signatures (-1 = dynamic) and ``logical``
     their static source-layout shapes, used to place -1s on channels-last inputs.
+    ``origins``, when given, receives per emitted op the IR node it was lowered from.
     """
     g = TflGraph()
     ctx = LoweringContext(g)
@@ -150,8 +177,11 @@ def lower(model: ir.Model, signatures: dict[str, list[int]],
         if fn is None:
             raise ExportError(f"no TFLite lowering for {node.op_type} ({node.name})")
         ctx.node = node
+        before = len(g.ops)
         fn(ctx, node)
         _check_outputs_lowered(ctx, node)
+        if origins is not None:
+            origins.extend([node] * (len(g.ops) - before))
     ctx.node = None
     used: set[int] = set()
     for value in model.graph.outputs:

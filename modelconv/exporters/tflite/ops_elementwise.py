@@ -147,12 +147,11 @@ def lower_unary(ctx: LoweringContext, node: ir.Node) -> None:
 
 
 def check_dropout(node: ir.Node) -> str | None:
-    """Inference-mode Dropout only: no mask output, training_mode absent or constant false
-    (a training Dropout zeroes and rescales at random; the identity would be wrong)."""
+    """Inference-mode Dropout only: training_mode absent or constant false (a training
+    Dropout zeroes and rescales at random; the identity would be wrong). Its mask output is
+    then all True."""
     if node.op_type != "Dropout":
         return None
-    if output_used(node, 1):
-        return "mask output"
     mode = node.inputs[2] if len(node.inputs) > 2 else None
     if mode is None:
         return None
@@ -163,10 +162,12 @@ def check_dropout(node: ir.Node) -> str | None:
 
 @tflite_lowering("Identity", "Dropout", check=check_dropout)
 def lower_identity(ctx: LoweringContext, node: ir.Node) -> None:
-    """Identity (and inference-mode Dropout) emit nothing: the output is the input tensor."""
-    if node.op_type == "Dropout" and len(node.outputs) > 1 and node.outputs[1].uses():
-        raise ExportError("Dropout mask output is not supported for TFLite")
-    ctx.alias(node.outputs[0], ctx.inp(node, 0))
+    """Identity (and inference-mode Dropout) emit nothing: the output is the input tensor
+    (an inference Dropout's mask is the constant all-True tensor)."""
+    x = ctx.inp(node, 0)
+    ctx.alias(node.outputs[0], x)
+    if node.op_type == "Dropout" and output_used(node, 1):
+        ctx.alias(node.outputs[1], ctx.const(np.ones(ctx.t(x).shape, np.bool_), "mask"))
 
 
 @tflite_lowering("Mean")

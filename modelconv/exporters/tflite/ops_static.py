@@ -1,4 +1,4 @@
-"""Ops whose result the static shapes decide: window functions and EyeLike become constants,
+"""Ops whose result the static shapes decide: window functions become constants,
 CenterCropPad a STRIDED_SLICE and a PAD, Compress a GATHER (of WHERE's positions).
 
 A run-time ``size`` / ``shape`` operand of these ops has only one value a model with a
@@ -38,21 +38,6 @@ def lower_window(ctx: LoweringContext, node: ir.Node) -> None:
     output length."""
     n = ctx.t(ctx.out(node)).shape[0]
     _emit_constant(ctx, node, _window(node.op_type, n, bool(attr(node, "periodic", 1))))
-
-
-def check_eyelike(node: ir.Node) -> str | None:
-    """EyeLike of a rank-2 input (rank 1 is not in the spec's domain)."""
-    x = node.inputs[0]
-    if x is not None and x.shape is not None and len(x.shape) != 2:
-        return f"rank-{len(x.shape)} input"
-    return None
-
-
-@tflite_lowering("EyeLike", check=check_eyelike)
-def lower_eyelike(ctx: LoweringContext, node: ir.Node) -> None:
-    """EyeLike -> a constant identity (diagonal ``k``) of the input's static shape."""
-    rows, cols = ctx.t(ctx.out(node)).shape
-    _emit_constant(ctx, node, np.eye(rows, cols, k=int(attr(node, "k", 0))))  # type: ignore
 
 
 def check_center_crop_pad(node: ir.Node) -> str | None:

@@ -16,9 +16,13 @@ from modelconv.formats import SourceModel
 from modelconv.importers.keras import (  # noqa: F401  (imported for their registrations)
     layers_activations,
     layers_attention,
+    layers_audio,
     layers_augment,
     layers_conv,
+    layers_convlstm,
     layers_core,
+    layers_gqa,
+    layers_image,
     layers_merge,
     layers_norm,
     layers_pooling,

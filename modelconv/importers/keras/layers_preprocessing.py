@@ -14,9 +14,10 @@ from modelconv.importers.keras.common import (
     KTensor,
     LayerUnsupported,
     keras_layer,
+    major_of,
     per_channel,
 )
-from modelconv.importers.keras.spec import dtype_refusal, make_spec
+from modelconv.importers.keras.spec import dtype_refusal, make_spec, show
 from modelconv.importers.keras.tensors import FIRST, LAST, first, last
 from modelconv.importers.keras.weights import LayerWeights
 from modelconv.ir.builder import GraphBuilder
@@ -111,7 +112,8 @@ def discretization(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
         xs: the float input.
 
     Returns:
-        int64 bin indices, same shape as the input.
+        Bin indices, same shape as the input: int32 as Keras 3 returns them (int64 from
+        a tf.keras file).
 
     Raises:
         LayerUnsupported: no boundaries in the config, or another output mode.
@@ -129,7 +131,9 @@ def discretization(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     edges = b.const(np.asarray(bounds, np.float32))
     ge = b.Not(b.Less(b.Unsqueeze(v, b.const(np.asarray([-1], np.int64))), edges))
     y = b.ReduceSum(b.Cast(ge, to=7), b.const(np.asarray([-1], np.int64)), keepdims=0)
-    return KTensor(y, x.rank, LAST, "int64")
+    if major_of(cfg) == 2:  # tf.keras returns int64 bins, Keras 3 int32
+        return KTensor(y, x.rank, LAST, "int64")
+    return KTensor(b.Cast(y, to=6), x.rank, LAST, "int32")
 
 
 @keras_layer("CategoryEncoding", reads=("num_tokens", "output_mode"), defaults={"sparse": False})
@@ -165,3 +169,96 @@ def category_encoding(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     y = b.ReduceSum(hot, axis, keepdims=0) if mode == "count" else \
         b.ReduceMax(hot, axis, keepdims=0)
     return KTensor(y, 2, LAST)
+
+
+def _check_lookup(cfg: Mapping[str, Any]) -> list[str]:
+    """IntegerLookup variants converted: an int vocabulary in the config, ``int`` output."""
+    out = _discretization_dtype(cfg)  # tf.keras stores the int64 output dtype too
+    vocab = cfg.get("vocabulary")
+    if not isinstance(vocab, list) or not all(isinstance(v, int) for v in vocab):
+        out.append(f"vocabulary={show(vocab)} (an int list in the config is needed: an "
+                   "adapted or file vocabulary is not read)")
+    mode = cfg.get("output_mode", "int")
+    if mode not in ("int", "one_hot", "multi_hot", "count"):
+        out.append(f"output_mode={show(mode)}")
+    elif mode != "int" and cfg.get("mask_token") is not None:
+        out.append(f"mask_token={show(cfg.get('mask_token'))} with output_mode={mode!r}")
+    if int(cfg.get("num_oov_indices", 1)) < 1 and not cfg.get("invert"):
+        out.append("num_oov_indices=0 (Keras raises on an out-of-vocabulary input)")
+    if int(cfg.get("num_oov_indices", 1)) > 1 and cfg.get("oov_method", "floormod") != \
+            "floormod":
+        out.append(f"oov_method={show(cfg.get('oov_method'))}")
+    return out
+
+
+def _int64(b: GraphBuilder, x: KTensor) -> Any:
+    v = last(b, x)
+    return v if x.dtype == "int64" else b.Cast(v, to=7)
+
+
+@LAYERS.register("IntegerLookup", check=replace(make_spec(
+    reads=("vocabulary", "num_oov_indices", "oov_token", "mask_token", "invert",
+           "output_mode", "oov_method", "max_tokens", "pad_to_max_tokens"),
+    inert=("vocabulary_size", "salt",
+           "vocabulary_dtype",  # ids compared as int64 either way
+           "idf_weights"),  # tf_idf output only, which is refused
+    defaults={"sparse": False}, check=_check_lookup), policy=False))
+def integer_lookup(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+                   xs: list[KTensor]) -> KTensor:
+    """IntegerLookup: token -> index, or index -> token (invert).
+
+    Indices are ``[mask_token?] + [OOV] * num_oov_indices + vocabulary``: a token found
+    in the vocabulary maps to its position there plus that offset, the mask token to 0,
+    any other token to an OOV index (``token mod num_oov_indices`` past the mask).
+    ``one_hot``/``multi_hot``/``count`` encode those indices over the vocabulary size
+    (``max_tokens`` with ``pad_to_max_tokens``), as int64 like Keras.
+
+    Args:
+        b: the graph builder.
+        cfg: the layer config.
+        w: no weights.
+        xs: integer ids.
+
+    Returns:
+        int64 indices (or tokens), same shape as the input.
+
+    Raises:
+        LayerUnsupported: a non-integer input.
+    """
+    x = xs[0]
+    if not x.dtype.startswith(("int", "uint")):
+        raise LayerUnsupported(f"a {x.dtype} input (integer ids expected)")
+    vocab = np.asarray(cfg["vocabulary"], np.int64)
+    mask, n_oov = cfg.get("mask_token"), int(cfg.get("num_oov_indices", 1))
+    start = 0 if mask is None else 1
+    v = _int64(b, x)
+    if cfg.get("invert"):
+        oov = int(cfg.get("oov_token", -1))
+        table = np.asarray([oov if mask is None else int(mask)] * start + [oov] * n_oov +
+                           list(vocab), np.int64)
+        inside = b.And(b.Not(b.Less(v, b.const(np.asarray(0, np.int64)))),
+                       b.Less(v, b.const(np.asarray(table.size, np.int64))))
+        safe = b.Where(inside, v, b.const(np.asarray(0, np.int64)))
+        y = b.Where(inside, b.Gather(b.const(table), safe), b.const(np.asarray(oov, np.int64)))
+        return KTensor(y, x.rank, LAST, "int64")
+    axis = b.const(np.asarray([-1], np.int64))
+    hit = b.Equal(b.Unsqueeze(v, axis), b.const(vocab))
+    index = b.const(np.arange(vocab.size, dtype=np.int64) + start + n_oov)
+    found = b.ReduceSum(b.Where(hit, index, b.const(np.asarray(0, np.int64))), axis,
+                        keepdims=0)
+    oov_index = b.const(np.asarray(start, np.int64))
+    if n_oov > 1:
+        oov_index = b.Add(b.Mod(v, b.const(np.asarray(n_oov, np.int64))), oov_index)
+    any_hit = b.Greater(found, b.const(np.asarray(0, np.int64)))
+    y = b.Where(any_hit, found, oov_index)
+    if mask is not None:
+        y = b.Where(b.Equal(v, b.const(np.asarray(int(mask), np.int64))),
+                    b.const(np.asarray(0, np.int64)), y)
+    mode = cfg.get("output_mode", "int")
+    if mode == "int":
+        return KTensor(y, x.rank, LAST, "int64")
+    depth = int(cfg["max_tokens"]) if cfg.get("pad_to_max_tokens") else vocab.size + n_oov
+    encoded = category_encoding(b, {"num_tokens": depth, "output_mode": mode}, w,
+                                [KTensor(y, x.rank, LAST, "int64")])
+    assert isinstance(encoded, KTensor)  # category_encoding returns one tensor
+    return encoded.like(b.Cast(encoded.value, to=7), dtype="int64")

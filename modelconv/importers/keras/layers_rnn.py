@@ -20,6 +20,7 @@ from modelconv.importers.keras.common import (
     layer_spec,
     major_of,
 )
+from modelconv.importers.keras.config import snake_case
 from modelconv.importers.keras.spec import config_refusals, show
 from modelconv.importers.keras.tensors import LAST, last, weight
 from modelconv.importers.keras.weights import LayerWeights
@@ -230,3 +231,106 @@ def bidirectional(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
     else:
         raise LayerUnsupported(f"merge_mode={mode!r}")
     return [KTensor(out, rank, LAST)]
+
+
+#: cell class -> the layer class whose ONNX op and weight layout it shares
+_CELLS = {"LSTMCell": "LSTM", "GRUCell": "GRU", "SimpleRNNCell": "SimpleRNN"}
+
+
+def _cells(cfg: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The cell entries of a generic RNN (one, or a StackedRNNCells' list), or None."""
+    cell = cfg.get("cell")
+    if not isinstance(cell, dict):
+        return None
+    if cell.get("class_name") == "StackedRNNCells":
+        inner = cell.get("config")
+        cells = inner.get("cells") if isinstance(inner, dict) else None
+        return cells if isinstance(cells, list) and cells else None
+    return [cell]
+
+
+def _check_rnn(cfg: Mapping[str, Any]) -> list[str]:
+    """Each cell checked against the spec of the layer sharing its op (``cell.<key>``)."""
+    cells = _cells(cfg)
+    if cells is None:
+        cell = cfg.get("cell")
+        return [f"cell={show(cell.get('class_name') if isinstance(cell, dict) else cell)}"]
+    out = []
+    stacked = len(cells) > 1 or cfg["cell"].get("class_name") == "StackedRNNCells"
+    for i, cell in enumerate(cells):
+        where = f"cell.cells[{i}]" if stacked else "cell"
+        cls = cell.get("class_name") if isinstance(cell, dict) else None
+        if cls not in _CELLS or not isinstance(cell.get("config"), dict):
+            out.append(f"{where}={show(cls)}")
+            continue
+        spec = layer_spec(_CELLS[str(cls)])
+        assert spec is not None  # LSTM/GRU/SimpleRNN are registered in this module
+        out.extend(f"{where}.{label}" for label in config_refusals(spec, cell["config"]))
+        out.extend(f"{where}.{label}" for label in _check_activations(cell["config"]))
+    return out
+
+
+def _cell_keys(w: LayerWeights, cells: list[dict[str, Any]]) -> list[str]:
+    """The path component holding each stacked cell's weights: in a .keras file the
+    snake-cased class name numbered per class in list order (``lstm_cell``,
+    ``lstm_cell_1``), in an .h5 file the cell's name."""
+    if not any(n.startswith("cell/") for n in w.names):
+        return [str(c["config"].get("name", "")) for c in cells]
+    seen: dict[str, int] = {}
+    keys = []
+    for cell in cells:
+        base = snake_case(str(cell["class_name"]))
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        keys.append(base if count == 0 else f"{base}_{count}")
+    return keys
+
+
+def _cell_weights(w: LayerWeights, key: str) -> LayerWeights:
+    """A stacked cell's weights: those whose path holds ``/<key>/``."""
+    return w.subset([i for i, n in enumerate(w.names) if f"/{key}/" in f"/{n}"])
+
+
+@keras_layer("RNN", reads=("cell", "return_sequences", "return_state", "go_backwards"),
+             inert=("unroll", "zero_output_for_mask"),  # masks are refused
+             defaults={"stateful": False, "time_major": False}, check=_check_rnn)
+def rnn(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+        xs: list[KTensor]) -> list[KTensor]:
+    """RNN(cell): one ONNX LSTM/GRU/RNN op per cell (StackedRNNCells run in order).
+
+    Args:
+        b: the graph builder.
+        cfg: the layer config (``cell``: LSTMCell, GRUCell, SimpleRNNCell or
+            StackedRNNCells of them).
+        w: the cells' weights.
+        xs: the input sequence (N, T, C).
+
+    Returns:
+        The output (last step, or every step with ``return_sequences``), then the states
+        of every cell with ``return_state`` (h, and c for an LSTM cell).
+    """
+    cells = _cells(cfg)
+    assert cells is not None  # _check_rnn ran first
+    major = major_of(cfg)
+    flags = {k: cfg.get(k, False) for k in ("return_sequences", "return_state",
+                                            "go_backwards")}
+    if len(cells) == 1 and cfg["cell"].get("class_name") != "StackedRNNCells":
+        cell = cells[0]
+        merged = {**cell["config"], **flags, "_keras_major": major}
+        return _recurrent(b, _CELLS[cell["class_name"]], merged, w, xs)
+    x = xs[0]
+    v = last(b, x)
+    if flags["go_backwards"]:  # the steps run in reverse; outputs stay in that order
+        v = b.Slice(v, b.const(np.asarray([-1], _I64)),
+                    b.const(np.asarray([np.iinfo(_I64).min], _I64)),
+                    b.const(np.asarray([1], _I64)), b.const(np.asarray([-1], _I64)))
+    states: list[KTensor] = []
+    h: Any = None
+    for cell, key in zip(cells, _cell_keys(w, cells), strict=True):
+        kind, ccfg = _CELLS[cell["class_name"]], {**cell["config"], "_keras_major": major}
+        cw = _cell_weights(w, key)
+        y, h, c = _run(b, kind, [ccfg], cw, KTensor(v, 3, LAST), "forward")
+        v = _seq_out(b, y, 1, int(ccfg["units"]), False)
+        states += [KTensor(_state(b, s), 2, LAST) for s in (h, c) if s is not None]
+    main = KTensor(v, 3, LAST) if flags["return_sequences"] else KTensor(_state(b, h), 2, LAST)
+    return [main, *states] if flags["return_state"] else [main]

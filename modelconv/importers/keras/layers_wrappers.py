@@ -84,3 +84,51 @@ def time_distributed(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                     b.Slice(y_shape, b.const(np.asarray([1], _I64)),
                             b.const(np.asarray([result.rank], _I64))), axis=0)
     return KTensor(b.Reshape(y, full), result.rank + 1, LAST, result.dtype)
+
+
+def _check_spectral(cfg: Mapping[str, Any]) -> list[str]:
+    sub = cfg.get("layer")
+    cls = sub.get("class_name") if isinstance(sub, dict) else None
+    spec = layer_spec(cls) if isinstance(cls, str) else None
+    if spec is None or cls in _NOT_WRAPPABLE or \
+            not isinstance(sub.get("config"), dict):  # type: ignore[union-attr]
+        return [f"layer={show(cls if cls is not None else sub)}"]
+    return [f"layer.{label}" for label in config_refusals(spec, sub["config"])]  # type: ignore[index]
+
+
+def inner_weights(w: LayerWeights) -> LayerWeights:
+    """The wrapped layer's weights of a SpectralNormalization: in a .keras file those
+    under ``layer/`` (the wrapper's own ``vars`` repeat the kernel and hold ``vector_u``),
+    in an .h5 file all but ``vector_u``."""
+    names = w.names
+    if any(n.startswith("layer/") for n in names):
+        return w.subset([i for i, n in enumerate(names) if n.startswith("layer/")])
+    return w.subset([i for i, n in enumerate(names)
+                     if not n.rsplit("/", 1)[-1].startswith("vector_u")])
+
+
+@keras_layer("SpectralNormalization", reads=("layer",), inert=("power_iterations",),
+             check=_check_spectral)
+def spectral_normalization(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
+                           xs: list[KTensor]) -> KTensor | list[KTensor]:
+    """SpectralNormalization at inference: the wrapped layer with its stored kernel.
+
+    Keras normalises the kernel (power iteration, kernel / sigma) and writes it back
+    into the wrapped layer only when called with ``training=True``; at inference the
+    wrapped layer runs with the kernel as saved, so ``power_iterations`` has no effect.
+
+    Args:
+        b: the graph builder.
+        cfg: the layer config (``layer``: the wrapped layer's class and config).
+        w: the wrapper's weights (the inner layer's are picked by :func:`inner_weights`).
+        xs: the input.
+
+    Returns:
+        The wrapped layer's output.
+    """
+    sub = cfg["layer"]
+    handler = LAYERS.get(sub["class_name"])
+    assert handler is not None  # _check_spectral ran first
+    inner_cfg = LayerConfig({**sub["config"], "_keras_major": cfg.get("_keras_major", 3),
+                             "_call_kwargs": {}}, str(sub["config"].get("name", "layer")))
+    return handler(b, inner_cfg, inner_weights(w), xs)

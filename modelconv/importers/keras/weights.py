@@ -29,6 +29,7 @@ from modelconv.importers.keras.reader import KerasFile, attr_text, read_dataset
 SUBLAYER_ORDER = {
     "MultiHeadAttention": ["query_dense", "key_dense", "value_dense", "output_dense"],
     "Bidirectional": ["forward_layer", "backward_layer"],
+    "GroupQueryAttention": ["_query_dense", "_key_dense", "_value_dense", "_output_dense"],
 }
 
 
@@ -65,6 +66,11 @@ class LayerWeights:
         if arr.dtype.kind == "f" and arr.dtype != np.float32:
             arr = arr.astype(np.float32)
         return arr
+
+    def subset(self, keep: Sequence[int]) -> LayerWeights:
+        """The weights at indices ``keep``, in that order (a wrapper's inner layer)."""
+        return LayerWeights([self._datasets[i] for i in keep], [self.names[i] for i in keep],
+                            self._display, self._layer)
 
     def _check_index(self, i: int) -> None:
         if not 0 <= i < len(self._datasets):

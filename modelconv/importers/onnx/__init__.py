@@ -132,7 +132,7 @@ def _check_ops(proto: onnx.ModelProto, path: Path) -> None:
             key = (node.domain, node.op_type)
             if key in local:
                 continue
-            if node.domain in {"", "ai.onnx", "ai.onnx.ml"}:
+            if node.domain in {"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview"}:
                 if onnx.defs.has(node.op_type, node.domain):
                     continue
             elif node.domain in KNOWN_DOMAINS:

@@ -104,6 +104,7 @@ class _LayoutRewriter:
             "ArgMin": self._argmax, "Slice": self._slice, "Pad": self._pad, "CumSum": self._cumsum,
             "Gather": self._gather, "Tile": self._tile, "Expand": self._expand,
             "Transpose": self._transpose, "LayerNormalization": self._layernorm,
+            "QuantizeLinear": self._single_axis, "DequantizeLinear": self._single_axis,
         }
 
     # -- bookkeeping --------------------------------------------------------------
@@ -319,7 +320,8 @@ class _LayoutRewriter:
         p = self.perm(x) if x is not None else None
         if p is None or p == _identity(len(p)):
             return
-        default = -1 if node.op_type in ("Softmax", "LogSoftmax", "Hardmax") else 0
+        default = {"Softmax": -1, "LogSoftmax": -1, "Hardmax": -1, "QuantizeLinear": 1,
+                   "DequantizeLinear": 1}.get(node.op_type, 0)
         axis = attr(node, "axis", default) % len(p)
         node.attributes["axis"] = ir.AttrInt64("axis", p.index(axis))
         for out in node.outputs:

@@ -368,8 +368,11 @@ def tf_strided_slice(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
 
 @tf_op("Slice", attrs=("T", "Index"))
 def tf_slice(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
-    """Slice with constant begin and size (-1: to the end)."""
+    """Slice with constant begin and size (-1: to the end), or run-time ones (ends computed
+    in the graph: a position-embedding table cut to the sequence length)."""
     x = ins[0]
+    if ins[1].const is None or ins[2].const is None:
+        return _slice_runtime(cx, x, ins[1], ins[2])
     begin = cx.int_values(ins[1], "begin")
     size = cx.int_values(ins[2], "size")
     ends = [INT_MAX if s == -1 else b + s for b, s in zip(begin, size, strict=True)]
@@ -379,6 +382,20 @@ def tf_slice(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     value = cx.b.Slice(cx.last(x), cx.const(_ints(begin)).value, cx.const(_ints(ends)).value,
                        cx.const(_ints(axes)).value)
     return cx.out(value, x.rank, x.dtype)
+
+
+def _slice_runtime(cx: Ctx, x: TT, begin: TT, size: TT) -> TT:
+    """Slice(x, begin, where(size == -1, INT_MAX, begin + size)) on every axis."""
+    n = int(begin.const.size) if begin.const is not None else begin.length
+    if n is None:
+        raise ConvertError("begin of unknown length")
+    i64 = ir.DataType.INT64
+    b = cx.b.Cast(begin.value, to=i64)
+    sz = cx.b.Cast(size.value, to=i64)
+    to_end = cx.b.Equal(sz, cx.const(np.asarray(-1, np.int64)).value)
+    ends = cx.b.Where(to_end, cx.const(np.asarray(INT_MAX, np.int64)).value, cx.b.Add(b, sz))
+    axes = cx.const(_ints(list(range(n)))).value
+    return cx.out(cx.b.Slice(cx.last(x), b, ends, axes), x.rank, x.dtype)
 
 
 @tf_op("Pad", "PadV2", "MirrorPad", attrs=("T", "Tpaddings", "mode"))
