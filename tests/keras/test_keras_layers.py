@@ -473,16 +473,10 @@ def test_cnn_has_no_inner_transposes(tmp_path: Any) -> None:
 
 #: rows the TFLite exporter refuses (cleanly, with UnsupportedOpsError), and why
 TFLITE_REFUSED: dict[str, str] = {
-    "upsampling1d": "Resize lowers only the H/W dims of a rank-4 tensor",
-    "upsampling3d": "Resize lowers only the H/W dims of a rank-4 tensor",
     "conv3d": "no CONV_3D lowering",
     "conv3d_transpose_same": "no CONV_3D_TRANSPOSE lowering",
-    "pool_max3d": "no 3-D pooling lowering",
-    "pool_avg3d": "no 3-D pooling lowering",
     "conv3d_transpose_valid": "no CONV_3D_TRANSPOSE lowering",
     "conv_lstm3d": "no CONV_3D lowering",
-    "simple_rnn": "no lowering of the ONNX RNN op (SimpleRNN)",
-    "rnn_simple_cell": "no lowering of the ONNX RNN op (SimpleRNN)",
 }
 
 
@@ -515,8 +509,7 @@ def test_layer_to_tflite(name: str, built: Callable[[str], Built], litert: Any) 
 
 
 #: registered classes whose every table row is refused by the TFLite exporter
-TFLITE_UNLOWERED = {"AveragePooling3D", "Conv3D", "Conv3DTranspose", "ConvLSTM3D",
-                    "MaxPooling3D", "SimpleRNN", "UpSampling1D", "UpSampling3D"}
+TFLITE_UNLOWERED = {"Conv3D", "Conv3DTranspose", "ConvLSTM3D"}
 #: registered classes Keras 3 cannot write to a legacy .h5 file
 H5_UNWRITABLE = {*AUGMENT_NO_H5, "RandomBrightness"}
 

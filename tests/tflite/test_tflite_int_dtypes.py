@@ -315,14 +315,15 @@ def test_dtype_and_mode_limits_reported_together() -> None:
     a = helper.make_tensor_value_info("a", TensorProto.INT64, [2, 3])
     m = helper.make_tensor_value_info("m", TensorProto.INT32, [3, 3])
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])
+    xi = helper.make_tensor_value_info("xi", TensorProto.INT32, [1, 2, 4, 4])
     nodes = [helper.make_node("Div", ["a", "a"], ["d"], name="div"),
              helper.make_node("MatMul", ["m", "m"], ["mm"], name="mm"),
-             helper.make_node("Resize", ["x", "", "sc"], ["r"], name="rs", mode="cubic"),
+             helper.make_node("Resize", ["xi", "", "sc"], ["r"], name="rs", mode="linear"),
              helper.make_node("Dropout", ["x", "", "t"], ["dr"], name="drop")]
     consts = [onnx.numpy_helper.from_array(np.asarray([1, 1, 2, 2], np.float32), "sc"),
               onnx.numpy_helper.from_array(np.asarray(True), "t")]
-    graph = helper.make_graph(nodes, "g", [a, m, x], [helper.make_value_info(o, onnx.TypeProto())
-                                                       for o in ("d", "mm", "r", "dr")], consts)
+    outs = [helper.make_value_info(o, onnx.TypeProto()) for o in ("d", "mm", "r", "dr")]
+    graph = helper.make_graph(nodes, "g", [a, m, x, xi], outs, consts)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model = onnx.shape_inference.infer_shapes(model)  # fills the outputs' types
     with pytest.raises(UnsupportedOpsError) as info:
@@ -330,6 +331,6 @@ def test_dtype_and_mode_limits_reported_together() -> None:
     assert info.value.unsupported == {
         "Div (int64 inputs: no LiteRT DIV kernel)": ["div"],
         "MatMul (int32 inputs: no LiteRT BATCH_MATMUL kernel)": ["mm"],
-        "Resize (mode=cubic coordinate_transformation_mode=half_pixel)": ["rs"],
+        "Resize (int32 input (mode=linear: float32 only))": ["rs"],
         "Dropout (training_mode=True)": ["drop"],
     }

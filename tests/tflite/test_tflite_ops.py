@@ -334,9 +334,9 @@ def test_attribute_limits_reported_together() -> None:
     """Attribute-level limits and missing lowerings come in ONE UnsupportedOpsError."""
     rng = np.random.default_rng(3)
     nodes = [
-        helper.make_node("ConvTranspose", ["x", "wt"], ["a"], group=2),
-        helper.make_node("ConvTranspose", ["x", "wt1"], ["a2"], dilations=[2, 2]),
-        helper.make_node("Resize", ["x", "", "scales"], ["b"], mode="cubic"),
+        helper.make_node("ScatterElements", ["x", "sidx", "x"], ["a"], reduction="mul"),
+        helper.make_node("ScatterND", ["x", "nidx", "upd"], ["a2"], reduction="max"),
+        helper.make_node("Resize", ["x", "", "scales"], ["b"], mode="nearest"),
         helper.make_node("Pad", ["x", "pads"], ["c"], mode="reflect"),
         helper.make_node("RandomNormalLike", ["x"], ["m"]),
         helper.make_node("Det", ["sq"], ["d"]),
@@ -346,23 +346,24 @@ def test_attribute_limits_reported_together() -> None:
     ]
     for k, n in enumerate(nodes):
         n.metadata_props.add(key="source_name", value=f"layer{k}")
-    consts = {"wt": rng.standard_normal((4, 2, 3, 3)).astype(np.float32),
-              "wt1": rng.standard_normal((4, 2, 3, 3)).astype(np.float32),
-              "scales": np.asarray([1, 1, 2, 2], np.float32),
+    consts = {"sidx": np.zeros((1, 4, 5, 5), np.int64),
+              "nidx": np.zeros((1, 1), np.int64),
+              "upd": rng.standard_normal((1, 4, 5, 5)).astype(np.float32),
               "pads": np.asarray([0, 0, -1, 1, 0, 0, 1, 1], np.int64),
               "W": rng.standard_normal((1, 8, 3)).astype(np.float32),
               "R": rng.standard_normal((1, 8, 2)).astype(np.float32),
               "P": rng.standard_normal((1, 6)).astype(np.float32)}
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 5, 5]),
+              helper.make_tensor_value_info("scales", TensorProto.FLOAT, [4]),
               helper.make_tensor_value_info("sq", TensorProto.FLOAT, [3, 3]),
               helper.make_tensor_value_info("seq", TensorProto.FLOAT, [4, 1, 3])]
     model = make_model(nodes, inputs, ["a", "a2", "b", "c", "m", "d", "y", "y2"], consts)
     with pytest.raises(UnsupportedOpsError) as info:
         convert_to_tflite(ir.serde.deserialize_model(model))
     assert info.value.unsupported == {
-        "ConvTranspose (group=2)": ["layer0"],
-        "ConvTranspose (dilations=[2, 2])": ["layer1"],
-        "Resize (mode=cubic coordinate_transformation_mode=half_pixel)": ["layer2"],
+        "ScatterElements (reduction=mul)": ["layer0"],
+        "ScatterND (reduction=max)": ["layer1"],
+        "Resize (run-time scales with mode=nearest)": ["layer2"],
         "Pad (negative pads (cropping))": ["layer3"],
         "RandomNormalLike": ["layer4"],
         "Det": ["layer5"],

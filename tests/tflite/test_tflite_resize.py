@@ -99,12 +99,12 @@ RESIZE_VS_ORT = [
     ("linear_pytorch_down2_sizes", (8, 6), None, (4, 3),
      {"mode": "linear", "coordinate_transformation_mode": "pytorch_half_pixel"}, "ok"),
     ("linear_pytorch_to_1", (4, 4), None, (1, 2),
-     {"mode": "linear", "coordinate_transformation_mode": "pytorch_half_pixel"}, "refused"),
-    ("linear_scales_0p6_inexact", (4, 4), (0.6, 0.6), None, {"mode": "linear"}, "refused"),
+     {"mode": "linear", "coordinate_transformation_mode": "pytorch_half_pixel"}, "ok"),
+    ("linear_scales_0p6_inexact", (4, 4), (0.6, 0.6), None, {"mode": "linear"}, "ok"),
     ("linear_scales_0p6_exact", (5, 5), (0.6, 0.6), None, {"mode": "linear"}, "ok"),
     ("linear_antialias_up", (3, 3), (2.0, 2.0), None, {"mode": "linear", "antialias": 1}, "ok"),
     ("linear_antialias_down", (8, 8), (0.5, 0.5), None, {"mode": "linear", "antialias": 1},
-     "refused"),
+     "ok"),
     ("linear_align_corners_sizes", (3, 4), None, (7, 5),
      {"mode": "linear", "coordinate_transformation_mode": "align_corners"}, "ok"),
     ("linear_asymmetric_up2", (3, 4), (2.0, 2.0), None,
@@ -115,10 +115,14 @@ RESIZE_VS_ORT = [
      {"mode": "nearest", "coordinate_transformation_mode": "asymmetric",
       "nearest_mode": "floor"}, "ok"),
     ("nearest_ceil_half_pixel_up2", (3, 4), (2.0, 2.0), None,
-     {"mode": "nearest", "nearest_mode": "ceil"}, "refused"),
-    ("nearest_exclude_outside", (3, 4), (2.0, 2.0), None,
-     {"mode": "nearest", "exclude_outside": 1}, "refused"),
-    ("cubic_up2", (3, 4), (2.0, 2.0), None, {"mode": "cubic"}, "refused"),
+     {"mode": "nearest", "nearest_mode": "ceil"}, "ok"),
+    ("cubic_exclude_outside_down", (8, 6), (0.5, 0.5), None,
+     {"mode": "cubic", "exclude_outside": 1, "cubic_coeff_a": -0.5}, "ok"),
+    ("cubic_antialias_down", (8, 8), (0.4, 0.6), None, {"mode": "cubic", "antialias": 1}, "ok"),
+    ("nearest_not_smaller", (3, 4), None, (5, 5),
+     {"mode": "nearest", "keep_aspect_ratio_policy": "not_smaller", "axes": [2, 3]}, "ok"),
+    ("linear_axes_3_2", (3, 4), (1.5, 2.0), None, {"mode": "linear", "axes": [3, 2]}, "ok"),
+    ("cubic_up2", (3, 4), (2.0, 2.0), None, {"mode": "cubic"}, "ok"),
 ]
 
 
@@ -132,11 +136,14 @@ def test_resize_against_onnxruntime(name: str, hw: tuple[int, int], scales: Any,
 
     consts = [onnx.numpy_helper.from_array(np.zeros(0, np.float32), "roi")]
     ins = ["x", "roi"]
+    listed = "axes" in attrs  # scales / sizes of the listed axes only
     if scales is not None:
-        consts.append(onnx.numpy_helper.from_array(np.asarray([1, 1, *scales], np.float32), "sc"))
+        consts.append(onnx.numpy_helper.from_array(
+            np.asarray([*([] if listed else [1, 1]), *scales], np.float32), "sc"))
         ins.append("sc")
     else:
-        consts.append(onnx.numpy_helper.from_array(np.asarray([1, 2, *sizes], np.int64), "sz"))
+        consts.append(onnx.numpy_helper.from_array(
+            np.asarray([*([] if listed else [1, 2]), *sizes], np.int64), "sz"))
         ins += ["", "sz"]
     node = helper.make_node("Resize", ins, ["y"], **attrs)
     graph = helper.make_graph(

@@ -15,6 +15,9 @@ from modelconv.exporters.tflite import (  # noqa: F401  (imported for their regi
     ops_bitwise,
     ops_control,
     ops_conv,
+    ops_conv_transpose,
+    ops_cumulative,
+    ops_dft,
     ops_einsum,
     ops_elementwise,
     ops_fc,
@@ -25,11 +28,13 @@ from modelconv.exporters.tflite import (  # noqa: F401  (imported for their regi
     ops_norm,
     ops_pool,
     ops_quant,
+    ops_resize,
     ops_rnn,
     ops_sample,
     ops_select,
     ops_shape,
     ops_special,
+    ops_static,
     ops_trig,
 )
 from modelconv.exporters.tflite.registry import LOWERINGS, tflite_lowering

@@ -14,7 +14,8 @@ from modelconv.exporters.tflite._geometry import (
     window,
 )
 from modelconv.exporters.tflite.graph import LoweringContext
-from modelconv.exporters.tflite.registry import attr, tflite_lowering
+from modelconv.exporters.tflite.kernels import value_dtype
+from modelconv.exporters.tflite.registry import tflite_lowering
 from modelconv.passes.tflite.nhwc import NHWC_DOMAIN
 
 
@@ -75,7 +76,15 @@ def check_conv(node: ir.Node) -> str | None:
     x = node.inputs[0]
     if x is not None and x.shape is not None and len(x.shape) > 4:
         return "3 spatial dims (no CONV_3D lowering)"
-    return None
+    return runtime_weight_reason(node)
+
+
+def runtime_weight_reason(node: ir.Node) -> str | None:
+    """A run-time weight / bias is fed to the float32 kernel as it is: other dtypes refused."""
+    if all(v is None or v.const_value is not None for v in node.inputs[1:3]):
+        return None
+    name = value_dtype(node.inputs[0])
+    return None if name in (None, "float32") else f"{name} input with a run-time weight"
 
 
 @tflite_lowering("Conv", check=check_conv)
@@ -87,6 +96,10 @@ def lower_conv(ctx: LoweringContext, node: ir.Node) -> None:
     if node.domain != NHWC_DOMAIN:
         raise ExportError(f"Conv '{node.name}' was not moved to NHWC (rank-3/4 only)")
     x = as_nhwc4(ctx, ctx.inp(node, 0))
+    bias_v = node.inputs[2] if len(node.inputs) > 2 else None
+    if ctx.array(node.inputs[1]) is None or (bias_v is not None and ctx.array(bias_v) is None):
+        _runtime_conv(ctx, node, x)
+        return
     weight = ctx.need_array(node.inputs[1], "convolution weight")
     if weight.ndim == 3:
         weight = weight[:, :, None, :]
@@ -115,6 +128,34 @@ def lower_conv(ctx: LoweringContext, node: ir.Node) -> None:
         finish_rank(ctx, y, dst)
 
 
+def _runtime_conv(ctx: LoweringContext, node: ir.Node, x: int) -> None:
+    """Conv with a run-time weight (or bias): CONV_2D reads its filter tensor at run time,
+    so the OIHW weight is TRANSPOSEd to OHWI by an op (grouped convolutions included)."""
+    wv = node.inputs[1]
+    assert wv is not None
+    wshape = ctx.shape(wv)
+    weight = ctx.get(wv)
+    if len(wshape) == 3:
+        wshape = [wshape[0], wshape[1], 1, wshape[2]]
+        weight = ctx.reshape(weight, wshape, "weight4d")
+    out_ch = wshape[0]
+    kernel_size = wshape[2:] if len(ctx.t(ctx.inp(node, 0)).shape) == 4 else wshape[3:]
+    xp, w, padding = prepare_window(ctx, node, x, kernel_size)
+    bias_v = node.inputs[2] if len(node.inputs) > 2 else None
+    bias = ctx.const(np.zeros(out_ch, np.float32), "bias") if bias_v is None else ctx.get(bias_v)
+    dst = ctx.out(node)
+    y = dst if len(ctx.t(dst).shape) == 4 else ctx.tmp("conv4d", np.float32,
+                                                        [*ctx.t(xp).shape[:1], *w.out, out_ch])
+    opts = s.Conv2DOptionsT()
+    opts.padding, opts.strideH, opts.strideW = padding, w.strides[0], w.strides[1]
+    opts.dilationHFactor, opts.dilationWFactor = w.dilations[0], w.dilations[1]
+    opts.fusedActivationFunction = ctx.activation(node)
+    kernel = ctx.transpose(weight, [0, 2, 3, 1], "weight_ohwi")
+    ctx.emit("CONV_2D", [xp, kernel, bias], [y], opts)
+    if y != dst:
+        finish_rank(ctx, y, dst)
+
+
 def conv2d(ctx: LoweringContext, x: int, weight: np.ndarray, bias: np.ndarray, w: Window,
            padding: int, act: int, y: int) -> None:
     """Emit one CONV_2D (weights OIHW -> OHWI; I < input channels makes it grouped)."""
@@ -124,74 +165,3 @@ def conv2d(ctx: LoweringContext, x: int, weight: np.ndarray, bias: np.ndarray, w
     opts.fusedActivationFunction = act
     kernel = ctx.const(np.transpose(weight, (0, 2, 3, 1)), "weight")
     ctx.emit("CONV_2D", [x, kernel, ctx.const(bias, "bias")], [y], opts)
-
-
-def check_conv_transpose(node: ir.Node) -> str | None:
-    """TRANSPOSE_CONV is 2-D, ungrouped and undilated, with a constant weight."""
-    weight = node.inputs[1]
-    if weight is None or weight.const_value is None:
-        return "run-time weight"
-    if len(weight.const_value.shape) not in (3, 4):
-        return f"{len(weight.const_value.shape) - 2}-D (1-D and 2-D only)"
-    if attr(node, "group", 1) != 1:
-        return f"group={attr(node, 'group')}"
-    if any(d != 1 for d in attr(node, "dilations", None) or []):  # type: ignore[attr-defined]
-        return f"dilations={list(attr(node, 'dilations'))}"  # type: ignore[call-overload]
-    return None
-
-
-@tflite_lowering("ConvTranspose", check=check_conv_transpose)
-def lower_conv_transpose(ctx: LoweringContext, node: ir.Node) -> None:
-    """ConvTranspose (channels-last, 1-D or 2-D, group 1) -> TRANSPOSE_CONV (+ STRIDED_SLICE
-    crop); 1-D is the 2-D op on [N, 1, W, C] with a 1 x k kernel."""
-    x = ctx.inp(node, 0)
-    weight = ctx.need_array(node.inputs[1], "transposed-convolution weight")
-    attrs = {k: a.value for k, a in node.attributes.items()}
-    if node.domain != NHWC_DOMAIN or weight.ndim not in (3, 4) or attrs.get("group", 1) != 1:
-        raise ExportError("TFLite export supports 1-D / 2-D ConvTranspose with group=1 only")
-    if any(d != 1 for d in attrs.get("dilations", [1, 1])):
-        raise ExportError("TFLite TRANSPOSE_CONV has no dilation")
-    final = ctx.out(node)
-    if weight.ndim == 3:  # 1-D: H = 1, no H stride or pads
-        weight = weight[:, :, None, :]
-        attrs["strides"] = [1, *attrs.get("strides", [1])]
-        p = list(attrs.get("pads", [0, 0]))
-        attrs["pads"] = [0, p[0], 0, p[1]]
-        x = as_nhwc4(ctx, x)
-        n3, w3, c3 = ctx.t(final).shape
-        dst = ctx.tmp("conv_transpose4d", np.float32, [n3, 1, w3, c3])
-    else:
-        dst = final
-    n, in_h, in_w, _ = ctx.t(x).shape
-    kh, kw = weight.shape[2:]
-    sh, sw = attrs.get("strides", [1, 1])
-    pads = attrs.get("pads", [0, 0, 0, 0])
-    out_shape = ctx.t(dst).shape
-    full = [(in_h - 1) * sh + kh, (in_w - 1) * sw + kw]
-    bias = ctx.array(node.inputs[2]) if len(node.inputs) > 2 else None
-    bias = np.zeros(weight.shape[1], np.float32) if bias is None else bias.astype(np.float32)
-    opts = s.TransposeConvOptionsT()
-    opts.strideH, opts.strideW = sh, sw
-    opts.fusedActivationFunction = ctx.activation(node)
-    same_pads = [(full[i] - out_shape[1 + i]) // 2 for i in range(2)]
-    same = out_shape[1:3] == [in_h * sh, in_w * sw] and same_pads == [pads[0], pads[1]]
-    opts.padding = s.Padding.SAME if same else s.Padding.VALID
-    y = dst if same else ctx.tmp("full", np.float32, [n, *full, out_shape[3]])
-    shape_t = ctx.i32(ctx.t(y).shape, "output_shape")
-    kernel = ctx.const(np.transpose(weight, (1, 2, 3, 0)), "weight")
-    ctx.emit("TRANSPOSE_CONV", [shape_t, kernel, x, ctx.const(bias, "bias")], [y], opts)
-    if not same:
-        _crop(ctx, y, [pads[0], pads[1]], dst)
-    if dst != final:
-        finish_rank(ctx, dst, final)
-
-
-def _crop(ctx: LoweringContext, y: int, start: list[int], dst: int) -> None:
-    """STRIDED_SLICE the H/W window of ``dst``'s size starting at ``start`` out of ``y``."""
-    full, out = ctx.t(y).shape, ctx.t(dst).shape
-    if start[0] + out[1] > full[1] or start[1] + out[2] > full[2]:
-        raise ExportError("ConvTranspose output_padding beyond the kernel extent")
-    begin = [0, start[0], start[1], 0]
-    end = [out[0], start[0] + out[1], start[1] + out[2], out[3]]
-    ctx.emit("STRIDED_SLICE", [y, ctx.i32(begin, "begin"), ctx.i32(end, "end"),
-                               ctx.i32([1, 1, 1, 1], "strides")], [dst], s.StridedSliceOptionsT())

@@ -8,17 +8,22 @@ from ai_edge_litert import schema_py_generated as s
 
 from modelconv.exporters.tflite.graph import LoweringContext
 from modelconv.exporters.tflite.kernels import dtype_reason, emit_typed, value_dtype
+from modelconv.exporters.tflite.operands import RuntimeWeight
 from modelconv.exporters.tflite.registry import attr, tflite_lowering
 
 
-def fully_connected(ctx: LoweringContext, x: int, weight: np.ndarray, bias: np.ndarray | None,
-                    y: int, act: int = 0, keep_dims: bool = False) -> None:
-    """FULLY_CONNECTED with ``weight`` [out, in]."""
+def fully_connected(ctx: LoweringContext, x: int, weight: np.ndarray | RuntimeWeight,
+                    bias: np.ndarray | RuntimeWeight | None, y: int, act: int = 0,
+                    keep_dims: bool = False) -> None:
+    """FULLY_CONNECTED with ``weight`` [out, in] (a constant, or a run-time tensor, which
+    the kernel reads at every invocation)."""
     opts = s.FullyConnectedOptionsT()
     opts.fusedActivationFunction = act
     opts.keepNumDims = keep_dims
-    w = ctx.const(np.ascontiguousarray(weight, np.float32), "weight")
-    b = ctx.const(bias.astype(np.float32), "bias") if bias is not None else -1
+    w = weight.t if isinstance(weight, RuntimeWeight) else ctx.const(
+        np.ascontiguousarray(weight, np.float32), "weight")
+    b = -1 if bias is None else bias.t if isinstance(bias, RuntimeWeight) else ctx.const(
+        bias.astype(np.float32), "bias")
     ctx.emit("FULLY_CONNECTED", [x, w, b], [y], opts)
 
 

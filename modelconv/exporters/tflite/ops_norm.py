@@ -45,8 +45,12 @@ def check_norm_training(node: ir.Node) -> str | None:
 
 @tflite_lowering("BatchNormalization", check=check_norm_training)
 def lower_batchnorm(ctx: LoweringContext, node: ir.Node) -> None:
-    """Inference BatchNormalization -> MUL(scale) + ADD(shift) with folded constants."""
+    """Inference BatchNormalization -> MUL(scale) + ADD(shift) with folded constants (run-time
+    parameters: scale = gamma * RSQRT(var + eps), shift = beta - mean * scale by ops)."""
     x = ctx.inp(node, 0)
+    if any(ctx.array(node.inputs[i]) is None for i in range(1, 5)):
+        _runtime_batchnorm(ctx, node, x)
+        return
     gamma, beta, mean, var = (ctx.need_array(node.inputs[i], "batch-norm parameter")
                               .astype(np.float64) for i in range(1, 5))
     eps = node.attributes["epsilon"].value if "epsilon" in node.attributes else 1e-5
@@ -57,6 +61,33 @@ def lower_batchnorm(ctx: LoweringContext, node: ir.Node) -> None:
     binary(ctx, "MUL", x, ctx.const(scale.reshape(cshape).astype(np.float32), "scale"), scaled)
     binary(ctx, "ADD", scaled, ctx.const(shift.reshape(cshape).astype(np.float32), "shift"),
            ctx.out(node))
+
+
+def _channel_param(ctx: LoweringContext, node: ir.Node, i: int, cshape: list[int],
+                   what: str) -> int:
+    """Input ``i`` (one value per channel) shaped to broadcast over ``cshape``: a constant
+    folded, a run-time value RESHAPEd."""
+    arr = ctx.array(node.inputs[i])
+    if arr is not None:
+        return ctx.const(arr.astype(np.float32).reshape(cshape), what)
+    return ctx.reshape(ctx.inp(node, i), cshape, what)
+
+
+def _runtime_batchnorm(ctx: LoweringContext, node: ir.Node, x: int) -> None:
+    cshape = _channel_shape(ctx, node, x)
+    gamma, beta, mean, var = (_channel_param(ctx, node, i, cshape, w) for i, w in
+                              enumerate(("gamma", "beta", "mean", "var"), start=1))
+    eps = float(attr(node, "epsilon", 1e-5))  # type: ignore[arg-type]
+    shifted, inv, scale, moved, shift = (ctx.like(gamma, w) for w in (
+        "var_eps", "inv_std", "scale", "mean_scaled", "shift"))
+    binary(ctx, "ADD", var, ctx.const(np.asarray(eps, np.float32), "epsilon"), shifted)
+    ctx.emit("RSQRT", [shifted], [inv])
+    binary(ctx, "MUL", gamma, inv, scale)
+    binary(ctx, "MUL", mean, scale, moved)
+    binary(ctx, "SUB", beta, moved, shift)
+    scaled = ctx.like(x, "scaled")
+    binary(ctx, "MUL", x, scale, scaled)
+    binary(ctx, "ADD", scaled, shift, ctx.out(node))
 
 
 def normalize(ctx: LoweringContext, x: int, axes: list[int], eps: float, name: str,
@@ -199,6 +230,6 @@ def lower_instancenorm(ctx: LoweringContext, node: ir.Node) -> None:
     spatial = list(range(1, rank - 1)) if node.domain == NHWC_DOMAIN else list(range(2, rank))
     y = normalize(ctx, x, spatial, eps, "in")
     cshape = _channel_shape(ctx, node, x)
-    scale = ctx.const(ctx.need_array(node.inputs[1], "scale").reshape(cshape), "scale")
-    bias = ctx.const(ctx.need_array(node.inputs[2], "bias").reshape(cshape), "bias")
+    scale, bias = (_channel_param(ctx, node, i, cshape, w) for i, w in ((1, "scale"),
+                                                                          (2, "bias")))
     _affine(ctx, y, scale, bias, ctx.out(node))

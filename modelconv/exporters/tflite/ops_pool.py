@@ -8,7 +8,7 @@ from ai_edge_litert import schema_py_generated as s
 
 from modelconv.errors import ExportError
 from modelconv.exporters.tflite._geometry import Window, explicit_end_pads
-from modelconv.exporters.tflite.graph import LoweringContext
+from modelconv.exporters.tflite.graph import LoweringContext, Tensor
 from modelconv.exporters.tflite.kernels import (
     cast,
     compute_dtype,
@@ -16,7 +16,9 @@ from modelconv.exporters.tflite.kernels import (
     emit_typed,
     value_dtype,
 )
+from modelconv.exporters.tflite.operands import is_constant, runtime_int32, static_length
 from modelconv.exporters.tflite.ops_conv import as_nhwc4, finish_rank, prepare_window
+from modelconv.exporters.tflite.ops_pool_taps import lower_pool_taps, taps_reason
 from modelconv.exporters.tflite.registry import attr, output_used, tflite_lowering
 
 
@@ -85,37 +87,49 @@ def _avg_correction(w: Window, in_hw: list[int], include_pad: bool) -> np.ndarra
 
 
 def check_pool(node: ir.Node) -> str | None:
-    """TFLite pooling has no dilation, no indices output and no 3-D pooling."""
-    x = node.inputs[0]
-    if x is not None and x.shape is not None and len(x.shape) > 4:
-        return "3 spatial dims (no 3-D pooling lowering)"
-    if any(d != 1 for d in attr(node, "dilations", None) or []):  # type: ignore[attr-defined]
-        return "dilations"
-    if output_used(node, 1):
-        return "indices output"
+    """The 2-D pooling kernels, or taps (:mod:`.ops_pool_taps`) for dilations and 3-D
+    windows; the indices output of MaxPool is refused."""
+    if _needs_taps(node) or output_used(node, 1):
+        reason = taps_reason(node)
+        if reason is not None:
+            return reason
     return dtype_reason("MAX_POOL_2D" if node.op_type == "MaxPool" else "AVERAGE_POOL_2D",
                         node.inputs[0])
+
+
+def _needs_taps(node: ir.Node) -> bool:
+    """Dilated or 3-D pooling: no TFLite pooling kernel has them."""
+    x = node.inputs[0]
+    dilated = any(d != 1 for d in attr(node, "dilations", None) or [])  # type: ignore[attr-defined]
+    return dilated or output_used(node, 1) or (
+        x is not None and x.shape is not None and len(x.shape) > 4)
 
 
 @tflite_lowering("MaxPool", check=check_pool)
 def lower_maxpool(ctx: LoweringContext, node: ir.Node) -> None:
     """MaxPool (channels-last) -> MAX_POOL_2D (PADV2 with -inf for irregular pads)."""
-    if len(node.outputs) > 1 and node.outputs[1] is not None and node.outputs[1].uses():
-        raise ExportError("MaxPool indices output is not supported by TFLite")
+    if _needs_taps(node):
+        lower_pool_taps(ctx, node)
+        return
     _pool(ctx, node, "MAX_POOL_2D")
 
 
 @tflite_lowering("AveragePool", check=check_pool)
 def lower_avgpool(ctx: LoweringContext, node: ir.Node) -> None:
     """AveragePool (channels-last) -> AVERAGE_POOL_2D (+ count correction for explicit pads)."""
+    if _needs_taps(node):
+        lower_pool_taps(ctx, node)
+        return
     _pool(ctx, node, "AVERAGE_POOL_2D")
 
 
-def _reduce(ctx: LoweringContext, x: int, axes: list[int], keep: bool, code: str,
+def _reduce(ctx: LoweringContext, x: int, axes: list[int] | int, keep: bool, code: str,
             dst: int) -> None:
+    """Emit reducer ``code`` over constant ``axes`` (a list) or an int32 axes tensor."""
     opts = s.ReducerOptionsT()
     opts.keepDims = keep
-    emit_typed(ctx, code, [x, ctx.i32(axes, "axes")], dst, opts)
+    axes_t = ctx.i32(axes, "axes") if isinstance(axes, list) else axes
+    emit_typed(ctx, code, [x, axes_t], dst, opts)
 
 
 @tflite_lowering("GlobalAveragePool", "GlobalMaxPool")
@@ -142,7 +156,11 @@ def reducer_code(node: ir.Node) -> str:
 
 
 def check_reduce(node: ir.Node) -> str | None:
-    """The reducer kernel must take the input dtype (L2 / SumSquare: float only)."""
+    """The reducer kernel must take the input dtype (L2 / SumSquare: float only); run-time
+    axes need a static length (an empty one means all axes or none, decided here)."""
+    axes = node.inputs[1] if len(node.inputs) > 1 else None
+    if axes is not None and not is_constant(axes) and static_length(axes) is None:
+        return "run-time axes of unknown length"
     if node.op_type in _COMPOSED:
         name = value_dtype(node.inputs[0])
         return None if name in (None, "float32") else f"{name} inputs"
@@ -152,42 +170,87 @@ def check_reduce(node: ir.Node) -> str | None:
 _COMPOSED = ("ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp")
 
 
+_INF = float("inf")
+#: the reduction of no elements (ONNX Reduce* "empty set" results)
+_EMPTY_SET = {"ReduceSum": 0.0, "ReduceMean": float("nan"), "ReduceMax": -_INF,
+              "ReduceMin": _INF, "ReduceProd": 1.0, "ReduceL1": 0.0, "ReduceL2": 0.0,
+              "ReduceSumSquare": 0.0, "ReduceLogSum": -_INF, "ReduceLogSumExp": -_INF}
+
+
+def _empty_set(op: str, t: Tensor) -> np.ndarray:
+    """The value ONNX gives a reduction of no elements, filled to ``t``'s shape (integer
+    max / min: the type's lowest / highest value)."""
+    value = _EMPTY_SET[op]
+    if t.dtype.kind in "iub" and not np.isfinite(value):
+        if np.isnan(value):
+            raise ExportError(f"{op} of an empty {t.dtype.name} tensor has no value")
+        if t.dtype.kind == "b":  # any() of nothing is False, all() of nothing True
+            return np.full(t.shape, value > 0, t.dtype)
+        value = np.iinfo(t.dtype).min if value < 0 else np.iinfo(t.dtype).max
+    return np.full(t.shape, value, t.dtype)
+
+
+def _reduce_axes(ctx: LoweringContext, node: ir.Node, rank: int) -> list[int] | int:
+    """The axes to reduce: a sorted constant list, or an int32 tensor of run-time axes
+    (the reducer kernels read negative and repeated axes as ONNX does)."""
+    value = node.inputs[1] if len(node.inputs) > 1 else None
+    given = ctx.array(value) if value is not None else None
+    if value is not None and given is None and static_length(value) != 0:
+        return runtime_int32(ctx, value, "axes")
+    if value is not None:
+        axes = [int(a) for a in (given if given is not None else [])]
+    else:
+        axes = list(node.attributes["axes"].value) if "axes" in node.attributes else []
+    if not axes:
+        axes = [] if attr(node, "noop_with_empty_axes", 0) else list(range(rank))
+    return sorted(a % rank for a in axes)
+
+
 @tflite_lowering(*_REDUCERS, *_COMPOSED, check=check_reduce)
 def lower_reduce(ctx: LoweringContext, node: ir.Node) -> None:
     """Reduce* -> MEAN/SUM/REDUCE_MAX/REDUCE_MIN/REDUCE_PROD; L1, L2, SumSquare, LogSum and
-    LogSumExp composed from ABS / MUL / SUM / SQRT / LOG / EXP (float32)."""
+    LogSumExp composed from ABS / MUL / SUM / SQRT / LOG / EXP (float32). Constant axes are
+    folded, run-time axes fed to the reducers as a tensor."""
     x = ctx.inp(node, 0)
-    rank = len(ctx.t(x).shape)
-    if len(node.inputs) > 1 and node.inputs[1] is not None:
-        axes = [int(a) for a in ctx.need_array(node.inputs[1], "axes")]
-    else:
-        axes = list(node.attributes["axes"].value) if "axes" in node.attributes else []
-    noop = "noop_with_empty_axes" in node.attributes and node.attributes[
-        "noop_with_empty_axes"].value
-    if not axes:
-        axes = [] if noop else list(range(rank))
-    keep = node.attributes["keepdims"].value if "keepdims" in node.attributes else 1
+    axes = _reduce_axes(ctx, node, len(ctx.t(x).shape))
+    keep = bool(attr(node, "keepdims", 1))
     dst = ctx.out(node)
-    if not axes:
+    if axes == []:
         ctx.reshape(x, ctx.t(dst).shape, dst=dst)
         return
-    axes = sorted(a % rank for a in axes)
+    if 0 in ctx.t(x).shape and 0 not in ctx.t(dst).shape:  # ONNX's value of the empty set
+        ctx.reshape(ctx.const(_empty_set(node.op_type, ctx.t(dst)), "empty_set"),
+                    ctx.t(dst).shape, dst=dst)
+        return
     if node.op_type in ("ReduceL1", "ReduceLogSum", "ReduceLogSumExp"):
-        _reduce_log_l1(ctx, node, x, axes, bool(keep), dst)
+        _reduce_log_l1(ctx, node, x, axes, keep, dst)
         return
     if node.op_type in ("ReduceL2", "ReduceSumSquare"):
         sq = ctx.like(x, "squared")
         ctx.emit("MUL", [x, x], [sq], s.MulOptionsT())
         total = dst if node.op_type == "ReduceSumSquare" else ctx.like(dst, "sum_sq")
-        _reduce(ctx, sq, axes, bool(keep), "SUM", total)
+        _reduce(ctx, sq, axes, keep, "SUM", total)
         if total != dst:
             ctx.emit("SQRT", [total], [dst])
         return
-    _reduce(ctx, x, axes, bool(keep), reducer_code(node), dst)
+    _reduce(ctx, x, axes, keep, reducer_code(node), dst)
 
 
-def _reduce_log_l1(ctx: LoweringContext, node: ir.Node, x: int, axes: list[int], keep: bool,
-                   dst: int) -> None:
+def _kept_shape(shape: list[int], axes: list[int] | int, out: list[int], keep: bool) -> list[int]:
+    """``shape`` with the reduced axes set to 1 (run-time axes: derived from the output
+    shape; the reducer resizes its output at run time anyway)."""
+    if isinstance(axes, list):
+        return [1 if i in axes else d for i, d in enumerate(shape)]
+    if keep:
+        return list(out)
+    kept, rest = [], list(out)
+    for d in shape:  # a placeholder: the first dims matching the output are the kept ones
+        kept.append(rest.pop(0) if rest and rest[0] == d else 1)
+    return kept
+
+
+def _reduce_log_l1(ctx: LoweringContext, node: ir.Node, x: int, axes: list[int] | int,
+                   keep: bool, dst: int) -> None:
     """ReduceL1 = SUM(ABS x); ReduceLogSum = LOG(SUM x); ReduceLogSumExp =
     LOG(SUM(EXP(x - max))) + max (the max over the same axes, kept, for range)."""
     if node.op_type == "ReduceL1":
@@ -200,7 +263,7 @@ def _reduce_log_l1(ctx: LoweringContext, node: ir.Node, x: int, axes: list[int],
         _reduce(ctx, x, axes, keep, "SUM", total)
         ctx.emit("LOG", [total], [dst])
         return
-    kept = [1 if i in axes else d for i, d in enumerate(ctx.t(x).shape)]
+    kept = _kept_shape(ctx.t(x).shape, axes, ctx.t(dst).shape, keep)
     peak = ctx.like(x, "max", kept)
     _reduce(ctx, x, axes, True, "REDUCE_MAX", peak)
     shifted, e = ctx.like(x, "shifted"), ctx.like(x, "exp")

@@ -18,10 +18,12 @@ from modelconv.exporters.tflite.lstm_fused import (
     lower_fused_lstm,
     trivial_sequence_lens,
 )
+from modelconv.exporters.tflite.operands import RuntimeWeight, weight_operand
 from modelconv.exporters.tflite.ops_elementwise import binary
 from modelconv.exporters.tflite.ops_fc import fully_connected
 from modelconv.exporters.tflite.registry import attr, tflite_lowering
 
+Weight = np.ndarray | RuntimeWeight
 Step = Callable[[LoweringContext, int, list[int], int, str], list[int]]
 
 
@@ -35,13 +37,13 @@ _ACTS = {"Sigmoid": "LOGISTIC", "Tanh": "TANH", "Relu": "RELU"}
 def _acts(node: ir.Node, n_acts: int) -> list[str]:
     """The activation names of ``node`` (ONNX defaults filled in), for all directions."""
     dirs = 2 if attr(node, "direction", "forward") == "bidirectional" else 1
-    default = ["Sigmoid", "Tanh", "Tanh"][:n_acts] * dirs
+    default = (["Tanh"] if node.op_type == "RNN" else ["Sigmoid", "Tanh", "Tanh"][:n_acts]) * dirs
     return list(attr(node, "activations", None) or default)  # type: ignore[call-overload]
 
 
 def _unrolled_reason(node: ir.Node) -> str | None:
     """Why the unrolled lowering cannot express ``node`` (None if it can)."""
-    n_acts = 3 if node.op_type == "LSTM" else 2
+    n_acts = {"LSTM": 3, "GRU": 2}.get(node.op_type, 1)
     dirs = 2 if attr(node, "direction", "forward") == "bidirectional" else 1
     if attr(node, "clip") is not None or attr(node, "activation_alpha") or attr(
             node, "activation_beta"):
@@ -51,10 +53,8 @@ def _unrolled_reason(node: ir.Node) -> str | None:
     acts = _acts(node, n_acts)
     if any(x not in _ACTS for x in acts) or len(acts) != n_acts * dirs:
         return f"activations {acts}"
-    if any(v is None or v.const_value is None for v in node.inputs[1:3]) or (
-            len(node.inputs) > 3 and node.inputs[3] is not None
-            and node.inputs[3].const_value is None):
-        return "run-time weights"
+    if any(v is None or v.shape is None for v in node.inputs[1:3]):
+        return "weights of unknown shape"
     if node.op_type == "LSTM" and len(node.inputs) > 7 and node.inputs[7] is not None:
         return "peepholes with a non-default activation, clip or Y_c output"
     if attr(node, "input_forget", 0):
@@ -92,7 +92,7 @@ def _shrink(mask: int) -> s.StridedSliceOptionsT:
     return opts
 
 
-def _gates(ctx: LoweringContext, x: int, h: int, w: np.ndarray, r: np.ndarray, b: np.ndarray,
+def _gates(ctx: LoweringContext, x: int, h: int, w: Weight, r: Weight, b: Weight,
            n: int, tag: str) -> list[int]:
     """Split(x W^T + h R^T + b) into ``n`` gate tensors."""
     batch, size = ctx.t(h).shape[0], w.shape[0]
@@ -131,12 +131,14 @@ def _run(ctx: LoweringContext, node: ir.Node, n_gates: int, n_states: int,
     layout = int(a.get("layout", 0))  # type: ignore[call-overload]
     x = ctx.inp(node, 0)
     seq, batch = ctx.t(x).shape[:2] if layout == 0 else ctx.t(x).shape[1::-1]
-    w_all = ctx.need_array(node.inputs[1], "W")
-    r_all = ctx.need_array(node.inputs[2], "R")
+    # constant weights are numpy arrays, run-time ones RuntimeWeights sliced by ops
+    w_all = weight_operand(ctx, node.inputs[1], "W")
+    r_all = weight_operand(ctx, node.inputs[2], "R")
     dirs, hidden = w_all.shape[0], r_all.shape[2]
-    acts = [_ACTS[x] for x in _acts(node, n_states + 1)]
-    b_arr = ctx.array(node.inputs[3]) if len(node.inputs) > 3 else None
-    b_all = np.zeros((dirs, 2 * n_gates * hidden), np.float32) if b_arr is None else b_arr
+    acts = [_ACTS[x] for x in _acts(node, 1 if node.op_type == "RNN" else n_states + 1)]
+    b_v = node.inputs[3] if len(node.inputs) > 3 else None
+    b_all = np.zeros((dirs, 2 * n_gates * hidden), np.float32) if b_v is None else \
+        weight_operand(ctx, b_v, "B")
     steps = [ctx.tmp(f"x_t{t}", np.float32, [batch, ctx.t(x).shape[2]]) for t in range(seq)]
     unpack = s.UnpackOptionsT()
     unpack.num, unpack.axis = seq, layout
@@ -147,10 +149,11 @@ def _run(ctx: LoweringContext, node: ir.Node, n_gates: int, n_states: int,
         states = [_state(ctx, node, 5 + k, d, batch, hidden, layout, f"init{k}_")
                   for k in range(n_states)]
         outs: list[int] = [0] * seq
-        d_acts = acts[d * (n_states + 1):(d + 1) * (n_states + 1)]
+        per = len(acts) // dirs
+        d_acts = acts[d * per:(d + 1) * per]
+        w_d, r_d, b_d = w_all[d], r_all[d], b_all[d]
         for t in (reversed(range(seq)) if reverse else range(seq)):
-            states = cell(ctx, steps[t], states, w_all[d], r_all[d], b_all[d], a, d_acts,
-                          f"d{d}t{t}")
+            states = cell(ctx, steps[t], states, w_d, r_d, b_d, a, d_acts, f"d{d}t{t}")
             outs[t] = states[0]
         ys.append(outs)
         finals.append(states)
@@ -178,8 +181,8 @@ def _outputs(ctx: LoweringContext, node: ir.Node, ys: list[list[int]],
         ctx.reshape(stacked, ctx.t(dst).shape, dst=dst)
 
 
-def _lstm_cell(ctx: LoweringContext, x: int, states: list[int], w: np.ndarray, r: np.ndarray,
-               b: np.ndarray, a: dict[str, object], acts: list[str], tag: str) -> list[int]:
+def _lstm_cell(ctx: LoweringContext, x: int, states: list[int], w: Weight, r: Weight,
+               b: Weight, a: dict[str, object], acts: list[str], tag: str) -> list[int]:
     h, c = states
     hidden = r.shape[1]
     bias = b[: 4 * hidden] + b[4 * hidden:]
@@ -191,8 +194,8 @@ def _lstm_cell(ctx: LoweringContext, x: int, states: list[int], w: np.ndarray, r
     return [h_new, c_new]
 
 
-def _gru_cell(ctx: LoweringContext, x: int, states: list[int], w: np.ndarray, r: np.ndarray,
-              b: np.ndarray, a: dict[str, object], acts: list[str], tag: str) -> list[int]:
+def _gru_cell(ctx: LoweringContext, x: int, states: list[int], w: Weight, r: Weight,
+              b: Weight, a: dict[str, object], acts: list[str], tag: str) -> list[int]:
     (h,) = states
     hd = r.shape[1]
     wb, rb = b[: 3 * hd], b[3 * hd:]
@@ -223,6 +226,20 @@ def lower_lstm(ctx: LoweringContext, node: ir.Node) -> None:
         lower_fused_lstm(ctx, node)
         return
     _run(ctx, node, 4, 2, _lstm_cell)
+
+
+def _rnn_cell(ctx: LoweringContext, x: int, states: list[int], w: Weight, r: Weight,
+              b: Weight, a: dict[str, object], acts: list[str], tag: str) -> list[int]:
+    (h,) = states
+    hd = r.shape[1]
+    (pre,) = _gates(ctx, x, h, w, r, b[:hd] + b[hd:], 1, tag)
+    return [_unary(ctx, acts[0], pre, f"{tag}_h")]
+
+
+@tflite_lowering("RNN", check=_unrolled_reason)
+def lower_rnn(ctx: LoweringContext, node: ir.Node) -> None:
+    """ONNX RNN (h' = f(x W^T + h R^T + Wb + Rb)) unrolled over time."""
+    _run(ctx, node, 1, 1, _rnn_cell)
 
 
 @tflite_lowering("GRU", check=_unrolled_reason)

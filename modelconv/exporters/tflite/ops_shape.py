@@ -11,6 +11,19 @@ from modelconv.errors import ExportError
 from modelconv.exporters.tflite._resize import ResizeAxis, resize_plan
 from modelconv.exporters.tflite.graph import LoweringContext
 from modelconv.exporters.tflite.kernels import dtype_reason, emit_typed
+from modelconv.exporters.tflite.operands import (
+    int32_operand,
+    is_constant,
+    runtime_int32,
+    scatter_axes,
+    scatter_runtime_axes,
+    static_length,
+)
+from modelconv.exporters.tflite.ops_resize import emit_taps, taps_plan
+from modelconv.exporters.tflite.ops_resize_runtime import (
+    lower_runtime_scales,
+    runtime_scales_reason,
+)
 from modelconv.exporters.tflite.registry import attr, tflite_lowering
 from modelconv.passes.tflite.nhwc import NHWC_DOMAIN
 
@@ -72,12 +85,25 @@ def lower_split(ctx: LoweringContext, node: ir.Node) -> None:
     emit_typed(ctx, "SPLIT_V", [x, ctx.i32(sizes, "sizes"), ctx.i32(axis, "axis")], outs, opts_v)
 
 
-@tflite_lowering("Slice")
+def check_slice(node: ir.Node) -> str | None:
+    """STRIDED_SLICE reads begin / end / strides tensors, so run-time starts, ends and steps
+    are fed to it (their count must be static)."""
+    starts = node.inputs[1]
+    if not is_constant(starts) and static_length(starts) is None:
+        return "run-time starts of unknown length"
+    return None
+
+
+@tflite_lowering("Slice", check=check_slice)
 def lower_slice(ctx: LoweringContext, node: ir.Node) -> None:
-    """Slice -> STRIDED_SLICE with clamped, fully specified begin/end/strides."""
+    """Slice -> STRIDED_SLICE with clamped, fully specified begin/end/strides (constants
+    folded; run-time bounds scattered into rank-long vectors)."""
     x = ctx.inp(node, 0)
     shape = ctx.t(x).shape
     rank = len(shape)
+    if not all(is_constant(v) for v in node.inputs[1:]):
+        _runtime_slice(ctx, node, x)
+        return
     starts, ends = (ctx.need_array(node.inputs[i], "slice bound") for i in (1, 2))
     axes, steps = (ctx.need_array(node.inputs[i], "slice parameter")
                    if len(node.inputs) > i and node.inputs[i] is not None else None
@@ -101,6 +127,42 @@ def lower_slice(ctx: LoweringContext, node: ir.Node) -> None:
     opts.endMask = end_mask
     ctx.emit("STRIDED_SLICE", [x, ctx.i32(begin, "begin"), ctx.i32(end, "end"),
                                ctx.i32(stride, "strides")], [ctx.out(node)], opts)
+
+
+#: run-time slice bounds are clamped to +-2**30 (any such bound is "past the end")
+_BOUND = 2**30
+
+
+def _runtime_slice(ctx: LoweringContext, node: ir.Node, x: int) -> None:
+    """Slice with run-time starts / ends / steps: STRIDED_SLICE on the bounds scattered to
+    rank-long vectors (unlisted axes: 0, dim, 1). The kernel wraps negative bounds and clamps
+    them as ONNX does, except a start below -dim with a negative step (ONNX: 0, the kernel:
+    -1), so starts are first raised to at least -dim."""
+    shape = ctx.t(x).shape
+    rank = len(shape)
+    n = static_length(node.inputs[1])
+    assert n is not None
+    axes_v = node.inputs[3] if len(node.inputs) > 3 else None
+    axes_arr = ctx.array(axes_v)
+    steps_v = node.inputs[4] if len(node.inputs) > 4 else None
+    starts, ends = (int32_operand(ctx, node.inputs[i], w, [n], _BOUND)  # type: ignore[arg-type]
+                    for i, w in ((1, "starts"), (2, "ends")))
+    steps = ctx.i32([1] * n, "steps") if steps_v is None else int32_operand(
+        ctx, steps_v, "steps", [n], _BOUND)
+    if axes_v is not None and axes_arr is None:
+        axes_t = runtime_int32(ctx, axes_v, "axes", [n])
+        begin, end, stride = (scatter_runtime_axes(ctx, v, axes_t, fill, w) for v, fill, w in (
+            (starts, [0] * rank, "begin"), (ends, list(shape), "end"),
+            (steps, [1] * rank, "strides")))
+    else:
+        axes = list(range(n)) if axes_arr is None else [int(a) % rank for a in axes_arr]
+        begin, end, stride = (scatter_axes(ctx, v, axes, fill, w) for v, fill, w in (
+            (starts, [0] * rank, "begin"), (ends, list(shape), "end"),
+            (steps, [1] * rank, "strides")))
+    raised = ctx.like(begin, "begin_raised")
+    ctx.emit("MAXIMUM", [begin, ctx.i32([-d for d in shape], "minus_dims")], [raised])
+    ctx.emit("STRIDED_SLICE", [x, raised, end, stride], [ctx.out(node)],
+             s.StridedSliceOptionsT())
 
 
 @tflite_lowering("Gather", check=_data_check("GATHER"))  # type: ignore[arg-type]
@@ -137,9 +199,9 @@ def lower_expand(ctx: LoweringContext, node: ir.Node) -> None:
 
 @tflite_lowering("Tile")
 def lower_tile(ctx: LoweringContext, node: ir.Node) -> None:
-    """Tile -> TILE."""
-    reps = ctx.need_array(node.inputs[1], "repeats")
-    ctx.emit("TILE", [ctx.inp(node, 0), ctx.i32(reps, "multiples")], [ctx.out(node)])
+    """Tile -> TILE (constant or run-time repeats)."""
+    reps = int32_operand(ctx, node.inputs[1], "multiples")  # type: ignore[arg-type]
+    ctx.emit("TILE", [ctx.inp(node, 0), reps], [ctx.out(node)])
 
 
 def check_pad(node: ir.Node) -> str | None:
@@ -149,8 +211,15 @@ def check_pad(node: ir.Node) -> str | None:
     if mode not in ("constant", "reflect", "edge", "wrap"):
         return f"mode={mode}"
     pads = node.inputs[1] if len(node.inputs) > 1 else None
-    if pads is None or pads.const_value is None:
-        return "run-time pads"
+    axes = node.inputs[3] if len(node.inputs) > 3 else None
+    if pads is None:
+        return "no pads input"
+    if pads.const_value is None or not is_constant(axes):
+        # PAD / PADV2 / MIRROR_PAD read the paddings tensor; edge / wrap GATHER positions
+        # computed from it for the static output size
+        if mode in ("edge", "wrap") and not is_constant(axes):
+            return f"run-time axes with mode={mode}"
+        return dtype_reason("GATHER" if mode in ("edge", "wrap") else "PAD", node.inputs[0])
     if (pads.const_value.numpy() < 0).any() and mode != "edge" and mode != "wrap":
         return "negative pads (cropping)"
     return dtype_reason("GATHER" if mode in ("edge", "wrap") else "PAD", node.inputs[0])
@@ -161,8 +230,21 @@ def lower_pad(ctx: LoweringContext, node: ir.Node) -> None:
     """Pad -> PAD / PADV2 (constant value) / MIRROR_PAD (reflect) / GATHER (edge, wrap)."""
     x = ctx.inp(node, 0)
     rank = len(ctx.t(x).shape)
+    axes_v = node.inputs[3] if len(node.inputs) > 3 else None
+    axes = ctx.array(axes_v)
+    if axes_v is not None and axes is None:
+        _emit_pad(ctx, node, x, _scattered_paddings(ctx, node.inputs[1], axes_v, rank),
+                  ctx.out(node))
+        return
+    if ctx.array(node.inputs[1]) is None:
+        listed = list(range(rank)) if axes is None else [int(a) % rank for a in axes]
+        if _a(node, "mode", "constant") in ("edge", "wrap"):
+            _runtime_pad_gather(ctx, node, x, listed)
+            return
+        _emit_pad(ctx, node, x, _runtime_paddings(ctx, node.inputs[1], listed, rank),
+                  ctx.out(node))
+        return
     pads = ctx.need_array(node.inputs[1], "pads").astype(np.int64)
-    axes = ctx.array(node.inputs[3]) if len(node.inputs) > 3 else None
     full = np.zeros((rank, 2), np.int64)
     for k, ax in enumerate(range(rank) if axes is None else [int(a) % rank for a in axes]):
         full[ax] = pads[k], pads[k + len(pads) // 2]
@@ -172,7 +254,100 @@ def lower_pad(ctx: LoweringContext, node: ir.Node) -> None:
         return
     if (full < 0).any():
         raise ExportError("negative Pad (cropping) is not supported for TFLite")
-    paddings = ctx.i32(full, "paddings")
+    _emit_pad(ctx, node, x, ctx.i32(full, "paddings"), dst)
+
+
+def _runtime_paddings(ctx: LoweringContext, pads: ir.Value | None, axes: list[int],
+                      rank: int) -> int:
+    """ONNX run-time pads ``[begin..., end...]`` over ``axes`` as TFLite's int32 ``[rank, 2]``
+    paddings: RESHAPE to [2, n], TRANSPOSE, GATHER rows (zero rows for unlisted axes)."""
+    assert pads is not None
+    n = len(axes)
+    pairs = ctx.transpose(runtime_int32(ctx, pads, "pads", [2, n]), [1, 0], "pad_pairs")
+    if axes == list(range(rank)):
+        return pairs
+    rows = ctx.tmp("pad_rows", np.int32, [n + 1, 2])
+    opts = s.ConcatenationOptionsT()
+    opts.axis = 0
+    ctx.emit("CONCATENATION", [pairs, ctx.i32([[0, 0]], "no_pad")], [rows], opts)
+    full = ctx.tmp("paddings", np.int32, [rank, 2])
+    g = s.GatherOptionsT()
+    g.axis = 0
+    pos = [axes.index(ax) if ax in axes else n for ax in range(rank)]
+    ctx.emit("GATHER", [rows, ctx.i32(pos, "pad_positions")], [full], g)
+    return full
+
+
+def _scattered_paddings(ctx: LoweringContext, pads: ir.Value | None, axes: ir.Value,
+                        rank: int) -> int:
+    """Run-time pads over run-time axes: [rank, 2] paddings by SCATTER_ND of the
+    (begin, end) pairs at the axes taken modulo the rank (FLOOR_MOD)."""
+    assert pads is not None
+    n = static_length(axes)
+    if n is None:
+        raise ExportError(f"Pad {node_name(ctx)}: run-time axes of unknown length")
+    pairs = ctx.transpose(runtime_int32(ctx, pads, "pads", [2, n]), [1, 0], "pad_pairs")
+    ax = runtime_int32(ctx, axes, "pad_axes", [n, 1])
+    wrapped = ctx.like(ax, "pad_axes_wrapped")
+    ctx.emit("FLOOR_MOD", [ax, ctx.const(np.asarray(rank, np.int32), "rank")], [wrapped])
+    full = ctx.tmp("paddings", np.int32, [rank, 2])
+    ctx.emit("SCATTER_ND", [wrapped, pairs, ctx.i32([rank, 2], "paddings_shape")], [full])
+    return full
+
+
+def _runtime_pad_gather(ctx: LoweringContext, node: ir.Node, x: int, axes: list[int]) -> None:
+    """Pad edge / wrap with run-time pads: per listed axis, GATHER the source positions of
+    the (static) output size: ``i - begin`` clamped to the axis (edge), or, with
+    ``b+ = max(begin, 0)``, ``max(-begin, 0) + (i - b+) mod (size - b+ - max(end, 0))``
+    (wrap: the kept range after any cropping, repeated)."""
+    pads = runtime_int32(ctx, node.inputs[1], "pads")  # type: ignore[arg-type]
+    dst = ctx.out(node)
+    shape, cur = list(ctx.t(x).shape), x
+    zero = ctx.i32(0, "zero")
+
+    def scalar(name: str, code: str, ins: list[int], options: object = None) -> int:
+        out = ctx.tmp(name, np.int32, [])
+        ctx.emit(code, ins, [out], options)
+        return out
+
+    for k, ax in enumerate(axes):
+        n, size = shape[ax], ctx.t(dst).shape[ax]
+        g = s.GatherOptionsT()
+        g.axis = 0
+        begin, end = (scalar(f"pad_{w}{ax}", "GATHER", [pads, ctx.i32(j, f"pad_index{ax}_{w}")],
+                             g) for w, j in (("begin", k), ("end", k + len(axes))))
+        rows = ctx.i32(np.arange(size), f"out_positions{ax}")
+        if _a(node, "mode") == "edge":
+            moved = ctx.tmp(f"pad_moved{ax}", np.int32, [size])
+            ctx.emit("SUB", [rows, begin], [moved], s.SubOptionsT())
+            low = ctx.like(moved, f"pad_low{ax}")
+            ctx.emit("MAXIMUM", [moved, zero], [low])
+            pos = ctx.like(moved, f"pad_positions{ax}")
+            ctx.emit("MINIMUM", [low, ctx.i32(n - 1, f"last{ax}")], [pos])
+        else:
+            grown_b, grown_e = (scalar(f"pad_grown{w}{ax}", "MAXIMUM", [v, zero])
+                                for w, v in (("b", begin), ("e", end)))
+            lo = scalar(f"pad_lo{ax}", "SUB", [grown_b, begin], s.SubOptionsT())
+            kept = scalar(f"pad_kept{ax}", "SUB", [scalar(
+                f"pad_rest{ax}", "SUB", [ctx.i32(size, f"size{ax}"), grown_b], s.SubOptionsT()),
+                grown_e], s.SubOptionsT())
+            moved = ctx.tmp(f"pad_moved{ax}", np.int32, [size])
+            ctx.emit("SUB", [rows, grown_b], [moved], s.SubOptionsT())
+            wrapped = ctx.like(moved, f"pad_wrapped{ax}")
+            ctx.emit("FLOOR_MOD", [moved, kept], [wrapped])
+            pos = ctx.like(moved, f"pad_positions{ax}")
+            ctx.emit("ADD", [wrapped, lo], [pos], s.AddOptionsT())
+        shape[ax] = size
+        out = dst if k == len(axes) - 1 else ctx.like(cur, f"padded{ax}", list(shape))
+        opts = s.GatherOptionsT()
+        opts.axis = ax
+        emit_typed(ctx, "GATHER", [cur, pos], out, opts)
+        cur = out
+
+
+def _emit_pad(ctx: LoweringContext, node: ir.Node, x: int, paddings: int, dst: int) -> None:
+    """PAD / PADV2 (a non-zero or run-time constant value) / MIRROR_PAD (reflect)."""
+    mode = _a(node, "mode", "constant")
     if mode == "reflect":
         opts = s.MirrorPadOptionsT()
         opts.mode = s.MirrorPadMode.REFLECT
@@ -180,8 +355,12 @@ def lower_pad(ctx: LoweringContext, node: ir.Node) -> None:
         return
     if mode != "constant":
         raise ExportError(f"Pad mode '{mode}' is not supported for TFLite")
-    value = ctx.array(node.inputs[2]) if len(node.inputs) > 2 else None
-    if value is None or not np.any(value):
+    given = node.inputs[2] if len(node.inputs) > 2 else None
+    value = ctx.array(given)
+    if given is not None and value is None:  # a run-time value: PADV2 reads it
+        emit_typed(ctx, "PADV2", [x, paddings, ctx.reshape(ctx.get(given), [1], "pad_value")],
+                   dst)
+    elif value is None or not np.any(value):
         emit_typed(ctx, "PAD", [x, paddings], dst)
     else:
         v = ctx.const(np.asarray(value, ctx.t(x).dtype).reshape(1), "pad_value")
@@ -190,12 +369,18 @@ def lower_pad(ctx: LoweringContext, node: ir.Node) -> None:
 
 @tflite_lowering("CumSum", check=_data_check("CUMSUM"))  # type: ignore[arg-type]
 def lower_cumsum(ctx: LoweringContext, node: ir.Node) -> None:
-    """CumSum -> CUMSUM."""
-    axis = int(ctx.need_array(node.inputs[1], "axis").reshape(-1)[0])
-    axis %= len(ctx.t(ctx.inp(node, 0)).shape)
+    """CumSum -> CUMSUM (a constant axis folded, a run-time one fed to the kernel, which
+    counts negative axes from the end as ONNX does)."""
+    axis_v = node.inputs[1]
+    assert axis_v is not None
+    given = ctx.array(axis_v)
+    if given is not None:
+        axis = ctx.i32(int(given.reshape(-1)[0]) % len(ctx.t(ctx.inp(node, 0)).shape), "axis")
+    else:
+        axis = runtime_int32(ctx, axis_v, "axis", [])
     opts = s.CumsumOptionsT()
     opts.exclusive, opts.reverse = bool(_a(node, "exclusive", 0)), bool(_a(node, "reverse", 0))
-    emit_typed(ctx, "CUMSUM", [ctx.inp(node, 0), ctx.i32(axis, "axis")], ctx.out(node), opts)
+    emit_typed(ctx, "CUMSUM", [ctx.inp(node, 0), axis], ctx.out(node), opts)
 
 
 def _resize_plan(node: ir.Node) -> tuple[str, bool, bool] | str:
@@ -222,23 +407,32 @@ def _resize_plan(node: ir.Node) -> tuple[str, bool, bool] | str:
 
 
 def check_resize(node: ir.Node) -> str | None:
-    """RESIZE_BILINEAR / RESIZE_NEAREST_NEIGHBOR reproduce the ONNX coordinates exactly for
-    these sizes (see :mod:`._resize`); the rest (cubic, antialias downsampling, crop and
-    resize, coordinate modes no flag pair matches) is refused."""
-    plan = _resize_plan(node)
+    """Resize runs as RESIZE_BILINEAR / RESIZE_NEAREST_NEIGHBOR where their flags reproduce
+    the ONNX coordinates exactly for these sizes (see :mod:`._resize`), else as per-axis taps
+    (:mod:`.ops_resize`); refused when the sizes or scales are not known when converting."""
+    plan = taps_plan(node)
+    if plan in ("run-time scales", "run-time roi"):
+        return runtime_scales_reason(node)
     return plan if isinstance(plan, str) else None
 
 
 @tflite_lowering("Resize", check=check_resize)
 def lower_resize(ctx: LoweringContext, node: ir.Node) -> None:
-    """Resize (channels-last, 2-D) -> RESIZE_NEAREST_NEIGHBOR / RESIZE_BILINEAR."""
-    if node.domain != NHWC_DOMAIN:
-        raise ExportError("Resize must act on the spatial dims of a rank-4 tensor for TFLite")
-    plan = _resize_plan(node)
-    if isinstance(plan, str):
-        raise ExportError(f"Resize {node.name}: {plan} has no TFLite equivalent")
-    code, align, half = plan
+    """Resize -> RESIZE_NEAREST_NEIGHBOR / RESIZE_BILINEAR (channels-last, 2-D, when a flag
+    pair matches) or GATHER / MUL / ADD taps along each resized axis."""
+    plan = _resize_plan(node) if node.domain == NHWC_DOMAIN else "not channels-last"
     dst = ctx.out(node)
+    if isinstance(plan, str):
+        taps = taps_plan(node)
+        if taps in ("run-time scales", "run-time roi") and runtime_scales_reason(node) is None:
+            lower_runtime_scales(ctx, node)
+            return
+        if isinstance(taps, str):
+            raise ExportError(f"Resize {node.name}: {taps} has no TFLite equivalent")
+        emit_taps(ctx, ctx.inp(node, 0), taps, dst,
+                  float(attr(node, "extrapolation_value", 0.0)))  # type: ignore[arg-type]
+        return
+    code, align, half = plan
     size = ctx.i32(ctx.t(dst).shape[1:3], "size")
     opts = s.ResizeBilinearOptionsT() if code == "RESIZE_BILINEAR" else \
         s.ResizeNearestNeighborOptionsT()

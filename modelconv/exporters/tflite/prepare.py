@@ -14,6 +14,7 @@ from modelconv.exporters.tflite.registry import LOWERINGS, unsupported_reason
 from modelconv.ir.builder import source_name_of
 from modelconv.ir.info import graph_input_specs
 from modelconv.options import ConvertOptions
+from modelconv.passes.backfill_shapes import BackfillShapesPass
 from modelconv.passes.constant_folding import FoldConstantsPass
 from modelconv.passes.expand_functions import EXPANDED_KEY, expand_functions
 from modelconv.passes.fuse_batchnorm import FuseBatchNormPass
@@ -136,7 +137,7 @@ def infer_and_fold(model: ir.Model) -> dict[str, list[str]]:
         if UnrollScanPass()(model).modified:
             ShapeInferencePass()(model)
         empty = empty_outputs(model)
-        ir.passes.Sequential(rounds, ShapeInferencePass())(model)
+        ir.passes.Sequential(rounds, BackfillShapesPass(), ShapeInferencePass())(model)
     except ir.passes.PassError as exc:  # report unsupported ops first: they are the cause
         check_supported(model, empty)
         raise ExportError(f"shape inference failed: {failed_pass(exc)}",

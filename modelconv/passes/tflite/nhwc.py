@@ -399,8 +399,8 @@ class _LayoutRewriter:
         if x is None or shape is None or len(shape) not in (3, 4):
             self._default(node)
             return
-        if node.op_type == "BatchNormalization" and len(node.outputs) > 1:
-            self._default(node)
+        if node.op_type in ("BatchNormalization", "MaxPool") and len(node.outputs) > 1:
+            self._default(node)  # statistics / indices outputs are defined in NCHW order
             return
         cl = channels_last(len(shape))
         if node.op_type == "Resize" and not self._resize_params(node, cl):
@@ -413,6 +413,9 @@ class _LayoutRewriter:
     def _resize_params(self, node: ir.Node, cl: Perm) -> bool:
         """Permute Resize's constant scales/sizes; False when they are not static."""
         if attr(node, "axes") is not None or len(cl) != 4:
+            return False
+        roi = node.inputs[1] if len(node.inputs) > 1 else None
+        if roi is not None and const_array(roi) is None:  # a run-time roi stays NCHW-ordered
             return False
         for i in (2, 3):
             if i < len(node.inputs) and node.inputs[i] is not None:
