@@ -317,16 +317,16 @@ def test_lowerings_registered_for_every_table_op() -> None:
 
 
 def test_unsupported_ops_listed_at_once() -> None:
-    nodes = [helper.make_node("Det", ["x"], ["d"]), helper.make_node("Einsum", ["x"], ["e"],
-                                                                      equation="ii->i"),
-             helper.make_node("Det", ["x"], ["d2"])]
+    nodes = [helper.make_node("Unique", ["x"], ["d"]), helper.make_node("Einsum", ["x"], ["e"],
+                                                                         equation="ii->i"),
+             helper.make_node("Unique", ["x"], ["d2"])]
     for n, src in zip(nodes, ["layer.a", "layer.b", "layer.c"], strict=True):
         n.metadata_props.add(key="source_name", value=src)
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 3])
     model = make_model(nodes, [x], ["d", "e", "d2"], {})
     with pytest.raises(UnsupportedOpsError) as info:
         convert_to_tflite(ir.serde.deserialize_model(model))
-    assert info.value.unsupported == {"Det": ["layer.a", "layer.c"],
+    assert info.value.unsupported == {"Unique": ["layer.a", "layer.c"],
                                       "Einsum (diagonal (a repeated letter in 'ii'))": ["layer.b"]}
 
 
@@ -339,7 +339,7 @@ def test_attribute_limits_reported_together() -> None:
         helper.make_node("Resize", ["x", "", "scales"], ["b"], mode="nearest"),
         helper.make_node("Pad", ["x", "pads"], ["c"], mode="reflect"),
         helper.make_node("RandomNormalLike", ["x"], ["m"]),
-        helper.make_node("Det", ["sq"], ["d"]),
+        helper.make_node("Unique", ["sq"], ["d"]),
         helper.make_node("LSTM", ["seq", "W", "R", "", "", "", "", "P"], ["y", "yh", "yc"],
                          hidden_size=2, activations=["Sigmoid", "Tanh", "Relu"]),
         helper.make_node("LSTM", ["seq", "W", "R"], ["y2", "yh2"], hidden_size=2, clip=1.0),
@@ -366,7 +366,7 @@ def test_attribute_limits_reported_together() -> None:
         "Resize (run-time scales with mode=nearest)": ["layer2"],
         "Pad (negative pads (cropping))": ["layer3"],
         "RandomNormalLike": ["layer4"],
-        "Det": ["layer5"],
+        "Unique": ["layer5"],
         "LSTM (peepholes with a non-default activation, clip or Y_c output)": ["layer6"],
         "LSTM (clip / parameterised activations)": ["layer7"],
     }, info.value.unsupported
