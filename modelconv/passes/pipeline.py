@@ -36,7 +36,7 @@ def cleanup(model: ir.Model, *, infer_shapes: bool = True) -> list[str]:
         FuseBatchNormPass(),
         FuseConvAffinePass(),
         common.RemoveUnusedNodesPass(),
-        common.DeduplicateInitializersPass(size_limit=1 << 20),
+        common.DeduplicateHashedInitializersPass(size_limit=1 << 20),
         common.TopologicalSortPass(),
         common.RemoveUnusedOpsetsPass(),
     ]

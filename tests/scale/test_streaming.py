@@ -1,0 +1,147 @@
+"""Weights streamed from file to file: a torch weights file is never copied into memory.
+
+The module is built with meta parameters and the file's pages become its weights
+(modelconv/importers/torch/lazy_weights.py); IR initializers are views of the same pages
+or lazy relayouts of them; writers take one tensor at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("safetensors")
+
+import modelconv  # noqa: E402
+from benchmarks import decoders  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _save(tmp: Path, name: str) -> tuple[Path, int]:
+    from safetensors.torch import save_file
+
+    state = decoders.random_state(decoders.build(name))
+    path = tmp / f"{name}.safetensors"
+    save_file(state, str(path))
+    return path, sum(t.numel() * t.element_size() for t in state.values())
+
+
+def _mapped_ranges(path: Path) -> list[tuple[int, int]]:
+    """Address ranges of this process mapping ``path``."""
+    out = []
+    with open("/proc/self/maps") as fh:
+        for line in fh:
+            if line.rstrip().endswith(str(path)):
+                lo, hi = line.split()[0].split("-")
+                out.append((int(lo, 16), int(hi, 16)))
+    return out
+
+
+def _initializer_homes(model: ir.Model, path: Path) -> tuple[int, int, int]:
+    """(large initializers in the file's mapping, lazily computed ones, others)."""
+    ranges = _mapped_ranges(path)
+    mapped = lazy = other = 0
+    for value in model.graph.initializers.values():
+        tensor = value.const_value
+        if tensor is None or tensor.size <= 1 << 16:
+            continue
+        if isinstance(tensor, ir.LazyTensor):
+            lazy += 1
+            continue
+        arr = tensor.numpy()
+        addr = arr.__array_interface__["data"][0]
+        if any(lo <= addr < hi for lo, hi in ranges):
+            mapped += 1
+        else:
+            other += 1
+    return mapped, lazy, other
+
+
+def test_safetensors_initializers_are_views_of_the_file(tmp_path: Path) -> None:
+    path, _ = _save(tmp_path, "gpt2_micro")
+    big, _ = _save(tmp_path, "gpt2_test")
+    source = modelconv.load(big, model="benchmarks.decoders:gpt2_test",
+                            input_shapes=[(1, 8)], input_dtypes=["int64"])
+    from modelconv.passes import cleanup
+
+    cleanup(source.model)
+    mapped, lazy, other = _initializer_homes(source.model, big)
+    assert other == 0 and mapped >= 2 and lazy >= 4 * 4  # the 3-D Linear weights: lazy
+    assert not source.warnings
+    del path
+
+
+def test_state_dict_pt_is_mapped_and_verifies(tmp_path: Path) -> None:
+    model = decoders.build("gpt2_test")
+    state = decoders.random_state(model)
+    pt = tmp_path / "w.pt"
+    torch.save(state, pt)
+    source = modelconv.load(pt, model="benchmarks.decoders:gpt2_test",
+                            input_shapes=[(1, 8)], input_dtypes=["int64"])
+    mapped, _, other = _initializer_homes(source.model, pt)
+    assert other == 0 and mapped >= 4
+    result = modelconv.convert(pt, tmp_path / "w.onnx", model="benchmarks.decoders:gpt2_test",
+                               input_shapes=[(1, 8)], input_dtypes=["int64"])
+    assert result.verified
+
+
+class _Derived(torch.nn.Module):
+    """A buffer computed from a parameter in __init__: cannot be mapped (meta)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(4, 4))
+        self.register_buffer("scale", self.w.detach().abs().sum(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.w / self.scale
+
+
+def test_derived_buffer_falls_back_to_memory_and_says_so(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    module = _Derived()
+    path = tmp_path / "d.safetensors"
+    save_file({"w": module.w.detach()}, str(path))
+    result = modelconv.convert(path, tmp_path / "d.onnx", model=_Derived,
+                               input_shapes=[(2, 4)])
+    assert result.verified
+    assert any("not mapped from the file" in w and "scale" in w for w in result.warnings)
+
+
+def test_conversion_holds_no_weight_sized_anonymous_memory(tmp_path: Path) -> None:
+    big, weights = _save(tmp_path, "gpt2_test")  # 233 MB, largest tensor 16 MB
+    micro, _ = _save(tmp_path, "gpt2_micro")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.scale.memory_probe", str(big), str(tmp_path / "m.onnx"),
+         "benchmarks.decoders:gpt2_test", str(micro), "benchmarks.decoders:gpt2_micro"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=True)
+    probe = json.loads(out.stdout.strip().splitlines()[-1])
+    grown = (probe["peak_mib"] - probe["base_mib"]) * 2**20
+    assert grown < 0.3 * weights, (grown / 2**20, weights / 2**20)  # a copy would be >= 1x
+    assert (tmp_path / "m.onnx.data").stat().st_size >= weights
+
+
+def test_onnx_external_data_is_byte_identical_across_runs(tmp_path: Path) -> None:
+    src, _ = _save(tmp_path, "gpt2_micro")
+    outs = []
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+        dst = tmp_path / run / "m.onnx"
+        modelconv.convert(src, dst, model="benchmarks.decoders:gpt2_micro", verify=False,
+                          input_shapes=[(1, 8)], input_dtypes=["int64"], external_data=True)
+        outs.append((dst.read_bytes(), (tmp_path / run / "m.onnx.data").read_bytes()))
+    assert outs[0] == outs[1]
+    assert len(outs[0][1]) > 0
+    np.testing.assert_equal(len(outs[0][0]) < len(outs[0][1]), True)
