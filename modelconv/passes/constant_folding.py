@@ -102,9 +102,8 @@ def _lazy_relayout(node: ir.Node, big: ir.Value) -> list[ir.TensorProtocol] | No
     """``node``'s output as a lazy tensor when it only relayouts the large constant ``big``.
 
     The other inputs (a Reshape's shape) must be small constants. The output shape is
-    worked out from the node's attributes and inputs (nothing is read); the data (a
-    transpose or a reshape of C-ordered data) is computed each time the tensor is read,
-    and not kept.
+    worked out from the node's attributes and inputs (nothing is read); reading the
+    tensor gives a transposed or reshaped view of the source's array.
     """
     if node.op_type not in _RELAYOUT or node.inputs[0] is not big or len(node.outputs) != 1:
         return None
@@ -122,8 +121,9 @@ def _lazy_relayout(node: ir.Node, big: ir.Value) -> list[ir.TensorProtocol] | No
 
     def compute() -> ir.TensorProtocol:
         array = np.asarray(source.numpy())
-        array = array.transpose(perm) if perm is not None else array.reshape(shape)
-        return ir.tensor(np.ascontiguousarray(array))
+        # a view (no copy): writers copy it one tensor at a time, and a consumer that
+        # transposes it back (TFLite's FULLY_CONNECTED) gets the file's pages again
+        return ir.tensor(array.transpose(perm) if perm is not None else array.reshape(shape))
 
     return [ir.LazyTensor(compute, dtype=source.dtype, shape=ir.Shape(shape))]
 

@@ -3,7 +3,8 @@
 ``python -m tests.scale.memory_probe SRC DST ARCH [warmup_src warmup_arch]``: a warm-up
 conversion of a tiny model first (libraries and code paths pay their one-time memory), then
 ``RssAnon`` is sampled every 5 ms during the measured conversion; prints
-``{"base_mib": .., "peak_mib": ..}``. Used by tests/scale/test_streaming.py.
+``{"base_mib": .., "peak_mib": ..}``. TFLite output uses the offset-buffer layout (streamed
+constants) whatever the size. Used by tests/scale/test_streaming.py.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ def rss_anon_mib() -> float:
 def main(argv: list[str]) -> None:
     """Convert argv[0] to argv[1] with architecture argv[2] and report memory."""
     import modelconv
+    from modelconv.exporters.tflite import writer
 
+    writer.OFFSET_BUFFERS_FROM = 2**20  # the streamed layout, as for models above 1 GiB
     src, dst, arch = argv[:3]
     kwargs = {"input_shapes": [(1, 8)], "input_dtypes": ["int64"], "verify": False,
               "overwrite": True, "external_data": True if dst.endswith(".onnx") else None}
