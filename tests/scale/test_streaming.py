@@ -219,3 +219,24 @@ def test_in_turn_releases_the_source_before_loading_the_target() -> None:
     report = verify_in_turn(lambda: _Fake("source"), make_target, ConvertOptions(), "fp32")
     assert seen == [set()]  # the source was gone when the target was made
     assert report.passed and report.source_runtime == "fake"
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".tflite"])
+def test_fp16_written_tensor_by_tensor_gives_the_same_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str) -> None:
+    from modelconv.exporters import onnx_quantize
+    from modelconv.exporters.tflite import quantize
+
+    src, _ = _save(tmp_path, "gpt2_micro")
+    files = []
+    for lazy_from in (1 << 40, 0):  # converted up front, then every tensor as written
+        monkeypatch.setattr(onnx_quantize, "LAZY_FP16_FROM", lazy_from)
+        monkeypatch.setattr(quantize, "LAZY_CAST_FROM", lazy_from)
+        dst = tmp_path / f"{lazy_from}" / f"m{suffix}"
+        dst.parent.mkdir()
+        result = modelconv.convert(src, dst, model="benchmarks.decoders:gpt2_micro", fp16=True,
+                                   input_shapes=[(1, 8)], input_dtypes=["int64"],
+                                   verify=lazy_from == 0)
+        files.append(b"".join(p.read_bytes() for p in result.outputs))
+    assert files[0] == files[1]
+    assert result.verified
