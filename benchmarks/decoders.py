@@ -41,6 +41,7 @@ class DecoderConfig:
 
 CONFIGS = {
     "gpt2_micro": DecoderConfig("gpt2", 1, 64, 4, 256, 32),
+    "gpt2_small": DecoderConfig("gpt2", 2, 320, 5, 1024, 64),
     "gpt2_test": DecoderConfig("gpt2", 4, 1024, 16, 8000, 128),
     "gpt2_tiny": DecoderConfig("gpt2", 8, 512, 8, 32000, 256),
     "llama_tiny": DecoderConfig("llama", 8, 512, 8, 32000, 256, ffn=1408, n_kv_head=4),
