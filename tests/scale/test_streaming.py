@@ -239,3 +239,19 @@ def test_fp16_written_tensor_by_tensor_gives_the_same_file(
         files.append(b"".join(p.read_bytes() for p in result.outputs))
     assert files[0] == files[1]
     assert result.verified
+
+
+def test_large_tflite_is_verified_from_a_mapped_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelconv import fileio
+    from modelconv.verification.runners_litert import LiteRTRunner
+
+    monkeypatch.setattr(fileio, "MAP_FROM_BYTES", 0)  # as for a file of 1 GiB or more
+    src, _ = _save(tmp_path, "gpt2_micro")
+    dst = tmp_path / "m.tflite"
+    result = modelconv.convert(src, dst, model="benchmarks.decoders:gpt2_micro",
+                               input_shapes=[(1, 8)], input_dtypes=["int64"])
+    assert result.verified
+    runner = LiteRTRunner(dst)
+    assert not isinstance(runner._content, bytes)  # mapped, and loaded by path in the worker
+    assert runner._model._params.get("model_path") == str(dst)
