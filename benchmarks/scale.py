@@ -177,7 +177,8 @@ def run_model(name: str, cfg: dict[str, Any], disk: dict[str, float]) -> list[di
             plans.append(("torch.onnx dynamo" if target == "onnx" else "litert-torch",
                           "torch_onnx" if target == "onnx" else "litert_torch", target, False))
     for label, job, target, in_cgroup in plans:
-        dst = out / label.split()[0].replace(".", "_") / f"model.{target}"
+        slug = "".join(c if c.isalnum() else "_" for c in label)
+        dst = out / slug / f"model.{target}"  # one folder per row: rows never share files
         dst.parent.mkdir(parents=True, exist_ok=True)
         _evict(src)
         preexec, group = None, None
