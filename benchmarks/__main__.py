@@ -57,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     scale.add_argument("--with-anchors", action="store_true",
                        help="also run torch.onnx / litert-torch on it")
     scale.add_argument("--latency-runs", type=int, default=3)
+    scale.add_argument("--models", default=None,
+                       help="decoder configs (benchmarks/decoders.py), default 0.5/1.5/3 B")
+    scale.add_argument("--cache", type=Path, default=None, help="where the weights are written")
+    scale.add_argument("--cgroup", action="store_true",
+                       help="also convert in a memory cgroup limited to 0.5x the weights")
+    scale.add_argument("--keep", action="store_true",
+                       help="keep outputs and weights (default: removed after each model)")
 
     sc = sub.add_parser("scaling", help="time of a 10k vs a 100k node ONNX chain (linearity)")
     sc.add_argument("--python", default=sys.executable)
@@ -135,7 +142,9 @@ def cmd_scale(args: argparse.Namespace) -> int:
     from benchmarks.scale import main_scale
 
     return main_scale(args.out, args.python, _csv(args.targets), args.with_anchors,
-                      args.timeout, args.rebuild, args.latency_runs)
+                      args.timeout, args.rebuild, args.latency_runs,
+                      models=_csv(args.models) if args.models else None, cache=args.cache,
+                      cgroup=args.cgroup, keep=args.keep)
 
 
 def cmd_scaling(args: argparse.Namespace) -> int:

@@ -311,6 +311,9 @@ def _verify_written(source: SourceModel, out: Path, target: str,
     from modelconv.verification.precision import file_precision, loosest
     from modelconv.verification.verifier import mode_for, verify_reference, verify_runners
 
+    in_turn = _verify_in_turn(source, out, target, opts)
+    if in_turn is not None:
+        return in_turn
     try:
         target_runner = _component(target, "runner")(out, opts)
     except MissingDependencyError as exc:
@@ -339,6 +342,30 @@ def _verify_written(source: SourceModel, out: Path, target: str,
 
         localize(report, source, source_runner, target_runner, out, opts)
     return report
+
+
+def _verify_in_turn(source: SourceModel, out: Path, target: str,
+                    opts: ConvertOptions) -> VerificationReport | None:
+    """Large models: source, then converted model, one after the other (see in_turn.py)."""
+    from modelconv.verification import in_turn as it
+
+    size = it.weights_bytes(source.model)
+    if opts.reference is not None or opts.localize or source.make_runner is None \
+            or size < it.IN_TURN_FROM_BYTES:
+        return None
+    from modelconv.ir.info import infer_int_ranges
+    from modelconv.verification.precision import file_precision, loosest
+    from modelconv.verification.verifier import mode_for
+
+    mode = loosest(mode_for(opts), file_precision(out, target))
+    source.int_ranges = {**infer_int_ranges(source.model.graph), **source.int_ranges}
+    try:
+        report = it.verify_in_turn(source.make_runner,
+                                   lambda: _component(target, "runner")(out, opts), opts, mode,
+                                   int_ranges=source.int_ranges, weights_bytes=size)
+    except (MissingDependencyError, RunnerUnavailableError) as exc:
+        return _skipped(exc.message, source, out)
+    return _name_files(report, source, out)
 
 
 def _name_files(report: VerificationReport, source: SourceModel,

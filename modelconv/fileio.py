@@ -7,6 +7,7 @@ before the main file so a reader never sees a model whose data is missing.
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import shutil
 import tempfile
@@ -60,3 +61,27 @@ def atomic_write_bytes(dst: str | os.PathLike[str], data: bytes) -> Path:
     with atomic_output_dir(dst) as tmp:
         (tmp / Path(dst).name).write_bytes(data)
     return Path(dst)
+
+
+#: files at least this large are mapped rather than read (:func:`read_or_map`)
+MAP_FROM_BYTES = 2**30
+
+
+def read_or_map(path: Path) -> bytes | mmap.mmap:
+    """The bytes of ``path``; a read-only memory map when it is large (nothing copied).
+
+    Args:
+        path: the file.
+
+    Returns:
+        ``bytes``, or an ``mmap`` (a buffer that flatbuffers' readers accept) from
+        ``MAP_FROM_BYTES`` on.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    path = Path(path)
+    if path.stat().st_size < MAP_FROM_BYTES:
+        return path.read_bytes()
+    with open(path, "rb") as fh:
+        return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)

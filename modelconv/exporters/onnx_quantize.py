@@ -62,16 +62,16 @@ def fp16_weights(model: ir.Model) -> ir.Model:
         if tensor is None or value.is_graph_input() or value.is_graph_output() \
                 or not _wants_fp16(value, tensor.dtype, tensor.size):
             continue
-        data = tensor.numpy().astype(np.float16)
-        half = ir.Value(name=f"{value.name}__fp16", shape=ir.Shape(data.shape),
+        dims = list(tensor.shape.numpy())
+        half = ir.Value(name=f"{value.name}__fp16", shape=ir.Shape(dims),
                         type=ir.TensorType(ir.DataType.FLOAT16),
-                        const_value=ir.tensor(data, name=f"{value.name}__fp16"))
+                        const_value=_half(tensor, f"{value.name}__fp16"))
         cast = ir.node("Cast", [half], {"to": ir.DataType.FLOAT}, name=f"{value.name}__cast")
         value.replace_all_uses_with(cast.outputs[0])
         name = value.name
         graph.initializers.pop(name or "")
         cast.outputs[0].name = name
-        cast.outputs[0].shape = ir.Shape(data.shape)
+        cast.outputs[0].shape = ir.Shape(dims)
         cast.outputs[0].dtype = ir.DataType.FLOAT
         graph.register_initializer(half)
         casts.append(cast)
@@ -81,6 +81,19 @@ def fp16_weights(model: ir.Model) -> ir.Model:
         warnings.warn(f"fp16: the model has no float32 weight of {MIN_FP16_ELEMENTS}+ elements; "
                       "it is written in float32", UserWarning, stacklevel=3)
     return model
+
+
+#: weights above this many elements are converted to float16 as they are written
+LAZY_FP16_FROM = 1 << 16
+
+
+def _half(tensor: ir.TensorProtocol, name: str) -> ir.TensorProtocol:
+    """``tensor`` as float16; a large one lazily (converted when written, not kept)."""
+    if tensor.size <= LAZY_FP16_FROM:
+        return ir.tensor(tensor.numpy().astype(np.float16), name=name)
+    return ir.LazyTensor(lambda: ir.tensor(tensor.numpy().astype(np.float16)),
+                         dtype=ir.DataType.FLOAT16, shape=ir.Shape(list(tensor.shape.numpy())),
+                         name=name)
 
 
 def _wants_fp16(value: ir.Value, dtype: ir.DataType, size: int) -> bool:

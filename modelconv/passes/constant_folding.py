@@ -8,6 +8,12 @@ Nodes are evaluated with ONNX's reference implementation (no ML framework), so t
 semantics are exactly the op's; Shape/Size of statically shaped values fold too. Folded
 values keep the name of the value they replace.
 
+Large weights are never densified here: a node reading a constant of more than
+``LAZY_FROM_ELEMENTS`` elements folds only when it is a pure relayout of that one tensor
+(Transpose, Reshape/Flatten/Squeeze/Unsqueeze, Identity), and then into an
+``ir.LazyTensor`` that computes the result when the exporter writes it, one tensor at a
+time; any other node reading it stays in the graph.
+
 Two policies:
 - default (the cleanup pipeline): an output may not outgrow the node's constant inputs
   (beyond a small allowance), and ops that can blow a small input up into a huge tensor
@@ -19,6 +25,7 @@ Two policies:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import onnx
@@ -38,6 +45,9 @@ _NONDETERMINISTIC = {
     "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
     "Bernoulli", "If", "Loop", "Scan", "SequenceConstruct", "DequantizeLinear", "QuantizeLinear",
 }
+#: constants above this many elements are folded only lazily (see the module docstring)
+LAZY_FROM_ELEMENTS = MAX_FOLD_ELEMENTS
+_RELAYOUT = {"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"}
 _GROWING = {"ConstantOfShape", "Expand", "Tile", "Range", "OneHot", "Resize", "Upsample", "Pad"}
 
 
@@ -61,14 +71,19 @@ class FoldConstantsPass(InPlacePass):
             if values is None:
                 continue
             for out, array in zip(node.outputs, values, strict=True):
-                _install(graph, out, array)
+                _install(graph, out, array)  # type: ignore[arg-type]
             graph.remove(node, safe=True)  # detaches inputs, so dead weights can go
             modified = True
         return PassResult(model, modified)
 
-    def _fold(self, node: ir.Node, opset: int) -> list[np.ndarray] | None:
+    def _fold(self, node: ir.Node, opset: int
+              ) -> list[np.ndarray] | list[ir.TensorProtocol] | None:
         if node.op_type in ("Shape", "Size"):
             return _fold_shape(node)
+        big = [v for v in node.inputs if v is not None and v.const_value is not None
+               and v.const_value.size > LAZY_FROM_ELEMENTS]
+        if big:
+            return _lazy_relayout(node, big[0])
         inputs = _constant_inputs(node)
         if inputs is None:
             return None
@@ -82,6 +97,109 @@ class FoldConstantsPass(InPlacePass):
         if any(r.size > limit or r.dtype == object for r in out):
             return None
         return out
+
+
+def _lazy_relayout(node: ir.Node, big: ir.Value) -> list[ir.TensorProtocol] | None:
+    """``node``'s output as a lazy tensor when it only relayouts the large constant ``big``.
+
+    The other inputs (a Reshape's shape) must be small constants. The output shape is
+    worked out from the node's attributes and inputs (nothing is read); reading the
+    tensor gives a transposed or reshaped view of the source's array.
+    """
+    if node.op_type not in _RELAYOUT or node.inputs[0] is not big or len(node.outputs) != 1:
+        return None
+    rest = _constant_inputs_small(node)
+    if rest is None:
+        return None
+    source = big.const_value
+    assert source is not None
+    shape = _relayout_shape(node, list(source.shape.numpy()), rest)
+    if shape is None:
+        return None
+
+    perm = ([int(p) for p in node.attributes.get_ints("perm", list(range(len(shape)))[::-1])]
+            if node.op_type == "Transpose" else None)
+
+    def compute() -> ir.TensorProtocol:
+        array = np.asarray(source.numpy())
+        # a view (no copy): writers copy it in row blocks, and a consumer that transposes
+        # it back (TFLite's FULLY_CONNECTED) gets the file's pages again
+        return _ViewTensor(array.transpose(perm) if perm is not None else array.reshape(shape))
+
+    return [ir.LazyTensor(compute, dtype=source.dtype, shape=ir.Shape(shape))]
+
+
+class _ViewTensor(ir.Tensor):
+    """An ``ir.Tensor`` over a strided view, written in C order block by block.
+
+    numpy writes a non-contiguous array element by element (about 20x slower than a
+    blocked copy) and ``tobytes`` copies it whole; this writes it in chunks of about
+    ``_BLOCK_BYTES`` (contiguous copies of leading-axis slices), so one chunk is in flight.
+    """
+
+    def tofile(self, file: Any) -> None:
+        """Write the C-ordered bytes to ``file``."""
+        array = self.numpy()
+        if array.flags.c_contiguous or array.ndim == 0:
+            file.write(np.ascontiguousarray(array).data)
+            return
+        row = max(array[0].nbytes, 1)
+        step = max(1, _BLOCK_BYTES // row)
+        for start in range(0, array.shape[0], step):
+            file.write(np.ascontiguousarray(array[start:start + step]).data)
+
+
+_BLOCK_BYTES = 16 * 2**20
+
+
+def _constant_inputs_small(node: ir.Node) -> list[np.ndarray | None] | None:
+    rest: list[np.ndarray | None] = []
+    for value in node.inputs[1:]:
+        if value is None:
+            rest.append(None)
+        elif value.const_value is None or value.const_value.size > MAX_FOLD_ELEMENTS:
+            return None
+        else:
+            rest.append(np.asarray(value.const_value.numpy()))
+    return rest
+
+
+def _relayout_shape(node: ir.Node, dims: list[int], rest: list[np.ndarray | None]
+                    ) -> list[int] | None:
+    """The output shape of a relayout node of an input of shape ``dims``."""
+    op = node.op_type
+    size = math.prod(dims)
+    if op == "Identity":
+        return dims
+    if op == "Transpose":
+        perm = node.attributes.get_ints("perm", list(range(len(dims)))[::-1])
+        return [dims[int(p)] for p in perm]
+    if op == "Flatten":
+        axis = node.attributes.get_int("axis", 1) % max(len(dims), 1)
+        return [math.prod(dims[:axis]), math.prod(dims[axis:])]
+    if op == "Reshape":
+        if not rest or rest[0] is None or node.attributes.get_int("allowzero", False):
+            return None
+        target = [int(d) if d != 0 else dims[i] for i, d in enumerate(rest[0].tolist())]
+        if target.count(-1) == 1:
+            known = math.prod(d for d in target if d != -1)
+            target[target.index(-1)] = size // known if known else 0
+        return target if math.prod(target) == size and min(target, default=0) >= 0 else None
+    axes_in = rest[0] if rest and rest[0] is not None else None
+    axes = [int(a) for a in axes_in.tolist()] if axes_in is not None else \
+        list(node.attributes.get_ints("axes", []))
+    if op == "Squeeze":
+        axes = [a % len(dims) for a in axes] if axes else [i for i, d in enumerate(dims)
+                                                          if d == 1]
+        return [d for i, d in enumerate(dims) if i not in axes]
+    if op == "Unsqueeze" and axes:
+        rank = len(dims) + len(axes)
+        axes = sorted(a % rank for a in axes)
+        out = list(dims)
+        for a in axes:
+            out.insert(a, 1)
+        return out
+    return None
 
 
 def _constant_inputs(node: ir.Node) -> list[np.ndarray | None] | None:
@@ -136,13 +254,17 @@ def _fold_shape(node: ir.Node) -> list[np.ndarray] | None:
     return [np.asarray(dims[start:end], dtype=np.int64)]
 
 
-def _install(graph: ir.Graph, out: ir.Value, array: np.ndarray) -> None:
-    """Make ``array`` an initializer that takes over ``out``'s name and uses."""
+def _install(graph: ir.Graph, out: ir.Value, array: np.ndarray | ir.TensorProtocol) -> None:
+    """Make ``array`` (or a lazy tensor) an initializer that takes over ``out``'s name and uses."""
     name = out.name or "folded"
-    array = np.array(array, order="C")  # not ascontiguousarray: it makes scalars 1-D
-    const = ir.Value(name=name, shape=ir.Shape(list(array.shape)),
-                     type=ir.TensorType(ir.DataType.from_numpy(array.dtype)),
-                     const_value=ir.tensor(array, name=name))
+    if isinstance(array, np.ndarray) or np.isscalar(array):
+        array = np.array(array, order="C")  # not ascontiguousarray: it makes scalars 1-D
+        tensor: ir.TensorProtocol = ir.tensor(array, name=name)
+    else:
+        tensor = array
+        tensor.name = name
+    const = ir.Value(name=name, shape=ir.Shape(list(tensor.shape.numpy())),
+                     type=ir.TensorType(tensor.dtype), const_value=tensor)
     out.replace_all_uses_with(const, replace_graph_outputs=True)
     out.name = f"{name}__folded"
     const.name = name

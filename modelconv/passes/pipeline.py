@@ -19,6 +19,7 @@ import onnx_ir as ir
 from onnx_ir.passes import common
 
 from modelconv.passes.constant_folding import FoldConstantsPass
+from modelconv.passes.dedupe import DedupeInitializersPass
 from modelconv.passes.fuse_affine import FuseConvAffinePass
 from modelconv.passes.fuse_batchnorm import FuseBatchNormPass
 from modelconv.passes.shape_inference import ShapeInferencePass
@@ -36,7 +37,7 @@ def cleanup(model: ir.Model, *, infer_shapes: bool = True) -> list[str]:
         FuseBatchNormPass(),
         FuseConvAffinePass(),
         common.RemoveUnusedNodesPass(),
-        common.DeduplicateInitializersPass(size_limit=1 << 20),
+        DedupeInitializersPass(size_limit=1 << 20),
         common.TopologicalSortPass(),
         common.RemoveUnusedOpsetsPass(),
     ]

@@ -43,7 +43,9 @@ def file_precision(path: str | Path, fmt: str) -> str | None:
     """
     try:
         if fmt == "tflite":
-            return tflite_precision(Path(path).read_bytes())
+            from modelconv.fileio import read_or_map
+
+            return tflite_precision(read_or_map(Path(path)))  # type: ignore[arg-type]
         if fmt == "onnx":
             return onnx_precision(path)
     except Exception:  # flatbuffers and protobuf raise assorted errors on bad files

@@ -34,7 +34,11 @@ class LiteRTRunner:
     name = "litert"
 
     def __init__(self, model: str | os.PathLike[str] | bytes, threads: int = 1):
-        self._content = model if isinstance(model, bytes) else Path(model).read_bytes()
+        from modelconv.fileio import read_or_map
+
+        # a large file is mapped here and loaded by path in the worker (LiteRT maps it):
+        # neither process copies the weights
+        self._content: Any = model if isinstance(model, bytes) else read_or_map(Path(model))
         self._path = None if isinstance(model, bytes) else str(model)
         self._threads = threads
         self._model = _load(self._content, self._path, threads=threads)
@@ -107,10 +111,11 @@ class LiteRTRunner:
         return result
 
 
-def _load(content: bytes, path: str | None, **kwargs: Any) -> LiteRTModel:
+def _load(content: Any, path: str | None, **kwargs: Any) -> LiteRTModel:
     """``content`` loaded in the LiteRT worker; the interpreter's refusals are ModelLoadError."""
+    by_path = path is not None and not isinstance(content, bytes)
     try:
-        return LiteRTModel(content, path=path, **kwargs)
+        return LiteRTModel(b"" if by_path else content, path=path, by_path=by_path, **kwargs)
     except LiteRTError as exc:
         raise ModelLoadError(f"LiteRT cannot load the model: {exc}", path=path) from exc
 
@@ -134,7 +139,7 @@ def _from_output(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     return y
 
 
-def _signature(content: bytes) -> tuple[list[str], list[str]]:
+def _signature(content: Any) -> tuple[list[str], list[str]]:
     """Input and output names of the serving_default SignatureDef, in file order."""
     from ai_edge_litert import schema_py_generated as s
 

@@ -290,11 +290,15 @@ class LiteRTModel:
     def __init__(self, content: bytes, *, path: str | None = None, threads: int = 1,
                  preserve_all: bool = False, resize: Mapping[int, Sequence[int]] | None = None,
                  worker: LiteRTWorker | None = None, describe: bool = True,
-                 diagnose: bool = True):
+                 diagnose: bool = True, by_path: bool = False):
         self._content = content
         self.path = path
-        self._params = {"threads": threads, "preserve_all": preserve_all, "describe": describe,
-                        "resize": {str(k): list(map(int, v)) for k, v in (resize or {}).items()}}
+        self._params: dict[str, Any] = {
+            "threads": threads, "preserve_all": preserve_all, "describe": describe,
+            "resize": {str(k): list(map(int, v)) for k, v in (resize or {}).items()}}
+        if by_path and path is not None:  # the worker maps the file (large models)
+            self._params["model_path"] = str(path)
+            diagnose = False  # finding the crashing op replays the bytes, not held here
         self._worker = worker or shared_worker()
         self._diagnose = diagnose
         self._handle = -1
@@ -561,7 +565,9 @@ class _Worker:
             kwargs["experimental_op_resolver_type"] = \
                 self.lite.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         _phase("load")
-        interp = self.lite.Interpreter(model_content=content, **kwargs)
+        path = header.get("model_path")
+        interp = (self.lite.Interpreter(model_path=str(path), **kwargs) if path
+                  else self.lite.Interpreter(model_content=content, **kwargs))
         for index, shape in header.get("resize", {}).items():
             interp.resize_tensor_input(int(index), shape)
         _phase("allocate")

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from modelconv.exporters.tflite.graph import Op, QuantParams, Tensor, TflGraph
@@ -70,13 +72,41 @@ def _stored_as(graph: TflGraph, idx: int, data: np.ndarray, quant: QuantParams |
     prefix.append(Op("DEQUANTIZE", [stored], [idx]))
 
 
+class LazyCast:
+    """``source.astype(dtype)``, computed each time it is read (by the writer, once).
+
+    Stands in for the converted array of a large constant so a model's float16 copy is
+    never in memory as a whole: the writer converts and writes one tensor at a time, and
+    ``source`` may be a view of the source file's pages.
+    """
+
+    def __init__(self, source: np.ndarray, dtype: np.dtype) -> None:
+        self.source = source
+        self.dtype = np.dtype(dtype)
+        self.shape = tuple(source.shape)
+        self.size = int(source.size)
+        self.ndim = source.ndim
+        self.nbytes = self.size * self.dtype.itemsize
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        """The converted array."""
+        out = np.asarray(self.source).astype(self.dtype)
+        return out if dtype is None else out.astype(dtype)
+
+
+#: constants above this many elements are converted to float16 while being written
+LAZY_CAST_FROM = 1 << 16
+
+
 def float16(graph: TflGraph) -> TflGraph:
-    """float32 constants -> float16 + DEQUANTIZE."""
+    """float32 constants -> float16 + DEQUANTIZE (large ones converted as written)."""
     prefix: list[Op] = []
     for idx in _float_consts(graph, 16):
         data = graph.tensors[idx].data
         assert data is not None
-        _stored_as(graph, idx, data.astype(np.float16), None, prefix, "fp16")
+        half: Any = (LazyCast(data, np.dtype(np.float16)) if data.size > LAZY_CAST_FROM
+                     else data.astype(np.float16))
+        _stored_as(graph, idx, half, None, prefix, "fp16")
     graph.ops = prefix + graph.ops
     return graph
 

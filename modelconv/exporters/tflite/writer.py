@@ -3,8 +3,10 @@
 Layout: version 3, buffer 0 empty (the convention for "no data"), one buffer per constant,
 one subgraph, SignatureDef ``serving_default`` mapping the source's input/output names to
 tensors. Operator codes are numbered in first-use order, so the same graph always gives
-the same bytes. Models whose constants exceed what a flatbuffer can address (2 GiB) store
-the constant data after the flatbuffer, referenced by ``Buffer.offset/size``.
+the same bytes. Models whose constants exceed ``OFFSET_BUFFERS_FROM`` (1 GiB; a flatbuffer
+cannot address more than 2 GiB) store the constant data after the flatbuffer, referenced by
+``Buffer.offset/size`` and written one tensor at a time from its array (a view of the
+source file's pages where the importer mapped it).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ _TYPES = {
 # Builtins whose kernels are registered from a version above 1 only.
 _MIN_VERSION = {"BROADCAST_TO": 2}
 _FLATBUFFER_LIMIT = 2**31 - 2**24  # leave room for the non-buffer tables
+#: constants above this many bytes in total go after the flatbuffer (Buffer.offset/size),
+#: streamed tensor by tensor; below it they are inside the flatbuffer, built in memory
+OFFSET_BUFFERS_FROM = 2**30
 _ALIGN = 16
 _PRESIZE_FROM = 16 * 2**20  # bigger constants: size the builder up front
 
@@ -57,7 +62,7 @@ def write(graph: TflGraph, out: BinaryIO, description: str = "modelconv") -> Non
     ``out`` after them.
     """
     total = sum(t.data.nbytes for t in graph.tensors if t.data is not None)
-    if total <= _FLATBUFFER_LIMIT:
+    if total <= min(_FLATBUFFER_LIMIT, OFFSET_BUFFERS_FROM):
         reserve = 1024
         if total > _PRESIZE_FROM:  # size the builder once: tables + data + alignment
             skeleton = _builder(_model(graph, description, True, offsets=None), 1024)

@@ -23,12 +23,14 @@ from .capture import (
     export_module,
     requested_dims,
 )
+from .lazy_weights import mapped_module, mapped_safetensors, mapped_state_dict
 from .lower import embedding_ranges, lower_program, placeholder_symbols, prepare
 from .pt2_audit import check_pt2_archive, disarm_program
 from .sources import (
     apply_state_dict,
     as_path,
     build_architecture,
+    check_safetensors_header,
     flatten_state,
     load_pickled,
     load_safetensors,
@@ -136,20 +138,39 @@ def import_state_dict(src: Any, options: ConvertOptions) -> SourceModel:
         if isinstance(obj, torch.nn.Module):
             return _import_module(obj.eval(), options, "state_dict", str(path))
         return _import_weights(path, options, "state_dict", lambda p: flatten_state(obj, p))
-    return _import_weights(path, options, "state_dict", load_torch_weights)
+    return _import_weights(path, options, "state_dict", load_torch_weights, mapped_state_dict)
 
 
 def import_safetensors(src: Any, options: ConvertOptions) -> SourceModel:
     """Import a .safetensors file into ``options.model``."""
-    return _import_weights(as_path(src), options, "safetensors", load_safetensors)
+    return _import_weights(as_path(src), options, "safetensors", load_safetensors,
+                           lambda p: mapped_safetensors(p, check_safetensors_header(p)))
 
 
 def _import_weights(path: Path, options: ConvertOptions, fmt: str,
-                    read: Callable[[Path], dict[str, torch.Tensor]]) -> SourceModel:
+                    read: Callable[[Path], dict[str, torch.Tensor]],
+                    mapped: Callable[[Path], dict[str, torch.Tensor] | None] | None = None,
+                    ) -> SourceModel:
+    """The weights in ``path`` loaded into the architecture ``options.model``, imported.
+
+    With a factory (not an instance) and a file torch can map, the module is built with
+    meta parameters and the file's pages become its weights (:mod:`.lazy_weights`): the
+    weights are never copied into memory. Otherwise they are read and copied in.
+    """
+    notes: list[str] = []
+    state = mapped(path) if mapped is not None and not isinstance(
+        options.model, torch.nn.Module) else None
+    if state is not None:
+        module, why = mapped_module(options.model, path, state)
+        if module is not None:
+            return _import_module(module, options, fmt, str(path))
+        notes.append(f"weights copied into memory, not mapped from the file: {why}")
     state = read(path)
     module = build_architecture(options.model, path)
     apply_state_dict(module, state, path)
-    return _import_module(module, options, fmt, str(path))
+    sm = _import_module(module, options, fmt, str(path))
+    sm.warnings = [*notes, *sm.warnings]
+    return sm
 
 
 def import_torchscript(src: Any, options: ConvertOptions) -> SourceModel:

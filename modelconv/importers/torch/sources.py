@@ -226,6 +226,24 @@ def build_architecture(spec: Any, path: Path | None = None) -> torch.nn.Module:
 def apply_state_dict(module: torch.nn.Module, state: dict[str, torch.Tensor],
                      path: Path) -> None:
     """Load ``state`` into ``module``; every key/shape problem is reported in one error."""
+    module.load_state_dict(fit_state_dict(module, state, path), strict=False)
+
+
+def fit_state_dict(module: torch.nn.Module, state: dict[str, torch.Tensor],
+                   path: Path) -> dict[str, torch.Tensor]:
+    """``state`` checked against ``module`` (and unwrapped from a ``module.`` prefix).
+
+    Args:
+        module: the architecture (real or with meta parameters).
+        state: the file's tensors.
+        path: the file, for errors.
+
+    Returns:
+        The state to pass to ``load_state_dict``, carrying the per-module versions.
+
+    Raises:
+        ModelLoadError: every missing/unexpected key and shape mismatch, in one error.
+    """
     expected = module.state_dict()
     metadata = getattr(state, "_metadata", None)
     if state and all(k.startswith("module.") for k in state) and not any(
@@ -234,7 +252,7 @@ def apply_state_dict(module: torch.nn.Module, state: dict[str, torch.Tensor],
         state = {k[len("module."):]: v for k, v in state.items()}
         if metadata is not None:
             metadata = {_unwrap_prefix(k): v for k, v in metadata.items()}
-    tied = _tied_aliases(expected)
+    tied = _tied_aliases(expected, module)
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")
                and not any(alias in state for alias in tied.get(k, ()))]
     unexpected = [k for k in state if k not in expected]
@@ -251,7 +269,7 @@ def apply_state_dict(module: torch.nn.Module, state: dict[str, torch.Tensor],
         raise ModelLoadError("the weights do not fit the architecture; " + "; ".join(problems),
                              path=str(path),
                              hint="Check that the architecture matches the checkpoint")
-    module.load_state_dict(_with_metadata(state, metadata, expected), strict=False)
+    return _with_metadata(state, metadata, expected)
 
 
 def _unwrap_prefix(key: str) -> str:
@@ -275,8 +293,13 @@ def _with_metadata(state: dict[str, torch.Tensor], metadata: Mapping[str, Any] |
     return out
 
 
-def _tied_aliases(expected: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+def _tied_aliases(expected: dict[str, torch.Tensor],
+                  module: torch.nn.Module) -> dict[str, list[str]]:
     """key -> other keys of the same tensor (tied weights: a file may store only one)."""
+    if any(t.is_meta for t in expected.values()):  # meta tensors have no storage to compare
+        from .lazy_weights import tie_groups
+
+        return {k: [o for o in g if o != k] for g in tie_groups(module) for k in g}
     by_storage: dict[tuple[int, int | torch.SymInt, tuple[int, ...]], list[str]] = {}
     for key, tensor in expected.items():
         if tensor.numel():
