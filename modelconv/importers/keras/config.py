@@ -15,13 +15,13 @@ normalised here to *call positions*: ``TensorRef(layer, call, index)`` means out
 
 from __future__ import annotations
 
-import functools
 import itertools
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from modelconv.errors import ModelLoadError
+from modelconv.importers.keras.refused_ops import REFUSED_OPS
 
 MODEL_CLASSES = {"Functional", "Model", "Sequential"}
 #: ``module`` prefixes of Keras 3 operation nodes (``keras.ops.*`` applied to a KerasTensor);
@@ -149,23 +149,17 @@ def _is_operation(spec: dict[str, Any], cfg: dict[str, Any]) -> bool:
     module = spec.get("module")
     if module is not None:
         return str(module).startswith(OPS_MODULES)
-    return ("trainable" not in cfg and str(spec["class_name"]) in _operation_names()
+    return ("trainable" not in cfg and str(spec["class_name"]) in OPERATION_CLASSES
             and spec["class_name"] != "InputLayer" and "layers" not in cfg
             and isinstance(spec.get("inbound_nodes"), list)
             and any(isinstance(n, dict) for n in spec["inbound_nodes"]))
 
 
-@functools.cache
-def _operation_names() -> frozenset[str]:
-    """Class names of the Keras 3 operations (handled or refused): only these can be an
-    operation node in an .h5 file, whatever their config holds (some layer configs, such
-    as SpatialDropout2D's, also lack ``trainable``)."""
-    from modelconv.importers.keras import layers_ops  # noqa: F401  (registers ops.*)
-    from modelconv.importers.keras.common import LAYERS
-    from modelconv.importers.keras.refused_ops import REFUSED_OPS
-
-    handled = {k[len("ops."):] for k in LAYERS if k.startswith("ops.")}
-    return frozenset(handled | set(REFUSED_OPS))
+#: class names of the Keras 3 operations (handled ones are added by ``layers_ops`` when it
+#: registers them, refused ones come from ``refused_ops``): only these can be an operation
+#: node in an .h5 file, whatever their config holds (some layer configs, such as
+#: SpatialDropout2D's, also lack ``trainable``)
+OPERATION_CLASSES: set[str] = set(REFUSED_OPS)
 
 
 def _is_tensor3(x: Any) -> bool:

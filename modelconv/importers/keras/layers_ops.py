@@ -21,6 +21,7 @@ import numpy as np
 import onnx_ir as ir
 
 from modelconv.importers.keras.common import LAYERS, Handler, KTensor, LayerUnsupported
+from modelconv.importers.keras.config import OPERATION_CLASSES
 from modelconv.importers.keras.layers_merge import fold
 from modelconv.importers.keras.spec import LayerConfig, make_spec
 from modelconv.importers.keras.tensors import LAST, const_i, last
@@ -511,3 +512,7 @@ def op_get_item(b: GraphBuilder, cfg: Cfg, w: LayerWeights, xs: list[KTensor]) -
     if new:
         v = b.Unsqueeze(v, const_i(b, new))
     return _t(x, v, x.rank - len(drop) + len(new))
+
+
+# an .h5 file saves no module: the config parser tells operation nodes by their class name
+OPERATION_CLASSES.update(k[len("ops."):] for k in LAYERS if k.startswith("ops."))

@@ -146,14 +146,6 @@ def meta_parameters() -> Iterator[None]:
         torch.nn.Module.register_parameter = original  # type: ignore[method-assign]
 
 
-def tie_groups(module: torch.nn.Module) -> list[list[str]]:
-    """Names of parameters that are one object (tied weights), groups of two or more."""
-    groups: dict[int, list[str]] = {}
-    for name, param in module.named_parameters(remove_duplicate=False):
-        groups.setdefault(id(param), []).append(name)
-    return [names for names in groups.values() if len(names) > 1]
-
-
 def assign_weights(module: torch.nn.Module, state: Mapping[str, torch.Tensor],
                    groups: list[list[str]]) -> list[str]:
     """Make ``state``'s tensors the module's parameters and buffers (no copy).
@@ -161,7 +153,7 @@ def assign_weights(module: torch.nn.Module, state: Mapping[str, torch.Tensor],
     Args:
         module: built under :func:`meta_parameters`; ``state`` already checked against it.
         state: the mapped tensors (a ``_metadata`` attribute is honoured).
-        groups: :func:`tie_groups` taken before loading.
+        groups: :func:`~modelconv.importers.torch.sources.tie_groups` taken before loading.
 
     Returns:
         Names of tensors still on the meta device (the caller falls back); empty on success.
@@ -205,7 +197,7 @@ def mapped_module(spec: Any, path: Path, state: Mapping[str, torch.Tensor]
     Raises:
         ModelLoadError: the weights do not fit the architecture.
     """
-    from .sources import build_architecture, fit_state_dict
+    from .sources import build_architecture, fit_state_dict, tie_groups
 
     try:
         with meta_parameters():

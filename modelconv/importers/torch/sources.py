@@ -293,12 +293,18 @@ def _with_metadata(state: dict[str, torch.Tensor], metadata: Mapping[str, Any] |
     return out
 
 
+def tie_groups(module: torch.nn.Module) -> list[list[str]]:
+    """Names of parameters that are one object (tied weights), groups of two or more."""
+    groups: dict[int, list[str]] = {}
+    for name, param in module.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(param), []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
+
+
 def _tied_aliases(expected: dict[str, torch.Tensor],
                   module: torch.nn.Module) -> dict[str, list[str]]:
     """key -> other keys of the same tensor (tied weights: a file may store only one)."""
     if any(t.is_meta for t in expected.values()):  # meta tensors have no storage to compare
-        from .lazy_weights import tie_groups
-
         return {k: [o for o in g if o != k] for g in tie_groups(module) for k in g}
     by_storage: dict[tuple[int, int | torch.SymInt, tuple[int, ...]], list[str]] = {}
     for key, tensor in expected.items():
