@@ -17,12 +17,15 @@ from modelconv.formats import SourceModel
 from modelconv.options import ConvertOptions
 
 from .capture import (
+    BoundInputs,
     bind_inputs,
     capture_dynamic,
     dynamic_shapes_spec,
+    eval_mode,
     export_module,
     requested_dims,
 )
+from .fastcapture import FastCaptureRefused, capture_mode, fast_capture
 from .lower import embedding_ranges, lower_program, placeholder_symbols, prepare
 from .pt2_audit import check_pt2_archive, disarm_program
 from .sources import (
@@ -118,10 +121,42 @@ def _import_module(module: torch.nn.Module, options: ConvertOptions, fmt: str,
     options.report_progress("import", 0.05)
     bound = bind_inputs(module, options)
     wanted = requested_dims(bound.names, options)
-    ep, warnings = capture_dynamic(module, bound, wanted, options)
+    ep, warnings = capture(module, bound, wanted, options)
     return import_exported_program(ep, options, format=fmt, path=path, eager=module,
                                    wanted=wanted, input_names=bound.names,
                                    by_keyword=bound.by_keyword, warnings=warnings)
+
+
+def capture(module: torch.nn.Module, bound: BoundInputs, wanted: dict[str, dict[int, str]],
+            options: ConvertOptions) -> tuple[Any, list[str]]:
+    """The module's program: the fast recording where it can vouch for the graph, else
+    torch.export (see :mod:`.fastcapture`; ``MODELCONV_TORCH_CAPTURE`` forces either).
+
+    Args:
+        module: the module to capture.
+        bound: its example inputs.
+        wanted: requested dynamic dims (any makes it torch.export).
+        options: the conversion options.
+
+    Returns:
+        The program (an ExportedProgram or a FastProgram) and warnings to show.
+
+    Raises:
+        ShapeError: requested dynamic dims do not fit the model.
+        ModelconvError: the capture failed (with ``fast`` forced: why the fast one refused).
+    """
+    mode = capture_mode()
+    if mode != "export":
+        try:
+            if wanted:
+                raise FastCaptureRefused("dynamic dims need torch.export's symbolic shapes")
+            with eval_mode(module):
+                return fast_capture(module, bound.args, bound.names,
+                                    by_keyword=bound.by_keyword), []
+        except FastCaptureRefused:
+            if mode == "fast":
+                raise
+    return capture_dynamic(module, bound, wanted, options)
 
 
 def import_state_dict(src: Any, options: ConvertOptions) -> SourceModel:
