@@ -6,7 +6,8 @@ Every route ends in a ``torch.export.ExportedProgram`` that is lowered op by op
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,13 @@ from .capture import (
     requested_dims,
 )
 from .fastcapture import FastCaptureRefused, capture_mode, fast_capture
-from .lower import embedding_ranges, lower_program, placeholder_symbols, prepare
+from .lower import (
+    embedding_ranges,
+    lower_program,
+    needs_decomposition,
+    placeholder_symbols,
+    prepare,
+)
 from .pt2_audit import check_pt2_archive, disarm_program
 from .sources import (
     apply_state_dict,
@@ -38,6 +45,15 @@ from .sources import (
     load_torch_weights,
 )
 from .ts_shapes import specialise_shapes
+
+@contextlib.contextmanager
+def _step(options: ConvertOptions, name: str) -> Iterator[None]:
+    """Progress of one step of the import (``import:capture``...), said when it starts and
+    when it ends: the CLI prints both, so a slow step is named while it runs."""
+    options.report_progress(f"import:{name}", 0.0)
+    yield
+    options.report_progress(f"import:{name}", 1.0)
+
 
 __all__ = [
     "import_exported_program",
@@ -82,15 +98,20 @@ def import_exported_program(
         UnsupportedOpsError: ops without a handler (all of them listed).
     """
     options.report_progress("import", 0.3)
-    try:
-        prepared = prepare(ep)
-    except ModelconvError:
-        raise
-    except Exception as exc:
-        raise ModelconvError(f"decomposing the exported program failed: {exc}") from exc
+    if needs_decomposition(ep):
+        with _step(options, "decompose"):
+            try:
+                prepared = prepare(ep)
+            except ModelconvError:
+                raise
+            except Exception as exc:
+                raise ModelconvError(f"decomposing the exported program failed: {exc}") from exc
+    else:
+        prepared = ep
     options.report_progress("import", 0.6)
-    model = lower_program(prepared, placeholder_symbols(prepared, wanted or {}),
-                          input_names=input_names)
+    with _step(options, "lower"):
+        model = lower_program(prepared, placeholder_symbols(prepared, wanted or {}),
+                              input_names=input_names)
     options.report_progress("import", 1.0)
     arg_names = list(input_names or []) if by_keyword else None
 
@@ -145,6 +166,12 @@ def capture(module: torch.nn.Module, bound: BoundInputs, wanted: dict[str, dict[
         ShapeError: requested dynamic dims do not fit the model.
         ModelconvError: the capture failed (with ``fast`` forced: why the fast one refused).
     """
+    with _step(options, "capture"):
+        return _capture(module, bound, wanted, options)
+
+
+def _capture(module: torch.nn.Module, bound: BoundInputs, wanted: dict[str, dict[int, str]],
+             options: ConvertOptions) -> tuple[Any, list[str]]:
     mode = capture_mode()
     if mode != "export":
         try:
@@ -181,9 +208,12 @@ def import_safetensors(src: Any, options: ConvertOptions) -> SourceModel:
 
 def _import_weights(path: Path, options: ConvertOptions, fmt: str,
                     read: Callable[[Path], dict[str, torch.Tensor]]) -> SourceModel:
-    state = read(path)
-    module = build_architecture(options.model, path)
-    apply_state_dict(module, state, path)
+    with _step(options, "weights"):
+        state = read(path)
+    with _step(options, "architecture"):
+        module = build_architecture(options.model, path)
+    with _step(options, "load"):
+        apply_state_dict(module, state, path)
     return _import_module(module, options, fmt, str(path))
 
 
@@ -205,7 +235,8 @@ def import_torchscript(src: Any, options: ConvertOptions) -> SourceModel:
     bound = bind_inputs(ts, options)
     args, names = bound.args, bound.names
     wanted = requested_dims(names, options)
-    ep = _torchscript_program(ts, args, names, wanted, options)
+    with _step(options, "capture"):
+        ep = _torchscript_program(ts, args, names, wanted, options)
     # the converted program may rename inputs (x -> x_1): match them by position
     users = list(ep.graph_signature.user_inputs)
     if len(users) == len(names):

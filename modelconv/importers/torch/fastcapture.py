@@ -278,12 +278,12 @@ def _exporting() -> Iterator[None]:
     compiler = torch.compiler
     old = (getattr(compiler, "_is_compiling_flag", False),
            getattr(compiler, "_is_exporting_flag", False))
-    compiler._is_compiling_flag = True  # type: ignore[attr-defined]
-    compiler._is_exporting_flag = True  # type: ignore[attr-defined]
+    compiler._is_compiling_flag = True
+    compiler._is_exporting_flag = True
     try:
         yield
     finally:
-        compiler._is_compiling_flag, compiler._is_exporting_flag = old  # type: ignore[attr-defined]
+        compiler._is_compiling_flag, compiler._is_exporting_flag = old
 
 
 @contextlib.contextmanager
@@ -359,10 +359,8 @@ def fast_capture(module: torch.nn.Module, args: Sequence[torch.Tensor], names: S
     try:
         with torch.no_grad(), _exporting(), _module_paths(module, stack), \
                 _ValueGuard(), recorder:
-            if by_keyword:
-                out = module(**dict(zip(names, args, strict=True)))
-            else:
-                out = module(*args)
+            out = module(**dict(zip(names, args, strict=True))) if by_keyword \
+                else module(*args)
     except FastCaptureRefused:
         raise
     except Exception as exc:
@@ -451,6 +449,10 @@ def _build(calls: list[_Call], out_refs: list[_Ref], out_spec: Any,
         nodes.append(node)
     results = [resolve(r) for r in out_refs]
     graph.output(tuple(results))
+    # results nobody reads (the byte buffer CPU batch norm reserves); FX keeps mutating ops
+    for node in reversed(graph.nodes):
+        if node.op == "call_function" and not node.users and not node.is_impure():
+            graph.erase_node(node)
     out_specs = [OutputSpec(OutputKind.USER_OUTPUT, TensorArgument(r.name), None)
                  for r in results]
     signature = ExportGraphSignature(input_specs=specs, output_specs=out_specs)
