@@ -171,6 +171,11 @@ def _static_index(key: str, args: Any) -> bool:
                              (torch.bool, torch.uint8)) for i in args[1])
 
 
+def _storage(t: torch.Tensor) -> int:
+    """Identity of the storage ``t`` views (views share it; meta storages have no address)."""
+    return int(t.untyped_storage()._cdata)
+
+
 def _plain(t: torch.Tensor) -> bool:
     """A dense CPU tensor or parameter (no subclass, no meta/sparse/quantized storage)."""
     return type(t) in (torch.Tensor, torch.nn.Parameter) and t.device.type == "cpu" \
@@ -197,6 +202,28 @@ class _Recorder(TorchDispatchMode):
         self.stack = stack
         self.protected = protected  # storages of inputs, parameters, buffers, constants
         self.calls: list[_Call] = []
+        #: the meta twin every real tensor is computed as (weights never compute)
+        self.twins: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        #: inside a function recorded whole (:data:`_WHOLE`): ops run, none is recorded
+        self.suspended = False
+
+    def twin(self, x: Any) -> Any:
+        """``x`` with every real tensor replaced by its meta twin (made once per tensor)."""
+        if isinstance(x, torch.Tensor):
+            if x.device.type == "meta":
+                return x
+            got = self.twins.get(x)
+            if got is None:
+                got = self.twins[x] = torch.empty_strided(x.shape, x.stride(), dtype=x.dtype,
+                                                          device="meta")
+                if x in self.known:
+                    self.known[got] = self.known[x]
+            return got
+        if isinstance(x, (list, tuple)):
+            return type(x)(self.twin(a) for a in x)
+        if isinstance(x, dict):
+            return {k: self.twin(v) for k, v in x.items()}
+        return x
 
     def _ref(self, x: Any) -> Any:
         if isinstance(x, torch.Tensor):
@@ -215,8 +242,7 @@ class _Recorder(TorchDispatchMode):
             value = args[i] if i < len(args) else kwargs.get(a.name)
             tensors = value if isinstance(value, (list, tuple)) else [value]
             for t in tensors:
-                if isinstance(t, torch.Tensor) and \
-                        t.untyped_storage().data_ptr() in self.protected:
+                if isinstance(t, torch.Tensor) and _storage(self.twin(t)) in self.protected:
                     raise FastCaptureRefused(f"{func} writes to an input, parameter, buffer "
                                              "or constant")
 
@@ -240,14 +266,18 @@ class _Recorder(TorchDispatchMode):
         kwargs = kwargs or {}
         key = str(func)
         if key.startswith(_METADATA):
-            return func(*args, **kwargs)
+            return func(*self.twin(args), **self.twin(kwargs))
         if any(tag in func.tags for tag in _REFUSED_TAGS) and not _static_index(key, args):
             raise FastCaptureRefused(f"{key} reads tensor values (its result or its shape "
                                      "depends on the data)")
         self._check_writes(func, args, kwargs)
+        if self.suspended:
+            return func(*self.twin(args), **self.twin(kwargs))
         ref_args = self._ref(args)
         ref_kwargs = {k: self._ref(v) for k, v in kwargs.items()}
-        out = func(*args, **kwargs)
+        if kwargs.get("device") is not None:
+            kwargs = {**kwargs, "device": torch.device("meta")}  # factories make no data
+        out = func(*self.twin(args), **{k: self.twin(v) for k, v in kwargs.items()})
         if key in _PASS_THROUGH and isinstance(out, torch.Tensor):
             self.known[out] = ref_args[0]
             return out
@@ -255,11 +285,38 @@ class _Recorder(TorchDispatchMode):
         return out
 
 
+    def record_whole(self, op: Any, args: tuple[Any, ...], out: torch.Tensor) -> torch.Tensor:
+        """Record one call of ``op`` on ``args`` whose result is ``out`` (a meta tensor)."""
+        self._append(op, self._ref(args), {}, out)
+        return out
+
+
+def _batch_norm(recorder: _Recorder, input: Any, running_mean: Any, running_var: Any,
+                weight: Any = None, bias: Any = None, training: bool = False,
+                momentum: float = 0.1, eps: float = 1e-5) -> Any:
+    """``F.batch_norm`` at inference as ``aten.batch_norm`` (torch.export's op), its result
+    shaped like the input: the meta kernel CPU batch norm decomposes into is slow."""
+    if training or not isinstance(input, torch.Tensor) or running_mean is None:
+        return None
+    out = torch.empty_like(recorder.twin(input))
+    return recorder.record_whole(torch.ops.aten.batch_norm.default,
+                                 (input, weight, bias, running_mean, running_var, False,
+                                  momentum, eps, True), out)
+
+
+#: functions recorded as one ATen op each (None from the adapter: record as usual)
+_WHOLE: dict[Any, Any] = {torch.nn.functional.batch_norm: _batch_norm}
+
+
 class _ValueGuard(TorchFunctionMode):
     """Refuses every Python read of tensor values (``.numpy()``, ``bool(x)``, ``.tolist()``:
-    the ones that make no ATen call). While it is active, torch's functions see a mode, as
-    under torch.export, and take their composite paths (MultiheadAttention's fused kernel
-    is skipped)."""
+    the ones that make no ATen call) and records the functions of :data:`_WHOLE` as one op.
+    While it is active, torch's functions see a mode, as under torch.export, and take their
+    composite paths (MultiheadAttention's fused kernel is skipped)."""
+
+    def __init__(self, recorder: _Recorder):
+        super().__init__()
+        self.recorder = recorder
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (),
                            kwargs: Any = None) -> Any:
@@ -268,6 +325,15 @@ class _ValueGuard(TorchFunctionMode):
         if name in _VALUE_READS:
             raise FastCaptureRefused(f"forward reads tensor values in Python (Tensor.{name}): "
                                      "the graph could depend on the data")
+        whole = _WHOLE.get(func)
+        if whole is not None and not self.recorder.suspended:
+            self.recorder.suspended = True
+            try:
+                out = whole(self.recorder, *args, **kwargs)
+            finally:
+                self.recorder.suspended = False
+            if out is not None:
+                return out
         return func(*args, **kwargs)
 
 
@@ -334,8 +400,7 @@ def fast_capture(module: torch.nn.Module, args: Sequence[torch.Tensor], names: S
         lifted.setdefault(id(p), (name, InputKind.PARAMETER, p))
     for name, b in module.named_buffers(remove_duplicate=True):
         lifted.setdefault(id(b), (name, InputKind.BUFFER, b))
-    protected = {t.untyped_storage().data_ptr() for _, _, t in lifted.values()}
-    protected |= {a.untyped_storage().data_ptr() for a in args}
+    protected: set[int] = set()
     if not all(_plain(t) for _, _, t in lifted.values()) or not all(_plain(a) for a in args):
         raise FastCaptureRefused("parameters or inputs that are not plain CPU tensors "
                                  "(meta device, tensor subclasses)")
@@ -349,18 +414,23 @@ def fast_capture(module: torch.nn.Module, args: Sequence[torch.Tensor], names: S
             raise FastCaptureRefused(f"a {type(t).__name__} on {t.device} reached an op")
         if id(t) not in constants:
             constants[id(t)] = (f"c_lifted_tensor_{len(constants)}", t)
-            protected.add(t.untyped_storage().data_ptr())
+            protected.add(_storage(recorder.twin(t)))
         return _Ref(-2, id(t))
 
-    for i, a in enumerate(args):
-        known[a] = _Ref(-3, i)
     stack: list[str] = []
     recorder = _Recorder(known, lift, stack, protected)
+    protected.update(_storage(recorder.twin(t)) for _, _, t in lifted.values())
+    fakes = []
+    for i, a in enumerate(args):
+        twin = recorder.twin(a)
+        known[twin] = _Ref(-3, i)
+        protected.add(_storage(twin))
+        fakes.append(twin)
     try:
         with torch.no_grad(), _exporting(), _module_paths(module, stack), \
-                _ValueGuard(), recorder:
-            out = module(**dict(zip(names, args, strict=True))) if by_keyword \
-                else module(*args)
+                _ValueGuard(recorder), recorder:
+            out = module(**dict(zip(names, fakes, strict=True))) if by_keyword \
+                else module(*fakes)
     except FastCaptureRefused:
         raise
     except Exception as exc:

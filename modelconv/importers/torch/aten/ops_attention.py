@@ -56,14 +56,3 @@ def scaled_dot_product_attention(
             scores = b.Add(scores, b.cast(attn_mask, query.dtype))
     return b.MatMul(b.Softmax(scores, axis=-1), value)
 
-
-@aten_op("aten._scaled_dot_product_flash_attention_for_cpu.default")
-def scaled_dot_product_flash_attention_for_cpu(
-    b: AtenBuilder, query: ir.Value, key: ir.Value, value: ir.Value, dropout_p: float = 0.0,
-    is_causal: bool = False, *, attn_mask: ir.Value | None = None, scale: float | None = None,
-) -> tuple[ir.Value, None]:
-    """The CPU kernel SDPA picks at run time: (output, logsumexp); only the output is
-    produced (the logsumexp serves the backward pass)."""
-    out = scaled_dot_product_attention(b, query, key, value, attn_mask, dropout_p, is_causal,
-                                       scale=scale)
-    return out, None
