@@ -332,3 +332,12 @@ def test_import_reports_its_steps() -> None:
         progress=lambda stage, f: calls.append((stage, f))))
     for step in ("import:capture", "import:lower"):
         assert (step, 0.0) in calls and (step, 1.0) in calls, calls
+
+
+def test_fast_program_module_runs_the_recording() -> None:
+    module = _Residual().eval()
+    x = torch.randn(1, 3, 6, 6)
+    program = fast_capture(module, (x,), ["x"])
+    with torch.no_grad():  # what the divergence search runs for FX-node intermediates
+        np.testing.assert_allclose(program.module()(x.clone())[0], module(x.clone()),
+                                   rtol=1e-6, atol=1e-6)

@@ -46,6 +46,7 @@ from .sources import (
 )
 from .ts_shapes import specialise_shapes
 
+
 @contextlib.contextmanager
 def _step(options: ConvertOptions, name: str) -> Iterator[None]:
     """Progress of one step of the import (``import:capture``...), said when it starts and
