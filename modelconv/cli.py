@@ -288,8 +288,9 @@ class _Progress:
     def close(self) -> None:
         """Say which stage failed: a stage that started and never finished."""
         now = time.perf_counter()
-        for stage, began in list(self.started.items()):
-            self._show(f"  {stage} failed after {now - began:.2f}s", final=True)
+        for stage, began in reversed(list(self.started.items())):  # the step, then its stage
+            pad, label = ("    ", stage.split(":", 1)[1]) if ":" in stage else ("  ", stage)
+            self._show(f"{pad}{label} failed after {now - began:.2f}s", final=True)
         self.started.clear()
 
     def _show(self, text: str, *, final: bool) -> None:
