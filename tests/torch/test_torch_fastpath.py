@@ -341,3 +341,14 @@ def test_fast_program_module_runs_the_recording() -> None:
     with torch.no_grad():  # what the divergence search runs for FX-node intermediates
         np.testing.assert_allclose(program.module()(x.clone())[0], module(x.clone()),
                                    rtol=1e-6, atol=1e-6)
+
+
+def test_safe_softmax_zeroes_fully_masked_rows() -> None:
+    # the op SDPA's math path uses (what a meta-device recording of attention holds)
+    def fn(x: Any) -> Any:
+        masked = torch.cat([torch.full_like(x[:1], float("-inf")), x[1:]])
+        return torch.ops.aten._safe_softmax.default(masked, -1)
+
+    got, ref = run_both(Fn(fn), [torch.randn(3, 5)])
+    assert np.all(ref[0][0] == 0)
+    np.testing.assert_allclose(got[0], ref[0], rtol=0, atol=1e-6)

@@ -33,7 +33,11 @@ _TV_KWARGS: dict[str, dict[str, Any]] = {
     "vit_l_16": {"image_size": 64}, "vit_l_32": {"image_size": 64},
     "vit_h_14": {"image_size": 56},
 }
-_TV_SIDE = {"inception_v3": 96, "vit_h_14": 56, "maxvit_t": 224, "alexnet": 96}
+_TV_SIDE = {"inception_v3": 96, "vit_h_14": 56, "maxvit_t": 224}
+# AlexNet and VGG pool their features to 6x6 / 7x7 with AdaptiveAvgPool2d: below 224 that
+# upsamples (uneven windows, which the handler refuses), so they run at their design size
+_TV_SIDE.update({n: 224 for n in ("alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn",
+                                  "vgg16", "vgg16_bn", "vgg19", "vgg19_bn")})
 
 
 def _torchvision_names() -> list[str]:
