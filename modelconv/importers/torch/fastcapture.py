@@ -1,34 +1,39 @@
-"""A fast capture of an ``nn.Module``: one eager forward on fake tensors, recorded op by op.
+"""A fast capture of an ``nn.Module``: one forward on meta tensors, recorded op by op.
 
 ``torch.export.export`` is most of a torch conversion's time (ResNet-50: about 1 s of the
 2 s), because it fakifies, functionalises, builds guards and a wrapper module around the
 program. When no dim is dynamic, the same ATen-level graph can be had much more cheaply:
-run ``forward`` once with the example inputs as FakeTensors (no data, no compute) under a
-``TorchDispatchMode`` that appends every ATen call it sees to an FX graph::
+run ``forward`` once under a ``TorchDispatchMode`` that appends every ATen call it sees to
+an FX graph and runs the call on *meta twins* of its tensors (shapes, no data, no
+arithmetic: the weights and inputs are never computed with)::
 
-    forward(x) on fake x      -->  placeholder x, p_conv_weight, ...
+    forward(x)                -->  placeholder p_conv_weight, ..., x
       conv(x) -> bn -> relu_       convolution(x, p_conv_weight, ...)
-                                   _native_batch_norm_legit_no_training(...)
-                                   relu_(getitem)                 (output -> relu_)
+                                   batch_norm(...)            (F.batch_norm recorded whole)
+                                   relu_(batch_norm)
 
 The result is wrapped as :class:`FastProgram`, which offers what the lowering reads from an
 ``ExportedProgram`` (graph, signature, state_dict, constants, output structure), so the
-same handlers and the same in-place analysis (:mod:`.inplace`) lower it.
+same handlers and the same in-place analysis (:mod:`.inplace`) lower it. As under
+torch.export, ``torch.compiler.is_exporting()`` is true while recording and a function mode
+is active (torch's functions take their composite paths).
 
 The capture is refused — and the caller falls back to torch.export — whenever it cannot be
 sure the graph is the one eager runs (:class:`FastCaptureRefused` says why):
 
 * anything reading a tensor's *values* in Python (``if x.sum() > 0``, ``.item()``,
-  ``.tolist()``, ``.numpy()``): FakeTensors have no data, so these raise;
+  ``.tolist()``, ``.numpy()``, ``bool(x)``), and ops tagged as data-dependent (their result
+  or output shape depends on the data: ``nonzero``, boolean-mask indexing);
 * an op returning something other than tensors (a Python number decided by data);
-* a tensor reaching an op that the recording did not produce and that is no input,
-  parameter, buffer or pre-existing constant (a tensor made while recording was off);
+* an op writing to an input, parameter, buffer or constant (refused before it runs);
+* a tensor reaching an op that is not a recorded result, an input, a parameter, a buffer
+  or a plain CPU constant (meta-device weights, tensor subclasses);
 * outputs that are not tensors, or that the recording did not produce;
 * any op without a handler, any call a handler's check refuses, any in-place op that
-  cannot be lowered functionally without changing what is read (a mutated input, buffer,
-  parameter or view: see :func:`.inplace.safe_inplace`);
+  cannot be lowered functionally without changing what is read (a view of the mutated
+  tensor, a later reader: see :func:`.inplace.safe_inplace`);
 * dynamic dims (only torch.export produces symbolic shapes), TorchScript modules,
-  and any exception raised while recording.
+  and any exception raised while recording (an op without a meta kernel).
 """
 
 from __future__ import annotations
@@ -377,7 +382,7 @@ def _module_paths(module: torch.nn.Module, stack: list[str]) -> Iterator[None]:
 
 def fast_capture(module: torch.nn.Module, args: Sequence[torch.Tensor], names: Sequence[str],
                  *, by_keyword: bool = False) -> FastProgram:
-    """Record ``module(*args)`` on fake tensors as an ATen graph (see the module doc).
+    """Record ``module(*args)`` on meta twins as an ATen graph (see the module doc).
 
     Args:
         module: the module, in the mode it should be captured in (eval).
