@@ -12,6 +12,12 @@ from benchmarks.routes import ROUTES
 
 DEFAULT_OUT = REPO / "benchmarks" / "results"
 
+#: named subsets of ``run``: (routes, models, anchors)
+PRESETS = {
+    "torch-capture": ("torch-onnx", "resnet50,vit_small,gpt2_small,mobilenet_v3",
+                      "torch-dynamo"),
+}
+
 
 def _csv(text: str | None) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
@@ -37,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="one small model per route, 1 repeat, 10 latency runs")
     run.add_argument("--models", help="comma-separated model names (default: per route)")
     run.add_argument("--routes", help="comma-separated routes: " + ", ".join(ROUTES))
+    run.add_argument("--converters", help="comma-separated anchor keys to run beside "
+                     "modelconv (default: every anchor of the route), e.g. torch-dynamo")
+    run.add_argument("--preset", choices=sorted(PRESETS),
+                     help="a named subset of routes/models/anchors: torch-capture = "
+                     "torch-onnx on resnet50, vit_small, gpt2_small, mobilenet_v3 against "
+                     "torch.onnx dynamo (capture time and peak RSS, issue 18)")
     run.add_argument("--repeats", type=int, default=3, help="conversions per cell (median)")
     run.add_argument("--latency-runs", type=int, default=None,
                      help="timed inference runs per model (default 20, quick 5)")
@@ -93,8 +105,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchmarks.report import write_all
 
     runs = args.latency_runs if args.latency_runs is not None else (10 if args.quick else 20)
+    if args.preset:
+        routes, models, anchors = PRESETS[args.preset]
+        args.routes, args.models = args.routes or routes, args.models or models
+        args.converters = args.converters or anchors
     cfg = RunConfig(out_dir=args.out, python=args.python, routes=_csv(args.routes),
-                    models=_csv(args.models), quick=args.quick, repeats=args.repeats,
+                    models=_csv(args.models), converters=_csv(args.converters),
+                    quick=args.quick, repeats=args.repeats,
                     latency_runs=runs, timeout=args.timeout,
                     modelconv_verify=args.modelconv_verify, rebuild=args.rebuild,
                     keep_outputs=args.keep_outputs, startup=not args.no_startup)

@@ -34,6 +34,8 @@ class RunConfig:
     python: str = sys.executable
     routes: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
+    #: converter keys to run (modelconv always runs); empty: every converter of the route
+    converters: list[str] = field(default_factory=list)
     quick: bool = False
     repeats: int = 3
     latency_runs: int = 20
@@ -231,6 +233,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         log(f"route {route.name}")
         for spec in models:
             for conv in route.converters:
+                if cfg.converters and not conv.is_modelconv and conv.key not in cfg.converters:
+                    continue
                 records.append(measure(cfg, route, spec, conv, built.get(spec.name, {})))
     startup: dict[str, Any] = {}
     if cfg.startup:

@@ -120,7 +120,9 @@ def load(src: Source, options: ConvertOptions | None = None, **kwargs: Any) -> S
         path = Path(src)
         fmt = resolve_source_format(path, opts.source_format)
     check_source(opts, fmt)
+    opts.report_progress("import:modules", 0.0)  # torch / tensorflow load here, cold: seconds
     importer = _component(fmt, "importer")
+    opts.report_progress("import:modules", 1.0)
     where = None if fmt == "torch-module" else str(src)
     # Only errors that mean "this file cannot be read" become ModelLoadError: modelconv's
     # readers raise ModelLoadError for bad content themselves. Any other exception is a bug

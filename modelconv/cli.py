@@ -231,6 +231,15 @@ STAGE_TEXT = {
     "passes": "optimizing the graph",
     "export": "writing {dst}",
     "verify": "verifying: running the source and {dst} on the same inputs and comparing",
+    # steps of a stage ("stage:step"), shown indented under it
+    "import:modules": "loading the importer and its framework",
+    "import:weights": "reading the weights",
+    "import:architecture": "building the architecture (the --model factory; the modules "
+                           "it imports load here)",
+    "import:load": "loading the weights into the architecture",
+    "import:capture": "capturing the graph (one recorded forward, or torch.export)",
+    "import:decompose": "decomposing ops without a handler (torch re-traces the program)",
+    "import:lower": "lowering the graph to the IR",
 }
 
 
@@ -261,14 +270,16 @@ class _Progress:
 
     def __call__(self, stage: str, fraction: float) -> None:
         now = time.perf_counter()
+        pad = "    " if ":" in stage else "  "  # a step ("import:capture") under its stage
         if fraction <= 0.0:
             if stage not in self.started:
                 self.started[stage] = now
-                self._show(f"  {self._describe(stage)} ...", final=not self.tty)
+                self._show(f"{pad}{self._describe(stage)} ...", final=not self.tty)
         elif fraction >= 1.0:
             if stage in self.started:
                 took = now - self.started.pop(stage)
-                self._show(f"  {stage} done in {took:.2f}s", final=True)
+                label = stage.split(":", 1)[-1]
+                self._show(f"{pad}{label} done in {took:.2f}s", final=True)
         elif self.tty:
             filled = int(fraction * 20)
             self._show(f"  {stage} [{'#' * filled}{' ' * (20 - filled)}] {fraction:4.0%}",
@@ -277,8 +288,9 @@ class _Progress:
     def close(self) -> None:
         """Say which stage failed: a stage that started and never finished."""
         now = time.perf_counter()
-        for stage, began in list(self.started.items()):
-            self._show(f"  {stage} failed after {now - began:.2f}s", final=True)
+        for stage, began in reversed(list(self.started.items())):  # the step, then its stage
+            pad, label = ("    ", stage.split(":", 1)[1]) if ":" in stage else ("  ", stage)
+            self._show(f"{pad}{label} failed after {now - began:.2f}s", final=True)
         self.started.clear()
 
     def _show(self, text: str, *, final: bool) -> None:

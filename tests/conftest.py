@@ -15,16 +15,18 @@ CliRunner = Callable[[list[str]], tuple[int, str]]
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--conformance", action="store_true",
                      help="run only the ONNX backend node suite (marker 'conformance')")
+    parser.addoption("--matrix", action="store_true",
+                     help="run only the torch source matrix (marker 'matrix')")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # the node suite is its own CI step: deselected (and counted as such) by default,
-    # the only thing selected with --conformance
-    wanted = config.getoption("--conformance")
+    # the node suite and the torch matrix are their own CI steps: deselected (and counted
+    # as such) by default, the only thing selected with --conformance / --matrix
+    wanted = {m for m in ("conformance", "matrix") if config.getoption(f"--{m}")}
     keep, dropped = [], []
     for item in items:
-        marked = item.get_closest_marker("conformance") is not None
-        (keep if marked == wanted else dropped).append(item)
+        marked = {m for m in ("conformance", "matrix") if item.get_closest_marker(m)}
+        (keep if (marked & wanted if wanted else not marked) else dropped).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep

@@ -113,3 +113,20 @@ def test_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_plain_strips_escape_sequences() -> None:
     assert cli.plain("\x1b[31mred\x1b[0m and \x1b[1;33mbold\x1b[m \x1b]") == "red and bold "
     assert cli.plain("no escapes: 100% [ok]") == "no escapes: 100% [ok]"
+
+
+def test_import_steps_are_named_while_they_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # piped: plain lines
+    progress = cli._Progress("w.safetensors", "m.onnx")
+    progress("import", 0.0)
+    progress("import:architecture", 0.0)
+    progress("import:architecture", 1.0)
+    progress("import:capture", 0.0)
+    lines = sys.stderr.getvalue().splitlines()
+    assert lines[1].startswith("    building the architecture (the --model factory")
+    assert lines[2].startswith("    architecture done in ")
+    assert lines[3] == "    capturing the graph (one recorded forward, or torch.export) ..."
+    progress.close()  # a step that never finished is named as the one that failed
+    tail = sys.stderr.getvalue().splitlines()[-2:]
+    assert tail[0].startswith("    capture failed after ")
+    assert tail[1].startswith("  import failed after ")

@@ -6,7 +6,8 @@ Every route ends in a ``torch.export.ExportedProgram`` that is lowered op by op
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +18,23 @@ from modelconv.formats import SourceModel
 from modelconv.options import ConvertOptions
 
 from .capture import (
+    BoundInputs,
     bind_inputs,
     capture_dynamic,
     dynamic_shapes_spec,
+    eval_mode,
     export_module,
     requested_dims,
 )
+from .fastcapture import FastCaptureRefused, capture_mode, fast_capture
 from .lazy_weights import mapped_module, mapped_safetensors, mapped_state_dict
-from .lower import embedding_ranges, lower_program, placeholder_symbols, prepare
+from .lower import (
+    embedding_ranges,
+    lower_program,
+    needs_decomposition,
+    placeholder_symbols,
+    prepare,
+)
 from .pt2_audit import check_pt2_archive, disarm_program
 from .sources import (
     apply_state_dict,
@@ -37,6 +47,16 @@ from .sources import (
     load_torch_weights,
 )
 from .ts_shapes import specialise_shapes
+
+
+@contextlib.contextmanager
+def _step(options: ConvertOptions, name: str) -> Iterator[None]:
+    """Progress of one step of the import (``import:capture``...), said when it starts and
+    when it ends: the CLI prints both, so a slow step is named while it runs."""
+    options.report_progress(f"import:{name}", 0.0)
+    yield
+    options.report_progress(f"import:{name}", 1.0)
+
 
 __all__ = [
     "import_exported_program",
@@ -81,15 +101,20 @@ def import_exported_program(
         UnsupportedOpsError: ops without a handler (all of them listed).
     """
     options.report_progress("import", 0.3)
-    try:
-        prepared = prepare(ep)
-    except ModelconvError:
-        raise
-    except Exception as exc:
-        raise ModelconvError(f"decomposing the exported program failed: {exc}") from exc
+    if needs_decomposition(ep):
+        with _step(options, "decompose"):
+            try:
+                prepared = prepare(ep)
+            except ModelconvError:
+                raise
+            except Exception as exc:
+                raise ModelconvError(f"decomposing the exported program failed: {exc}") from exc
+    else:
+        prepared = ep
     options.report_progress("import", 0.6)
-    model = lower_program(prepared, placeholder_symbols(prepared, wanted or {}),
-                          input_names=input_names)
+    with _step(options, "lower"):
+        model = lower_program(prepared, placeholder_symbols(prepared, wanted or {}),
+                              input_names=input_names)
     options.report_progress("import", 1.0)
     arg_names = list(input_names or []) if by_keyword else None
 
@@ -120,10 +145,48 @@ def _import_module(module: torch.nn.Module, options: ConvertOptions, fmt: str,
     options.report_progress("import", 0.05)
     bound = bind_inputs(module, options)
     wanted = requested_dims(bound.names, options)
-    ep, warnings = capture_dynamic(module, bound, wanted, options)
+    ep, warnings = capture(module, bound, wanted, options)
     return import_exported_program(ep, options, format=fmt, path=path, eager=module,
                                    wanted=wanted, input_names=bound.names,
                                    by_keyword=bound.by_keyword, warnings=warnings)
+
+
+def capture(module: torch.nn.Module, bound: BoundInputs, wanted: dict[str, dict[int, str]],
+            options: ConvertOptions) -> tuple[Any, list[str]]:
+    """The module's program: the fast recording where it can vouch for the graph, else
+    torch.export (see :mod:`.fastcapture`; ``MODELCONV_TORCH_CAPTURE`` forces either).
+
+    Args:
+        module: the module to capture.
+        bound: its example inputs.
+        wanted: requested dynamic dims (any makes it torch.export).
+        options: the conversion options.
+
+    Returns:
+        The program (an ExportedProgram or a FastProgram) and warnings to show.
+
+    Raises:
+        ShapeError: requested dynamic dims do not fit the model.
+        ModelconvError: the capture failed (with ``fast`` forced: why the fast one refused).
+    """
+    with _step(options, "capture"):
+        return _capture(module, bound, wanted, options)
+
+
+def _capture(module: torch.nn.Module, bound: BoundInputs, wanted: dict[str, dict[int, str]],
+             options: ConvertOptions) -> tuple[Any, list[str]]:
+    mode = capture_mode()
+    if mode != "export":
+        try:
+            if wanted:
+                raise FastCaptureRefused("dynamic dims need torch.export's symbolic shapes")
+            with eval_mode(module):
+                return fast_capture(module, bound.args, bound.names,
+                                    by_keyword=bound.by_keyword), []
+        except FastCaptureRefused:
+            if mode == "fast":
+                raise
+    return capture_dynamic(module, bound, wanted, options)
 
 
 def import_state_dict(src: Any, options: ConvertOptions) -> SourceModel:
@@ -158,16 +221,22 @@ def _import_weights(path: Path, options: ConvertOptions, fmt: str,
     weights are never copied into memory. Otherwise they are read and copied in.
     """
     notes: list[str] = []
-    state = mapped(path) if mapped is not None and not isinstance(
-        options.model, torch.nn.Module) else None
+    state = None
+    if mapped is not None and not isinstance(options.model, torch.nn.Module):
+        with _step(options, "weights"):
+            state = mapped(path)
     if state is not None:
-        module, why = mapped_module(options.model, path, state)
+        with _step(options, "architecture"):
+            module, why = mapped_module(options.model, path, state)
         if module is not None:
             return _import_module(module, options, fmt, str(path))
         notes.append(f"weights copied into memory, not mapped from the file: {why}")
-    state = read(path)
-    module = build_architecture(options.model, path)
-    apply_state_dict(module, state, path)
+    with _step(options, "weights"):
+        state = read(path)
+    with _step(options, "architecture"):
+        module = build_architecture(options.model, path)
+    with _step(options, "load"):
+        apply_state_dict(module, state, path)
     sm = _import_module(module, options, fmt, str(path))
     sm.warnings = [*notes, *sm.warnings]
     return sm
@@ -191,7 +260,8 @@ def import_torchscript(src: Any, options: ConvertOptions) -> SourceModel:
     bound = bind_inputs(ts, options)
     args, names = bound.args, bound.names
     wanted = requested_dims(names, options)
-    ep = _torchscript_program(ts, args, names, wanted, options)
+    with _step(options, "capture"):
+        ep = _torchscript_program(ts, args, names, wanted, options)
     # the converted program may rename inputs (x -> x_1): match them by position
     users = list(ep.graph_signature.user_inputs)
     if len(users) == len(names):

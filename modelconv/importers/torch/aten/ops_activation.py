@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import onnx_ir as ir
 
 from ._base import AtenBuilder, aten_op
@@ -126,3 +127,13 @@ def glu(b: AtenBuilder, x: ir.Value, dim: int = -1) -> ir.Value:
     first, second = b.split(x, dim, 2)
     return b.Mul(first, b.Sigmoid(second))
 
+
+
+@aten_op("aten._safe_softmax.default")
+def safe_softmax(b: AtenBuilder, x: ir.Value, dim: int, dtype: object = None) -> ir.Value:
+    """Softmax on ``dim`` that gives 0 (not NaN) on a slice that is all -inf (a fully
+    masked attention row), as SDPA's math path computes it."""
+    x = b.cast(x, b.out_dtype())
+    probs = b.Softmax(x, axis=dim)
+    empty = b.Equal(b.ReduceMax(x, b.const([dim]), keepdims=1), b.scalar(-np.inf, x.dtype))
+    return b.Where(empty, b.scalar(0.0, x.dtype), probs)

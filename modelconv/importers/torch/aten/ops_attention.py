@@ -55,3 +55,4 @@ def scaled_dot_product_attention(
         else:
             scores = b.Add(scores, b.cast(attn_mask, query.dtype))
     return b.MatMul(b.Softmax(scores, axis=-1), value)
+

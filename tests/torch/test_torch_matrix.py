@@ -1,0 +1,199 @@
+"""The torch source matrix: every torchvision classification model (weights=None) and
+transformers encoder, decoder and encoder-decoder models from small configs, from each torch
+source kind (module, state_dict, safetensors, TorchScript, .pt2), to ONNX and TFLite, verified
+against torch eager with the default fp32 tolerance.
+
+The full matrix is long (80 torchvision models x 5 sources x 2 targets): it is marked
+``matrix`` and runs only with ``pytest --matrix`` (a separate CI step, like
+``--conformance``). A representative subset (:data:`DEFAULT`) runs in the default suite.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import modelconv
+
+torch = pytest.importorskip("torch")
+torchvision = pytest.importorskip("torchvision")
+
+SOURCES = ["module", "state_dict", "safetensors", "torchscript", "pt2"]
+TARGETS = ["onnx", "tflite"]
+
+#: torchvision constructor kwargs / input sides that differ from the defaults (side 64)
+_TV_KWARGS: dict[str, dict[str, Any]] = {
+    "inception_v3": {"aux_logits": False, "init_weights": True},
+    "googlenet": {"aux_logits": False, "init_weights": True},
+    "vit_b_16": {"image_size": 64}, "vit_b_32": {"image_size": 64},
+    "vit_l_16": {"image_size": 64}, "vit_l_32": {"image_size": 64},
+    "vit_h_14": {"image_size": 56},
+}
+_TV_SIDE = {"inception_v3": 96, "vit_h_14": 56, "maxvit_t": 224}
+# AlexNet and VGG pool their features to 6x6 / 7x7 with AdaptiveAvgPool2d: below 224 that
+# upsamples (uneven windows, which the handler refuses), so they run at their design size
+_TV_SIDE.update({n: 224 for n in ("alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn",
+                                  "vgg16", "vgg16_bn", "vgg19", "vgg19_bn")})
+
+
+def _torchvision_names() -> list[str]:
+    return list(torchvision.models.list_models(module=torchvision.models))
+
+
+def _tv_factory(name: str) -> Callable[[], Any]:
+    def build() -> Any:
+        return torchvision.models.get_model(name, weights=None, **_TV_KWARGS.get(name, {}))
+
+    return build
+
+
+class _LastHidden(torch.nn.Module):
+    """A transformers model called with token ids, returning one tensor."""
+
+    def __init__(self, model: Any, field: str, decoder: bool = False) -> None:
+        super().__init__()
+        self.model, self.field, self.decoder = model, field, decoder
+
+    def forward(self, input_ids: Any, decoder_input_ids: Any = None) -> Any:
+        kwargs = {"decoder_input_ids": decoder_input_ids} if self.decoder else {}
+        out = self.model(input_ids=input_ids, use_cache=False, return_dict=True, **kwargs)
+        return getattr(out, self.field)
+
+
+def _hf(config: str, model: str, field: str, decoder: bool = False,
+        **params: Any) -> Callable[[], Any]:
+    def build() -> Any:
+        transformers = pytest.importorskip("transformers")
+        cfg = getattr(transformers, config)(**params)
+        return _LastHidden(getattr(transformers, model)(cfg), field, decoder)
+
+    return build
+
+
+_SMALL = {"vocab_size": 64}
+#: transformers models: name -> (factory, number of int64 (1, 8) token inputs)
+HF_MODELS: dict[str, tuple[Callable[[], Any], int]] = {
+    "bert": (_hf("BertConfig", "BertModel", "last_hidden_state", hidden_size=32,
+                 num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                 max_position_embeddings=32, **_SMALL), 1),
+    "gpt2": (_hf("GPT2Config", "GPT2LMHeadModel", "logits", n_embd=32, n_layer=2, n_head=2,
+                 n_positions=32, bos_token_id=0, eos_token_id=0, **_SMALL), 1),
+    "llama": (_hf("LlamaConfig", "LlamaForCausalLM", "logits", hidden_size=32,
+                  intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=32, bos_token_id=0,
+                  eos_token_id=0, pad_token_id=0, **_SMALL), 1),
+    "t5": (_hf("T5Config", "T5Model", "last_hidden_state", True, d_model=32, d_kv=8,
+               d_ff=64, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
+               dropout_rate=0.0, decoder_start_token_id=0, **_SMALL), 2),
+    "bart": (_hf("BartConfig", "BartModel", "last_hidden_state", True, d_model=32,
+                 encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+                 decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                 max_position_embeddings=32, pad_token_id=1, bos_token_id=0,
+                 eos_token_id=2, decoder_start_token_id=2, **_SMALL), 2),
+    "marian": (_hf("MarianConfig", "MarianMTModel", "logits", True, d_model=32,
+                   encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+                   decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                   max_position_embeddings=32, pad_token_id=63, eos_token_id=0,
+                   decoder_start_token_id=63, **_SMALL), 2),
+}
+
+
+def _spec(name: str) -> tuple[Callable[[], Any], list[tuple[int, ...]], list[str]]:
+    """(factory, input shapes, input dtypes) of a matrix model."""
+    if name in HF_MODELS:
+        factory, count = HF_MODELS[name]
+        return factory, [(1, 8)] * count, ["int64"] * count
+    side = _TV_SIDE.get(name, 64)
+    return _tv_factory(name), [(1, 3, side, side)], ["float32"]
+
+
+def _examples(shapes: list[tuple[int, ...]], dtypes: list[str]) -> tuple[Any, ...]:
+    gen = torch.Generator().manual_seed(0)
+    return tuple(torch.randint(3, 60, s, generator=gen) if d == "int64"
+                 else torch.randn(s, generator=gen) for s, d in zip(shapes, dtypes, strict=True))
+
+
+def _trained(factory: Callable[[], Any]) -> Any:
+    """The architecture with non-trivial weights and BatchNorm statistics, in eval mode."""
+    torch.manual_seed(0)
+    model = factory().eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) \
+                    and module.running_mean is not None and module.running_var is not None:
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 1.5)
+    return model
+
+
+def convert_from(source: str, target: str, name: str, tmp_path: Path) -> Any:
+    """Write ``name`` as ``source``, convert it to ``target`` with verification, return the
+    result (the matrix cell)."""
+    factory, shapes, dtypes = _spec(name)
+    model = _trained(factory)
+    args = _examples(shapes, dtypes)
+    out = tmp_path / f"{name}.{target}"
+    shape_opts: dict[str, Any] = {"input_shapes": shapes, "input_dtypes": dtypes}
+    if source == "module":
+        return modelconv.convert(model, out, example_inputs=args)
+    if source == "state_dict":
+        torch.save(model.state_dict(), tmp_path / "w.pt")
+        return modelconv.convert(tmp_path / "w.pt", out, model=factory, **shape_opts)
+    if source == "safetensors":
+        from safetensors.torch import save_model
+
+        save_model(model, str(tmp_path / "w.safetensors"))  # handles tied weights
+        return modelconv.convert(tmp_path / "w.safetensors", out, model=factory, **shape_opts)
+    if source == "torchscript":
+        with torch.no_grad():
+            traced = torch.jit.trace(model, args, strict=False, check_trace=False)
+        traced.save(str(tmp_path / "ts.pt"))
+        return modelconv.convert(tmp_path / "ts.pt", out, trust_code=True, **shape_opts)
+    with torch.no_grad():
+        program = torch.export.export(model, args)
+    torch.export.save(program, str(tmp_path / "m.pt2"))
+    return modelconv.convert(tmp_path / "m.pt2", out)
+
+
+def _check(result: Any) -> None:
+    assert result.verified, result.report
+    assert result.report is not None
+    for o in result.report.outputs:
+        assert o.passed, o
+
+
+_NO_LITERT = importlib.util.find_spec("ai_edge_litert") is None
+
+
+def _cells() -> list[Any]:
+    names = _torchvision_names() + list(HF_MODELS)
+    return [pytest.param(n, s, t, id=f"{n}-{s}-{t}",
+                         marks=[pytest.mark.matrix] + ([pytest.mark.skip("needs litert")]
+                                                       if t == "tflite" and _NO_LITERT
+                                                       else []))
+            for n in names for s in SOURCES for t in TARGETS]
+
+
+@pytest.mark.parametrize(("name", "source", "target"), _cells())
+def test_matrix(tmp_path: Path, name: str, source: str, target: str) -> None:
+    _check(convert_from(source, target, name, tmp_path))
+
+
+#: the default suite's share of the matrix: every source once, both targets, a CNN, an
+#: encoder, a decoder and an encoder-decoder
+DEFAULT = [("resnet18", "safetensors", "onnx"), ("mobilenet_v3_small", "pt2", "tflite"),
+           ("squeezenet1_1", "torchscript", "onnx"), ("bert", "state_dict", "onnx"),
+           ("gpt2", "module", "tflite"), ("t5", "safetensors", "onnx"),
+           ("llama", "pt2", "onnx"), ("marian", "module", "onnx")]
+
+
+@pytest.mark.parametrize(("name", "source", "target"), DEFAULT,
+                         ids=[f"{n}-{s}-{t}" for n, s, t in DEFAULT])
+def test_matrix_subset(tmp_path: Path, name: str, source: str, target: str) -> None:
+    if target == "tflite" and _NO_LITERT:
+        pytest.skip("needs litert")
+    _check(convert_from(source, target, name, tmp_path))
