@@ -136,3 +136,22 @@ def attr(node: ir.Node, name: str, default: Any = None) -> Any:
     """Attribute ``name`` of ``node`` as a Python value, or ``default``."""
     a = node.attributes.get(name)
     return default if a is None else a.value
+
+
+def take_over_outputs(graph: ir.Graph, pairs: Sequence[tuple[ir.Value, ir.Value]],
+                      suffix: str) -> None:
+    """Make each ``new`` value stand for its ``old`` one: every use (graph outputs too), the
+    name, the type and the shape move to ``new``; ``old`` is renamed ``<name><suffix>``.
+
+    Args:
+        graph: the graph both values live in.
+        pairs: ``(old, new)`` pairs.
+        suffix: appended to an old value's name when its new value takes that name.
+    """
+    for old, new in pairs:
+        name = old.name
+        old.replace_all_uses_with(new, replace_graph_outputs=True)
+        if name:
+            old.name = unique_name(graph, f"{name}{suffix}")
+            new.name = name
+        new.type, new.shape = old.type, old.shape

@@ -25,7 +25,7 @@ import onnx
 import onnx_ir as ir
 
 from modelconv.ir.builder import SOURCE_KEY
-from modelconv.passes._edit import unique_name
+from modelconv.passes._edit import take_over_outputs, unique_name
 
 #: metadata key of a body's nodes: the op(s) they were expanded from ("Outer/Inner")
 EXPANDED_KEY = "modelconv.expanded_from"
@@ -100,13 +100,7 @@ def _in_float32(graph: ir.Graph, node: ir.Node) -> ir.Node:
         elif old.uses() or old.is_graph_output():
             after.append((old, new, None))
     graph.insert_before(node, [*before, wide, *[d for _, _, d in after if d is not None]])
-    for old, result, _ in after:
-        name = old.name
-        old.replace_all_uses_with(result, replace_graph_outputs=True)
-        if name:
-            old.name = unique_name(graph, f"{name}__float16")
-            result.name = name
-        result.type, result.shape = old.type, old.shape
+    take_over_outputs(graph, [(old, result) for old, result, _ in after], "__float16")
     graph.remove(node, safe=True)
     return wide
 
@@ -282,15 +276,9 @@ def _inline(model: ir.Model, node: ir.Node, found: Body) -> bool:
     for domain, version in body.opset_imports.items():
         model.opset_imports.setdefault(domain, version)
     graph.insert_before(node, new_nodes)
-    for old, result in zip(node.outputs, results, strict=False):
-        if result is None:
-            continue
-        name = old.name
-        old.replace_all_uses_with(result, replace_graph_outputs=True)
-        if name:
-            old.name = unique_name(graph, f"{name}__expanded")
-            result.name = name
-        result.type, result.shape = old.type, old.shape
+    take_over_outputs(graph, [(old, result) for old, result
+                              in zip(node.outputs, results, strict=False)
+                              if result is not None], "__expanded")
     graph.remove(node, safe=True)
     return True
 

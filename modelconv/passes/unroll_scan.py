@@ -17,7 +17,7 @@ import numpy as np
 import onnx_ir as ir
 
 from modelconv.ir.builder import SOURCE_KEY
-from modelconv.passes._edit import new_const, unique_name
+from modelconv.passes._edit import new_const, take_over_outputs, unique_name
 
 #: the longest sequence unrolled by default (each step copies the whole body)
 MAX_STEPS = 64
@@ -122,13 +122,7 @@ def _unroll(graph: ir.Graph, node: ir.Node, max_steps: int, opset: int) -> bool:
         results.append(add("Concat", list(ordered), [ir.AttrInt64("axis", out_axes[k])],
                            name="scan_out").outputs[0])
     graph.insert_before(node, new_nodes)
-    for old, new in zip(node.outputs, results, strict=True):
-        name = old.name
-        old.replace_all_uses_with(new, replace_graph_outputs=True)
-        if name:
-            old.name = unique_name(graph, f"{name}__unrolled")
-            new.name = name
-        new.type, new.shape = old.type, old.shape
+    take_over_outputs(graph, list(zip(node.outputs, results, strict=True)), "__unrolled")
     graph.remove(node, safe=True)
     return True
 
