@@ -472,12 +472,7 @@ def test_cnn_has_no_inner_transposes(tmp_path: Any) -> None:
 
 
 #: rows the TFLite exporter refuses (cleanly, with UnsupportedOpsError), and why
-TFLITE_REFUSED: dict[str, str] = {
-    "conv3d": "no CONV_3D lowering",
-    "conv3d_transpose_same": "no CONV_3D_TRANSPOSE lowering",
-    "conv3d_transpose_valid": "no CONV_3D_TRANSPOSE lowering",
-    "conv_lstm3d": "no CONV_3D lowering",
-}
+TFLITE_REFUSED: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
@@ -509,7 +504,7 @@ def test_layer_to_tflite(name: str, built: Callable[[str], Built], litert: Any) 
 
 
 #: registered classes whose every table row is refused by the TFLite exporter
-TFLITE_UNLOWERED = {"Conv3D", "Conv3DTranspose", "ConvLSTM3D"}
+TFLITE_UNLOWERED: set[str] = set()
 #: registered classes Keras 3 cannot write to a legacy .h5 file
 H5_UNWRITABLE = {*AUGMENT_NO_H5, "RandomBrightness"}
 

@@ -1,4 +1,4 @@
-"""Convolutions: Conv -> CONV_2D (grouped too) / DEPTHWISE_CONV_2D, ConvTranspose."""
+"""Convolutions: Conv -> CONV_2D (grouped too) / DEPTHWISE_CONV_2D (3-D: ops_conv3d)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from modelconv.exporters.tflite._geometry import (
 )
 from modelconv.exporters.tflite.graph import LoweringContext
 from modelconv.exporters.tflite.kernels import value_dtype
+from modelconv.exporters.tflite.ops_conv3d import conv3d_reason, lower_conv3d
 from modelconv.exporters.tflite.registry import tflite_lowering
 from modelconv.passes.tflite.nhwc import NHWC_DOMAIN
 
@@ -65,7 +66,7 @@ def prepare_window(ctx: LoweringContext, node: ir.Node, x4: int, kernel: list[in
 
 
 def check_conv(node: ir.Node) -> str | None:
-    """A 3-D convolution (rank-5 input) has no lowering (TFLite's CONV_3D is not used).
+    """Why a Conv cannot be written for LiteRT (rank-5: :func:`conv3d_reason`), or None.
 
     Args:
         node: the Conv node.
@@ -74,8 +75,10 @@ def check_conv(node: ir.Node) -> str | None:
         Why it is refused, or None.
     """
     x = node.inputs[0]
-    if x is not None and x.shape is not None and len(x.shape) > 4:
-        return "3 spatial dims (no CONV_3D lowering)"
+    if x is not None and x.shape is not None and len(x.shape) == 5:
+        return conv3d_reason(node)
+    if x is not None and x.shape is not None and len(x.shape) > 5:
+        return f"{len(x.shape) - 2} spatial dims"
     return runtime_weight_reason(node)
 
 
@@ -93,6 +96,9 @@ def lower_conv(ctx: LoweringContext, node: ir.Node) -> None:
 
     LiteRT's CONV_2D takes groups = input channels / filter input channels (conv.cc
     Prepare) on its float, int8/int16 per-channel and hybrid paths."""
+    if node.domain != NHWC_DOMAIN and len(ctx.shape(node.outputs[0])) == 5:
+        lower_conv3d(ctx, node)
+        return
     if node.domain != NHWC_DOMAIN:
         raise ExportError(f"Conv '{node.name}' was not moved to NHWC (rank-3/4 only)")
     x = as_nhwc4(ctx, ctx.inp(node, 0))

@@ -18,15 +18,19 @@ from ai_edge_litert import schema_py_generated as s
 from modelconv.errors import ExportError
 from modelconv.exporters.tflite.graph import LoweringContext
 from modelconv.exporters.tflite.ops_conv import as_nhwc4, finish_rank, runtime_weight_reason
+from modelconv.exporters.tflite.ops_conv3d import conv3d_reason, lower_conv_transpose3d
 from modelconv.exporters.tflite.registry import attr, tflite_lowering
 from modelconv.passes.tflite.nhwc import NHWC_DOMAIN
 
 
 def check_conv_transpose(node: ir.Node) -> str | None:
-    """1-D / 2-D (rank-3 / rank-4 input) with a weight of known shape; float32."""
+    """1-D / 2-D (rank-3 / rank-4 input) with a weight of known shape; float32; 3-D as
+    :func:`~modelconv.exporters.tflite.ops_conv3d.conv3d_reason` says."""
     weight = node.inputs[1]
     if weight is None or weight.shape is None:
         return "weight of unknown shape"
+    if len(weight.shape) == 5:
+        return conv3d_reason(node)
     if len(weight.shape) not in (3, 4):
         return f"{len(weight.shape) - 2}-D (1-D and 2-D only)"
     return runtime_weight_reason(node)
@@ -97,6 +101,9 @@ def _window_start(node: ir.Node, a: dict[str, list[int]], full: list[int],
 @tflite_lowering("ConvTranspose", check=check_conv_transpose)
 def lower_conv_transpose(ctx: LoweringContext, node: ir.Node) -> None:
     """ConvTranspose -> TRANSPOSE_CONV (per group) + crop / zero-extend + bias (module doc)."""
+    if node.domain != NHWC_DOMAIN and len(ctx.shape(node.outputs[0])) == 5:
+        lower_conv_transpose3d(ctx, node)
+        return
     if node.domain != NHWC_DOMAIN:
         raise ExportError(f"ConvTranspose '{node.name}' was not moved to NHWC")
     assert node.inputs[1] is not None
