@@ -93,6 +93,11 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--runs", type=int, default=20, help="timed invocations per file (median)")
     tr.add_argument("--timeout", type=float, default=900.0, help="seconds per subprocess")
 
+    kh = sub.add_parser("keras-hub", help="keras_hub backbones: modelconv's package route "
+                        "(.keras) vs tf2onnx (SavedModel)")
+    kh.add_argument("--python", default=sys.executable)
+    kh.add_argument("--timeout", type=float, default=1800.0, help="seconds per subprocess")
+
     st = sub.add_parser("startup", help="only the import / --help timing")
     st.add_argument("--python", default=sys.executable)
     st.add_argument("--runs", type=int, default=5)
@@ -179,6 +184,14 @@ def cmd_transposes(args: argparse.Namespace) -> int:
     return main_transposes(_csv(args.models), args.python, args.runs, args.timeout)
 
 
+def cmd_keras_hub(args: argparse.Namespace) -> int:
+    """``keras-hub``: the package route against tf2onnx on keras_hub backbones."""
+    from benchmarks.keras_hub_route import run_keras_hub
+
+    sys.stdout.write(run_keras_hub(args.python, args.timeout) + "\n")
+    return 0
+
+
 def cmd_startup(args: argparse.Namespace) -> int:
     """``startup``: import and --help wall time."""
     from benchmarks.report import startup_table
@@ -195,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     return {"run": cmd_run, "profile": cmd_profile, "scale": cmd_scale,
             "scaling": cmd_scaling, "startup": cmd_startup,
-            "transposes": cmd_transposes}[args.command](args)
+            "transposes": cmd_transposes, "keras-hub": cmd_keras_hub}[args.command](args)
 
 
 if __name__ == "__main__":
