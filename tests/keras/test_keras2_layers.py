@@ -75,9 +75,9 @@ def litert() -> Any:
     worker.close()
 
 
-#: rows the TFLite exporter refuses (UnsupportedOpsError), and why
-TFLITE_REFUSED = {"conv_lstm3d": "no CONV_3D lowering",
-                  "rnn_stacked": "no lowering of the ONNX RNN op (SimpleRNNCell)"}
+#: rows the TFLite exporter refuses (UnsupportedOpsError), and why (none today: CONV_3D and
+#: the ONNX RNN op lower)
+TFLITE_REFUSED: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("name", ROWS)
