@@ -118,6 +118,7 @@ def test_derived_buffer_falls_back_to_memory_and_says_so(tmp_path: Path) -> None
     assert any("not mapped from the file" in w and "scale" in w for w in result.warnings)
 
 
+@pytest.mark.models
 def test_conversion_holds_no_weight_sized_anonymous_memory(tmp_path: Path) -> None:
     big, weights = _save(tmp_path, "gpt2_test")  # 233 MB, largest tensor 16 MB
     micro, _ = _save(tmp_path, "gpt2_micro")

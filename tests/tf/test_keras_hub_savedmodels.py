@@ -24,6 +24,7 @@ from tests.litert_isolated import IsolatedLiteRT
 
 pytestmark = [
     pytest.mark.tf,
+    pytest.mark.models,
     pytest.mark.skipif(any(importlib.util.find_spec(m) is None
                            for m in ("tensorflow", "keras_hub")),
                        reason="needs tensorflow and keras_hub to build the SavedModels"),

@@ -191,6 +191,7 @@ DEFAULT = [("resnet18", "safetensors", "onnx"), ("mobilenet_v3_small", "pt2", "t
            ("llama", "pt2", "onnx"), ("marian", "module", "onnx")]
 
 
+@pytest.mark.models
 @pytest.mark.parametrize(("name", "source", "target"), DEFAULT,
                          ids=[f"{n}-{s}-{t}" for n, s, t in DEFAULT])
 def test_matrix_subset(tmp_path: Path, name: str, source: str, target: str) -> None:
