@@ -73,6 +73,19 @@ def _tensorflow_hidden() -> Iterator[None]:
     finally:
         if sys.modules.get("tensorflow", 0) is None:
             del sys.modules["tensorflow"]
+        _forget_tensorflow_probe()
+
+
+def _forget_tensorflow_probe() -> None:
+    """Keras caches whether TensorFlow imports (``module_utils.tensorflow``): a probe made
+    while it was hidden must not outlive the hiding, or the caller's own Keras layers that
+    need TensorFlow (IntegerLookup, StringLookup...) would fail later in the process."""
+    import sys
+
+    utils = sys.modules.get("keras.src.utils.module_utils")
+    probe = getattr(utils, "tensorflow", None)
+    if probe is not None and getattr(probe, "module", None) is None:
+        probe._available = None
 
 
 def application_layers(package: str) -> dict[str, type]:

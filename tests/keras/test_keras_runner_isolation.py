@@ -26,3 +26,32 @@ def test_keras3_verification_does_not_import_tensorflow(tmp_path: Path, fixture:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=300, check=True)
     assert "VERIFIED True TF False" in out.stdout
+
+
+
+def test_hiding_tensorflow_leaves_no_false_probe_behind() -> None:
+    """Keras caches whether TensorFlow imports; a probe made while the Keras runner hid it
+    must be forgotten, or IntegerLookup would later say TensorFlow is not installed."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("needs tensorflow installed")
+    code = (
+        "import sys\n"
+        "from keras.src.utils import module_utils\n"
+        "from modelconv.verification.runners_keras import _tensorflow_hidden\n"
+        "assert 'tensorflow' not in sys.modules\n"
+        "with _tensorflow_hidden():\n"
+        "    assert module_utils.tensorflow.available is False\n"
+        "print('AFTER', module_utils.tensorflow._available)\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "AFTER None" in out.stdout, out.stdout

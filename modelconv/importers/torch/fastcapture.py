@@ -309,8 +309,22 @@ def _batch_norm(recorder: _Recorder, input: Any, running_mean: Any, running_var:
                                   momentum, eps, True), out)
 
 
+def _linear(recorder: _Recorder, input: Any, weight: Any, bias: Any = None) -> Any:
+    """``F.linear`` as ``aten.linear`` (torch.export's op), not its ``t`` + ``addmm`` /
+    ``matmul`` decomposition: the TFLite exporter folds a whole linear into one
+    FULLY_CONNECTED (bias included) and keeps token tensors in their layout."""
+    if not isinstance(input, torch.Tensor) or not isinstance(weight, torch.Tensor) or \
+            weight.dim() != 2 or input.dim() < 1 or \
+            (bias is not None and not isinstance(bias, torch.Tensor)):
+        return None
+    out = torch.empty((*input.shape[:-1], weight.shape[0]), dtype=input.dtype, device="meta")
+    args = (input, weight) if bias is None else (input, weight, bias)
+    return recorder.record_whole(torch.ops.aten.linear.default, args, out)
+
+
 #: functions recorded as one ATen op each (None from the adapter: record as usual)
-_WHOLE: dict[Any, Any] = {torch.nn.functional.batch_norm: _batch_norm}
+_WHOLE: dict[Any, Any] = {torch.nn.functional.batch_norm: _batch_norm,
+                          torch.nn.functional.linear: _linear}
 
 
 class _ValueGuard(TorchFunctionMode):
