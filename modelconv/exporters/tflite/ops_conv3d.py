@@ -79,6 +79,20 @@ def _options(strides: list[int], dilations: list[int], act: int) -> s.Conv3DOpti
     return opts
 
 
+def _prologue(ctx: LoweringContext, node: ir.Node
+              ) -> tuple[np.ndarray, list[int], list[int], list[int], int]:
+    """The constant weight, kernel size, strides, dilations, and the input in NDHWC."""
+    weight = ctx.need_array(node.inputs[1], "convolution weight")
+    x = ctx.transpose(ctx.inp(node, 0), _TO_LAST, "ndhwc")
+    return (weight, [int(k) for k in weight.shape[2:]], _ints(node, "strides", [1, 1, 1]),
+            _ints(node, "dilations", [1, 1, 1]), x)
+
+
+def _bias(ctx: LoweringContext, node: ir.Node, out_ch: int) -> np.ndarray:
+    bias = ctx.array(node.inputs[2]) if len(node.inputs) > 2 else None
+    return np.zeros(out_ch, np.float32) if bias is None else bias.astype(np.float32)
+
+
 def lower_conv3d(ctx: LoweringContext, node: ir.Node) -> None:
     """Conv over NCDHW: TRANSPOSE to NDHWC, PAD, CONV_3D (VALID), TRANSPOSE back.
 
@@ -86,11 +100,8 @@ def lower_conv3d(ctx: LoweringContext, node: ir.Node) -> None:
         ctx: the lowering context.
         node: the rank-5 Conv (checked by :func:`conv3d_reason`).
     """
-    weight = ctx.need_array(node.inputs[1], "convolution weight")  # [O, I, kd, kh, kw]
-    out_ch, kernel = int(weight.shape[0]), [int(k) for k in weight.shape[2:]]
-    strides = _ints(node, "strides", [1, 1, 1])
-    dilations = _ints(node, "dilations", [1, 1, 1])
-    x = ctx.transpose(ctx.inp(node, 0), _TO_LAST, "ndhwc")
+    weight, kernel, strides, dilations, x = _prologue(ctx, node)  # weight [O, I, kd, kh, kw]
+    out_ch = int(weight.shape[0])
     shape = ctx.t(x).shape
     pads = _pads(node, list(shape[1:4]), kernel, strides, dilations)
     if any(pads):
@@ -99,8 +110,7 @@ def lower_conv3d(ctx: LoweringContext, node: ir.Node) -> None:
                                                                         strict=True)])
         ctx.emit("PAD", [x, ctx.i32(pairs, "paddings")], [padded])
         x = padded
-    bias = ctx.array(node.inputs[2]) if len(node.inputs) > 2 else None
-    bias = np.zeros(out_ch, np.float32) if bias is None else bias.astype(np.float32)
+    bias = _bias(ctx, node, out_ch)
     dst = ctx.out(node)
     n, c, d, h, w = ctx.t(dst).shape
     y = ctx.tmp("conv3d", np.float32, [n, d, h, w, c])
@@ -118,11 +128,8 @@ def lower_conv_transpose3d(ctx: LoweringContext, node: ir.Node) -> None:
         ctx: the lowering context.
         node: the rank-5 ConvTranspose (checked by :func:`conv3d_reason`).
     """
-    weight = ctx.need_array(node.inputs[1], "convolution weight")  # [I, O, kd, kh, kw]
-    out_ch, kernel = int(weight.shape[1]), [int(k) for k in weight.shape[2:]]
-    strides = _ints(node, "strides", [1, 1, 1])
-    dilations = _ints(node, "dilations", [1, 1, 1])
-    x = ctx.transpose(ctx.inp(node, 0), _TO_LAST, "ndhwc")
+    weight, kernel, strides, dilations, x = _prologue(ctx, node)  # weight [I, O, kd, kh, kw]
+    out_ch = int(weight.shape[1])
     n, d, h, w, _ = ctx.t(x).shape
     full = [(size - 1) * st + (k - 1) * dl + 1
             for size, k, st, dl in zip((d, h, w), kernel, strides, dilations, strict=True)]
@@ -134,8 +141,7 @@ def lower_conv_transpose3d(ctx: LoweringContext, node: ir.Node) -> None:
         begin = [t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in total]
     else:
         begin = _ints(node, "pads", [0] * 6)[:3] if auto == "NOTSET" else [0, 0, 0]
-    bias = ctx.array(node.inputs[2]) if len(node.inputs) > 2 else None
-    bias = np.zeros(out_ch, np.float32) if bias is None else bias.astype(np.float32)
+    bias = _bias(ctx, node, out_ch)
     y = ctx.tmp("conv3d_t", np.float32, [n, *full, out_ch])
     filt = ctx.const(np.transpose(weight, (2, 3, 4, 1, 0)).astype(np.float32), "weight_dhwoi")
     ctx.emit("CONV_3D_TRANSPOSE",
