@@ -21,6 +21,7 @@ from modelconv.errors import UnsupportedOpsError  # noqa: E402
 from modelconv.importers.keras import import_keras  # noqa: E402
 from modelconv.importers.keras.masking import KEEP, MERGE_OR, REFUSES_MASK, TAKES_MASK  # noqa: E402
 from modelconv.options import ConvertOptions  # noqa: E402
+from tests.framework_free import assert_keras_import_loads_no_framework  # noqa: E402
 from tests.keras.test_keras_layers import (  # noqa: E402
     convert_and_compare,
     litert,  # noqa: F401  (fixture)
@@ -250,8 +251,6 @@ def test_verifier_pads_masking_inputs() -> None:
 
 def test_masked_conversion_imports_no_framework(tmp_path: Any) -> None:
     """Masks and keras.ops nodes convert without TensorFlow, Keras or torch imported."""
-    import subprocess
-    import sys
 
     files = []
     for name in ("text_model", "sequence_model"):
@@ -259,17 +258,4 @@ def test_masked_conversion_imports_no_framework(tmp_path: Any) -> None:
         for ext in ("keras", "h5"):
             model.save(tmp_path / f"{name}.{ext}")
             files.append(str(tmp_path / f"{name}.{ext}"))
-    code = (
-        "import sys\n"
-        "from modelconv.importers.keras import import_keras\n"
-        "from modelconv.options import ConvertOptions\n"
-        f"for f in {files!r}:\n"
-        "    import_keras(f, ConvertOptions())\n"
-        "bad = [m for m in ('tensorflow', 'keras', 'tf_keras', 'torch') if m in sys.modules]\n"
-        "assert not bad, bad\n"
-        "print('ok')\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "ok" in proc.stdout
+    assert_keras_import_loads_no_framework(files)
