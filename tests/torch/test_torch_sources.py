@@ -274,15 +274,14 @@ def test_intermediates_by_module_path() -> None:
 
 
 class _UnsupportedVariants(nn.Module):
-    """Three ATen ops with a handler, each called with a variant its check refuses."""
+    """ATen ops with a handler, each called with a variant its check refuses."""
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         pooled = nn.functional.avg_pool2d(x, 2, divisor_override=3)
-        uneven = nn.functional.adaptive_avg_pool2d(x, (3, 3))  # 8x8 input: windows of unequal size
         flat = x.flatten(1)
         index = torch.zeros_like(flat, dtype=torch.int64)
         mean = flat.scatter_reduce(1, index, flat, reduce="mean")  # no ONNX reduction
-        return pooled, uneven, mean
+        return pooled, mean
 
 
 def test_unsupported_variants_listed_at_once() -> None:
@@ -291,6 +290,16 @@ def test_unsupported_variants_listed_at_once() -> None:
                             ConvertOptions(example_inputs=(torch.randn(1, 2, 8, 8),)))
     assert set(info.value.unsupported) == {
         "aten.avg_pool2d.default (divisor_override)",
-        "aten.adaptive_avg_pool2d.default (uneven windows)",
         "aten.scatter_reduce.two (reduce='mean')",
     }
+
+
+def test_adaptive_pooling_over_a_dynamic_size_is_refused() -> None:
+    """Adaptive windows are computed from the input size: a dynamic H is refused by name."""
+    pool = nn.AdaptiveAvgPool2d((3, 3))
+    with pytest.raises(UnsupportedOpsError) as info:
+        import_torch_module(pool, ConvertOptions(example_inputs=(torch.randn(1, 2, 8, 8),),
+                                                 dynamic_dims={"input": {2: "h"}}))
+    assert list(info.value.unsupported) == [
+        "aten.adaptive_avg_pool2d.default (a dynamic spatial size (adaptive windows need "
+        "static sizes))"]

@@ -11,6 +11,7 @@ from modelconv.importers.keras.masking import input_masks
 from modelconv.importers.keras.tensors import FIRST, LAST, first, last
 from modelconv.importers.keras.weights import LayerWeights
 from modelconv.ir.builder import GraphBuilder
+from modelconv.ir.pooling import REDUCTIONS, adaptive_pool
 from modelconv.ir.layout import ir_axis
 
 
@@ -85,21 +86,7 @@ _register_global("ReduceMax", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
                  "GlobalMaxPooling3D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D")
 
 
-def _adaptive_axis(b: GraphBuilder, v: Any, axis: int, size: int, out: int,
-                   op: str) -> Any:
-    """Adaptive pooling along one IR axis: window i spans [floor(i*L/n), ceil((i+1)*L/n))
-    (torch's and Keras' rule); an even split is one regular pooling-sized reduction each."""
-    axes = b.const(np.asarray([axis], np.int64))
-    parts = []
-    for i in range(out):
-        start, end = (i * size) // out, -((-(i + 1) * size) // out)
-        piece = b.Slice(v, b.const(np.asarray([start], np.int64)),
-                        b.const(np.asarray([end], np.int64)), axes)
-        parts.append(b.op(op, [piece, axes], keepdims=1))
-    return parts[0] if len(parts) == 1 else b.Concat(*parts, axis=axis)
-
-
-def _adaptive(b: GraphBuilder, cfg: dict[str, Any], xs: list[KTensor], op: str,
+def _adaptive(b: GraphBuilder, cfg: dict[str, Any], xs: list[KTensor], kind: str,
               n: int) -> KTensor:
     from modelconv.importers.keras.shapes import static_dims
 
@@ -108,25 +95,21 @@ def _adaptive(b: GraphBuilder, cfg: dict[str, Any], xs: list[KTensor], op: str,
         raise LayerUnsupported(f"a rank-{x.rank} input (needs rank {n + 2})")
     sizes = static_dims(b, x, list(range(1, n + 1)), "adaptive pooling")
     outs = as_tuple(cfg["output_size"], n)
-    v = first(b, x)
-    for k, (size, out) in enumerate(zip(sizes, outs, strict=True)):
-        if out != size:
-            v = _adaptive_axis(b, v, 2 + k, size, out, op)
-    return KTensor(v, x.rank, FIRST)
+    return KTensor(adaptive_pool(b, first(b, x), sizes, outs, kind), x.rank, FIRST)
 
 
-def _register_adaptive(op: str, n: int, name: str) -> None:
+def _register_adaptive(kind: str, n: int, name: str) -> None:
     def handler(b: GraphBuilder, cfg: dict[str, Any], w: LayerWeights,
                 xs: list[KTensor]) -> KTensor:
-        return _adaptive(b, cfg, xs, op, n)
+        return _adaptive(b, cfg, xs, kind, n)
 
-    handler.__doc__ = (f"{name} -> per spatial axis, one {op} per output window "
-                       "(the spatial sizes must be static).")
+    handler.__doc__ = (f"{name} -> {kind} pooling, one {REDUCTIONS[kind]} per uneven output "
+                       "window (the spatial sizes must be static).")
     handler.__name__ = name.lower()
     keras_layer(name, reads=("output_size",),
                 defaults={"data_format": "channels_last"})(handler)
 
 
 for _n in (1, 2, 3):
-    _register_adaptive("ReduceMean", _n, f"AdaptiveAveragePooling{_n}D")
-    _register_adaptive("ReduceMax", _n, f"AdaptiveMaxPooling{_n}D")
+    _register_adaptive("avg", _n, f"AdaptiveAveragePooling{_n}D")
+    _register_adaptive("max", _n, f"AdaptiveMaxPooling{_n}D")

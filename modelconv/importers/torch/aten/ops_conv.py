@@ -7,6 +7,8 @@ from typing import Any
 
 import onnx_ir as ir
 
+from modelconv.ir.pooling import adaptive_pool
+
 from ._base import AtenBuilder, aten_op
 
 
@@ -97,40 +99,39 @@ def avg_pool(b: AtenBuilder, x: ir.Value, kernel_size: Sequence[int],
                          count_include_pad=int(count_include_pad))
 
 
-def _check_adaptive_avg_pool(args: dict[str, Any]) -> str | None:
+def _check_adaptive_pool(args: dict[str, Any]) -> str | None:
     spatial = list(args["x"].shape[2:])
     out = _n(args["output_size"], len(spatial))
-    if all(o == 1 for o in out):
+    if all(o == 1 for o in out) or all(isinstance(s, int) for s in spatial):
         return None
-    even = all(isinstance(s, int) and s % o == 0 for s, o in zip(spatial, out, strict=True))
-    return None if even else "uneven windows"
+    return "a dynamic spatial size (adaptive windows need static sizes)"
+
+
+def _adaptive(b: AtenBuilder, x: ir.Value, output_size: Sequence[int], kind: str) -> ir.Value:
+    n = b.rank(x) - 2
+    out = _n(output_size, n)
+    sizes = b.dims(x)[2:]
+    if all(o == 1 for o in out):  # global pooling needs no static size
+        sizes = out
+    return adaptive_pool(b, x, sizes, out, kind)  # type: ignore[arg-type]
 
 
 @aten_op("aten.adaptive_avg_pool1d.default", "aten.adaptive_avg_pool2d.default",
          "aten._adaptive_avg_pool2d.default", "aten.adaptive_avg_pool3d.default",
-         check=_check_adaptive_avg_pool)
+         check=_check_adaptive_pool)
 def adaptive_avg_pool(b: AtenBuilder, x: ir.Value, output_size: Sequence[int]) -> ir.Value:
-    """GlobalAveragePool for 1x1, AveragePool when the input divides evenly (the check
-    refuses uneven windows)."""
-    n = b.rank(x) - 2
-    out = _n(output_size, n)
-    if all(o == 1 for o in out):
-        return b.GlobalAveragePool(x)
-    spatial = b.dims(x)[2:]
-    kernel = [s // o for s, o in zip(spatial, out, strict=True)]  # type: ignore[operator]
-    return b.AveragePool(x, kernel_shape=kernel, strides=kernel)
+    """Adaptive average pooling: GlobalAveragePool, one AveragePool when the input divides
+    evenly, else one ReduceMean per window (:func:`modelconv.ir.pooling.adaptive_pool`)."""
+    return _adaptive(b, x, output_size, "avg")
 
 
-@aten_op("aten.adaptive_max_pool2d.default")
-def adaptive_max_pool2d(b: AtenBuilder, x: ir.Value,
-                        output_size: Sequence[int]) -> tuple[ir.Value, None]:
-    """GlobalMaxPool (1x1 output) or MaxPool on evenly divisible input."""
-    out = _n(output_size, 2)
-    if out == [1, 1]:
-        return b.GlobalMaxPool(x), None
-    spatial = b.dims(x)[2:]
-    kernel = [s // o for s, o in zip(spatial, out, strict=True)]  # type: ignore[operator]
-    return b.MaxPool(x, kernel_shape=kernel, strides=kernel), None
+@aten_op("aten.adaptive_max_pool1d.default", "aten.adaptive_max_pool2d.default",
+         "aten.adaptive_max_pool3d.default", check=_check_adaptive_pool)
+def adaptive_max_pool(b: AtenBuilder, x: ir.Value,
+                      output_size: Sequence[int]) -> tuple[ir.Value, None]:
+    """Adaptive max pooling (values only: a use of the indices output is refused), as
+    :func:`adaptive_avg_pool` with max."""
+    return _adaptive(b, x, output_size, "max"), None
 
 
 @aten_op("aten.constant_pad_nd.default")

@@ -11,7 +11,7 @@ import numpy as np
 import onnx_ir as ir
 
 from ._base import AtenBuilder, aten_op
-from .ops_conv import _check_adaptive_avg_pool, adaptive_avg_pool, max_pool2d_with_indices
+from .ops_conv import _check_adaptive_pool, adaptive_avg_pool, max_pool2d_with_indices
 from .ops_misc import zeros
 from .ops_reduce import var
 
@@ -28,7 +28,7 @@ for _key, _onnx in {"aten.acosh.default": "Acosh", "aten.asinh.default": "Asinh"
                     "aten.atanh.default": "Atanh"}.items():
     aten_op(_key)(_unary(_onnx))
 
-aten_op("aten._adaptive_avg_pool3d.default", check=_check_adaptive_avg_pool)(adaptive_avg_pool)
+aten_op("aten._adaptive_avg_pool3d.default", check=_check_adaptive_pool)(adaptive_avg_pool)
 aten_op("aten.max_pool3d_with_indices.default")(max_pool2d_with_indices)
 aten_op("aten.empty_strided.default")(zeros)
 
