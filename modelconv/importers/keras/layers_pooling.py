@@ -11,8 +11,8 @@ from modelconv.importers.keras.masking import input_masks
 from modelconv.importers.keras.tensors import FIRST, LAST, first, last
 from modelconv.importers.keras.weights import LayerWeights
 from modelconv.ir.builder import GraphBuilder
-from modelconv.ir.pooling import REDUCTIONS, adaptive_pool
 from modelconv.ir.layout import ir_axis
+from modelconv.ir.pooling import REDUCTIONS, adaptive_pool
 
 
 def _pool(b: GraphBuilder, cfg: dict[str, Any], xs: list[KTensor], op: str, n: int) -> KTensor:
