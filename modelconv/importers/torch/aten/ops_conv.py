@@ -110,10 +110,9 @@ def _check_adaptive_pool(args: dict[str, Any]) -> str | None:
 def _adaptive(b: AtenBuilder, x: ir.Value, output_size: Sequence[int], kind: str) -> ir.Value:
     n = b.rank(x) - 2
     out = _n(output_size, n)
-    sizes = b.dims(x)[2:]
-    if all(o == 1 for o in out):  # global pooling needs no static size
-        sizes = out
-    return adaptive_pool(b, x, sizes, out, kind)  # type: ignore[arg-type]
+    # global pooling needs no static size; the check refuses other dynamic sizes
+    sizes = out if all(o == 1 for o in out) else [int(s or 0) for s in b.dims(x)[2:]]
+    return adaptive_pool(b, x, sizes, out, kind)
 
 
 @aten_op("aten.adaptive_avg_pool1d.default", "aten.adaptive_avg_pool2d.default",
