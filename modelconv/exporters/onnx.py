@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import onnx
 import onnx_ir as ir
@@ -32,15 +33,17 @@ def export_onnx(model: ir.Model, dst: Path, options: ConvertOptions) -> list[Pat
     if use_external is None:
         use_external = initializer_bytes(model) >= EXTERNAL_DATA_THRESHOLD
     data_name = f"{dst.name}.data" if use_external else None
-    if not use_external:
+    embedded = not use_external and options.quantize is None and _is_protobuf(dst)
+    if not use_external and not embedded:
         # weights read lazily from the source's data file get embedded, not referenced
+        # (write_embedded reads each one when it is written)
         model = ir.external_data.load_to_model(model)
     with atomic_output_dir(dst) as tmp:
         try:
             if options.quantize is not None:
                 onnx_quantize.write_quantized(model, tmp / dst.name, options,
                                               external=bool(use_external))
-            elif data_name is None and _is_protobuf(dst):
+            elif embedded:
                 write_embedded(model, tmp / dst.name)
             else:
                 ir.save(model, tmp / dst.name, external_data=data_name,
@@ -58,40 +61,86 @@ _SPLICE_BYTES = 64 * 1024
 _LEN = 2  # protobuf wire type of bytes / nested messages
 
 
+class _Hollow:
+    """Stands in for a large tensor while the model is serialised: the tensor's name,
+    dtype, shape and metadata with one byte of data (the real bytes are written later)."""
+
+    def __init__(self, tensor: ir.TensorProtocol) -> None:
+        self.tensor = tensor
+        self.name = tensor.name
+        self.doc_string = tensor.doc_string
+        self.dtype = tensor.dtype
+        self.shape = tensor.shape
+        self.metadata_props = tensor.metadata_props
+
+    def tobytes(self) -> bytes:
+        return b"\x00"
+
+
 def write_embedded(model: ir.Model, path: Path) -> None:
     """Write ``model`` with its weights inside the .onnx file; the bytes ``ir.save`` writes.
 
-    ``SerializeToString`` of a proto holding every weight copies the whole model once more
-    into a growing buffer (slow, and +model size of peak memory). Instead each large
-    ``raw_data`` is taken out, the small remainder is serialised, and the file is written
-    piece by piece with the weights put back. A nested message is encoded as tag, length,
-    its own encoding, so only the lengths of the enclosing tensor, initializer entry and
-    graph change; field order and every other byte are protobuf's own.
+    Serialising a proto that holds every weight copies the whole model once more (slow, and
+    the model's size again in peak memory). Instead each large initializer is serialised
+    *hollow* (one placeholder byte), and the file is written piece by piece with each
+    tensor's bytes read only when its turn comes, so one tensor is in flight at a time and
+    lazily loaded weights (memory-mapped files) are read straight into the file. A nested
+    message is encoded as tag, length, its own encoding, so only the lengths of the
+    enclosing tensor, initializer entry and graph change; field order and every other byte
+    are protobuf's own.
+
+    Args:
+        model: the model to write.
+        path: the output file.
     """
-    proto = ir.serde.serialize_model(model)
-    raws: list[bytes | None] = []
-    for tensor in proto.graph.initializer:
-        raw = tensor.raw_data if tensor.HasField("raw_data") else b""
-        taken = len(raw) >= _SPLICE_BYTES
-        raws.append(raw if taken else None)
-        if taken:
-            tensor.ClearField("raw_data")
-            tensor.raw_data = b"\x00"  # keeps field 9 where protobuf puts it
-    if not any(r is not None for r in raws):
+    hollow: list[tuple[ir.Value, ir.TensorProtocol]] = []
+    for value in model.graph.initializers.values():
+        tensor = value.const_value
+        if (tensor is not None and not isinstance(tensor, ir.StringTensor)
+                and tensor.dtype.bitwidth >= 8
+                and (tensor.nbytes >= _SPLICE_BYTES or isinstance(tensor, ir.ExternalTensor))):
+            hollow.append((value, tensor))
+            value.const_value = _Hollow(tensor)  # type: ignore[assignment]
+    try:
+        ir.external_data.load_to_model(model)  # what is left (subgraphs, 4-bit): small
+        proto = ir.serde.serialize_model(model)
+    finally:
+        for value, tensor in hollow:
+            value.const_value = tensor
+    if not hollow:
         onnx.save_model(proto, str(path))
         return
-    graph: list[bytes] = []
-    entries = iter(raws)
+    by_name = {value.name: tensor for value, tensor in hollow}
+    graph: list[bytes | ir.TensorProtocol] = []
     for field, tag, body in _fields(proto.graph.SerializeToString()):
-        raw = next(entries) if field == 5 else None
-        parts = [body] if raw is None else [
-            piece for f, t, b in _fields(body)
-            for piece in ((t, _varint(len(raw)), raw) if f == 9 else _encode(t, b))]
+        real = by_name.get(_tensor_name(body)) if field == 5 else None
+        if real is None:
+            graph += _encode(tag, body)
+            continue
+        parts: list[bytes | ir.TensorProtocol] = []
+        for f, t, b in _fields(body):
+            parts += (t, _varint(real.nbytes), real) if f == 9 else _encode(t, b)
         graph += _encode(tag, *parts)
     with open(path, "wb") as out:
         for field, tag, body in _fields(proto.SerializeToString()):
             for piece in _encode(tag, *graph) if field == 7 else _encode(tag, body):
-                out.write(piece)
+                if isinstance(piece, bytes):
+                    out.write(piece)
+                    continue
+                data = piece.tobytes()
+                if len(data) != piece.nbytes:
+                    raise ExportError(f"tensor '{piece.name}' gave {len(data)} bytes for "
+                                      f"{piece.nbytes} expected", path=str(path))
+                out.write(data)
+                del data
+
+
+def _tensor_name(body: bytes) -> str | None:
+    """The ``name`` (field 8) of an encoded TensorProto."""
+    for f, _, b in _fields(body):
+        if f == 8:
+            return b.decode("utf-8")
+    return None
 
 
 def _is_protobuf(path: Path) -> bool:
@@ -100,11 +149,15 @@ def _is_protobuf(path: Path) -> bool:
     return fmt in (None, "protobuf")
 
 
-def _encode(tag: bytes, *parts: bytes) -> tuple[bytes, ...]:
-    """One field: tag, then the length prefix when the wire type is length-delimited."""
+def _encode(tag: bytes, *parts: Any) -> tuple[Any, ...]:
+    """One field: tag, then the length prefix when the wire type is length-delimited.
+
+    A part is bytes, or a tensor whose ``nbytes`` raw bytes are written in its place.
+    """
     if tag[0] & 7 != _LEN:
         return (tag, *parts)
-    return (tag, _varint(sum(len(p) for p in parts)), *parts)
+    size = sum(len(p) if isinstance(p, bytes) else p.nbytes for p in parts)
+    return (tag, _varint(size), *parts)
 
 
 def _fields(data: bytes) -> list[tuple[int, bytes, bytes]]:
