@@ -56,6 +56,10 @@ class OnnxRuntimeRunner:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        # ORT maps external data from the file, but pre-packing copies every MatMul weight
+        # into anonymous memory (a 2 GiB model: +2 GiB); a verification run few times
+        # gains nothing from it, so weights stay in the file's pages
+        opts.add_session_config_entry("session.disable_prepacking", "1")
         self._opts = opts
         self._proto: Any = None  # parsed on the first intermediates() call
         self._computed: set[str] = set()

@@ -258,39 +258,29 @@ def test_large_tflite_is_verified_from_a_mapped_file(
     assert runner._model._params.get("model_path") == str(dst)
 
 
-_EMBEDDED_PROBE = """
-import sys, numpy as np, onnx_ir as ir
-from modelconv.exporters.onnx import write_embedded
-
-def status(key):
-    for line in open("/proc/self/status"):
-        if line.startswith(key):
-            return int(line.split()[1]) * 1024
-
-x = ir.Value(name="x", type=ir.TensorType(ir.DataType.FLOAT), shape=ir.Shape([1, 1024]))
-values, nodes, v = [], [], x
-for i in range(40):  # 40 x 4 MiB of weights
-    w = ir.Value(name=f"w{i}", const_value=ir.tensor(np.full((1024, 1024), i, np.float32)),
-                 type=ir.TensorType(ir.DataType.FLOAT), shape=ir.Shape([1024, 1024]))
-    node = ir.node("MatMul", [v, w])
-    values.append(w); nodes.append(node); v = node.outputs[0]
-model = ir.Model(ir.Graph([x], [v], nodes=nodes, initializers=values,
-                          opset_imports={"": 21}), ir_version=10)
-open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
-base = status("VmRSS:")
-write_embedded(model, sys.argv[1])
-print(status("VmHWM:") - base)
-"""
+def _probe(mode: str, out: Path) -> int:
+    run = subprocess.run([sys.executable, "-m", "tests.scale.onnx_probe", mode, str(out)],
+                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=300, check=True)
+    return int(run.stdout.split()[-1])
 
 
 def test_embedded_onnx_is_written_without_a_copy_of_the_weights(tmp_path: Path) -> None:
     """write_embedded serialises hollow tensors and writes each one's bytes in turn: the
     peak grows by about one tensor, not by the weights (ir.save's proto copy: 1x)."""
-    out = subprocess.run([sys.executable, "-c", _EMBEDDED_PROBE, str(tmp_path / "m.onnx")],
-                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                         capture_output=True, text=True, timeout=300, check=True)
-    grown, weights = int(out.stdout.split()[-1]), 40 * 4 * 2**20
-    assert grown < 0.25 * weights, grown / 2**20
+    from tests.scale.onnx_probe import WEIGHT_BYTES
+
+    grown = _probe("write", tmp_path / "m.onnx")
+    assert grown < 0.25 * WEIGHT_BYTES, grown / 2**20
     model = ir.load(tmp_path / "m.onnx")
     got = model.graph.initializers["w7"].const_value.numpy()
-    assert got.shape == (1024, 1024) and float(got[3, 5]) == 7.0
+    assert got.shape == (1024, 1024) and float(got[3, 5]) == 7 / 1024
+
+
+def test_onnxruntime_verification_keeps_weights_in_the_file(tmp_path: Path) -> None:
+    """The verifier's ORT session maps external data and does not pre-pack MatMul weights
+    into anonymous memory (with pre-packing: +1x the weights)."""
+    from tests.scale.onnx_probe import WEIGHT_BYTES
+
+    grown = _probe("ort", tmp_path / "m.onnx")
+    assert grown < 0.25 * WEIGHT_BYTES, grown / 2**20
