@@ -11,6 +11,7 @@ import onnx_ir as ir
 from modelconv.errors import ExportError
 from modelconv.exporters import onnx_quantize
 from modelconv.fileio import atomic_output_dir
+from modelconv.ir.info import initializer_bytes
 from modelconv.options import ConvertOptions
 
 #: a protobuf cannot exceed 2 GiB; leave room for the graph itself
@@ -197,15 +198,6 @@ def _varint(value: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
-
-
-def initializer_bytes(model: ir.Model) -> int:
-    """Total size of the main graph's initializers in bytes."""
-    total = 0
-    for value in model.graph.initializers.values():
-        if value.const_value is not None:
-            total += value.const_value.nbytes
-    return total
 
 
 def convert_opset(model: ir.Model, target: int) -> ir.Model:

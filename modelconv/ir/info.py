@@ -173,3 +173,19 @@ def _padding_value(value: ir.Value) -> int | None:
         if arr.size == 1 and float(arr.reshape(-1)[0]).is_integer():
             return int(arr.reshape(-1)[0])
     return None
+
+
+def initializer_bytes(model: ir.Model) -> int:
+    """Total size of the main graph's initializers in bytes.
+
+    Args:
+        model: the model.
+
+    Returns:
+        The summed ``nbytes`` of every initializer with a value.
+    """
+    total = 0
+    for value in model.graph.initializers.values():
+        if value.const_value is not None:
+            total += value.const_value.nbytes
+    return total

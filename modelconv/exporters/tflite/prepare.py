@@ -10,9 +10,10 @@ import onnx_ir as ir
 from onnx_ir.passes.common import RemoveUnusedNodesPass, TopologicalSortPass
 
 from modelconv.errors import ExportError, UnsupportedOpsError
+from modelconv.exporters.tflite import writer
 from modelconv.exporters.tflite.registry import LOWERINGS, unsupported_reason
 from modelconv.ir.builder import source_name_of
-from modelconv.ir.info import graph_input_specs
+from modelconv.ir.info import graph_input_specs, initializer_bytes
 from modelconv.options import ConvertOptions
 from modelconv.passes.backfill_shapes import BackfillShapesPass
 from modelconv.passes.constant_folding import FoldConstantsPass
@@ -223,9 +224,16 @@ def check_static(model: ir.Model) -> None:
 
 
 def optimize(model: ir.Model, options: ConvertOptions) -> None:
-    """Fusion and layout passes, in order (a failing pass is named in the PassError)."""
+    """Fusion and layout passes, in order (a failing pass is named in the PassError).
+
+    A model whose constants are streamed to the file (from ``OFFSET_BUFFERS_FROM``) keeps
+    its weights as views of the source file: passes that would write a new weight-sized
+    copy of them (LayerNorm affine folding) are left out.
+    """
+    streamed = initializer_bytes(model) >= writer.OFFSET_BUFFERS_FROM
     ir.passes.Sequential(
         FuseGeluPass(), FusePadPass(), FuseBatchNormPass(), FuseBiasPass(),
-        NhwcLayoutPass(nhwc_io=options.nhwc_io), FuseMatMulBiasPass(), FoldLayerNormAffinePass(),
+        NhwcLayoutPass(nhwc_io=options.nhwc_io), FuseMatMulBiasPass(),
+        *([] if streamed else [FoldLayerNormAffinePass()]),
         FuseActivationPass(), RemoveUnusedNodesPass(),
     )(model)
