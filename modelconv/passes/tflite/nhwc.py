@@ -43,6 +43,7 @@ from modelconv.passes._edit import (
     static_shape,
     unique_name,
 )
+from modelconv.passes.tflite.batched_matmul import UnflattenBatchMatMulPass
 from modelconv.passes.tflite.layouts import Perm, batch_order, reshape_layout
 
 NHWC_DOMAIN = "modelconv.nhwc"
@@ -93,6 +94,7 @@ class NhwcLayoutPass(ir.passes.InPlacePass):
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         """Run the pass on ``model.graph``."""
+        UnflattenBatchMatMulPass()(model)  # a flattened-batch MatMul hides its layout
         _LayoutRewriter(model.graph, self.nhwc_io).run()
         model.graph.opset_imports.setdefault(NHWC_DOMAIN, 1)
         return ir.passes.PassResult(model, modified=True)

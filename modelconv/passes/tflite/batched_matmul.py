@@ -1,0 +1,146 @@
+"""See a MatMul whose batch dims were flattened into one (``bmm`` / ``mm`` form) whole again.
+
+torch's ``matmul`` decomposes (the fast capture records it so; so does a ``.pt2`` program
+after ``run_decompositions``, and an ONNX file exported from one) into broadcasting Expands,
+Reshapes that flatten the batch dims into one, a 3-D (or 2-D) MatMul and a Reshape back::
+
+    q[B, H, N, K] -> Expand[B, H, N, K] -> Reshape[B*H, N, K] ─┐
+    k[B, H, K, M] -> Expand[B, H, K, M] -> Reshape[B*H, K, M] ─┴> MatMul -> Reshape[B, H, N, M]
+
+    x[B, N, K] -> Reshape[B*N, K] -> MatMul(W[K, M]) -> Reshape[B, N, M]
+
+ONNX's MatMul broadcasts its batch dims itself, so both are one MatMul of the unflattened
+operands::
+
+    q, k -> MatMul -> [B, H, N, M]        x -> MatMul(W) -> [B, N, M]
+
+The layout pass needs that form: it lets a MatMul read operands whose batch dims are
+permuted (an attention's heads split off by one shared Transpose, ``adj_y`` for
+``k.transpose(-2, -1)``); a flattening Reshape of a permuted tensor would cost a TRANSPOSE
+per operand. ONNX-valid; run before :class:`~.nhwc.NhwcLayoutPass` (which calls it).
+"""
+
+from __future__ import annotations
+
+import math
+
+import onnx_ir as ir
+
+from modelconv.passes._edit import static_shape, take_over_outputs
+
+
+class UnflattenBatchMatMulPass(ir.passes.InPlacePass):
+    """Rewrite flattened-batch MatMuls (``bmm`` / ``mm`` form) as one broadcasting MatMul."""
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        """Rewrite every eligible MatMul of ``model.graph``."""
+        graph = model.graph
+        changed = False
+        for node in list(graph):
+            if _onnx(node, "MatMul") and len(node.inputs) == 2:
+                changed |= _unflatten(graph, node)
+        return ir.passes.PassResult(model, modified=changed)
+
+
+def _onnx(node: ir.Node | None, op: str) -> bool:
+    return node is not None and node.op_type == op and node.domain in ("", "ai.onnx")
+
+
+def _reshape_source(v: ir.Value | None) -> ir.Value | None:
+    """The input of the Reshape producing ``v``, or None."""
+    node = v.producer() if v is not None else None
+    return node.inputs[0] if _onnx(node, "Reshape") and node is not None else None
+
+
+def _broadcast(a: list[int], b: list[int]) -> list[int] | None:
+    """numpy broadcasting of two shapes (None when they do not broadcast)."""
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        x = a[-i] if i <= len(a) else 1
+        y = b[-i] if i <= len(b) else 1
+        if x != y and 1 not in (x, y):
+            return None
+        out.append(max(x, y))
+    return out[::-1]
+
+
+def _operands(a: ir.Value, b: ir.Value, out: list[int], target: list[int]
+              ) -> tuple[ir.Value, ir.Value] | None:
+    """The unflattened operands of ``MatMul(a, b) -> out`` reshaped to ``target``, or None."""
+    batch = target[:-2]
+    sa, sb = static_shape(a), static_shape(b)
+    if sa is None or sb is None:
+        return None
+    if len(out) == 2:  # mm form: [prod(batch) * N, K] @ [K, M]
+        x = _reshape_source(a)
+        sx = static_shape(x)
+        if x is None or sx is None or len(sb) != 2 or sx[:-1] != target[:-1] \
+                or sx[-1] != sa[-1]:
+            return None
+        return x, b
+    if len(out) != 3 or len(sa) != 3 or len(sb) != 3:
+        return None
+    xa, xb = _reshape_source(a), _reshape_source(b)
+    shape_a, shape_b = static_shape(xa), static_shape(xb)
+    if xa is None or xb is None or shape_a is None or shape_b is None or \
+            shape_a[:-2] != batch or shape_b[:-2] != batch or \
+            shape_a[-2:] != sa[-2:] or shape_b[-2:] != sb[-2:]:
+        return None
+    # the broadcasting Expands are MatMul's own broadcasting: skip them when it gives `batch`
+    ya, yb = _expand_source(xa), _expand_source(xb)
+    sya, syb = static_shape(ya), static_shape(yb)
+    if ya is not None and yb is not None and sya is not None and syb is not None and \
+            _broadcast(sya[:-2], syb[:-2]) == batch:
+        return ya, yb
+    return xa, xb
+
+
+def _expand_source(x: ir.Value) -> ir.Value | None:
+    """The input of the Expand producing ``x`` when it keeps the two matrix dims, or None."""
+    node = x.producer()
+    if not _onnx(node, "Expand") or node is None:
+        return None
+    y = node.inputs[0]
+    sy, sx = static_shape(y), static_shape(x)
+    if y is None or sy is None or sx is None or len(sy) < 2 or sy[-2:] != sx[-2:]:
+        return None
+    return y
+
+
+def _unflatten(graph: ir.Graph, node: ir.Node) -> bool:
+    """Rewrite one MatMul whose every reader is a Reshape restoring its batch dims."""
+    a, b = node.inputs
+    y = node.outputs[0]
+    out = static_shape(y)
+    if a is None or b is None or out is None or y.is_graph_output() or not y.uses():
+        return False
+    readers = [u.node for u in y.uses()]
+    targets = [static_shape(r.outputs[0]) if _onnx(r, "Reshape") and u.idx == 0 else None
+               for r, u in zip(readers, y.uses(), strict=True)]
+    target = targets[0]
+    if target is None or any(t != target for t in targets) or len(target) < len(out) or \
+            target[-1] != out[-1] or math.prod(target) != math.prod(out) or len(target) < 3:
+        return False
+    got = _operands(a, b, out, target)
+    if got is None:
+        return False
+    new = ir.node("MatMul", list(got), name=node.name, metadata_props=dict(node.metadata_props))
+    graph.insert_before(node, new)
+    first, *rest = readers
+    take_over_outputs(graph, [(first.outputs[0], new.outputs[0])], "_flat")
+    for r in rest:
+        r.outputs[0].replace_all_uses_with(new.outputs[0], replace_graph_outputs=True)
+    for dead in (*readers, node):
+        graph.remove(dead, safe=True)
+    for v in (a, b):
+        _remove_if_unused(graph, v.producer())
+    return True
+
+
+def _remove_if_unused(graph: ir.Graph, node: ir.Node | None) -> None:
+    """Remove ``node`` (a flattening Reshape) and then its Expand when nothing reads them."""
+    while node is not None and node.op_type in ("Reshape", "Expand") and node.graph is graph \
+            and not any(o.uses() or o.is_graph_output() for o in node.outputs):
+        src = node.inputs[0].producer() if node.inputs[0] is not None else None
+        graph.remove(node, safe=True)
+        node = src
