@@ -123,8 +123,8 @@ def test_timm_vit_needs_two_transposes_per_block(tmp_path: Path) -> None:
 @pytest.mark.parametrize("capture", ["fast", "export"])
 def test_split_then_permute_shares_one_transpose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  capture: str) -> None:
-    # the fast capture records q @ k in torch's bmm form (Expand, Reshape, 3-D MatMul,
-    # Reshape), torch.export as one matmul: both cost the same (passes/tflite/batched_matmul)
+    # both captures record q @ k as one matmul; its bmm form (a decomposed program) costs
+    # the same too: tests/tflite/test_tflite_batched_matmul.py
     monkeypatch.setenv("MODELCONV_TORCH_CAPTURE", capture)
     torch.manual_seed(0)
     out = tmp_path / "levit_attention.tflite"
