@@ -104,13 +104,20 @@ def test_flattened_attention_shares_one_transpose(tmp_path: Path, batch: int) ->
     assert "BROADCAST_TO" not in counts and counts.get("RESHAPE", 0) <= 2, counts
 
 
-def test_mm_form_is_one_fully_connected(tmp_path: Path) -> None:
+@pytest.mark.parametrize("form", ["mm", "addmm", "addmm_transposed"])
+def test_mm_form_is_one_fully_connected(tmp_path: Path, form: str) -> None:
     from modelconv.exporters.tflite.inspect import inspect_tflite
 
     g = _Graph()
-    w = g.const(g.rng.standard_normal((8, 6)).astype(np.float32))
+    shape = (6, 8) if form == "addmm_transposed" else (8, 6)
+    w = g.const(g.rng.standard_normal(shape).astype(np.float32))
     flat = g.add("Reshape", ["x", g.const(np.asarray([10, 8], np.int64))])
-    y = g.add("Reshape", [g.add("MatMul", [flat, w]), g.const(np.asarray([2, 5, 6], np.int64))])
+    if form == "mm":
+        mm = g.add("MatMul", [flat, w])
+    else:  # a Linear decomposed to addmm: Gemm with a bias
+        b = g.const(g.rng.standard_normal(6).astype(np.float32))
+        mm = g.add("Gemm", [flat, w, b], transB=int(form == "addmm_transposed"))
+    y = g.add("Reshape", [mm, g.const(np.asarray([2, 5, 6], np.int64))])
     out = tmp_path / "mm.tflite"
     _convert(g.save([2, 5, 8], y, tmp_path / "mm.onnx"), out)
     assert inspect_tflite(out).op_counts == {"FULLY_CONNECTED": 1}

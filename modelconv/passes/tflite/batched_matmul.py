@@ -8,11 +8,12 @@ Reshapes that flatten the batch dims into one, a 3-D (or 2-D) MatMul and a Resha
     k[B, H, K, M] -> Expand[B, H, K, M] -> Reshape[B*H, K, M] ─┴> MatMul -> Reshape[B, H, N, M]
 
     x[B, N, K] -> Reshape[B*N, K] -> MatMul(W[K, M]) -> Reshape[B, N, M]
+    x[B, N, K] -> Reshape[B*N, K] -> Gemm(W, b) -> Reshape[B, N, M]        (addmm: a Linear)
 
 ONNX's MatMul broadcasts its batch dims itself, so both are one MatMul of the unflattened
 operands::
 
-    q, k -> MatMul -> [B, H, N, M]        x -> MatMul(W) -> [B, N, M]
+    q, k -> MatMul -> [B, H, N, M]        x -> MatMul(W) [-> Add(b)] -> [B, N, M]
 
 The layout pass needs that form: it lets a MatMul read operands whose batch dims are
 permuted (an attention's heads split off by one shared Transpose, ``adj_y`` for
@@ -26,24 +27,45 @@ import math
 
 import onnx_ir as ir
 
-from modelconv.passes._edit import static_shape, take_over_outputs
+from modelconv.passes._edit import (
+    attr,
+    const_array,
+    new_const,
+    static_shape,
+    take_over_outputs,
+    unique_name,
+)
 
 
 class UnflattenBatchMatMulPass(ir.passes.InPlacePass):
-    """Rewrite flattened-batch MatMuls (``bmm`` / ``mm`` form) as one broadcasting MatMul."""
+    """Rewrite flattened-batch MatMuls (``bmm`` / ``mm`` / ``addmm`` form) as one broadcasting
+    MatMul (and a Gemm's bias Add)."""
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        """Rewrite every eligible MatMul of ``model.graph``."""
+        """Rewrite every eligible MatMul / Gemm of ``model.graph``."""
         graph = model.graph
         changed = False
         for node in list(graph):
-            if _onnx(node, "MatMul") and len(node.inputs) == 2:
+            if (_onnx(node, "MatMul") and len(node.inputs) == 2) or _plain_gemm(node):
                 changed |= _unflatten(graph, node)
         return ir.passes.PassResult(model, modified=changed)
 
 
 def _onnx(node: ir.Node | None, op: str) -> bool:
     return node is not None and node.op_type == op and node.domain in ("", "ai.onnx")
+
+
+def _plain_gemm(node: ir.Node) -> bool:
+    """A Gemm that is ``A @ B' + c`` (``addmm``): ``A`` not transposed, a constant ``B`` when
+    transposed, unit alpha / beta and a bias broadcast along the rows."""
+    if not _onnx(node, "Gemm") or attr(node, "transA", 0) or attr(node, "alpha", 1.0) != 1.0 \
+            or attr(node, "beta", 1.0) != 1.0 or len(node.inputs) < 2:
+        return False
+    if attr(node, "transB", 0) and const_array(node.inputs[1]) is None:
+        return False
+    c = node.inputs[2] if len(node.inputs) > 2 else None
+    return c is None or ((arr := const_array(c)) is not None and arr.ndim <= 2
+                         and arr.shape[:-1] in ((), (1,)))
 
 
 def _reshape_source(v: ir.Value | None) -> ir.Value | None:
@@ -109,7 +131,7 @@ def _expand_source(x: ir.Value) -> ir.Value | None:
 
 def _unflatten(graph: ir.Graph, node: ir.Node) -> bool:
     """Rewrite one MatMul whose every reader is a Reshape restoring its batch dims."""
-    a, b = node.inputs
+    a, b = node.inputs[:2]
     y = node.outputs[0]
     out = static_shape(y)
     if a is None or b is None or out is None or y.is_graph_output() or not y.uses():
@@ -124,17 +146,38 @@ def _unflatten(graph: ir.Graph, node: ir.Node) -> bool:
     got = _operands(a, b, out, target)
     if got is None:
         return False
-    new = ir.node("MatMul", list(got), name=node.name, metadata_props=dict(node.metadata_props))
-    graph.insert_before(node, new)
+    result = _emit(graph, node, *got, target)
     first, *rest = readers
-    take_over_outputs(graph, [(first.outputs[0], new.outputs[0])], "_flat")
+    take_over_outputs(graph, [(first.outputs[0], result)], "_flat")
     for r in rest:
-        r.outputs[0].replace_all_uses_with(new.outputs[0], replace_graph_outputs=True)
+        r.outputs[0].replace_all_uses_with(result, replace_graph_outputs=True)
     for dead in (*readers, node):
         graph.remove(dead, safe=True)
     for v in (a, b):
         _remove_if_unused(graph, v.producer())
     return True
+
+
+def _emit(graph: ir.Graph, node: ir.Node, a: ir.Value, b: ir.Value,
+          shape: list[int]) -> ir.Value:
+    """``MatMul(a, b)`` before ``node``, plus the bias Add of a Gemm; the result value."""
+    meta = dict(node.metadata_props)
+    bias = node.inputs[2] if node.op_type == "Gemm" and len(node.inputs) > 2 else None
+    if node.op_type == "Gemm" and attr(node, "transB", 0):
+        w = const_array(b)
+        assert w is not None  # _plain_gemm
+        b = new_const(graph, w.T, f"{b.name}_t")
+    mm = ir.node("MatMul", [a, b], name=node.name, metadata_props=meta)
+    graph.insert_before(node, mm)
+    out = mm.outputs[0]
+    out.type, out.shape = node.outputs[0].type, ir.Shape(shape)
+    out.name = unique_name(graph, f"{node.name}_unflat")
+    if bias is None:
+        return out
+    add = ir.node("Add", [out, bias], name=unique_name(graph, f"{node.name}_bias"),
+                  metadata_props=meta)
+    graph.insert_before(node, add)
+    return add.outputs[0]
 
 
 def _remove_if_unused(graph: ir.Graph, node: ir.Node | None) -> None:
