@@ -1,6 +1,8 @@
-"""A MatMul whose batch dims were flattened (torch's ``bmm`` / ``mm`` decomposition of
-``matmul``: the fast capture's graph, a decomposed ``.pt2``, an ONNX file made from one) costs
-no more TRANSPOSE / RESHAPE ops on TFLite than the same MatMul kept whole."""
+"""Attention as other graphs than torch.export's spell it costs the TFLite layout pass no
+more TRANSPOSE / RESHAPE ops: a MatMul whose batch dims were flattened (torch's ``bmm`` /
+``mm`` / ``addmm`` decomposition of ``matmul`` and ``linear``: a decomposed ``.pt2``, an ONNX
+file made from one, the fast capture before it recorded matmul whole), and q, k and v cut
+from the head-split tensor one by one (``qkv[0]``: Gather, or ``select``: Slice + Squeeze)."""
 
 from __future__ import annotations
 
@@ -87,6 +89,33 @@ def _split_then_permute(batch: int, path: Path, heads: int = 2, n: int = 10, kd:
     return g.save([batch, n, dim], g.linear(o, heads * d, dim), path)
 
 
+def _indexed_qkv(cut: str, path: Path, batch: int = 2, heads: int = 2, n: int = 10,
+                 d: int = 8) -> Path:
+    """timm ViT's attention as ``q, k, v = qkv[0], qkv[1], qkv[2]`` of the head-major
+    ``[3, B, H, N, D]`` tensor: Gathers of a scalar index (torch.onnx) or, decomposed to
+    ``select``, Slice + Squeeze."""
+    g = _Graph()
+    dim = heads * d
+    qkv = g.add("Reshape", [g.linear("x", dim, 3 * dim),
+                            g.const(np.asarray([batch, n, 3, heads, d], np.int64))])
+    qkv = g.add("Transpose", [qkv], perm=[2, 0, 3, 1, 4])
+    zero = g.const(np.asarray([0], np.int64))
+    pieces = []
+    for i in range(3):
+        if cut == "gather":
+            pieces.append(g.add("Gather", [qkv, g.const(np.asarray(i, np.int64))], axis=0))
+        else:
+            bounds = [g.const(np.asarray([j], np.int64)) for j in (i, i + 1)]
+            pieces.append(g.add("Squeeze", [g.add("Slice", [qkv, *bounds, zero]), zero]))
+    q, k, v = pieces
+    s = g.add("MatMul", [q, g.add("Transpose", [k], perm=[0, 1, 3, 2])])
+    s = g.add("Softmax", [g.add("Mul", [s, g.const(np.asarray(d ** -0.5, np.float32))])],
+              axis=-1)
+    o = g.add("Reshape", [g.add("Transpose", [g.add("MatMul", [s, v])], perm=[0, 2, 1, 3]),
+                          g.const(np.asarray([batch, n, dim], np.int64))])
+    return g.save([batch, n, dim], g.linear(o, dim, dim), path)
+
+
 def _convert(src: Path, out: Path) -> None:
     result = modelconv.convert(src, out, rtol=1e-4, atol=1e-5)
     assert result.verified
@@ -102,6 +131,30 @@ def test_flattened_attention_shares_one_transpose(tmp_path: Path, batch: int) ->
     counts = inspect_tflite(out).op_counts
     assert inner_transposes(out) <= 2, counts  # one head split for q, k and v; one merge
     assert "BROADCAST_TO" not in counts and counts.get("RESHAPE", 0) <= 2, counts
+
+
+@pytest.mark.parametrize("cut", ["gather", "slice"])
+def test_indexed_qkv_shares_one_transpose(tmp_path: Path, cut: str) -> None:
+    out = tmp_path / "attention.tflite"
+    _convert(_indexed_qkv(cut, tmp_path / "attention.onnx"), out)
+    assert inner_transposes(out) <= 2  # one head split for q, k and v; one merge
+
+
+def test_channel_split_after_a_source_transpose_stays_channels_last(tmp_path: Path) -> None:
+    """Slices of a transposed tensor that feed convolutions (a Keras graph's channel split
+    after its NHWC -> NCHW Transpose) are no attention's q, k, v: nothing is transposed."""
+    g = _Graph()
+    x = g.add("Transpose", ["x"], perm=[0, 3, 1, 2])
+    axis = g.const(np.asarray([1], np.int64))
+    halves = []
+    for lo in (0, 2):
+        bounds = [g.const(np.asarray([j], np.int64)) for j in (lo, lo + 2)]
+        w = g.const(g.rng.standard_normal((3, 2, 3, 3)).astype(np.float32))
+        halves.append(g.add("Conv", [g.add("Slice", [x, *bounds, axis]), w], pads=[1] * 4))
+    y = g.add("Relu", [g.add("Concat", halves, axis=1)])
+    out = tmp_path / "split.tflite"
+    _convert(g.save([1, 6, 6, 4], y, tmp_path / "split.onnx"), out)
+    assert inner_transposes(out) == 0
 
 
 @pytest.mark.parametrize("form", ["mm", "addmm", "addmm_transposed"])
