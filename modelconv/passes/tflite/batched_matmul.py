@@ -1,8 +1,10 @@
-"""See a MatMul whose batch dims were flattened into one (``bmm`` / ``mm`` form) whole again.
+"""See a MatMul whose batch dims were flattened into one (``bmm`` / ``mm`` / ``addmm`` form)
+whole again.
 
-torch's ``matmul`` decomposes (the fast capture records it so; so does a ``.pt2`` program
-after ``run_decompositions``, and an ONNX file exported from one) into broadcasting Expands,
-Reshapes that flatten the batch dims into one, a 3-D (or 2-D) MatMul and a Reshape back::
+torch's ``matmul`` (and ``linear``) decompose into broadcasting Expands, Reshapes that
+flatten the batch dims into one, a 3-D (or 2-D) MatMul or Gemm and a Reshape back: a ``.pt2``
+program after ``run_decompositions()`` holds that, so does an ONNX file exported from one
+(the fast capture did, before it recorded ``matmul`` whole)::
 
     q[B, H, N, K] -> Expand[B, H, N, K] -> Reshape[B*H, N, K] ─┐
     k[B, H, K, M] -> Expand[B, H, K, M] -> Reshape[B*H, K, M] ─┴> MatMul -> Reshape[B, H, N, M]
