@@ -132,6 +132,21 @@ def test_split_then_permute_shares_one_transpose(tmp_path: Path, monkeypatch: py
     assert inner_transposes(out) <= 2  # one head split for q, k and v; one head merge
 
 
+def test_decomposed_program_needs_two_transposes_per_block(tmp_path: Path) -> None:
+    # a .pt2 after run_decompositions(): matmul as expand + view + bmm, Linear as addmm on
+    # flattened tokens, unbind as select (tests/tflite/test_tflite_batched_matmul.py)
+    torch.manual_seed(0)
+    depth = 1
+    model = TinyViT(depth=depth).eval()
+    x = torch.randn(2, 3, 16, 16)
+    pt2 = tmp_path / "vit.pt2"
+    torch.export.save(torch.export.export(model, (x,)).run_decompositions(), pt2)
+    out = tmp_path / "vit.tflite"
+    result = modelconv.convert(pt2, out, rtol=1e-4, atol=1e-5)
+    assert result.verified
+    assert inner_transposes(out) <= 2 * depth
+
+
 def test_linear_on_tokens_is_one_fully_connected(tmp_path: Path) -> None:
     from modelconv.exporters.tflite.inspect import inspect_tflite
 
