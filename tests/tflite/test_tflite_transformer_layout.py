@@ -120,15 +120,31 @@ def test_timm_vit_needs_two_transposes_per_block(tmp_path: Path) -> None:
     assert inner_transposes(out) <= 2 * depth
 
 
-def test_split_then_permute_shares_one_transpose(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    # measured on torch.export's graph: the fast capture's graph of this pattern still costs
-    # two more TRANSPOSEs (a known gap, see CHANGELOG)
-    monkeypatch.setenv("MODELCONV_TORCH_CAPTURE", "export")
+@pytest.mark.parametrize("capture", ["fast", "export"])
+def test_split_then_permute_shares_one_transpose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capture: str) -> None:
+    # both captures record q @ k as one matmul; its bmm form (a decomposed program) costs
+    # the same too: tests/tflite/test_tflite_batched_matmul.py
+    monkeypatch.setenv("MODELCONV_TORCH_CAPTURE", capture)
     torch.manual_seed(0)
     out = tmp_path / "levit_attention.tflite"
     _convert(SplitThenPermute(), torch.randn(1, 10, 24), out)
     assert inner_transposes(out) <= 2  # one head split for q, k and v; one head merge
+
+
+def test_decomposed_program_needs_two_transposes_per_block(tmp_path: Path) -> None:
+    # a .pt2 after run_decompositions(): matmul as expand + view + bmm, Linear as addmm on
+    # flattened tokens, unbind as select (tests/tflite/test_tflite_batched_matmul.py)
+    torch.manual_seed(0)
+    depth = 1
+    model = TinyViT(depth=depth).eval()
+    x = torch.randn(2, 3, 16, 16)
+    pt2 = tmp_path / "vit.pt2"
+    torch.export.save(torch.export.export(model, (x,)).run_decompositions(), pt2)
+    out = tmp_path / "vit.tflite"
+    result = modelconv.convert(pt2, out, rtol=1e-4, atol=1e-5)
+    assert result.verified
+    assert inner_transposes(out) <= 2 * depth
 
 
 def test_linear_on_tokens_is_one_fully_connected(tmp_path: Path) -> None:

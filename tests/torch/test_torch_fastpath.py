@@ -352,3 +352,25 @@ def test_safe_softmax_zeroes_fully_masked_rows() -> None:
     got, ref = run_both(Fn(fn), [torch.randn(3, 5)])
     assert np.all(ref[0][0] == 0)
     np.testing.assert_allclose(got[0], ref[0], rtol=0, atol=1e-6)
+
+
+MATMULS: dict[str, tuple[Callable[..., Any], tuple[tuple[int, ...], ...]]] = {
+    "bmm_4d": (lambda a, b: a @ b, ((2, 3, 4, 5), (2, 3, 5, 6))),
+    "broadcast_4d_3d": (lambda a, b: torch.matmul(a, b), ((2, 3, 4, 5), (3, 5, 6))),
+    "mm_3d_2d": (lambda a, b: a.matmul(b), ((2, 4, 5), (5, 6))),
+    "vector_matrix": (lambda a, b: a @ b, ((5,), (2, 5, 6))),
+    "matrix_vector": (lambda a, b: a @ b, ((2, 4, 5), (5,))),
+}
+
+
+@pytest.mark.parametrize("name", list(MATMULS))
+def test_fast_capture_records_matmul_whole(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # as torch.export does: not torch's expand + view + bmm/mm + _unsafe_view decomposition
+    fn, shapes = MATMULS[name]
+    torch.manual_seed(0)
+    inputs = tuple(torch.randn(s) for s in shapes)
+    program = fast_capture(Fn(fn), inputs, ["a", "b"])
+    ops = [str(n.target) for n in program.graph.nodes if n.op == "call_function"]
+    assert ops == ["aten.matmul.default"]
+    got, ref, _ = _capture_with("fast", Fn(fn), inputs, monkeypatch)
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-6, atol=1e-6)

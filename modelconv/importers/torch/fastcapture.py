@@ -322,9 +322,22 @@ def _linear(recorder: _Recorder, input: Any, weight: Any, bias: Any = None) -> A
     return recorder.record_whole(torch.ops.aten.linear.default, args, out)
 
 
+def _matmul(recorder: _Recorder, input: Any, other: Any, *, out: Any = None) -> Any:
+    """``torch.matmul`` / ``@`` as ``aten.matmul`` (torch.export's op), not its broadcasting
+    ``expand`` + flattening ``view`` + ``bmm`` / ``mm`` + ``_unsafe_view`` decomposition:
+    the graph is then torch.export's, three ops smaller per product, and the TFLite layout
+    pass sees the batch dims of an attention's ``q @ k`` whole."""
+    if out is not None or not isinstance(input, torch.Tensor) or \
+            not isinstance(other, torch.Tensor) or input.dim() == 0 or other.dim() == 0:
+        return None
+    result = torch.matmul(recorder.twin(input), recorder.twin(other))
+    return recorder.record_whole(torch.ops.aten.matmul.default, (input, other), result)
+
+
 #: functions recorded as one ATen op each (None from the adapter: record as usual)
 _WHOLE: dict[Any, Any] = {torch.nn.functional.batch_norm: _batch_norm,
-                          torch.nn.functional.linear: _linear}
+                          torch.nn.functional.linear: _linear, torch.matmul: _matmul,
+                          torch.Tensor.matmul: _matmul, torch.Tensor.__matmul__: _matmul}
 
 
 class _ValueGuard(TorchFunctionMode):

@@ -43,6 +43,7 @@ from modelconv.passes._edit import (
     static_shape,
     unique_name,
 )
+from modelconv.passes.tflite.batched_matmul import UnflattenBatchMatMulPass
 from modelconv.passes.tflite.layouts import Perm, batch_order, reshape_layout
 
 NHWC_DOMAIN = "modelconv.nhwc"
@@ -93,6 +94,7 @@ class NhwcLayoutPass(ir.passes.InPlacePass):
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         """Run the pass on ``model.graph``."""
+        UnflattenBatchMatMulPass()(model)  # a flattened-batch MatMul hides its layout
         _LayoutRewriter(model.graph, self.nhwc_io).run()
         model.graph.opset_imports.setdefault(NHWC_DOMAIN, 1)
         return ir.passes.PassResult(model, modified=True)
@@ -511,10 +513,28 @@ class _LayoutRewriter:
         keep = attr(node, "keepdims", 1)
         self.set_layout(node.outputs[0], p if keep else self._kept_perm(p, {axis}))
 
+    def _one_of_pieces(self, node: ir.Node) -> bool:
+        """True when ``node`` (a Slice or Gather) is one of several pieces cut from a tensor
+        permuted by the graph's own Transpose: q, k and v taken by ``qkv[0]``, ``qkv[1]``,
+        ``qkv[2]`` (``select``s). As for a Split, the tensor is then brought to its logical
+        layout once and cut there, so the pieces need no Transpose each."""
+        x = node.inputs[0]
+        shape = self.shape(x) if x is not None else None
+        if x is None or shape is None or not self._from_transpose(x):
+            return False
+        if (x, _identity(len(shape))) in self.cache:  # an earlier piece converted it
+            return _feeds_matmul(node.outputs[0])
+        pieces = {u.node for u in x.uses() if u.idx == 0 and u.node.op_type in ("Slice", "Gather")
+                  and u.node.domain in ("", "ai.onnx")}
+        return len(pieces) > 1 and all(_feeds_matmul(p.outputs[0]) for p in pieces)
+
     def _slice(self, node: ir.Node) -> None:
         x = node.inputs[0]
         p = self.perm(x) if x is not None else None
         if p is None or p == _identity(len(p)):
+            return
+        if self._one_of_pieces(node):
+            self._default(node)
             return
         params = [const_array(v) for v in node.inputs[1:]]
         if any(a is None for a in params[:2]) or (
@@ -561,7 +581,7 @@ class _LayoutRewriter:
     def _gather(self, node: ir.Node) -> None:
         x, idx = node.inputs[0], node.inputs[1]
         p = self.perm(x) if x is not None else None
-        if p is None or p == _identity(len(p)) or idx is None:
+        if p is None or p == _identity(len(p)) or idx is None or self._one_of_pieces(node):
             self._default(node)
             return
         idx_shape = self.shape(idx)
@@ -734,6 +754,19 @@ def _feeds_spatial_op(value: ir.Value, depth: int = 4) -> bool:
         if node.op_type in ELEMENTWISE and any(
             _feeds_spatial_op(out, depth - 1) for out in node.outputs
         ):
+            return True
+    return False
+
+
+def _feeds_matmul(value: ir.Value, depth: int = 3) -> bool:
+    """True when ``value`` reaches a MatMul through reshapes and Transposes only (an
+    attention's q, k or v; not a channel split feeding convolutions)."""
+    for use in value.uses():
+        node = use.node
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        if node.op_type == "MatMul" or (depth > 0 and use.idx == 0 and node.op_type in (
+                *RESHAPES, "Transpose") and _feeds_matmul(node.outputs[0], depth - 1)):
             return True
     return False
 
