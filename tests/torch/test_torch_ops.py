@@ -441,3 +441,30 @@ def test_index_put_and_slice_assign_on_dynamic_batch() -> None:
         other = torch.randn(batch, 4, 6)
         np.testing.assert_allclose(ort.run([other.numpy()])[0], _assign_rows(other).numpy(),
                                    atol=1e-6)
+
+
+class _MaskedSdpa(nn.Module):
+    """SDPA with a mask whose second query row sees no key at all."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        mask = torch.ones(5, 5, dtype=torch.bool)
+        mask[1] = False
+        self.register_buffer("mask", mask if kind == "bool" else
+                             torch.zeros(5, 5).masked_fill(~mask, float("-inf")))
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask)
+
+
+@pytest.mark.parametrize("capture", ["export", "fast"])
+@pytest.mark.parametrize("kind", ["bool", "float"])
+def test_sdpa_fully_masked_row_is_zero(monkeypatch: pytest.MonkeyPatch, capture: str,
+                                       kind: str) -> None:
+    """torch gives 0 for a query row every key is masked from; a plain Softmax gives NaN."""
+    monkeypatch.setenv("MODELCONV_TORCH_CAPTURE", capture)
+    inputs = [torch.randn(2, 2, 5, 4, generator=torch.Generator().manual_seed(i))
+              for i in range(3)]
+    got, ref = run_both(_MaskedSdpa(kind), inputs)
+    assert np.all(ref[0][:, :, 1] == 0)
+    np.testing.assert_allclose(got[0], ref[0], rtol=0, atol=1e-5)

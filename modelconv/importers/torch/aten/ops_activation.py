@@ -128,12 +128,24 @@ def glu(b: AtenBuilder, x: ir.Value, dim: int = -1) -> ir.Value:
     return b.Mul(first, b.Sigmoid(second))
 
 
-
 @aten_op("aten._safe_softmax.default")
 def safe_softmax(b: AtenBuilder, x: ir.Value, dim: int, dtype: object = None) -> ir.Value:
     """Softmax on ``dim`` that gives 0 (not NaN) on a slice that is all -inf (a fully
     masked attention row), as SDPA's math path computes it."""
-    x = b.cast(x, b.out_dtype())
+    return softmax_zero_when_empty(b, b.cast(x, b.out_dtype()), dim)
+
+
+def softmax_zero_when_empty(b: AtenBuilder, x: ir.Value, dim: int) -> ir.Value:
+    """Softmax of ``x`` on ``dim``, 0 where the whole slice is -inf (a fully masked row).
+
+    Args:
+        b: the builder.
+        x: the scores.
+        dim: the softmax axis.
+
+    Returns:
+        The probabilities.
+    """
     probs = b.Softmax(x, axis=dim)
     empty = b.Equal(b.ReduceMax(x, b.const([dim]), keepdims=1), b.scalar(-np.inf, x.dtype))
     return b.Where(empty, b.scalar(0.0, x.dtype), probs)

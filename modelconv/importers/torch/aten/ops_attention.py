@@ -8,6 +8,7 @@ import numpy as np
 import onnx_ir as ir
 
 from ._base import AtenBuilder, aten_op
+from .ops_activation import softmax_zero_when_empty
 
 
 def _swap_last(rank: int) -> list[int]:
@@ -36,7 +37,8 @@ def scaled_dot_product_attention(
     attn_mask: ir.Value | None = None, dropout_p: float = 0.0, is_causal: bool = False,
     *, scale: float | None = None, enable_gqa: bool = False,
 ) -> ir.Value:
-    """softmax(q @ k^T * scale + mask) @ v (dropout is off at inference)."""
+    """softmax(q @ k^T * scale + mask) @ v (dropout is off at inference); with a mask, a
+    fully masked row gives 0, as torch does, not NaN."""
     e = b.dims(query)[-1]
     scale = scale if scale is not None else 1.0 / math.sqrt(e or 1)
     hq = b.dims(query)[-3] if b.rank(query) > 2 else 1
@@ -54,5 +56,7 @@ def scaled_dot_product_attention(
             scores = b.Where(attn_mask, scores, minus_inf)
         else:
             scores = b.Add(scores, b.cast(attn_mask, query.dtype))
-    return b.MatMul(b.Softmax(scores, axis=-1), value)
+    probs = b.Softmax(scores, axis=-1) if attn_mask is None else \
+        softmax_zero_when_empty(b, scores, -1)
+    return b.MatMul(probs, value)
 
