@@ -125,8 +125,7 @@ def _lazy_relayout(node: ir.Node, big: ir.Value) -> list[ir.TensorProtocol] | No
         array = np.asarray(source.numpy())
         # a view (no copy): writers copy it in row blocks, and a consumer that transposes
         # it back (TFLite's FULLY_CONNECTED) gets the file's pages again
-        view = array.transpose(perm) if perm is not None else array.reshape(shape)
-        return _ViewTensor(view, base=array, perm=perm)
+        return _ViewTensor(array.transpose(perm) if perm is not None else array.reshape(shape))
 
     return [ir.LazyTensor(compute, dtype=source.dtype, shape=ir.Shape(shape))]
 
@@ -137,16 +136,7 @@ class _ViewTensor(ir.Tensor):
     numpy writes a non-contiguous array element by element (about 20x slower than a
     blocked copy) and ``tobytes`` copies it whole; this writes it in chunks of about
     ``_BLOCK_BYTES`` (contiguous copies of leading-axis slices), so one chunk is in flight.
-
-    A transposed view of a memory-mapped weight would read the file column-wise, one
-    scattered page at a time (cold, that is random disk I/O); so a transpose first reads
-    its source once, in order, into memory (one tensor in flight) and transposes that.
     """
-
-    def __init__(self, view: np.ndarray, base: np.ndarray | None = None,
-                 perm: list[int] | None = None) -> None:
-        super().__init__(view)
-        self._base, self._perm = base, perm
 
     def tofile(self, file: Any) -> None:
         """Write the C-ordered bytes to ``file``."""
@@ -154,13 +144,10 @@ class _ViewTensor(ir.Tensor):
         if array.flags.c_contiguous or array.ndim == 0:
             file.write(np.ascontiguousarray(array).data)
             return
-        if self._base is not None and self._perm is not None:
-            array = np.array(self._base, copy=True).transpose(self._perm)  # sequential read
         row = max(array[0].nbytes, 1)
         step = max(1, _BLOCK_BYTES // row)
         for start in range(0, array.shape[0], step):
             file.write(contiguous(array[start:start + step]).data)
-        del array
 
 
 _BLOCK_BYTES = 16 * 2**20
