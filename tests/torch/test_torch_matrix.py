@@ -4,8 +4,13 @@ source kind (module, state_dict, safetensors, TorchScript, .pt2), to ONNX and TF
 against torch eager with the default fp32 tolerance.
 
 The full matrix is long (80 torchvision models x 5 sources x 2 targets): it is marked
-``matrix`` and runs only with ``pytest --matrix`` (a separate CI step, like
-``--conformance``). A representative subset (:data:`DEFAULT`) runs in the default suite.
+``matrix`` and runs only with ``pytest --matrix``. A representative subset (:data:`DEFAULT`)
+runs with the model-scale tests (``--models``).
+
+Cells are ordered model by model and share what does not differ between them
+(:class:`MatrixModels`): the model is built and given its weights once, each source file is
+written once and converted to both targets. Every cell is still one ``modelconv.convert`` of
+its source to its target, verified against torch with the default tolerance.
 """
 
 from __future__ import annotations
