@@ -4,14 +4,21 @@ source kind (module, state_dict, safetensors, TorchScript, .pt2), to ONNX and TF
 against torch eager with the default fp32 tolerance.
 
 The full matrix is long (80 torchvision models x 5 sources x 2 targets): it is marked
-``matrix`` and runs only with ``pytest --matrix`` (a separate CI step, like
-``--conformance``). A representative subset (:data:`DEFAULT`) runs in the default suite.
+``matrix`` and runs only with ``pytest --matrix``. A representative subset (:data:`DEFAULT`)
+runs with the model-scale tests (``--models``).
+
+Cells are ordered model by model and share what does not differ between them
+(:class:`MatrixModels`): the model is built and given its weights once, each source file is
+written once and converted to both targets. Every cell is still one ``modelconv.convert`` of
+its source to its target, verified against torch with the default tolerance.
 """
 
 from __future__ import annotations
 
+import gc
 import importlib.util
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -130,33 +137,117 @@ def _trained(factory: Callable[[], Any]) -> Any:
     return model
 
 
-def convert_from(source: str, target: str, name: str, tmp_path: Path) -> Any:
-    """Write ``name`` as ``source``, convert it to ``target`` with verification, return the
-    result (the matrix cell)."""
-    factory, shapes, dtypes = _spec(name)
-    model = _trained(factory)
-    args = _examples(shapes, dtypes)
-    out = tmp_path / f"{name}.{target}"
-    shape_opts: dict[str, Any] = {"input_shapes": shapes, "input_dtypes": dtypes}
-    if source == "module":
-        return modelconv.convert(model, out, example_inputs=args)
-    if source == "state_dict":
-        torch.save(model.state_dict(), tmp_path / "w.pt")
-        return modelconv.convert(tmp_path / "w.pt", out, model=factory, **shape_opts)
-    if source == "safetensors":
-        from safetensors.torch import save_model
+#: the file each source kind is written to
+_SOURCE_FILES = {"state_dict": "w.pt", "safetensors": "w.safetensors", "torchscript": "ts.pt",
+                 "pt2": "m.pt2"}
 
-        save_model(model, str(tmp_path / "w.safetensors"))  # handles tied weights
-        return modelconv.convert(tmp_path / "w.safetensors", out, model=factory, **shape_opts)
-    if source == "torchscript":
-        with torch.no_grad():
-            traced = torch.jit.trace(model, args, strict=False, check_trace=False)
-        traced.save(str(tmp_path / "ts.pt"))
-        return modelconv.convert(tmp_path / "ts.pt", out, trust_code=True, **shape_opts)
-    with torch.no_grad():
-        program = torch.export.export(model, args)
-    torch.export.save(program, str(tmp_path / "m.pt2"))
-    return modelconv.convert(tmp_path / "m.pt2", out)
+
+class MatrixModel:
+    """One matrix model built once: the trained module, its example inputs and its source
+    files, each written once (when a cell first asks for it) and shared by both targets.
+
+    Building a model, initialising its weights, tracing it and exporting it cost as much as a
+    conversion for the large torchvision models, and none of it differs between the cells of
+    one model: every cell still converts its source file (or the module) to its target and
+    verifies the result against torch.
+    """
+
+    def __init__(self, name: str, folder: Path) -> None:
+        self.name, self.folder = name, folder
+        self.factory, self.shapes, self.dtypes = _spec(name)
+        self.module = _trained(self.factory)
+        self.args = _examples(self.shapes, self.dtypes)
+        self.files: dict[str, Path] = {}
+
+    def source_file(self, source: str) -> Path:
+        """The model written as ``source`` (written on the first call); the files of the
+        other source kinds are removed first (only one large file on disk at a time)."""
+        for kind in [k for k in self.files if k != source]:
+            self.files.pop(kind).unlink(missing_ok=True)
+        if source in self.files:
+            return self.files[source]
+        path = self.folder / _SOURCE_FILES[source]
+        if source == "state_dict":
+            torch.save(self.module.state_dict(), path)
+        elif source == "safetensors":
+            from safetensors.torch import save_model
+
+            save_model(self.module, str(path))  # handles tied weights
+        elif source == "torchscript":
+            with torch.no_grad():
+                traced = torch.jit.trace(self.module, self.args, strict=False,
+                                         check_trace=False)
+            traced.save(str(path))
+            del traced
+        else:
+            with torch.no_grad():
+                program = torch.export.export(self.module, self.args)
+            torch.export.save(program, str(path))
+            del program
+        self.files[source] = path
+        return path
+
+    def convert(self, source: str, target: str, out_dir: Path) -> Any:
+        """Convert the model from ``source`` to ``target`` with verification (the cell)."""
+        out = out_dir / f"{self.name}.{target}"
+        shape_opts: dict[str, Any] = {"input_shapes": self.shapes, "input_dtypes": self.dtypes}
+        if source == "module":
+            return modelconv.convert(self.module, out, example_inputs=self.args)
+        path = self.source_file(source)
+        if source in ("state_dict", "safetensors"):
+            return modelconv.convert(path, out, model=self.factory, **shape_opts)
+        if source == "torchscript":
+            return modelconv.convert(path, out, trust_code=True, **shape_opts)
+        return modelconv.convert(path, out)
+
+    def close(self) -> None:
+        """Remove the source files."""
+        for path in self.files.values():
+            path.unlink(missing_ok=True)
+        self.files.clear()
+
+
+class MatrixModels:
+    """The model of the running cells: cells are ordered model by model, so one model (and
+    its files) is kept at a time and the previous one is released when the next is asked for."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.current: MatrixModel | None = None
+
+    def get(self, name: str) -> MatrixModel:
+        """The model ``name``, built unless it is the current one."""
+        if self.current is None or self.current.name != name:
+            self.close()
+            self.current = MatrixModel(name, self.folder)
+        return self.current
+
+    def close(self) -> None:
+        """Release the current model and remove its files."""
+        if self.current is not None:
+            self.current.close()
+            self.current = None
+            gc.collect()
+
+
+@pytest.fixture(scope="module")
+def matrix_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MatrixModels]:
+    models = MatrixModels(tmp_path_factory.mktemp("matrix-sources"))
+    yield models
+    models.close()
+
+
+def _cell(models: MatrixModels, name: str, source: str, target: str, out_dir: Path) -> None:
+    """Convert and check one cell; its output is removed afterwards (pytest keeps every
+    cell's folder: the large models' outputs would fill the disk)."""
+    try:
+        _check(models.get(name).convert(source, target, out_dir))
+    finally:
+        for path in out_dir.glob(f"{name}.{target}*"):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def _check(result: Any) -> None:
@@ -179,8 +270,9 @@ def _cells() -> list[Any]:
 
 
 @pytest.mark.parametrize(("name", "source", "target"), _cells())
-def test_matrix(tmp_path: Path, name: str, source: str, target: str) -> None:
-    _check(convert_from(source, target, name, tmp_path))
+def test_matrix(matrix_models: MatrixModels, tmp_path: Path, name: str, source: str,
+                target: str) -> None:
+    _cell(matrix_models, name, source, target, tmp_path)
 
 
 #: the default suite's share of the matrix: every source once, both targets, a CNN, an
@@ -194,7 +286,8 @@ DEFAULT = [("resnet18", "safetensors", "onnx"), ("mobilenet_v3_small", "pt2", "t
 @pytest.mark.models
 @pytest.mark.parametrize(("name", "source", "target"), DEFAULT,
                          ids=[f"{n}-{s}-{t}" for n, s, t in DEFAULT])
-def test_matrix_subset(tmp_path: Path, name: str, source: str, target: str) -> None:
+def test_matrix_subset(matrix_models: MatrixModels, tmp_path: Path, name: str, source: str,
+                       target: str) -> None:
     if target == "tflite" and _NO_LITERT:
         pytest.skip("needs litert")
-    _check(convert_from(source, target, name, tmp_path))
+    _cell(matrix_models, name, source, target, tmp_path)

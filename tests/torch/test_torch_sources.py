@@ -197,6 +197,32 @@ def test_torchscript_dynamic_batch(tmp_path: Path) -> None:
     _check(sm, torch.randn(5, *X.shape[1:]))
 
 
+@pytest.mark.parametrize("kind", ["trace", "script"])
+def test_torchscript_static_shapes_trace_once(tmp_path: Path, kind: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without dynamic dims the converter's FX graph is exported once, with the example
+    shapes: torch's converter marks every dim Dim.AUTO (a symbolic trace costing several
+    static ones) and the route then exported the program a second time to pin them."""
+    from torch.export import _trace
+
+    m = small()
+    ts = torch.jit.trace(m, (X,)) if kind == "trace" else torch.jit.script(m)
+    path = tmp_path / "m.ts"
+    ts.save(str(path))
+    calls: list[Any] = []
+    export = _trace._export
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs.get("dynamic_shapes"))
+        return export(*args, **kwargs)
+
+    monkeypatch.setattr(_trace, "_export", spy)
+    sm = import_torchscript(path, ConvertOptions(example_inputs=(X,), trust_code=True))
+    assert calls == [None]
+    assert all(isinstance(d, int) for d in sm.model.graph.inputs[0].shape)
+    _check(sm)
+
+
 class ShapeArith(nn.Module):
     """Shape arithmetic that tracing records as aten::size -> NumToTensor -> Int code."""
 

@@ -311,14 +311,22 @@ def _torchscript_program(ts: Any, args: tuple[torch.Tensor, ...], names: list[st
 
 
 def _ts2ep(module: Any, args: tuple[torch.Tensor, ...]) -> torch.export.ExportedProgram:
-    """TS2EPConverter, pinned to the example shapes.
+    """The TorchScript module converted with its example shapes final.
 
-    The converter marks every input dim ``Dim.AUTO``; dims the code does not specialise stay
-    symbolic, so such a program is re-exported with static shapes (none were asked for);
-    if that fails the converter's program is kept.
+    The converter's trace with static shapes (:mod:`.ts_static`) comes first; should it fail,
+    torch's own converter, which marks every input dim ``Dim.AUTO``: dims the code does not
+    specialise stay symbolic, so such a program is re-exported with static shapes (none were
+    asked for); if that fails the converter's program is kept.
     """
     from torch._export.converter import TS2EPConverter
 
+    from .ts_static import StaticConverter
+
+    try:
+        static: torch.export.ExportedProgram = StaticConverter(module, args).convert()
+        return static
+    except Exception:  # torch's converter below says why, or succeeds where this failed
+        pass
     program: torch.export.ExportedProgram = TS2EPConverter(module, args).convert()
     if not _symbolic_inputs(program):
         return program

@@ -20,6 +20,7 @@ from torch.export.graph_signature import InputKind, OutputKind
 from modelconv.errors import ModelconvError, UnsupportedOpsError
 from modelconv.importers.torch.aten import ATEN_OPS, AtenBuilder, check_call, ir_dtype
 from modelconv.importers.torch.coverage import REFUSED
+from modelconv.importers.torch.fused import fused_decompositions
 from modelconv.importers.torch.inplace import functional_key, mutates, safe_inplace
 
 #: FX targets the lowering handles itself (no registry entry)
@@ -55,8 +56,10 @@ def _clean_path(path: str) -> str:
 
 
 def decomposition_table() -> dict[Any, Any]:
-    """torch.export's default decompositions minus every op we have a handler for."""
+    """torch.export's default decompositions minus every op we have a handler for, plus the
+    fused fast-path kernels a TorchScript trace records (:mod:`.fused`)."""
     table = torch.export.default_decompositions()
+    table.update(fused_decompositions())
     for op in list(table.keys()):
         if str(op) in ATEN_OPS:
             del table[op]
