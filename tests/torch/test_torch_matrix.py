@@ -40,11 +40,9 @@ _TV_KWARGS: dict[str, dict[str, Any]] = {
     "vit_l_16": {"image_size": 64}, "vit_l_32": {"image_size": 64},
     "vit_h_14": {"image_size": 56},
 }
+#: AlexNet and VGG run at 64 too: their AdaptiveAvgPool2d to 6x6 / 7x7 then upsamples
+#: (uneven, repeated windows)
 _TV_SIDE = {"inception_v3": 96, "vit_h_14": 56, "maxvit_t": 224}
-# AlexNet and VGG pool their features to 6x6 / 7x7 with AdaptiveAvgPool2d: below 224 that
-# upsamples (uneven windows, which the handler refuses), so they run at their design size
-_TV_SIDE.update({n: 224 for n in ("alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn",
-                                  "vgg16", "vgg16_bn", "vgg19", "vgg19_bn")})
 
 
 def _torchvision_names() -> list[str]:
@@ -280,7 +278,8 @@ def test_matrix(matrix_models: MatrixModels, tmp_path: Path, name: str, source: 
 DEFAULT = [("resnet18", "safetensors", "onnx"), ("mobilenet_v3_small", "pt2", "tflite"),
            ("squeezenet1_1", "torchscript", "onnx"), ("bert", "state_dict", "onnx"),
            ("gpt2", "module", "tflite"), ("t5", "safetensors", "onnx"),
-           ("llama", "pt2", "onnx"), ("marian", "module", "onnx")]
+           ("llama", "pt2", "onnx"), ("marian", "module", "onnx"),
+           ("alexnet", "state_dict", "tflite")]  # upsampling adaptive pooling at 64 px
 
 
 @pytest.mark.models
