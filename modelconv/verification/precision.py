@@ -85,7 +85,7 @@ def tflite_precision(content: bytes) -> str:
 
 
 def onnx_precision(path: str | Path) -> str:
-    """Precision of an ONNX file (external data is not read).
+    """Precision of an ONNX file, read without its weights' bytes (embedded or external).
 
     Args:
         path: the ``.onnx`` file.
@@ -98,22 +98,22 @@ def onnx_precision(path: str | Path) -> str:
     """
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
-    graph = model.graph
-    inits = {t.name for t in graph.initializer}
+    from modelconv.verification.onnx_skim import skim_graph
+
+    graph = skim_graph(path)  # the weights' bytes are skipped, not read
     found: set[str] = set()
     half = {onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.BFLOAT16: "bfloat16"}
-    for t in graph.initializer:
-        if t.data_type in half:
-            found.add(half[t.data_type])
-    for v in graph.input:
+    for data_type in graph.initializer_types:
+        if data_type in half:
+            found.add(half[data_type])
+    for v in graph.inputs:
         if v.type.tensor_type.elem_type in half:
             found.add(half[v.type.tensor_type.elem_type])
-    produced_by_const = set(inits)
-    for node in graph.node:
+    produced_by_const = set(graph.initializer_names)
+    for node in graph.nodes:
         if node.op_type == "Constant":
             produced_by_const.update(node.output)
-    for node in graph.node:
+    for node in graph.nodes:
         if node.op_type in _ONNX_STATIC_QUANT:
             found.add("int8")
         elif node.op_type in _ONNX_DYNAMIC_QUANT:
