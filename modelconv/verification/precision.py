@@ -102,7 +102,8 @@ def onnx_precision(path: str | Path) -> str:
 
     graph = skim_graph(path)  # the weights' bytes are skipped, not read
     found: set[str] = set()
-    half = {onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.BFLOAT16: "bfloat16"}
+    half: dict[int, str] = {onnx.TensorProto.FLOAT16: "float16",
+                            onnx.TensorProto.BFLOAT16: "bfloat16"}
     for data_type in graph.initializer_types:
         if data_type in half:
             found.add(half[data_type])
