@@ -26,6 +26,14 @@ from modelconv.importers.torch.inplace import functional_key, mutates, safe_inpl
 #: FX targets the lowering handles itself (no registry entry)
 _BUILTIN = {"operator.getitem"}
 
+#: ops whose handler provides only the first output (the pooled values): {key: the output
+#: it cannot provide}; a use of that output is refused by name (torch's argmax indices are
+#: flat per-plane positions, which neither ONNX's MaxPool indices nor TFLite express)
+VALUES_ONLY = {key: "indices" for key in (
+    "aten.adaptive_max_pool1d.default", "aten.adaptive_max_pool2d.default",
+    "aten.adaptive_max_pool3d.default", "aten.max_pool2d_with_indices.default",
+    "aten.max_pool3d_with_indices.default")}
+
 
 def target_key(target: Any) -> str:
     """Registry key of an FX call_function target: ``aten.add.Tensor``, ``operator.mul``."""
@@ -114,8 +122,23 @@ def handler_keys(ep: ExportedProgram) -> tuple[dict[str, str], dict[str, list[st
             missing.setdefault(label, []).append(source_name(node))
         elif (reason := check_call(key, *_fake_args(node))) is not None:
             missing.setdefault(f"{key} ({reason})", []).append(source_name(node))
+        elif key in VALUES_ONLY and _uses_output(node, 1):
+            missing.setdefault(
+                f"{key} (its {VALUES_ONLY[key]} output is not supported, only the pooled "
+                "values: pool without return_indices, or compute the indices after the "
+                "converted model)", []).append(source_name(node))
         keys[node.name] = key
     return keys, missing
+
+
+def _uses_output(node: torch.fx.Node, index: int) -> bool:
+    """Whether output ``index`` of a multi-output node is used (``getitem(node, index)``
+    with users, the graph's output included)."""
+    import operator
+
+    return any(user.op == "call_function" and user.target is operator.getitem
+               and len(user.args) > 1 and user.args[1] == index and user.users
+               for user in node.users)
 
 
 def _fake_args(node: torch.fx.Node) -> tuple[list[Any], dict[str, Any]]:
