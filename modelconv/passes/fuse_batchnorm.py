@@ -47,16 +47,21 @@ def _fold(graph: ir.Graph, conv: ir.Node, bn: ir.Node) -> bool:
         return False
     out_ch = scale.shape[0]
     bias = np.zeros(out_ch) if bias_in is None else bias_in.astype(np.float64)
+    dtype = weight.dtype
+    # the per-channel scale is computed in float64, the weights scaled in their own
+    # precision (float16 in float32): within two roundings (the scale's, the product's) of
+    # the float64 product, without a float64 copy of every weight (large models: seconds)
+    work = np.promote_types(dtype, np.float32)
+    ch_scale = scale.astype(work)
     if conv.op_type == "Conv":
-        w = weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1))
+        w = np.multiply(weight, ch_scale.reshape((-1,) + (1,) * (weight.ndim - 1)), dtype=work)
     else:
         group = attr(conv, "group", 1)
         w_g = weight.reshape((group, -1, weight.shape[1], *weight.shape[2:]))
-        s_g = scale.reshape((group, 1, weight.shape[1]) + (1,) * (weight.ndim - 2))
-        w = (w_g * s_g).reshape(weight.shape)
+        s_g = ch_scale.reshape((group, 1, weight.shape[1]) + (1,) * (weight.ndim - 2))
+        w = np.multiply(w_g, s_g, dtype=work).reshape(weight.shape)
     b = (bias - mean) * scale + beta
-    dtype = weight.dtype
-    w_v = new_const(graph, w.astype(dtype), f"{conv.name}_w_bn")
+    w_v = new_const(graph, w.astype(dtype, copy=False), f"{conv.name}_w_bn")
     b_v = new_const(graph, b.astype(dtype), f"{conv.name}_b_bn")
     conv.replace_input_with(1, w_v)
     if len(conv.inputs) < 3:

@@ -258,12 +258,25 @@ def _check(result: Any) -> None:
 _NO_LITERT = importlib.util.find_spec("ai_edge_litert") is None
 
 
+#: the models of at least 300 M parameters (1.2-2.6 GB of fp32 weights; a conversion of the
+#: largest peaks near 13 GB): one xdist group, so no two of them run at once, collected first
+#: so that one worker starts them while the others take the rest
+LARGE = ["regnet_y_128gf", "vit_h_14", "vit_l_16", "vit_l_32"]
+
+
+def _group(name: str) -> str:
+    """The xdist group of a model's cells (``--dist loadgroup`` keeps a group on one
+    worker, in order, so the model is built and its source files written once)."""
+    return "large" if name in LARGE else name
+
+
 def _cells() -> list[Any]:
-    names = _torchvision_names() + list(HF_MODELS)
+    tv = _torchvision_names()
+    names = [n for n in LARGE if n in tv] + [n for n in tv if n not in LARGE] + list(HF_MODELS)
     return [pytest.param(n, s, t, id=f"{n}-{s}-{t}",
-                         marks=[pytest.mark.matrix] + ([pytest.mark.skip("needs litert")]
-                                                       if t == "tflite" and _NO_LITERT
-                                                       else []))
+                         marks=[pytest.mark.matrix, pytest.mark.xdist_group(_group(n))]
+                         + ([pytest.mark.skip("needs litert")]
+                            if t == "tflite" and _NO_LITERT else []))
             for n in names for s in SOURCES for t in TARGETS]
 
 
