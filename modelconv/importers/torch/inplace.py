@@ -11,6 +11,10 @@ more than the export itself. A dataflow graph can instead lower ``y = relu_(x)``
     c = add_(b, s)           c = add(b, s)      tensor ``a`` aliases) runs after the
                                                 mutation, and ``a`` is no graph input
 
+An in-place dropout with ``train=False`` (``nn.Dropout(inplace=True)`` in eval, as in
+torchvision's EfficientNet and MobileNetV3 heads, often on a view such as ``flatten``'s
+output) writes nothing at all, so it is always safe.
+
 Anything else (a mutated input/buffer, a view of the mutated tensor, a later reader of
 the old node, an ``out=`` or other mutating op) sends the program through the
 decompositions as before.
@@ -66,6 +70,27 @@ def functional_key(target: Any) -> str | None:
     return f"{namespace}.{name[:-1]}.{target._overloadname}"
 
 
+#: in-place ops that leave their input unchanged when called with ``train=False``
+_IDENTITY_IN_EVAL = {"aten::dropout_", "aten::feature_dropout_", "aten::alpha_dropout_",
+                     "aten::feature_alpha_dropout_"}
+
+
+def writes_nothing(node: torch.fx.Node) -> bool:
+    """True for an in-place dropout called with ``train=False``: it does not write.
+
+    Args:
+        node: a call_function node.
+
+    Returns:
+        Whether the node is such a dropout (its ``train`` argument literally False).
+    """
+    schema = getattr(node.target, "_schema", None)
+    if schema is None or schema.name not in _IDENTITY_IN_EVAL:
+        return False
+    train = node.kwargs.get("train", node.args[2] if len(node.args) > 2 else None)
+    return train is False
+
+
 def safe_inplace(node: torch.fx.Node, order: dict[torch.fx.Node, int]) -> bool:
     """True when lowering in-place ``node`` functionally cannot change what anyone reads.
 
@@ -73,6 +98,8 @@ def safe_inplace(node: torch.fx.Node, order: dict[torch.fx.Node, int]) -> bool:
     ``x``): each must be an intermediate result with no readers after ``node`` and no
     views, and the chain must end at a non-aliasing op.
     """
+    if writes_nothing(node):
+        return True
     here = order[node]
     base = node.args[0] if node.args else None
     while True:
@@ -100,4 +127,4 @@ def _in_chain(user: torch.fx.Node, node: torch.fx.Node) -> bool:
     return False
 
 
-__all__ = ["functional_key", "mutates", "safe_inplace"]
+__all__ = ["functional_key", "mutates", "safe_inplace", "writes_nothing"]
