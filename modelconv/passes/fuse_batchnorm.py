@@ -9,7 +9,14 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from modelconv.passes._edit import attr, const_array, new_const, replace_value, single_consumer
+from modelconv.passes._edit import (
+    attr,
+    const_array,
+    derived_const,
+    new_const,
+    replace_value,
+    single_consumer,
+)
 
 
 class FuseBatchNormPass(ir.passes.InPlacePass):
@@ -47,16 +54,21 @@ def _fold(graph: ir.Graph, conv: ir.Node, bn: ir.Node) -> bool:
         return False
     out_ch = scale.shape[0]
     bias = np.zeros(out_ch) if bias_in is None else bias_in.astype(np.float64)
-    if conv.op_type == "Conv":
-        w = weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1))
-    else:
-        group = attr(conv, "group", 1)
-        w_g = weight.reshape((group, -1, weight.shape[1], *weight.shape[2:]))
-        s_g = scale.reshape((group, 1, weight.shape[1]) + (1,) * (weight.ndim - 2))
-        w = (w_g * s_g).reshape(weight.shape)
+    group = attr(conv, "group", 1)
+    transposed = conv.op_type != "Conv"
+
+    def scaled(w: np.ndarray) -> np.ndarray:
+        if not transposed:
+            return (w * scale.reshape((-1,) + (1,) * (w.ndim - 1))).astype(w.dtype)
+        w_g = w.reshape((group, -1, w.shape[1], *w.shape[2:]))
+        s_g = scale.reshape((group, 1, w.shape[1]) + (1,) * (w.ndim - 2))
+        return (w_g * s_g).reshape(w.shape).astype(w.dtype)
+
     b = (bias - mean) * scale + beta
     dtype = weight.dtype
-    w_v = new_const(graph, w.astype(dtype), f"{conv.name}_w_bn")
+    w_in = conv.inputs[1]
+    assert w_in is not None
+    w_v = derived_const(graph, w_in, scaled, f"{conv.name}_w_bn")
     b_v = new_const(graph, b.astype(dtype), f"{conv.name}_b_bn")
     conv.replace_input_with(1, w_v)
     if len(conv.inputs) < 3:

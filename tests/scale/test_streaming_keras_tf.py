@@ -179,18 +179,18 @@ def test_savedmodel_variables_are_views_of_the_shard(tmp_path: Path) -> None:
                                               ("savedmodel", "tflite")])
 def test_keras_tf_conversion_holds_no_weight_sized_anonymous_memory(
         tmp_path: Path, kind: str, target: str) -> None:
-    """~150 MB of weights (largest tensor 64 MB): the conversion's anonymous memory grows by
-    well under the weights (a copy of them would be >= 1x)."""
+    """~180-230 MB of weights (largest tensor 151 MB): the conversion's anonymous memory
+    grows by well under the weights (a copy of them would be >= 1x)."""
     if kind == "savedmodel":
         big, weights = _tf_module(tmp_path, 6144, 256)
         warm, _ = _tf_module(tmp_path, 8, 4)
     else:
-        model = _keras_model(4096, 512)
+        model = _keras_model(6144, 512)  # 233 MB: the ~32 MiB the route always adds < 0.3x
         weights = _weight_bytes(model)
         big, warm = tmp_path / f"big.{kind}", tmp_path / f"warm.{kind}"
         model.save(big)
         _keras_model(8, 4).save(warm)
-    assert weights > 120 * 2**20
+    assert weights > 160 * 2**20
     grown = anonymous_growth(big, tmp_path / f"m.{target}", "-", warm)
     assert grown < 0.3 * weights, (grown / 2**20, weights / 2**20)
     shutil.rmtree(tmp_path, ignore_errors=True)

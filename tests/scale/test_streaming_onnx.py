@@ -106,3 +106,50 @@ def test_embedded_onnx_conversion_holds_no_weight_sized_anonymous_memory(
     _mlp(warm, 8, 2)
     grown = anonymous_growth(big, tmp_path / f"m.{target}", "-", warm)
     assert grown < 0.3 * weights, (grown / 2**20, weights / 2**20)
+
+
+def _conv_bn(path: Path, channels: int) -> None:
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((channels, channels, 3, 3)) * 0.05).astype(np.float32)
+    params = [rng.uniform(0.5, 1.5, channels), rng.standard_normal(channels) * 0.1,
+              rng.standard_normal(channels) * 0.1, rng.uniform(0.5, 1.5, channels)]
+    names = ["gamma", "beta", "mean", "var"]
+    inits = [numpy_helper.from_array(w, "w")] + [
+        numpy_helper.from_array(p.astype(np.float32), n) for p, n in zip(params, names,
+                                                                          strict=True)]
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("BatchNormalization", ["c", *names], ["bn"]),
+         helper.make_node("Mul", ["bn", "k"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels, 6, 6])],
+        [*inits, numpy_helper.from_array(
+            rng.uniform(0.5, 2, (1, channels, 1, 1)).astype(np.float32), "k")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+
+
+def test_folded_batchnorm_weights_are_computed_when_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Conv -> BatchNormalization -> per-channel Mul fold into the conv weight; a large
+    folded weight is a lazy tensor (computed as it is written), with the eager bytes."""
+    import onnx_ir as ir
+
+    from modelconv.passes import _edit, cleanup
+
+    src = tmp_path / "cbn.onnx"
+    _conv_bn(src, 128)  # 147,456-element kernel
+    model = modelconv.load(src).model
+    cleanup(model)
+    ops = [n.op_type for n in model.graph]
+    assert ops == ["Conv"], ops
+    kernel = model.graph.node(0).inputs[1].const_value
+    assert isinstance(kernel, ir.LazyTensor)
+    outs = []
+    for lazy_from in (0, 1 << 40):
+        monkeypatch.setattr(_edit, "LAZY_DERIVED_FROM", lazy_from)
+        dst = tmp_path / f"{lazy_from}.onnx"
+        assert modelconv.convert(src, dst).verified
+        outs.append(dst.read_bytes())
+    assert outs[0] == outs[1]
