@@ -348,9 +348,10 @@ def _sdpa(recorder: _Recorder, query: Any, key: Any, value: Any, attn_mask: Any 
             not isinstance(is_causal, bool) or not isinstance(enable_gqa, bool) or \
             not (scale is None or isinstance(scale, (int, float))):
         return None
+    q, k, v = recorder.twin((query, key, value))
     out = torch.nn.functional.scaled_dot_product_attention(
-        *recorder.twin(tensors[:3]), attn_mask=recorder.twin(attn_mask), is_causal=is_causal,
-        scale=scale, enable_gqa=enable_gqa)
+        q, k, v, attn_mask=recorder.twin(attn_mask), is_causal=is_causal, scale=scale,
+        enable_gqa=enable_gqa)
     return recorder.record_whole(torch.ops.aten.scaled_dot_product_attention.default,
                                  (query, key, value, attn_mask, 0.0, is_causal), out,
                                  {"scale": scale, "enable_gqa": enable_gqa})
