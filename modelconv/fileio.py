@@ -2,19 +2,26 @@
 
 A failed conversion leaves nothing behind; companion files (``.onnx.data``) are moved
 before the main file so a reader never sees a model whose data is missing.
+
+Input files: :class:`FileView` hands out read-only array views of a mapped file, so an
+importer's weights stay in the page cache instead of being copied into memory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import mmap
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from modelconv.errors import ExportError, OutputExistsError
+import numpy as np
+
+from modelconv.errors import ExportError, ModelLoadError, OutputExistsError
 from modelconv.hooks import pause_point
 
 
@@ -85,3 +92,69 @@ def read_or_map(path: Path) -> bytes | mmap.mmap:
         return path.read_bytes()
     with open(path, "rb") as fh:
         return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+class FileView:
+    """Zero-copy, read-only array views of a file's bytes (weights streamed from the source).
+
+    The file is memory-mapped once, on the first request: the arrays handed out are views
+    of page-cache pages (file-backed memory the kernel can drop and read again), never
+    copies. Each view keeps the mapping alive; nothing needs closing.
+
+    Args:
+        path: the file.
+        start: where the viewed region starts (a member stored in a zip archive).
+        size: the region's size (default: to the end of the file).
+        display: how the source is named in errors.
+        file: the file already opened (and checked) by the caller; it is mapped rather
+            than opening ``path`` again.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], start: int = 0, size: int | None = None,
+                 display: str | None = None, file: Any = None) -> None:
+        self.path = Path(path)
+        self.start = start
+        self.size = size
+        self.display = display or str(path)
+        self._file = file  # an already opened (and checked) file: mapped instead of the path
+        self._map: mmap.mmap | None = None
+
+    def _mapping(self) -> mmap.mmap:
+        if self._map is None:
+            if self._file is not None:
+                self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+            else:
+                with open(self.path, "rb") as fh:
+                    self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            if self.size is None:
+                self.size = len(self._map) - self.start
+        return self._map
+
+    def array(self, offset: int, dtype: np.dtype[Any], shape: tuple[int, ...],
+              what: str) -> np.ndarray:
+        """The bytes at ``offset`` (in the region) as a read-only array.
+
+        Args:
+            offset: byte offset inside the region.
+            dtype: element type (any byte order).
+            shape: array shape.
+            what: the tensor, for errors.
+
+        Returns:
+            A read-only view of the mapped file.
+
+        Raises:
+            ModelLoadError: the bytes lie outside the region (a truncated or corrupt file).
+        """
+        mapping = self._mapping()
+        count = math.prod(shape)
+        nbytes = count * dtype.itemsize
+        assert self.size is not None
+        if offset < 0 or nbytes > self.size - offset or self.start + self.size > len(mapping):
+            raise ModelLoadError(
+                f"{what}: bytes {offset}..{offset + nbytes} lie outside the file's "
+                f"{self.size} (truncated or corrupt)", path=self.display)
+        if count == 0:
+            return np.empty(shape, dtype)
+        return np.frombuffer(mapping, dtype=dtype, count=count,
+                             offset=self.start + offset).reshape(shape)

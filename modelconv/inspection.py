@@ -64,7 +64,7 @@ def source_producer(path: Path, fmt: str) -> str | None:
 
 
 def _savedmodel_producer(path: Path) -> str:
-    from modelconv.importers.tf.files import protowire as pw
+    from modelconv import protowire as pw
     from modelconv.importers.tf.files.bundle import read_member
     from modelconv.importers.tf.files.saved_model import MAX_SAVED_MODEL_BYTES
 

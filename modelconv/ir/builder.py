@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
+from modelconv.ir.arrays import StridedTensor
+
 DEFAULT_OPSET = 21
 SOURCE_KEY = "source_name"
 #: source layers whose ops a fusion pass folded into this node (comma-separated)
@@ -83,7 +85,10 @@ class GraphBuilder:
         """Add ``array`` as a named initializer (weights)."""
         if isinstance(array, np.ndarray) or np.isscalar(array):
             arr = np.asarray(array)
-            tensor: Any = ir.tensor(arr, name=None)
+            # a strided view (a transposed weight mapped from the source file) stays a view:
+            # it is copied block by block when written, never held as a second copy
+            tensor: Any = (StridedTensor(arr) if arr.ndim and not arr.flags.c_contiguous
+                           else ir.tensor(arr, name=None))
             dtype, shape = ir.DataType.from_numpy(arr.dtype), list(arr.shape)
         else:  # an ir tensor (lazy / external / torch-backed)
             tensor, dtype, shape = array, array.dtype, list(array.shape)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,47 @@ def new_const(graph: ir.Graph, array: np.ndarray, name: str) -> ir.Value:
         type=ir.TensorType(ir.DataType.from_numpy(arr.dtype)),
         const_value=ir.tensor(arr, name=name),
     )
+    graph.register_initializer(value)
+    return value
+
+
+#: derived constants with more elements than this are computed when read (written)
+LAZY_DERIVED_FROM = 1 << 16
+
+
+def derived_const(graph: ir.Graph, source: ir.Value,
+                  compute: Callable[[np.ndarray], np.ndarray], name: str) -> ir.Value:
+    """A new initializer ``compute(source)`` of the same shape and dtype as the constant
+    ``source`` (a weight scaled by a folded BatchNorm).
+
+    A large one is an ``ir.LazyTensor`` that reads ``source`` and computes each time it is
+    read, so a folded copy of a big model's weights is never held: the writer computes and
+    writes one tensor at a time (``source`` may be a view of the input file's pages).
+
+    Args:
+        graph: the graph to register the initializer in.
+        source: a constant value (its ``const_value`` is read, never kept as an array).
+        compute: source array -> derived array (same shape and dtype).
+        name: base name of the new initializer.
+
+    Returns:
+        The new initializer's value.
+    """
+    tensor = source.const_value
+    assert tensor is not None
+    if tensor.size <= LAZY_DERIVED_FROM:
+        return new_const(graph, compute(np.asarray(tensor.numpy())), name)
+    dtype, shape = tensor.dtype, list(tensor.shape.numpy())
+
+    def evaluate() -> ir.TensorProtocol:
+        out = compute(np.asarray(tensor.numpy()))
+        assert list(out.shape) == shape and ir.DataType.from_numpy(out.dtype) == dtype
+        return ir.tensor(out)
+
+    name = unique_name(graph, name)
+    lazy = ir.LazyTensor(evaluate, dtype=dtype, shape=ir.Shape(shape), name=name)
+    value = ir.Value(name=name, shape=ir.Shape(shape), type=ir.TensorType(dtype),
+                     const_value=lazy)
     graph.register_initializer(value)
     return value
 

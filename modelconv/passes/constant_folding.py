@@ -25,7 +25,6 @@ Two policies:
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import onnx
@@ -33,7 +32,7 @@ import onnx_ir as ir
 from onnx.reference import ReferenceEvaluator
 from onnx_ir.passes import InPlacePass, PassResult
 
-from modelconv.ir.arrays import contiguous
+from modelconv.ir.arrays import StridedTensor
 from modelconv.passes._edit import static_shape
 
 #: outputs up to this many elements always fold; larger ones only if no bigger than inputs
@@ -125,32 +124,9 @@ def _lazy_relayout(node: ir.Node, big: ir.Value) -> list[ir.TensorProtocol] | No
         array = np.asarray(source.numpy())
         # a view (no copy): writers copy it in row blocks, and a consumer that transposes
         # it back (TFLite's FULLY_CONNECTED) gets the file's pages again
-        return _ViewTensor(array.transpose(perm) if perm is not None else array.reshape(shape))
+        return StridedTensor(array.transpose(perm) if perm is not None else array.reshape(shape))
 
     return [ir.LazyTensor(compute, dtype=source.dtype, shape=ir.Shape(shape))]
-
-
-class _ViewTensor(ir.Tensor):
-    """An ``ir.Tensor`` over a strided view, written in C order block by block.
-
-    numpy writes a non-contiguous array element by element (about 20x slower than a
-    blocked copy) and ``tobytes`` copies it whole; this writes it in chunks of about
-    ``_BLOCK_BYTES`` (contiguous copies of leading-axis slices), so one chunk is in flight.
-    """
-
-    def tofile(self, file: Any) -> None:
-        """Write the C-ordered bytes to ``file``."""
-        array = self.numpy()
-        if array.flags.c_contiguous or array.ndim == 0:
-            file.write(np.ascontiguousarray(array).data)
-            return
-        row = max(array[0].nbytes, 1)
-        step = max(1, _BLOCK_BYTES // row)
-        for start in range(0, array.shape[0], step):
-            file.write(contiguous(array[start:start + step]).data)
-
-
-_BLOCK_BYTES = 16 * 2**20
 
 
 def _constant_inputs_small(node: ir.Node) -> list[np.ndarray | None] | None:

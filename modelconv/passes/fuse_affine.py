@@ -17,7 +17,13 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from modelconv.passes._edit import const_array, new_const, replace_value, single_consumer
+from modelconv.passes._edit import (
+    const_array,
+    derived_const,
+    new_const,
+    replace_value,
+    single_consumer,
+)
 
 
 class FuseConvAffinePass(ir.passes.InPlacePass):
@@ -71,8 +77,10 @@ def _fold(graph: ir.Graph, conv: ir.Node, op: str, vec: np.ndarray) -> bool:
         bias = np.zeros(weight.shape[0], weight.dtype)
     shape = (-1,) + (1,) * (weight.ndim - 1)
     if op == "Mul":
-        conv.replace_input_with(1, new_const(graph, weight * vec.reshape(shape),
-                                             f"{conv.name}_w"))
+        w_in = conv.inputs[1]
+        assert w_in is not None
+        conv.replace_input_with(1, derived_const(graph, w_in, lambda w: w * vec.reshape(shape),
+                                                 f"{conv.name}_w"))
         bias = bias * vec
     elif op == "Add":
         bias = bias + vec

@@ -9,7 +9,14 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from modelconv.passes._edit import attr, const_array, new_const, replace_value, single_consumer
+from modelconv.passes._edit import (
+    attr,
+    const_array,
+    derived_const,
+    new_const,
+    replace_value,
+    single_consumer,
+)
 
 
 class FuseBatchNormPass(ir.passes.InPlacePass):
@@ -47,21 +54,28 @@ def _fold(graph: ir.Graph, conv: ir.Node, bn: ir.Node) -> bool:
         return False
     out_ch = scale.shape[0]
     bias = np.zeros(out_ch) if bias_in is None else bias_in.astype(np.float64)
-    dtype = weight.dtype
-    # the per-channel scale is computed in float64, the weights scaled in their own
-    # precision (float16 in float32): within two roundings (the scale's, the product's) of
-    # the float64 product, without a float64 copy of every weight (large models: seconds)
-    work = np.promote_types(dtype, np.float32)
-    ch_scale = scale.astype(work)
-    if conv.op_type == "Conv":
-        w = np.multiply(weight, ch_scale.reshape((-1,) + (1,) * (weight.ndim - 1)), dtype=work)
-    else:
-        group = attr(conv, "group", 1)
-        w_g = weight.reshape((group, -1, weight.shape[1], *weight.shape[2:]))
-        s_g = ch_scale.reshape((group, 1, weight.shape[1]) + (1,) * (weight.ndim - 2))
-        w = np.multiply(w_g, s_g, dtype=work).reshape(weight.shape)
+    group = attr(conv, "group", 1)
+    transposed = conv.op_type != "Conv"
+
+    def scaled(w: np.ndarray) -> np.ndarray:
+        # the per-channel scale is computed in float64, the weights scaled in their own
+        # precision (float16 in float32): within two roundings (the scale's, the
+        # product's) of the float64 product, without a float64 copy of every weight
+        work = np.promote_types(w.dtype, np.float32)
+        ch_scale = scale.astype(work)
+        if not transposed:
+            out = np.multiply(w, ch_scale.reshape((-1,) + (1,) * (w.ndim - 1)), dtype=work)
+        else:
+            w_g = w.reshape((group, -1, w.shape[1], *w.shape[2:]))
+            s_g = ch_scale.reshape((group, 1, w.shape[1]) + (1,) * (w.ndim - 2))
+            out = np.multiply(w_g, s_g, dtype=work).reshape(w.shape)
+        return out.astype(w.dtype, copy=False)
+
     b = (bias - mean) * scale + beta
-    w_v = new_const(graph, w.astype(dtype, copy=False), f"{conv.name}_w_bn")
+    dtype = weight.dtype
+    w_in = conv.inputs[1]
+    assert w_in is not None
+    w_v = derived_const(graph, w_in, scaled, f"{conv.name}_w_bn")
     b_v = new_const(graph, b.astype(dtype), f"{conv.name}_b_bn")
     conv.replace_input_with(1, w_v)
     if len(conv.inputs) < 3:

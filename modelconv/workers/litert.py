@@ -607,7 +607,11 @@ class _Worker:
             if not header.get("minmax"):
                 out[f"t{i}"] = value
             elif value.size:
-                stats.append((int(i), float(np.min(value)), float(np.max(value))))
+                # the finite range: a mask's -inf or a masked-out lane's NaN saturates in
+                # int8 and must not become the scale (NaN would make every value NaN)
+                finite = value[np.isfinite(value)] if value.dtype.kind == "f" else value
+                if finite.size:
+                    stats.append((int(i), float(np.min(finite)), float(np.max(finite))))
         if header.get("minmax"):
             out = {"idx": np.array([s[0] for s in stats], np.int64),
                    "lo": np.array([s[1] for s in stats], np.float64),

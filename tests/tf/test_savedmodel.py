@@ -342,7 +342,7 @@ def _rewrite_metadata(folder: Path, change: Any) -> None:
     """Re-encode keras_metadata.pb with ``change(root_metadata_dict)`` applied."""
     import json
 
-    from modelconv.importers.tf.files import protowire as pw
+    from modelconv import protowire as pw
 
     path = folder / "keras_metadata.pb"
     nodes = []
@@ -396,7 +396,7 @@ def test_keras_output_names() -> None:
 
 
 def test_protowire_bounds() -> None:
-    from modelconv.importers.tf.files import protowire as pw
+    from modelconv import protowire as pw
 
     with pytest.raises(pw.ProtoError):
         pw.read_varint(b"\xff" * 11, 0, 11)

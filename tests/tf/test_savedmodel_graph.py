@@ -20,6 +20,7 @@ import onnx_ir as ir
 import pytest
 
 import modelconv
+from modelconv import protowire as pw
 from modelconv.errors import ModelLoadError, UnsafeModelError, UnsupportedOpsError
 from modelconv.importers.tf.graph.convert import convert_signature
 from modelconv.options import ConvertOptions
@@ -102,23 +103,13 @@ def test_graph_route_is_deterministic(tmp_path: Path) -> None:
 
 
 def _varint(value: int) -> bytes:
-    value &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+    return pw.encode_varint(value & (1 << 64) - 1)  # negative ints: two's complement
 
 
 def _f(number: int, value: int | bytes | str) -> bytes:
     if isinstance(value, int):
-        return _varint(number << 3) + _varint(value)
-    data = value.encode() if isinstance(value, str) else value
-    return _varint(number << 3 | 2) + _varint(len(data)) + data
+        return pw.encode_varint(number << 3) + _varint(value)
+    return pw.encode_field(number, pw.LEN, value.encode() if isinstance(value, str) else value)
 
 
 def _shape(dims: list[int]) -> bytes:

@@ -475,3 +475,32 @@ def test_optional_graph_input_refused() -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
     with pytest.raises(UnsupportedOpsError, match=r"graph input of type Optional"):
         convert_to_tflite(ir.serde.deserialize_model(model))
+
+
+def test_int8_calibration_ignores_non_finite_activations() -> None:
+    """An activation holding -inf at run time (a mask: Where(x > 0, x, -inf), as in a
+    causal decoder) is given the range of its finite values, and the int8 conversion
+    completes: it used to crash on a NaN scale (an untyped ValueError)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from modelconv.workers.litert import LiteRTModel
+
+    graph = helper.make_graph(
+        [helper.make_node("Greater", ["x", "zero"], ["keep"]),
+         helper.make_node("Where", ["keep", "x", "ninf"], ["m"]),
+         helper.make_node("Softmax", ["m"], ["y"], axis=-1)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+        [onnx.numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+         onnx.numpy_helper.from_array(np.array(-np.inf, np.float32), "ninf")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    floats = convert_to_tflite(ir.serde.deserialize_model(model))
+    count = schema.Model.GetRootAs(floats, 0).Subgraphs(0).TensorsLength()
+    feed = np.array([[0.5, -0.5, 2.0, -2.0], [-0.5, 0.25, 1.0, -1.0]], np.float32)
+    interp = LiteRTModel(floats, threads=1, preserve_all=True, describe=False)
+    ranges = interp.minmax({0: feed}, list(range(count)))
+    assert len(ranges) >= 3
+    assert all(np.isfinite(lo) and np.isfinite(hi) for lo, hi in ranges.values()), ranges
+    data = convert_to_tflite(ir.serde.deserialize_model(model),
+                             ConvertOptions(quantize="int8", calibration="random"))
+    assert LiteRTRunner(data).run([feed])[0].shape == (2, 4)

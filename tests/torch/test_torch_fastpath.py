@@ -13,6 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
+F = torch.nn.functional
 
 import onnx_ir as ir  # noqa: E402
 
@@ -374,3 +375,29 @@ def test_fast_capture_records_matmul_whole(name: str, monkeypatch: pytest.Monkey
     assert ops == ["aten.matmul.default"]
     got, ref, _ = _capture_with("fast", Fn(fn), inputs, monkeypatch)
     np.testing.assert_allclose(got[0], ref[0], rtol=1e-6, atol=1e-6)
+
+
+SDPAS: dict[str, Callable[..., Any]] = {
+    "plain": lambda q, k, v: F.scaled_dot_product_attention(q, k, v),
+    "causal_scaled": lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                                                    scale=0.3),
+    "bool_mask": lambda q, k, v: F.scaled_dot_product_attention(
+        q, k, v, attn_mask=torch.ones(4, 6, dtype=torch.bool).tril()),
+    "gqa": lambda q, k, v: F.scaled_dot_product_attention(q, k[:, :1], v[:, :1],
+                                                          enable_gqa=True),
+}
+
+
+@pytest.mark.parametrize("name", list(SDPAS))
+def test_fast_capture_records_sdpa_whole(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As torch.export does: one aten.scaled_dot_product_attention, not the math path
+    (whose _safe_softmax guard costs four ops a head even without a mask)."""
+    fn = SDPAS[name]
+    torch.manual_seed(0)
+    q, k, v = torch.randn(1, 2, 4, 8), torch.randn(1, 2, 6, 8), torch.randn(1, 2, 6, 8)
+    program = fast_capture(Fn(fn), (q, k, v), ["q", "k", "v"])
+    ops = [str(n.target) for n in program.graph.nodes if n.op == "call_function"]
+    assert "aten.scaled_dot_product_attention.default" in ops and \
+        "aten._safe_softmax.default" not in ops, ops
+    got, ref, _ = _capture_with("fast", Fn(fn), (q, k, v), monkeypatch)
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-5, atol=1e-6)

@@ -47,6 +47,10 @@ def collect_ranges(model: bytes, graph: TflGraph,
             raise ExportError(f"calibration run of the float model failed: {exc}",
                               hint="Check the calibration samples") from exc
         for i, (lo, hi) in found.items():
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                raise ExportError(f"calibration gave tensor '{graph.tensors[i].name}' the "
+                                  f"non-finite range [{lo}, {hi}]",
+                                  hint="Check the calibration samples")
             old = ranges.get(i)
             ranges[i] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
     return ranges

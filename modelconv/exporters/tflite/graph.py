@@ -6,7 +6,6 @@ quantizer rewrites the :class:`TflGraph`, and :mod:`.writer` serialises it.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +13,7 @@ import numpy as np
 import onnx_ir as ir
 
 from modelconv.errors import ExportError
+from modelconv.ir.arrays import digest, view_key
 
 FUSED_ATTR = "fused_activation"
 
@@ -111,9 +111,10 @@ class TflGraph:
 
     def add_const(self, array: np.ndarray, name: str) -> int:
         """A constant tensor; identical small constants share one tensor."""
-        arr = np.asarray(array, order="C")  # stored C-ordered: the writer copies nothing
-        raw = arr.tobytes() if arr.nbytes <= 1024 else hashlib.sha256(
-            arr.reshape(-1).view(np.uint8).data).digest()
+        # a strided view (a transposed weight of a mapped source) stays a view: the writer
+        # copies it in blocks; a C-ordered array is written without any copy
+        arr = np.asarray(array)
+        raw = arr.tobytes() if arr.nbytes <= 1024 else view_key(arr) or digest(arr)
         key = (arr.dtype.str, arr.shape, raw)
         if key in self._consts:
             return self._consts[key]

@@ -21,7 +21,7 @@ def fully_connected(ctx: LoweringContext, x: int, weight: np.ndarray | RuntimeWe
     opts.fusedActivationFunction = act
     opts.keepNumDims = keep_dims
     w = weight.t if isinstance(weight, RuntimeWeight) else ctx.const(
-        np.ascontiguousarray(weight, np.float32), "weight")
+        weight if weight.dtype == np.float32 else weight.astype(np.float32), "weight")
     b = -1 if bias is None else bias.t if isinstance(bias, RuntimeWeight) else ctx.const(
         bias.astype(np.float32), "bias")
     ctx.emit("FULLY_CONNECTED", [x, w, b], [y], opts)

@@ -62,7 +62,7 @@ def _float_consts(graph: TflGraph, min_size: int) -> list[int]:
             and i in used]
 
 
-def _stored_as(graph: TflGraph, idx: int, data: np.ndarray, quant: QuantParams | None,
+def _stored_as(graph: TflGraph, idx: int, data: Any, quant: QuantParams | None,
                prefix: list[Op], suffix: str) -> None:
     """Replace constant ``idx`` by DEQUANTIZE(stored ``data``) so readers still see float."""
     t = graph.tensors[idx]
@@ -94,8 +94,61 @@ class LazyCast:
         return out if dtype is None else out.astype(dtype)
 
 
-#: constants above this many elements are converted to float16 while being written
+#: constants above this many elements are converted to float16 / int8 while being written
 LAZY_CAST_FROM = 1 << 16
+#: elements of a weight read at a time while its peaks are measured
+_PEAK_BLOCK = 1 << 22
+
+
+class LazyInt8:
+    """Symmetric int8 values of ``source`` for ``scale`` (per channel along ``axis``, or
+    per tensor when ``axis`` is None), computed each time they are read (by the writer,
+    once): a large weight's int8 copy is never held while the rest of the model is built.
+    """
+
+    def __init__(self, source: np.ndarray, scale: np.ndarray, axis: int | None) -> None:
+        self.source, self.scale, self.axis = source, scale, axis
+        self.dtype = np.dtype(np.int8)
+        self.shape = tuple(source.shape)
+        self.size = int(source.size)
+        self.ndim = source.ndim
+        self.nbytes = self.size
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        """The int8 array."""
+        out = _to_int8(np.asarray(self.source), self.scale, self.axis)
+        return out if dtype is None else out.astype(dtype)
+
+
+def _to_int8(w: np.ndarray, scale: np.ndarray, axis: int | None) -> np.ndarray:
+    shape = [1] * w.ndim
+    if axis is not None:
+        shape[axis] = -1
+    return np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+
+
+def _peaks(w: np.ndarray, axis: int) -> np.ndarray:
+    """max |w| per index of ``axis``, a few channels at a time (no full-size temporary)."""
+    moved = np.moveaxis(w, axis, 0)
+    per = max(int(np.prod(moved.shape[1:], dtype=np.int64)), 1)
+    step = max(1, _PEAK_BLOCK // per)
+    out = np.empty(moved.shape[0], np.float64)
+    for start in range(0, moved.shape[0], step):
+        block = np.abs(moved[start:start + step]).reshape(-1, per)
+        out[start:start + step] = block.max(axis=1) if block.size else 0.0
+    return out
+
+
+def _int8(w: np.ndarray, scale: np.ndarray, axis: int | None) -> Any:
+    return LazyInt8(w, scale, axis) if w.size > LAZY_CAST_FROM else _to_int8(w, scale, axis)
+
+
+def symmetric_per_tensor(w: np.ndarray) -> tuple[Any, float]:
+    """int8 values (computed when written for a large weight) and the one scale
+    (symmetric, range [-127, 127])."""
+    flat = w.reshape(1, *w.shape) if w.ndim else w.reshape(1)
+    scale = float(_peaks(flat, 0)[0]) / 127.0 or 1.0
+    return _int8(w, np.asarray([scale], np.float32), None), scale
 
 
 def float16(graph: TflGraph) -> TflGraph:
@@ -111,15 +164,12 @@ def float16(graph: TflGraph) -> TflGraph:
     return graph
 
 
-def symmetric_per_channel(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """int8 values and per-channel scales (symmetric, range [-127, 127])."""
-    moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
-    scale = np.abs(moved).max(axis=1) / 127.0
+def symmetric_per_channel(w: np.ndarray, axis: int) -> tuple[Any, np.ndarray]:
+    """int8 values (computed when written for a large weight) and per-channel scales
+    (symmetric, range [-127, 127])."""
+    scale = _peaks(w, axis) / 127.0
     scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-    shape = [1] * w.ndim
-    shape[axis] = -1
-    q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
-    return q, scale
+    return _int8(w, scale, axis), scale
 
 
 def dynamic_range(graph: TflGraph) -> TflGraph:
@@ -145,9 +195,8 @@ def dynamic_range(graph: TflGraph) -> TflGraph:
             t.data, t.dtype = q, np.dtype(np.int8)
             t.quant = QuantParams(scale.tolist(), [0] * len(scale), hybrid[idx])
             continue
-        peak = float(np.abs(t.data).max()) / 127.0 or 1.0
-        q = np.clip(np.round(t.data / peak), -127, 127).astype(np.int8)
-        _stored_as(graph, idx, q, QuantParams([peak], [0]), prefix, "int8")
+        q_t, peak = symmetric_per_tensor(t.data)
+        _stored_as(graph, idx, q_t, QuantParams([peak], [0]), prefix, "int8")
     graph.ops = prefix + graph.ops
     return graph
 
@@ -166,8 +215,7 @@ def _hybrid_lstm(graph: TflGraph, consumers: dict[int, list[int]]) -> None:
         for i in slots:
             t = graph.tensors[i]
             assert t.data is not None
-            scale = float(np.abs(t.data).max()) / 127.0 or 1.0
-            t.data = np.clip(np.round(t.data / scale), -127, 127).astype(np.int8)
+            t.data, scale = symmetric_per_tensor(t.data)
             t.dtype, t.quant = np.dtype(np.int8), QuantParams([scale], [0])
 
 

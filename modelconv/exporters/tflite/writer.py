@@ -20,6 +20,7 @@ from ai_edge_litert import schema_py_generated as s
 
 from modelconv.errors import ExportError
 from modelconv.exporters.tflite.graph import TflGraph
+from modelconv.ir.arrays import c_order_blocks
 
 _TYPES = {
     np.dtype(np.float32): s.TensorType.FLOAT32, np.dtype(np.float16): s.TensorType.FLOAT16,
@@ -90,16 +91,12 @@ def write(graph: TflGraph, out: BinaryIO, description: str = "modelconv") -> Non
     for t in graph.tensors:
         if t.data is None:
             continue
-        out.write(_raw(t.data).data)
+        for block in c_order_blocks(t.data):
+            out.write(block)
         pos += t.data.nbytes
         pad = _round_up(pos, _ALIGN) - pos
         out.write(b"\0" * pad)
         pos += pad
-
-
-def _raw(data: np.ndarray) -> np.ndarray:
-    """``data`` as a flat uint8 array (a view when it is C-contiguous already)."""
-    return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
 
 
 class _AlignedBufferT(s.BufferT):
@@ -110,12 +107,15 @@ class _AlignedBufferT(s.BufferT):
         """Serialise with aligned data."""
         data_off = None
         if self.data is not None:
-            raw = _raw(self.data)
-            builder.StartVector(1, raw.size, _ALIGN)
-            builder.head = builder.head - raw.size
+            size = self.data.nbytes
+            builder.StartVector(1, size, _ALIGN)
+            builder.head = builder.head - size
+            pos = builder.head
             with memoryview(builder.Bytes) as view:  # bytearray[a:b] = x would copy x
-                view[builder.head:builder.head + raw.size] = raw.data
-            builder.vectorNumElems = raw.size
+                for block in c_order_blocks(self.data):
+                    view[pos:pos + len(block)] = block
+                    pos += len(block)
+            builder.vectorNumElems = size
             data_off = builder.EndVector()
         s.BufferStart(builder)
         if data_off is not None:

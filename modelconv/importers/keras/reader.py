@@ -8,6 +8,7 @@ datasets, zip members escaping the archive, and oversized (zip-bomb) members.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from modelconv.errors import ModelLoadError, UnsafeModelError
+from modelconv.fileio import FileView
 
 #: largest config.json we parse
 MAX_CONFIG_BYTES = 64 * 2**20
@@ -44,6 +46,8 @@ class KerasFile:
     config: dict[str, Any]
     h5: Any  # h5py.File holding the weights (savedmodel: SavedModelWeights)
     keras_version: str = ""
+    #: the HDF5 bytes as a mapped file: weights become views of it, not copies
+    view: FileView | None = None
     _tmpdir: str | None = None
     _closers: list[Any] = field(default_factory=list)
 
@@ -58,6 +62,9 @@ class KerasFile:
         """Close the HDF5 file and remove temporary files."""
         with contextlib.suppress(Exception):
             self.h5.close()
+        for closer in self._closers:
+            with contextlib.suppress(Exception):
+                closer.close()
         if self._tmpdir:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
 
@@ -92,12 +99,13 @@ def _h5py() -> Any:
     return h5py
 
 
-def open_h5(path: str | os.PathLike[str], display: str | None = None) -> Any:
-    """Open an HDF5 file read-only and check it has no external references."""
+def open_h5(path: str | os.PathLike[str] | io.RawIOBase, display: str | None = None) -> Any:
+    """Open an HDF5 file (a path, or a binary file object) read-only and check it has no
+    external references."""
     h5py = _h5py()
     shown = display or str(path)
     try:
-        f = h5py.File(str(path), "r")
+        f = h5py.File(path if isinstance(path, io.RawIOBase) else str(path), "r")
     except Exception as exc:  # h5py raises OSError/ValueError on corrupt data
         raise ModelLoadError(
             f"corrupt or truncated HDF5 file ({_first_line(exc)})", path=shown
@@ -141,8 +149,23 @@ def check_h5_safety(f: Any, display: str) -> None:
         )
 
 
-def read_dataset(ds: Any, display: str, expected: tuple[int, ...] | None = None) -> np.ndarray:
-    """Read one weight dataset after checking dtype, declared shape and size."""
+def read_dataset(ds: Any, display: str, expected: tuple[int, ...] | None = None,
+                 view: FileView | None = None) -> np.ndarray:
+    """Read one weight dataset after checking dtype, declared shape and size.
+
+    Args:
+        ds: an h5py dataset (or a stand-in with ``name``, ``shape``, ``dtype``, ``[()]``).
+        display: the file, for errors.
+        expected: the shape the layer needs (None: any).
+        view: the HDF5 file mapped; a contiguous, unfiltered dataset is returned as a
+            read-only view of it (nothing copied) instead of being read.
+
+    Returns:
+        The weight.
+
+    Raises:
+        ModelLoadError: wrong shape, non-numeric dtype, oversized or unreadable data.
+    """
     shape = tuple(int(d) for d in ds.shape)
     if expected is not None and shape != tuple(expected):
         raise ModelLoadError(
@@ -155,6 +178,9 @@ def read_dataset(ds: Any, display: str, expected: tuple[int, ...] | None = None)
     nbytes = int(np.prod(shape, dtype=object)) * ds.dtype.itemsize
     if nbytes > MAX_TENSOR_BYTES:
         raise ModelLoadError(f"weight '{ds.name}' declares {nbytes} bytes", path=display)
+    offset = _contiguous_offset(ds, nbytes) if view is not None else None
+    if view is not None and offset is not None:
+        return view.array(offset, ds.dtype, shape, f"weight '{ds.name}'")
     try:
         return np.asarray(ds[()])
     except Exception as exc:
@@ -162,6 +188,19 @@ def read_dataset(ds: Any, display: str, expected: tuple[int, ...] | None = None)
             f"cannot read weight '{ds.name}' (truncated or corrupt: {_first_line(exc)})",
             path=display,
         ) from exc
+
+
+def _contiguous_offset(ds: Any, nbytes: int) -> int | None:
+    """Where a dataset's bytes start in its HDF5 file, when they are stored there in one
+    contiguous, unfiltered block of exactly ``nbytes`` (else None: read it through h5py)."""
+    if ds.dtype.kind not in "fiu" or getattr(ds, "chunks", True) is not None or nbytes == 0:
+        return None
+    try:
+        offset = ds.id.get_offset()
+        stored = ds.id.get_storage_size()
+    except Exception:  # a stand-in or an odd layout: read it through h5py instead
+        return None
+    return int(offset) if offset is not None and int(stored) == nbytes else None
 
 
 def attr_text(value: Any, what: str = "an HDF5 attribute") -> str:
@@ -203,7 +242,7 @@ def _open_h5(p: Path) -> KerasFile:
     except BaseException:
         f.close()
         raise
-    return KerasFile(str(p), "h5", config, f, keras_version=version)
+    return KerasFile(str(p), "h5", config, f, keras_version=version, view=FileView(p))
 
 
 def _parse_json(text: str | bytes, display: str) -> dict[str, Any]:
@@ -264,17 +303,104 @@ def _open_zip(p: Path) -> KerasFile:
             if "metadata.json" in names:
                 meta = json.loads(_read_member(zf, "metadata.json", 2**20, display))
                 version = str(meta.get("keras_version", "")) if isinstance(meta, dict) else ""
-            tmpdir = tempfile.mkdtemp(prefix="modelconv-keras-")
-            target = os.path.join(tmpdir, "model.weights.h5")
-            _extract_bounded(zf, "model.weights.h5", target, display)
+            member = zf.getinfo("model.weights.h5")
+            start = stored_member_start(p, member, display)
+            tmpdir = None
+            if start is None:  # compressed: extracted to a temporary file, read from there
+                tmpdir = tempfile.mkdtemp(prefix="modelconv-keras-")
+                target = os.path.join(tmpdir, "model.weights.h5")
+                _extract_bounded(zf, "model.weights.h5", target, display)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
             raise ModelLoadError(f"corrupt .keras archive ({exc})", path=display) from exc
+    shown = f"{display}!model.weights.h5"
+    if start is None:
+        source: Any = target
+        view = FileView(target, display=shown)
+    else:  # stored (Keras' default): HDF5 read in place, weights mapped from the archive
+        source = _Window(p, start, member.file_size)
+        view = FileView(p, start, member.file_size, display=shown)
     try:
-        h5 = open_h5(target, display=f"{display}!model.weights.h5")
+        h5 = open_h5(source, display=shown)
     except BaseException:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        if tmpdir:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        if isinstance(source, _Window):
+            source.close()
         raise
-    return KerasFile(display, "keras", config, h5, keras_version=version or "3", _tmpdir=tmpdir)
+    return KerasFile(display, "keras", config, h5, keras_version=version or "3", view=view,
+                     _tmpdir=tmpdir, _closers=[source] if isinstance(source, _Window) else [])
+
+
+def stored_member_start(archive: Path, info: zipfile.ZipInfo, display: str) -> int | None:
+    """Where an uncompressed zip member's bytes start in the archive (None: compressed or
+    encrypted, so it must be extracted).
+
+    Args:
+        archive: the zip file.
+        info: the member (from the central directory).
+        display: the archive, for errors.
+
+    Returns:
+        The byte offset of the member's data, or None.
+
+    Raises:
+        ModelLoadError: the member's local header is corrupt or its data lies past the end.
+    """
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1 \
+            or info.compress_size != info.file_size:
+        return None
+    with open(archive, "rb") as fh:
+        fh.seek(info.header_offset)
+        head = fh.read(30)
+        size = os.fstat(fh.fileno()).st_size
+    if len(head) != 30 or head[:4] != b"PK\x03\x04":
+        raise ModelLoadError(f"zip member '{info.filename}' has a corrupt local header",
+                             path=display)
+    name_len, extra_len = int.from_bytes(head[26:28], "little"), int.from_bytes(head[28:30],
+                                                                                "little")
+    start = info.header_offset + 30 + name_len + extra_len
+    if start + info.file_size > size:
+        raise ModelLoadError(f"zip member '{info.filename}' lies past the end of the archive "
+                             "(truncated)", path=display)
+    return start
+
+
+class _Window(io.RawIOBase):
+    """A read-only file object over bytes ``start..start+size`` of a file (an uncompressed
+    zip member), for h5py's file-object driver."""
+
+    def __init__(self, path: Path, start: int, size: int) -> None:
+        super().__init__()
+        self._fh = open(path, "rb")  # noqa: SIM115 - closed with the window
+        self._start, self._size, self._pos = start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        count = max(0, min(len(view), self._size - self._pos))
+        if count == 0:
+            return 0
+        self._fh.seek(self._start + self._pos)
+        got = self._fh.readinto(view[:count])
+        self._pos += got
+        return got
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
 
 
 def _extract_bounded(zf: zipfile.ZipFile, name: str, target: str, display: str) -> None:

@@ -103,7 +103,7 @@ def weight(b: GraphBuilder, array: np.ndarray, suffix: str) -> ir.Value:
     hit = cache.get(key)
     if hit is not None and hit[0].shape == array.shape and np.array_equal(hit[0], array):
         return hit[1]
-    value = b.initializer(np.require(np.asarray(array), requirements="C"), key)
+    value = b.initializer(np.asarray(array), key)  # a strided view stays a view
     cache[key] = (array, value)
     return value
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from modelconv.errors import ModelLoadError
+from modelconv.fileio import FileView
 from modelconv.importers.keras.config import snake_case
 from modelconv.importers.keras.reader import KerasFile, attr_text, read_dataset
 
@@ -36,11 +37,13 @@ SUBLAYER_ORDER = {
 class LayerWeights:
     """The weight datasets of one layer; read lazily with shape checks."""
 
-    def __init__(self, datasets: Sequence[Any], names: Sequence[str], display: str, layer: str):
+    def __init__(self, datasets: Sequence[Any], names: Sequence[str], display: str, layer: str,
+                 view: FileView | None = None):
         self._datasets = list(datasets)
         self.names = list(names)
         self._display = display
         self._layer = layer
+        self._view = view
 
     def __len__(self) -> int:
         return len(self._datasets)
@@ -62,7 +65,7 @@ class LayerWeights:
                 raise ModelLoadError(
                     f"layer '{self._layer}': weight {self.names[i]!r} has shape {declared}, "
                     f"the layer config needs {tuple(expected)}", path=self._display)
-        arr = read_dataset(ds, self._display)
+        arr = read_dataset(ds, self._display, view=self._view)
         if arr.dtype.kind == "f" and arr.dtype != np.float32:
             arr = arr.astype(np.float32)
         return arr
@@ -70,7 +73,7 @@ class LayerWeights:
     def subset(self, keep: Sequence[int]) -> LayerWeights:
         """The weights at indices ``keep``, in that order (a wrapper's inner layer)."""
         return LayerWeights([self._datasets[i] for i in keep], [self.names[i] for i in keep],
-                            self._display, self._layer)
+                            self._display, self._layer, self._view)
 
     def _check_index(self, i: int) -> None:
         if not 0 <= i < len(self._datasets):
@@ -102,7 +105,8 @@ class WeightSource:
             datasets, names = self.kf.h5.layer_datasets(path)
         else:
             datasets, names = self._h5_weights(path)
-        return LayerWeights(datasets, names, self.kf.path, "/".join(path))
+        view = self.kf.view if self.kf.kind != "savedmodel" else None
+        return LayerWeights(datasets, names, self.kf.path, "/".join(path), view)
 
     # -- legacy .h5 -------------------------------------------------------------
     def _h5_weights(self, path: tuple[str, ...]) -> tuple[list[Any], list[str]]:

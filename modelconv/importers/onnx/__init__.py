@@ -1,4 +1,8 @@
-"""ONNX importer: validate an .onnx file (structure, ops, external data) and load it lazily."""
+"""ONNX importer: validate an .onnx file (structure, ops, external data) and load it lazily.
+
+Embedded weights are not parsed into memory either: they are mapped from the file in place
+(:mod:`modelconv.importers.onnx.hollow`).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import onnx_ir as ir
 from modelconv.errors import ModelLoadError, ShapeError, UnsafeModelError, UnsupportedOpsError
 from modelconv.formats import SourceModel
 from modelconv.importers.onnx.checks import check_declared_content, graph_tensors, graphs
+from modelconv.importers.onnx.hollow import checker_view, hollow_model
 from modelconv.ir.builder import SOURCE_KEY
 from modelconv.ir.info import infer_int_ranges
 from modelconv.options import ConvertOptions
@@ -25,13 +30,14 @@ _MAX_IR_VERSION = onnx.IR_VERSION
 def import_onnx(src: str | os.PathLike[str], options: ConvertOptions) -> SourceModel:
     """Load and check an ONNX file; external data stays on disk (lazy)."""
     path = Path(src)
-    proto = _parse(path)
+    proto, mapped = _parse(path)
     check_declared_content(proto, graphs(proto.graph), path)
     _check_external_data(proto, path)
     _check_ops(proto, path)
     _check_allocation_bombs(proto, path)
     try:
-        onnx.checker.check_model(str(path), full_check=False)
+        onnx.checker.check_model(checker_view(proto) if mapped else str(path),
+                                 full_check=False)
     except (onnx.checker.ValidationError, onnx.onnx_cpp2py_export.checker.ValidationError) as exc:
         msg = str(exc).strip().splitlines()[0]
         if "topologically sorted" in msg:
@@ -40,7 +46,11 @@ def import_onnx(src: str | os.PathLike[str], options: ConvertOptions) -> SourceM
     except Exception as exc:  # checker raises a variety of C++-mapped errors
         raise ModelLoadError(f"invalid ONNX model: {exc}", path=str(path)) from exc
     try:
-        model = ir.load(path)
+        if mapped:  # the weights are views of this file's pages (hollow.py)
+            model = ir.serde.deserialize_model(proto)
+            ir.external_data.set_base_dir(model.graph, str(path.resolve().parent))
+        else:
+            model = ir.load(path)
     except Exception as exc:
         raise ModelLoadError(f"cannot load ONNX model: {exc}", path=str(path)) from exc
 
@@ -56,10 +66,16 @@ def import_onnx(src: str | os.PathLike[str], options: ConvertOptions) -> SourceM
     )
 
 
-def _parse(path: Path) -> onnx.ModelProto:
+def _parse(path: Path) -> tuple[onnx.ModelProto, bool]:
+    """The model proto, and whether its embedded weights were left in the file (mapped)."""
+    proto: onnx.ModelProto | None = None
     try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # DecodeError and friends
+        if path.stat().st_nlink == 1 and not path.is_symlink():
+            proto = hollow_model(path.resolve())
+        mapped = proto is not None
+        if proto is None:
+            proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # DecodeError, ProtoError and friends
         raise ModelLoadError(
             "not a valid ONNX file (protobuf parse failed: truncated or corrupt)",
             path=str(path),
@@ -71,7 +87,7 @@ def _parse(path: Path) -> onnx.ModelProto:
         )
     if not 1 <= proto.ir_version <= _MAX_IR_VERSION:
         raise ModelLoadError(f"unsupported ONNX ir_version {proto.ir_version}", path=str(path))
-    return proto
+    return proto, mapped
 
 
 def _tensors(proto: onnx.ModelProto) -> Iterator[onnx.TensorProto]:

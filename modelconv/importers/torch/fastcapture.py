@@ -290,9 +290,11 @@ class _Recorder(TorchDispatchMode):
         return out
 
 
-    def record_whole(self, op: Any, args: tuple[Any, ...], out: torch.Tensor) -> torch.Tensor:
-        """Record one call of ``op`` on ``args`` whose result is ``out`` (a meta tensor)."""
-        self._append(op, self._ref(args), {}, out)
+    def record_whole(self, op: Any, args: tuple[Any, ...], out: torch.Tensor,
+                     kwargs: dict[str, Any] | None = None) -> torch.Tensor:
+        """Record one call of ``op`` on ``args`` (and non-tensor ``kwargs``) whose result is
+        ``out`` (a meta tensor)."""
+        self._append(op, self._ref(args), dict(kwargs or {}), out)
         return out
 
 
@@ -334,10 +336,32 @@ def _matmul(recorder: _Recorder, input: Any, other: Any, *, out: Any = None) -> 
     return recorder.record_whole(torch.ops.aten.matmul.default, (input, other), result)
 
 
+def _sdpa(recorder: _Recorder, query: Any, key: Any, value: Any, attn_mask: Any = None,
+          dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
+          enable_gqa: bool = False) -> Any:
+    """``F.scaled_dot_product_attention`` without dropout as
+    ``aten.scaled_dot_product_attention`` (torch.export's op), not its math decomposition:
+    without a mask no row can be fully masked, so its ``_safe_softmax`` guard (four ops a
+    head) is not needed, and with one the handler applies it."""
+    tensors = (query, key, value) + (() if attn_mask is None else (attn_mask,))
+    if dropout_p != 0.0 or not all(isinstance(t, torch.Tensor) for t in tensors) or \
+            not isinstance(is_causal, bool) or not isinstance(enable_gqa, bool) or \
+            not (scale is None or isinstance(scale, (int, float))):
+        return None
+    q, k, v = recorder.twin((query, key, value))
+    out = torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, attn_mask=recorder.twin(attn_mask), is_causal=is_causal, scale=scale,
+        enable_gqa=enable_gqa)
+    return recorder.record_whole(torch.ops.aten.scaled_dot_product_attention.default,
+                                 (query, key, value, attn_mask, 0.0, is_causal), out,
+                                 {"scale": scale, "enable_gqa": enable_gqa})
+
+
 #: functions recorded as one ATen op each (None from the adapter: record as usual)
 _WHOLE: dict[Any, Any] = {torch.nn.functional.batch_norm: _batch_norm,
                           torch.nn.functional.linear: _linear, torch.matmul: _matmul,
-                          torch.Tensor.matmul: _matmul, torch.Tensor.__matmul__: _matmul}
+                          torch.Tensor.matmul: _matmul, torch.Tensor.__matmul__: _matmul,
+                          torch.nn.functional.scaled_dot_product_attention: _sdpa}
 
 
 class _ValueGuard(TorchFunctionMode):

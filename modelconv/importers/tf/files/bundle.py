@@ -16,7 +16,8 @@ A bundle is ``<prefix>.index`` plus ``<prefix>.data-0000k-of-0000n`` shards:
 Everything is untrusted: block handles, entry offsets and sizes are checked against the
 file sizes, declared shapes against the stored byte counts, before anything is allocated.
 Shard files must be plain files inside the bundle's folder (no symlinks, one hard link).
-Tensors are read lazily, one at a time, when a caller asks for them.
+Tensors are read lazily, one at a time, when a caller asks for them: numeric tensors
+as views of the memory-mapped shard.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from modelconv import protowire as pw
 from modelconv.errors import ModelLoadError, UnsafeModelError
-from modelconv.importers.tf.files import protowire as pw
+from modelconv.fileio import FileView
 
 TABLE_MAGIC = 0xDB4775248B80FB57
 FOOTER_SIZE = 48
@@ -268,6 +270,7 @@ class TensorBundle:
             raise ModelLoadError(f"tensor bundle declares {self.num_shards} data shards",
                                  path=shown)
         self._files: dict[int, tuple[io.BufferedReader, int]] = {}
+        self._views: dict[int, FileView] = {}
         try:
             for entry in self.entries.values():
                 self._check_entry(entry)
@@ -333,7 +336,11 @@ class TensorBundle:
         return data
 
     def read(self, key: str) -> np.ndarray:
-        """Tensor ``key`` as a numpy array (bfloat16 widened to float32)."""
+        """Tensor ``key`` as a numpy array (bfloat16 widened to float32).
+
+        Numeric tensors are read-only views of the memory-mapped data shard (the page
+        cache holds them, nothing is copied); bfloat16 is widened into a new array.
+        """
         entry = self.entry(key)
         if entry.sliced:
             raise ModelLoadError(f"tensor '{key}' is a partitioned variable (not supported)",
@@ -345,6 +352,15 @@ class TensorBundle:
         if entry.size > MAX_TENSOR_BYTES:
             raise ModelLoadError(f"tensor '{key}' declares {entry.size} bytes",
                                  path=self.display)
+        if entry.dtype != DT_BFLOAT16:  # a read-only view of the mapped shard: no copy
+            view = self._views.get(entry.shard)
+            if view is None:
+                fh, _ = self._shard(entry.shard)
+                view = self._views[entry.shard] = FileView(
+                    self.folder / self.shard_name(entry.shard), file=fh,
+                    display=f"{self.display}/{self.shard_name(entry.shard)}")
+            mapped = view.array(entry.offset, dtype, entry.shape, f"tensor '{key}'")
+            return mapped.astype(dtype.newbyteorder("="), copy=False)
         arr = np.empty(entry.size // dtype.itemsize, dtype=dtype)
         self._read_bytes(entry, arr.view(np.uint8).data)
         if entry.dtype == DT_BFLOAT16:
@@ -377,6 +393,7 @@ class TensorBundle:
             with contextlib.suppress(OSError):
                 fh.close()
         self._files.clear()
+        self._views.clear()  # arrays handed out keep their mappings
 
     def __enter__(self) -> TensorBundle:
         return self

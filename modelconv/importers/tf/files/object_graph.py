@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelconv import protowire as pw
 from modelconv.errors import ModelLoadError
-from modelconv.importers.tf.files import protowire as pw
 from modelconv.importers.tf.files.bundle import read_member
 
 KERAS_METADATA = "keras_metadata.pb"

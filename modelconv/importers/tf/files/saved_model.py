@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from modelconv import protowire as pw
 from modelconv.errors import ModelLoadError
-from modelconv.importers.tf.files import protowire as pw
 from modelconv.importers.tf.files.bundle import DT_BFLOAT16, TF_DTYPES, read_member
 
 DT_STRING = 7

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
+from modelconv import protowire as pw
 from modelconv.errors import ModelLoadError, UnsupportedOpsError
-from modelconv.importers.tf.files import protowire as pw
 from modelconv.importers.tf.files import saved_model as gd
 from modelconv.importers.tf.files.bundle import OBJECT_GRAPH_KEY, TensorBundle
 from modelconv.importers.tf.files.object_graph import ObjectGraph

@@ -97,7 +97,7 @@ class TT:
             if arr.size <= SMALL_CONST:
                 self._value = self._cx.b.const(arr, dtype=arr.dtype)
             else:
-                self._value = self._cx.b.initializer(np.require(np.asarray(arr), requirements="C"),
+                self._value = self._cx.b.initializer(np.asarray(arr),  # a view stays a view
                                                      self._cx.weight_name())
         return self._value
 

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
+from modelconv import protowire as pw
 from modelconv.errors import ModelLoadError
-from modelconv.importers.tf.files import protowire as pw
 from modelconv.importers.tf.files.saved_model import NodeDef, tensor_value
 from modelconv.importers.tf.graph.core import (
     FIRST,

@@ -59,7 +59,7 @@ def _pads(cx: Ctx, node: NodeDef, kernel: list[int], strides: list[int],
 
 def _kernel(cx: Ctx, w: TT, perm: list[int]) -> ir.Value:
     if w.const is not None:
-        return cx.const(np.ascontiguousarray(np.transpose(w.const, perm))).value
+        return cx.const(np.transpose(w.const, perm)).value  # a view: copied when written
     return cx.b.Transpose(cx.last(w), perm=perm)
 
 
@@ -144,7 +144,7 @@ def tf_conv2d_backprop_input(cx: Ctx, node: NodeDef, ins: list[TT]) -> TT:
     spatial = size[1:3] if cl else size[2:4]
     padding = (node.attr("padding") or b"VALID").decode()
     # kernel [kh, kw, out, in] -> ONNX ConvTranspose [in, out, kh, kw]
-    weight = np.ascontiguousarray(np.transpose(w.const, (3, 2, 0, 1)))
+    weight = np.transpose(w.const, (3, 2, 0, 1))  # a view: copied when written
     data, layout = _data(cx, x, cl)
     attrs: dict[str, Any] = {"output_shape": spatial}
     if padding == "VALID":

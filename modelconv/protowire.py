@@ -2,10 +2,12 @@
 
 Used for the few TensorFlow protos the TensorFlow-free SavedModel path reads
 (``keras_metadata.pb``, tensor-bundle entries, the checkpoint object graph, the
-signature map of ``saved_model.pb``). Every length is checked against the bytes that
-remain before anything is sliced; groups (wire types 3/4) are refused; varints are
-at most 10 bytes. Errors are :class:`ProtoError` (a ``ValueError``) for the caller to
-turn into a :class:`~modelconv.errors.ModelLoadError` naming the file.
+signature map of ``saved_model.pb``), and by the ONNX importer to find where an embedded
+weight's bytes lie in the file (:mod:`modelconv.importers.onnx.hollow`). Every length is
+checked against the bytes that remain before anything is sliced; groups (wire types 3/4)
+are refused; varints are at most 10 bytes. Errors are :class:`ProtoError` (a
+``ValueError``) for the caller to turn into a :class:`~modelconv.errors.ModelLoadError`
+naming the file.
 
 Length-delimited values are returned as ``memoryview`` slices of the input (no copies).
 """
@@ -46,39 +48,97 @@ def to_int64(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
+def iter_spans(buf: Buffer) -> Iterator[tuple[int, int, int, int, int]]:
+    """Yield ``(field_number, wire_type, start, value_start, end)`` for every field of one
+    message: the field's record is ``buf[start:end]``, its value ``buf[value_start:end]``
+    (a length-delimited value without its length prefix).
+
+    Args:
+        buf: the message's bytes.
+
+    Yields:
+        One tuple per field, in order.
+
+    Raises:
+        ProtoError: malformed bytes (a length past the end, a group, field number 0).
+    """
+    view = buf if isinstance(buf, memoryview) else memoryview(buf)
+    pos, end = 0, len(view)
+    while pos < end:
+        start = pos
+        key, pos = read_varint(view, pos, end)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise ProtoError("field number 0")
+        if wire == VARINT:
+            _, stop = read_varint(view, pos, end)
+        elif wire == LEN:
+            size, pos = read_varint(view, pos, end)
+            if size > end - pos:
+                raise ProtoError(f"field {number} declares {size} bytes, {end - pos} remain")
+            stop = pos + size
+        elif wire in (FIXED64, FIXED32):
+            stop = pos + (8 if wire == FIXED64 else 4)
+            if stop > end:
+                raise ProtoError(f"truncated fixed{64 if wire == FIXED64 else 32}")
+        else:
+            raise ProtoError(f"unsupported wire type {wire} (field {number})")
+        yield number, wire, start, pos, stop
+        pos = stop
+
+
 def iter_fields(buf: Buffer) -> Iterator[tuple[int, int, int | memoryview]]:
     """Yield ``(field_number, wire_type, value)`` for every field of one message.
 
     ``value`` is an int for varint/fixed fields and a memoryview for length-delimited ones.
     """
     view = buf if isinstance(buf, memoryview) else memoryview(buf)
-    pos, end = 0, len(view)
-    while pos < end:
-        key, pos = read_varint(view, pos, end)
-        number, wire = key >> 3, key & 7
-        if number == 0:
-            raise ProtoError("field number 0")
+    for number, wire, _, pos, stop in iter_spans(view):
         if wire == VARINT:
-            value, pos = read_varint(view, pos, end)
-            yield number, wire, value
+            yield number, wire, read_varint(view, pos, stop)[0]
         elif wire == LEN:
-            size, pos = read_varint(view, pos, end)
-            if size > end - pos:
-                raise ProtoError(f"field {number} declares {size} bytes, {end - pos} remain")
-            yield number, wire, view[pos:pos + size]
-            pos += size
-        elif wire == FIXED64:
-            if end - pos < 8:
-                raise ProtoError("truncated fixed64")
-            yield number, wire, struct.unpack_from("<Q", view, pos)[0]
-            pos += 8
-        elif wire == FIXED32:
-            if end - pos < 4:
-                raise ProtoError("truncated fixed32")
-            yield number, wire, struct.unpack_from("<I", view, pos)[0]
-            pos += 4
+            yield number, wire, view[pos:stop]
         else:
-            raise ProtoError(f"unsupported wire type {wire} (field {number})")
+            yield number, wire, struct.unpack_from("<Q" if wire == FIXED64 else "<I", view, pos)[0]
+
+
+def encode_varint(value: int) -> bytes:
+    """``value`` (>= 0) as a varint.
+
+    Args:
+        value: a non-negative integer below 2**64.
+
+    Returns:
+        Its 1-10 byte encoding.
+    """
+    out = bytearray()
+    while True:
+        low = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+def encode_field(number: int, wire: int, value: int | bytes) -> bytes:
+    """One field's record: a varint (``wire`` VARINT) or a length-delimited value (LEN).
+
+    Args:
+        number: the field number.
+        wire: VARINT or LEN.
+        value: an int for VARINT, bytes for LEN.
+
+    Returns:
+        The record's bytes.
+    """
+    key = encode_varint(number << 3 | wire)
+    if wire == VARINT:
+        assert isinstance(value, int)
+        return key + encode_varint(value)
+    assert isinstance(value, bytes)
+    return key + encode_varint(len(value)) + value
 
 
 def parse(buf: Buffer) -> dict[int, list[int | memoryview]]:
