@@ -3,9 +3,10 @@
 :func:`modelconv.verification.precision.onnx_precision` needs the nodes, the graph inputs
 and each initializer's data type, not the weight bytes. Parsing the whole ``ModelProto``
 copies every embedded weight into memory (seconds and the model's size again in RSS for a
-large model). :func:`skim_graph` walks the encoding of a memory-mapped file instead: the
-``raw_data`` of an initializer is skipped by its length prefix, so its pages are never read;
-the small messages (nodes, inputs) are parsed with onnx's own classes.
+large model). :func:`skim_graph` walks the encoding of a memory-mapped file with
+:mod:`modelconv.protowire` instead: the ``raw_data`` of an initializer is skipped by its
+length prefix, so its pages are never read; the small messages (nodes, inputs) are parsed
+with onnx's own classes.
 
 Field numbers are those of onnx.proto: ``ModelProto.graph`` = 7; ``GraphProto.node`` = 1,
 ``initializer`` = 5, ``input`` = 11; ``TensorProto.data_type`` = 2, ``name`` = 8.
@@ -14,12 +15,12 @@ Field numbers are those of onnx.proto: ``ModelProto.graph`` = 7; ``GraphProto.no
 from __future__ import annotations
 
 import mmap
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
+from modelconv import protowire as pw
+
 _MODEL_GRAPH = 7
 _GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_INPUT = 1, 5, 11
 _TENSOR_DATA_TYPE, _TENSOR_NAME = 2, 8
@@ -53,7 +54,8 @@ def skim_graph(path: str | Path) -> SkimmedGraph:
         :class:`SkimmedGraph` when the file has no graph).
 
     Raises:
-        ValueError: the file is not a well-formed protobuf encoding.
+        ValueError: the file is not a well-formed protobuf encoding
+            (:class:`modelconv.protowire.ProtoError`).
         OSError: the file cannot be read.
     """
     import onnx
@@ -65,10 +67,10 @@ def skim_graph(path: str | Path) -> SkimmedGraph:
         # not closed explicitly: views of it may outlive this call in a traceback; the
         # mapping goes with its last reference
         mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    for number, graph in _fields(memoryview(mapped)):
+    for number, _, graph in pw.iter_fields(memoryview(mapped)):
         if number != _MODEL_GRAPH or not isinstance(graph, memoryview):
             continue
-        for item, body in _fields(graph):
+        for item, _, body in pw.iter_fields(graph):
             if not isinstance(body, memoryview):
                 continue
             if item == _GRAPH_NODE:
@@ -85,47 +87,9 @@ def skim_graph(path: str | Path) -> SkimmedGraph:
 def _name_and_type(tensor: memoryview) -> tuple[str, int]:
     """``name`` and ``data_type`` of an encoded TensorProto ("" and 0 when absent)."""
     name, data_type = "", 0
-    for number, value in _fields(tensor):
+    for number, _, value in pw.iter_fields(tensor):
         if number == _TENSOR_DATA_TYPE and isinstance(value, int):
             data_type = value
         elif number == _TENSOR_NAME and isinstance(value, memoryview):
             name = bytes(value).decode("utf-8", "replace")
     return name, data_type
-
-
-def _fields(data: memoryview) -> Iterator[tuple[int, int | memoryview]]:
-    """(field number, value) of each top-level field: an int for varints, a view (no copy)
-    of the payload for length-delimited fields, ``-1`` for fixed-width ones."""
-    i, end = 0, len(data)
-    while i < end:
-        key, i = _varint(data, i)
-        wire = key & 7
-        if wire == _VARINT:
-            value, i = _varint(data, i)
-            yield key >> 3, value
-        elif wire == _LEN:
-            size, i = _varint(data, i)
-            if i + size > end:
-                raise ValueError("truncated protobuf field")
-            yield key >> 3, data[i:i + size]
-            i += size
-        elif wire in (_I64, _I32):
-            i += 8 if wire == _I64 else 4
-            yield key >> 3, -1
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-    if i != end:
-        raise ValueError("truncated protobuf field")
-
-
-def _varint(data: memoryview, i: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if i >= len(data) or shift > 63:
-            raise ValueError("malformed protobuf varint")
-        byte = data[i]
-        value |= (byte & 0x7F) << shift
-        i += 1
-        if byte < 0x80:
-            return value, i
-        shift += 7

@@ -79,5 +79,5 @@ def test_a_truncated_or_empty_file_has_no_precision(tmp_path: Path) -> None:
     (tmp_path / "empty.onnx").write_bytes(b"")
     assert file_precision(tmp_path / "cut.onnx", "onnx") is None
     assert skim_graph(tmp_path / "empty.onnx").nodes == []
-    with pytest.raises(ValueError, match=r"truncated|malformed"):
+    with pytest.raises(ValueError, match=r"truncated|declares|varint"):
         skim_graph(tmp_path / "cut.onnx")
