@@ -100,19 +100,15 @@ LAZY_CAST_FROM = 1 << 16
 _PEAK_BLOCK = 1 << 22
 
 
-class LazyInt8:
+class LazyInt8(LazyCast):
     """Symmetric int8 values of ``source`` for ``scale`` (per channel along ``axis``, or
     per tensor when ``axis`` is None), computed each time they are read (by the writer,
     once): a large weight's int8 copy is never held while the rest of the model is built.
     """
 
     def __init__(self, source: np.ndarray, scale: np.ndarray, axis: int | None) -> None:
-        self.source, self.scale, self.axis = source, scale, axis
-        self.dtype = np.dtype(np.int8)
-        self.shape = tuple(source.shape)
-        self.size = int(source.size)
-        self.ndim = source.ndim
-        self.nbytes = self.size
+        super().__init__(source, np.dtype(np.int8))
+        self.scale, self.axis = scale, axis
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         """The int8 array."""
